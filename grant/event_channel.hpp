@@ -1,0 +1,63 @@
+// Narrow interface to event channels, with a real-Xen and a simulated implementation.
+//
+// One EventChannels handle owns many local ports and exposes a single fd to poll: readable when
+// some port has a pending event. pending() returns one such port and leaves it masked until
+// unmask(port), exactly like libxenevtchn; events arriving while masked are latched.
+#pragma once
+#include <cstdint>
+#include <expected>
+
+#include "grant/types.hpp"
+
+namespace pvback::grant {
+
+class EventChannels {
+ public:
+  virtual ~EventChannels() = default;
+
+  virtual int fd() const = 0;
+  // Backend side: binds to the frontend's unbound port. Returns the local port or an errno value.
+  virtual std::expected<EvtchnPort, int> bind_interdomain(DomId remote, EvtchnPort remote_port) = 0;
+  // Frontend side: a new port that `remote` may bind to.
+  virtual std::expected<EvtchnPort, int> alloc_unbound(DomId remote) = 0;
+  // Returns 0 or an errno value. Never blocks and never passes through a daemon.
+  virtual int notify(EvtchnPort local) = 0;
+  // A port with a pending event (now masked), or an errno value (EAGAIN if none).
+  virtual std::expected<EvtchnPort, int> pending() = 0;
+  virtual int unmask(EvtchnPort local) = 0;
+  virtual int unbind(EvtchnPort local) = 0;
+};
+
+// RAII ownership of one bound or allocated local port.
+class BoundPort {
+ public:
+  BoundPort() = default;
+  BoundPort(EventChannels& channels, EvtchnPort port) : channels_(&channels), port_(port) {}
+  BoundPort(const BoundPort&) = delete;
+  BoundPort& operator=(const BoundPort&) = delete;
+  BoundPort(BoundPort&& o) noexcept : channels_(o.channels_), port_(o.port_) { o.channels_ = nullptr; }
+  BoundPort& operator=(BoundPort&& o) noexcept {
+    if (this != &o) {
+      reset();
+      channels_ = o.channels_;
+      port_ = o.port_;
+      o.channels_ = nullptr;
+    }
+    return *this;
+  }
+  ~BoundPort() { reset(); }
+
+  EvtchnPort port() const { return port_; }
+  explicit operator bool() const { return channels_ != nullptr; }
+  int notify() const { return channels_->notify(port_); }
+  void reset() noexcept {
+    if (channels_ != nullptr) channels_->unbind(port_);
+    channels_ = nullptr;
+  }
+
+ private:
+  EventChannels* channels_ = nullptr;
+  EvtchnPort port_ = 0;
+};
+
+}  // namespace pvback::grant

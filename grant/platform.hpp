@@ -1,0 +1,43 @@
+// Runtime choice between real Xen and the simulated hypervisor.
+//
+// Selected by PlatformConfig (usually from the environment: PVBACK_PLATFORM=xen|sim,
+// PVBACK_SIM_DIR=<run dir of pvback-sim>, PVBACK_DOMID=<this process's domain, default 0>).
+// Everything above this layer receives the interfaces and cannot tell which one it runs on.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "grant/event_channel.hpp"
+#include "grant/grant_table.hpp"
+
+namespace pvback::grant {
+
+struct PlatformConfig {
+  enum class Kind { Xen, Sim };
+  Kind kind = Kind::Xen;
+  std::string sim_dir;  // run directory of pvback-sim (Kind::Sim only)
+  DomId self = 0;       // the domain this process acts as
+
+  // Reads PVBACK_PLATFORM, PVBACK_SIM_DIR and PVBACK_DOMID; without PVBACK_PLATFORM it picks
+  // Xen when /dev/xen/gntdev exists and the simulation when PVBACK_SIM_DIR is set.
+  static PlatformConfig from_env();
+  // The XenStore socket the real libxenstore should use (exported as XENSTORED_PATH), or
+  // empty to let libxenstore use its default (real Xen).
+  std::string xenstore_path() const;
+};
+
+class Platform {
+ public:
+  explicit Platform(PlatformConfig config);
+  const PlatformConfig& config() const { return config_; }
+
+  // Each call opens a new handle (one per thread or queue is the intended use).
+  std::unique_ptr<GrantMapper> open_mapper() const;
+  std::unique_ptr<GrantSharer> open_sharer() const;
+  std::unique_ptr<EventChannels> open_event_channels() const;
+
+ private:
+  PlatformConfig config_;
+};
+
+}  // namespace pvback::grant
