@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what pvback needs to build and test on Debian 12 (bookworm). Idempotent: packages
+# already present are skipped without touching the network.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libxen-dev xenstore-utils     # real libxengnttab/libxenevtchn/libxenstore + CLIs for tests
+  liburing-dev                  # blkback data path
+  libgtest-dev googletest       # tests
+  dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds the release and the ASan+UBSan flavour,
+# and runs every default-tier test (labels unit, sim) in both. Long tiers (e2e) are opt-in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+start=$(date +%s)
+
+status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for flavour in release asan; do
+  scripts/build.sh "$flavour"
+  dir=build; [ "$flavour" = asan ] && dir=build-asan
+  echo "=== tests ($flavour) ==="
+  # halt_on_error makes any ASan/UBSan finding fail the test that triggered it.
+  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$dir" -L 'unit|sim' --output-on-failure -j2 --timeout 300 2>&1 | tee -a "$log" \
+    || status=1
+done
+# One closing line over both flavours, from ctest's own summaries.
+read -r passed failed < <(awk '/tests passed, [0-9]+ tests? failed out of/ {
+    total += $(NF); failed += $4 } END { print total - failed, failed + 0 }' "$log")
+echo "test.sh: finished in $(( $(date +%s) - start ))s"
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ] || status=1
+exit $status
