@@ -1,0 +1,49 @@
+// The whole simulated hypervisor in one object: the XenStore server and the domain manager
+// (grant tables, event channels), each on its own thread, wired together the way a toolstack
+// would: creating a domain writes its /local/domain/<domid> subtree and INTRODUCEs it;
+// destroying it RELEASEs it (@releaseDomain) and removes the subtree.
+//
+// Used by the pvback-sim daemon and by in-process tests.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "grant/platform.hpp"
+
+struct xs_handle;
+
+namespace pvback::sim {
+
+class XenStoreServer;
+class DomainManager;
+
+class SimHypervisor {
+ public:
+  // Serves in `run_dir` (created if needed). Both servers accept connections when this returns.
+  explicit SimHypervisor(std::filesystem::path run_dir);
+  ~SimHypervisor();
+  SimHypervisor(const SimHypervisor&) = delete;
+  SimHypervisor& operator=(const SimHypervisor&) = delete;
+
+  const std::filesystem::path& run_dir() const { return run_dir_; }
+  // The platform a process acting as domain `self` uses to reach this hypervisor.
+  grant::PlatformConfig platform(DomId self) const;
+
+ private:
+  void domain_created(DomId domid, const std::string& name);
+  void domain_destroyed(DomId domid);
+  xs_handle* toolstack();
+
+  std::filesystem::path run_dir_;
+  std::unique_ptr<XenStoreServer> xenstore_;
+  std::unique_ptr<DomainManager> domains_;
+  std::thread xenstore_thread_;
+  std::thread domains_thread_;
+  std::mutex toolstack_mutex_;
+  xs_handle* toolstack_ = nullptr;  // Dom0 connection the hooks use, opened on first use
+};
+
+}  // namespace pvback::sim
