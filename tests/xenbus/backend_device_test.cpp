@@ -1,0 +1,351 @@
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "tests/xenbus/sim_fixture.hpp"
+#include "xenbus/backend_device.hpp"
+#include "xenbus/xenstore.hpp"
+
+namespace pvback::xenbus {
+namespace {
+
+constexpr const char* kBackend = "/local/domain/0/backend/vbd/5/768";
+constexpr const char* kFrontend = "/local/domain/5/device/vbd/768";
+
+// Records what the state machine asked of it; connect() can be told to fail.
+struct FakeDriver : BackendDriver {
+  int advertise(XenStore& xs, const std::string& backend_path) override {
+    ++advertised;
+    state_when_advertising = xs.read(backend_path + "/state").value_or("");
+    return advertise_result != 0 ? advertise_result : xs.write(backend_path + "/feature-test", "1");
+  }
+  int connect(XenStore& xs, const std::string& frontend_path) override {
+    ++connects;
+    connected_to = frontend_path;
+    ring_ref_seen = xs.read(frontend_path + "/ring-ref").value_or("");
+    return connect_result;
+  }
+  void disconnect() override { ++disconnects; }
+
+  int advertise_result = 0;
+  int connect_result = 0;
+  int advertised = 0;
+  int connects = 0;
+  int disconnects = 0;
+  std::string state_when_advertising;
+  std::string connected_to;
+  std::string ring_ref_seen;
+};
+
+class BackendDeviceSim : public testing::SimXenStoreTest {
+ protected:
+  void SetUp() override {
+    SimXenStoreTest::SetUp();
+    backend_xs_ = connect();
+    frontend_ = connect();      // the scripted frontend (and toolstack)
+    ASSERT_TRUE(backend_xs_ && frontend_);
+  }
+
+  // What the toolstack writes before it starts a backend.
+  void create_device(const std::string& frontend_id = "5", const std::string& frontend_path = kFrontend) {
+    const std::string be = kBackend;
+    ASSERT_EQ(frontend_.write(be + "/frontend", frontend_path), 0);
+    ASSERT_EQ(frontend_.write(be + "/frontend-id", frontend_id), 0);
+    ASSERT_EQ(frontend_.write(be + "/online", "1"), 0);
+    ASSERT_EQ(frontend_.write(be + "/state", "1"), 0);
+    const std::string fe = kFrontend;
+    ASSERT_EQ(frontend_.write(fe + "/backend", be), 0);
+    ASSERT_EQ(frontend_.write(fe + "/backend-id", "0"), 0);
+    ASSERT_EQ(frontend_.write(fe + "/state", "1"), 0);
+  }
+
+  void start_device() {
+    create_device();
+    device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+    device_->set_on_removed([this] { ++removed_callbacks_; });
+    ASSERT_EQ(device_->start(), 0);
+  }
+
+  bool wait_for(const std::function<bool()>& done) {
+    return pump_until(device_->fd(), [this] { device_->handle_events(); }, done);
+  }
+  bool wait_for_state(State state) {
+    return wait_for([&] { return device_->state() == state; });
+  }
+
+  void set_frontend_state(State state) {
+    ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/state", std::to_string(static_cast<int>(state))), 0);
+  }
+  std::string backend_node(const std::string& key) {
+    return frontend_.read(std::string(kBackend) + "/" + key).value_or("<missing>");
+  }
+
+  void connect_frontend() {
+    ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/ring-ref", "8"), 0);
+    set_frontend_state(XenbusStateInitialised);
+    ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+    set_frontend_state(XenbusStateConnected);
+  }
+
+  // Makes sure every event caused so far has been handled: the marker write is ordered after them.
+  void settle() {
+    const std::string marker = std::string(kBackend) + "/test-marker";
+    const std::string value = std::to_string(++marker_count_);
+    ASSERT_EQ(frontend_.write(marker, value), 0);
+    ASSERT_TRUE(wait_for([&] { return backend_xs_.read(marker).value_or("") == value && drain_once(); }));
+  }
+  bool drain_once() {
+    device_->handle_events();
+    return backend_xs_.read_watch().error() == EAGAIN;
+  }
+
+  XenStore backend_xs_;
+  XenStore frontend_;
+  FakeDriver driver_;
+  std::unique_ptr<BackendDevice> device_;
+  int removed_callbacks_ = 0;
+  int marker_count_ = 0;
+};
+
+TEST_F(BackendDeviceSim, AdvertisesThenWaitsForFrontend) {
+  start_device();
+  EXPECT_EQ(driver_.advertised, 1);
+  EXPECT_EQ(driver_.state_when_advertising, "1") << "features must be written before InitWait";
+  EXPECT_EQ(backend_node("feature-test"), "1");
+  EXPECT_EQ(device_->state(), XenbusStateInitWait);
+  EXPECT_EQ(backend_node("state"), "2");
+  EXPECT_EQ(device_->frontend_path(), kFrontend);
+  EXPECT_EQ(device_->name(), "vbd 5/768");
+  settle();
+  EXPECT_EQ(driver_.connects, 0) << "frontend is still Initialising";
+}
+
+TEST_F(BackendDeviceSim, FullHandshakeReachesConnected) {
+  start_device();
+  connect_frontend();
+  EXPECT_EQ(driver_.connects, 1);
+  EXPECT_EQ(driver_.connected_to, kFrontend);
+  EXPECT_EQ(driver_.ring_ref_seen, "8");
+  EXPECT_EQ(backend_node("state"), "4");
+  EXPECT_TRUE(device_->driver_connected());
+  settle();
+  EXPECT_EQ(driver_.connects, 1) << "frontend Connected after backend Connected must not reconnect";
+  EXPECT_EQ(device_->state(), XenbusStateConnected);
+  EXPECT_FALSE(device_->removed());
+}
+
+TEST_F(BackendDeviceSim, FrontendAlreadyConnectedWhenBackendStarts) {
+  create_device();
+  ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/state", "3"), 0);
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  ASSERT_EQ(device_->start(), 0);
+  EXPECT_EQ(device_->state(), XenbusStateConnected);
+  EXPECT_EQ(driver_.connects, 1);
+}
+
+TEST_F(BackendDeviceSim, ConnectFailureWritesErrorAndCloses) {
+  driver_.connect_result = ENOMEM;
+  start_device();
+  set_frontend_state(XenbusStateInitialised);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  EXPECT_EQ(backend_node("state"), "5");
+  EXPECT_EQ(backend_node("error").rfind(std::to_string(ENOMEM) + " ", 0), 0u) << backend_node("error");
+  EXPECT_GE(driver_.disconnects, 1) << "a partial connect must be undone";
+  EXPECT_FALSE(device_->driver_connected());
+  settle();
+  EXPECT_EQ(driver_.connects, 1) << "no retry loop on our own state writes";
+
+  // The frontend acknowledges by closing; once it comes back, connecting works again.
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  driver_.connect_result = 0;
+  set_frontend_state(XenbusStateInitialising);
+  ASSERT_TRUE(wait_for_state(XenbusStateInitWait));
+  connect_frontend();
+  EXPECT_EQ(driver_.connects, 2);
+  EXPECT_EQ(backend_node("error"), "<missing>") << "a successful connect clears the stale error";
+}
+
+TEST_F(BackendDeviceSim, FrontendCloseClosesBackend) {
+  start_device();
+  connect_frontend();
+  const int disconnects_before = driver_.disconnects;
+  set_frontend_state(XenbusStateClosing);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  EXPECT_EQ(backend_node("state"), "5");
+  EXPECT_GT(driver_.disconnects, disconnects_before);
+  EXPECT_FALSE(device_->driver_connected());
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  EXPECT_EQ(backend_node("state"), "6");
+  settle();
+  EXPECT_FALSE(device_->removed()) << "online=1: the frontend may come back";
+  EXPECT_EQ(removed_callbacks_, 0);
+}
+
+TEST_F(BackendDeviceSim, ReconnectAfterFrontendClosed) {
+  start_device();
+  connect_frontend();
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  EXPECT_GE(driver_.disconnects, 1);
+  set_frontend_state(XenbusStateInitialising);
+  ASSERT_TRUE(wait_for_state(XenbusStateInitWait));
+  EXPECT_EQ(backend_node("state"), "2");
+  connect_frontend();
+  EXPECT_EQ(driver_.connects, 2);
+  EXPECT_EQ(backend_node("state"), "4");
+  EXPECT_EQ(driver_.advertised, 1);
+}
+
+TEST_F(BackendDeviceSim, HotUnplugRemovesDevice) {
+  start_device();
+  connect_frontend();
+  ASSERT_EQ(frontend_.rm(kBackend), 0);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_EQ(removed_callbacks_, 1);
+  EXPECT_GE(driver_.disconnects, 1);
+  EXPECT_FALSE(device_->driver_connected());
+  EXPECT_FALSE(frontend_.exists(kBackend).value()) << "the backend must not recreate its removed node";
+}
+
+TEST_F(BackendDeviceSim, FrontendVanishingRemovesDevice) {
+  start_device();
+  connect_frontend();
+  ASSERT_EQ(frontend_.rm(kFrontend), 0);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_EQ(removed_callbacks_, 1);
+  EXPECT_FALSE(device_->driver_connected());
+  EXPECT_EQ(backend_node("state"), "6");
+}
+
+TEST_F(BackendDeviceSim, FrontendDomainVanishingRemovesDevice) {
+  start_device();
+  connect_frontend();
+  ASSERT_EQ(frontend_.rm("/local/domain/5"), 0);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_FALSE(device_->driver_connected());
+  EXPECT_EQ(removed_callbacks_, 1);
+}
+
+TEST_F(BackendDeviceSim, ClosedWhileOfflineRemovesDevice) {
+  start_device();
+  connect_frontend();
+  // The toolstack's detach: online=0, then the frontend closes.
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/online", "0"), 0);
+  settle();
+  EXPECT_FALSE(device_->removed()) << "still connected";
+  set_frontend_state(XenbusStateClosing);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_EQ(backend_node("state"), "6");
+  EXPECT_EQ(removed_callbacks_, 1);
+}
+
+TEST_F(BackendDeviceSim, OfflineAfterCloseRemovesDevice) {
+  start_device();
+  connect_frontend();
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  settle();
+  EXPECT_FALSE(device_->removed());
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/online", "0"), 0);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+}
+
+class BogusFrontendState : public BackendDeviceSim, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(BogusFrontendState, IsAnErrorNotACrash) {
+  start_device();
+  connect_frontend();
+  ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/state", GetParam()), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  EXPECT_FALSE(device_->driver_connected());
+  EXPECT_NE(backend_node("error"), "<missing>");
+  EXPECT_FALSE(device_->removed());
+  settle();
+  EXPECT_EQ(driver_.connects, 1);
+  // A frontend that recovers goes through Closed and can connect again.
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  set_frontend_state(XenbusStateInitialising);
+  ASSERT_TRUE(wait_for_state(XenbusStateInitWait));
+  connect_frontend();
+  EXPECT_EQ(driver_.connects, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Values, BogusFrontendState,
+                         ::testing::Values("abc", "9", "-1", "", "04", " 4", "4\n", "99999999999999999999999999",
+                                           std::string(4000, '7'), std::string("4\0", 2)));
+
+TEST_F(BackendDeviceSim, UnknownFrontendStateRemovesDevice) {
+  start_device();
+  connect_frontend();
+  set_frontend_state(XenbusStateUnknown);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_FALSE(device_->driver_connected());
+}
+
+TEST_F(BackendDeviceSim, StartRejectsBogusToolstackValues) {
+  struct Case {
+    std::string frontend_id;
+    std::string frontend_path;
+  };
+  const std::vector<Case> cases{
+      {"abc", kFrontend},
+      {"6", kFrontend},  // does not match the domid in the backend path
+      {"99999999999999999999", kFrontend},
+      {"-5", kFrontend},
+      {"5", "/local/domain/6/device/vbd/768"},
+      {"5", "/local/domain/5/device/../../0/backend"},
+      {"5", "/local/domain/5"},
+      {"5", "relative/path"},
+  };
+  for (const auto& c : cases) {
+    create_device(c.frontend_id, c.frontend_path);
+    FakeDriver driver;
+    BackendDevice device(backend_xs_, kBackend, driver);
+    EXPECT_EQ(device.start(), EINVAL) << c.frontend_id << " " << c.frontend_path;
+    EXPECT_EQ(driver.advertised, 0);
+    EXPECT_EQ(backend_node("state"), "1");
+  }
+  FakeDriver driver;
+  BackendDevice not_a_backend(backend_xs_, "/local/domain/0/backend/vbd", driver);
+  EXPECT_EQ(not_a_backend.start(), EINVAL);
+  BackendDevice missing(backend_xs_, "/local/domain/0/backend/vbd/9/51712", driver);
+  EXPECT_EQ(missing.start(), ENOENT);
+}
+
+TEST_F(BackendDeviceSim, AdvertiseFailureCloses) {
+  create_device();
+  driver_.advertise_result = EIO;
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  EXPECT_EQ(device_->start(), EIO);
+  EXPECT_EQ(device_->state(), XenbusStateClosing);
+  EXPECT_EQ(backend_node("state"), "5");
+  EXPECT_NE(backend_node("error"), "<missing>");
+}
+
+TEST_F(BackendDeviceSim, WatchFloodIsCoalesced) {
+  start_device();
+  connect_frontend();
+  for (int i = 0; i < 500; ++i)
+    ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/state", "4"), 0);
+  settle();
+  EXPECT_EQ(driver_.connects, 1);
+  EXPECT_EQ(device_->state(), XenbusStateConnected);
+}
+
+TEST_F(BackendDeviceSim, DestructorDisconnectsConnectedDriver) {
+  start_device();
+  connect_frontend();
+  const int before = driver_.disconnects;
+  device_.reset();
+  EXPECT_EQ(driver_.disconnects, before + 1);
+}
+
+}  // namespace
+}  // namespace pvback::xenbus

@@ -1,0 +1,115 @@
+// The XenBus handshake of one backend device, independent of the device type.
+//
+// The toolstack creates the backend node /local/domain/<backend-domid>/backend/<type>/<frontend-
+// domid>/<devid> (with "frontend", "frontend-id", "online", "state") and the frontend's node; this
+// class then drives the backend side of the XenbusState protocol the way Linux frontends expect:
+//
+//   start():              driver.advertise() -> InitWait
+//   frontend Initialised or Connected, backend InitWait (or Closed: reconnect):
+//                         driver.connect() -> Connected   (failure: "error" node, Closing)
+//   frontend Closing:     driver.disconnect() -> Closing
+//   frontend Closed:      driver.disconnect() -> Closed; removed if "online" is not 1
+//   frontend Initialising while Closed:                    -> InitWait (frontend reconnecting)
+//   frontend state node gone / Unknown:  driver.disconnect() -> Closed, removed
+//   backend node removed (hot unplug):   driver.disconnect(), removed
+//
+// It is level-triggered: any watch event makes it re-read the frontend state, "online" and the
+// backend node and act on the current values, so coalesced or missed intermediate states do not
+// matter, and a flood of watch events costs one evaluation per handle_events() call.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "grant/types.hpp"
+#include "xenbus/state.hpp"
+#include "xenbus/xenstore.hpp"
+
+namespace pvback::xenbus {
+
+// Implemented by each device type (blkback, netback).
+struct BackendDriver {
+  virtual ~BackendDriver() = default;
+  // Writes feature-* and other keys the frontend reads before it initialises.
+  virtual int advertise(XenStore& xs, const std::string& backend_path) = 0;
+  // Reads ring-ref/event-channel etc. from the frontend and maps the rings. 0 or an errno value.
+  virtual int connect(XenStore& xs, const std::string& frontend_path) = 0;
+  // Unmaps and unbinds; must be idempotent.
+  virtual void disconnect() = 0;
+};
+
+// The pieces of a backend path: /local/domain/<backend_domid>/backend/<type>/<frontend_domid>/<devid>.
+struct BackendPath {
+  DomId backend_domid = 0;
+  std::string type;
+  DomId frontend_domid = 0;
+  std::string devid;
+};
+
+// Validates and splits a backend path; EINVAL if it does not have the shape above or a domid is
+// not a valid domain id.
+std::expected<BackendPath, int> parse_backend_path(std::string_view path);
+
+// True if `frontend_path` is /local/domain/<frontend_domid>/device/<...> with plain components
+// (no empty, "." or ".." component).
+bool valid_frontend_path(std::string_view frontend_path, DomId frontend_domid);
+
+class BackendDevice {
+ public:
+  // Nothing happens until start(). `xs` and `driver` must outlive the device.
+  BackendDevice(XenStore& xs, std::string backend_path, BackendDriver& driver);
+  BackendDevice(const BackendDevice&) = delete;
+  BackendDevice& operator=(const BackendDevice&) = delete;
+  // Unwatches, and disconnects the driver if it is still connected.
+  ~BackendDevice();
+
+  // Reads and validates "frontend"/"frontend-id", registers the watches, advertises and switches
+  // to InitWait, then acts on the frontend's current state. 0 or an errno value (EINVAL for bogus
+  // toolstack values, ENOENT if the backend node does not exist).
+  int start();
+
+  // The XenStore connection's fd: poll it for readability, then call handle_events().
+  int fd() const { return xs_.fd(); }
+  // Drains all pending watch events and runs the state machine once if any concerned this device.
+  // Events for other watches on the same connection are dropped. Never throws.
+  void handle_events();
+  // Re-reads everything and acts on it, as a watch event would.
+  void evaluate();
+
+  State state() const { return state_; }
+  bool removed() const { return removed_; }
+  bool driver_connected() const { return driver_connected_; }
+  // Called once when the device goes away (hot unplug, frontend gone, closed while offline).
+  void set_on_removed(std::function<void()> callback) { on_removed_ = std::move(callback); }
+
+  const std::string& backend_path() const { return backend_path_; }
+  const std::string& frontend_path() const { return frontend_path_; }
+  const std::string& name() const { return name_; }  // "vbd 5/768", for logs
+
+ private:
+  void switch_state(State next);
+  void fail(int error, const char* what);  // "error" node, disconnect, Closing
+  void disconnect_driver();
+  void try_connect();
+  void mark_removed(const char* why, bool backend_node_present);
+  void unwatch_all();
+
+  XenStore& xs_;
+  std::string backend_path_;
+  BackendDriver& driver_;
+  std::string name_;
+  std::string frontend_path_;
+  DomId frontend_domid_ = 0;
+  std::string backend_token_;
+  std::string frontend_token_;
+  bool watching_ = false;
+  bool started_ = false;
+  bool removed_ = false;
+  bool driver_connected_ = false;
+  State state_ = XenbusStateInitialising;
+  std::optional<std::string> last_bad_frontend_state_;
+  std::function<void()> on_removed_;
+};
+
+}  // namespace pvback::xenbus

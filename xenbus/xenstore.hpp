@@ -1,0 +1,114 @@
+// A XenStore connection on the real libxenstore (the same library talks to xenstored on Xen and to
+// the simulator's server through XENSTORED_PATH).
+//
+// Every operation reports failure as an errno value (ENOENT, EACCES, EAGAIN, ...) instead of
+// throwing: backends call these while handling watches and a misbehaving peer must never be able
+// to unwind a daemon. Values come from other domains, so the integer readers parse strictly.
+#pragma once
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "grant/types.hpp"
+
+struct xs_handle;
+
+namespace pvback::xenbus {
+
+// A transaction id; the default (XBT_NULL) means "outside any transaction".
+struct Txn {
+  std::uint32_t id = 0;
+};
+
+enum class PermAccess : std::uint8_t { None = 0, Read = 1, Write = 2, ReadWrite = 3 };
+
+// One entry of a node's permission list. As in XenStore, the first entry names the owner and
+// gives the access of every domain not listed after it.
+struct Permission {
+  DomId domid = 0;
+  PermAccess access = PermAccess::None;
+  bool operator==(const Permission&) const = default;
+};
+
+struct WatchEvent {
+  std::string path;   // the node that changed (may be below the watched path)
+  std::string token;
+};
+
+// Strict decimal parsing of XenStore values: no sign for unsigned, no whitespace, no trailing
+// characters, no empty string. EINVAL for malformed input, ERANGE for out-of-range values.
+std::expected<std::uint64_t, int> parse_uint(std::string_view text, std::uint64_t max = UINT64_MAX);
+std::expected<std::int64_t, int> parse_int(std::string_view text, std::int64_t min = INT64_MIN,
+                                           std::int64_t max = INT64_MAX);
+
+class XenStore {
+ public:
+  // Bounded so a path that is hammered by another writer cannot keep us retrying forever.
+  static constexpr unsigned kDefaultTransactionAttempts = 16;
+
+  // Connects to the XenStore daemon. With a non-empty `socket_path`, XENSTORED_PATH is set to it
+  // for the duration of xs_open (and restored afterwards); otherwise libxenstore's default applies
+  // (XENSTORED_PATH from the environment, then the local socket, then /dev/xen/xenbus).
+  static std::expected<XenStore, int> open(const std::string& socket_path = {});
+
+  XenStore() = default;
+  XenStore(const XenStore&) = delete;
+  XenStore& operator=(const XenStore&) = delete;
+  XenStore(XenStore&& other) noexcept;
+  XenStore& operator=(XenStore&& other) noexcept;
+  ~XenStore();
+
+  explicit operator bool() const { return handle_ != nullptr; }
+
+  std::expected<std::string, int> read(const std::string& path, Txn txn = {}) const;
+  std::expected<std::uint64_t, int> read_uint(const std::string& path, std::uint64_t max = UINT64_MAX,
+                                              Txn txn = {}) const;
+  std::expected<std::int64_t, int> read_int(const std::string& path, std::int64_t min = INT64_MIN,
+                                            std::int64_t max = INT64_MAX, Txn txn = {}) const;
+  // True if the node exists, false on ENOENT; other errors are returned.
+  std::expected<bool, int> exists(const std::string& path, Txn txn = {}) const;
+  std::expected<std::vector<std::string>, int> directory(const std::string& path, Txn txn = {}) const;
+
+  // The int-returning calls give 0 on success, an errno value otherwise.
+  int write(const std::string& path, std::string_view value, Txn txn = {});
+  int mkdir(const std::string& path, Txn txn = {});
+  // Removes the node and its children. A node that is already gone is not an error.
+  int rm(const std::string& path, Txn txn = {});
+
+  std::expected<std::vector<Permission>, int> get_permissions(const std::string& path, Txn txn = {}) const;
+  int set_permissions(const std::string& path, std::span<const Permission> perms, Txn txn = {});
+
+  std::expected<Txn, int> transaction_start();
+  // 0 on commit; EAGAIN if a conflicting change means the transaction must be redone.
+  int transaction_end(Txn txn, bool abort);
+
+  // Runs `body` in a transaction and commits it, redoing both when the commit reports EAGAIN, at
+  // most `max_attempts` times. A non-zero return from `body` aborts the transaction and is
+  // returned. `attempts`, if given, receives how many times `body` ran.
+  int transact(const std::function<int(Txn)>& body, unsigned max_attempts = kDefaultTransactionAttempts,
+               unsigned* attempts = nullptr);
+
+  // XenStore fires each watch once right after it is registered.
+  int watch(const std::string& path, const std::string& token);
+  int unwatch(const std::string& path, const std::string& token);
+
+  // Becomes readable when watch events are pending; -1 if not connected.
+  int fd() const;
+  // Next pending watch event without blocking. EAGAIN when nothing is pending.
+  std::expected<WatchEvent, int> read_watch();
+
+  xs_handle* native() const { return handle_; }
+
+ private:
+  explicit XenStore(xs_handle* handle) : handle_(handle) {}
+  void close();
+
+  xs_handle* handle_ = nullptr;
+};
+
+}  // namespace pvback::xenbus
