@@ -11,13 +11,14 @@
 //  - the producer index written by the other end is checked before it is used: an index claiming
 //    more outstanding requests than the ring holds means the peer is broken or malicious and the
 //    device must be disconnected rather than looped over (XSA-39); unconsumed_requests() and
-//    final_check_for_requests() return RingError::ProducerOverflow for that;
+//    final_check_for_requests() return kErrProducerOverflow (EPROTO) for that;
 //  - responses are written as whole, fully initialised objects (the wire types have no implicit
 //    padding, see blkif.hpp/netif.hpp), so nothing of ours leaks into the guest (XSA-216).
 #pragma once
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -42,12 +43,12 @@ struct SharedRingHeader {
 static_assert(sizeof(SharedRingHeader) == 64);
 inline constexpr std::size_t kSharedRingHeaderSize = sizeof(SharedRingHeader);
 
-enum class RingError : std::uint8_t {
-  // The peer's producer index claims more outstanding entries than the ring can hold.
-  ProducerOverflow,
-  // attach/initialise was given no memory or too little for a single entry.
-  InvalidArea,
-};
+// Errors are errno values, as in the grant layer, so callers handle every layer alike.
+// The peer's producer index claims more outstanding entries than the ring can hold: the peer is
+// broken or malicious, disconnect the device.
+inline constexpr int kErrProducerOverflow = EPROTO;
+// attach/initialise was given no memory, or too little for a single entry.
+inline constexpr int kErrInvalidArea = EINVAL;
 
 // Largest power of two <= x (0 for 0): what __RD32 computes.
 constexpr RingIdx round_down_pow2(std::size_t x) {
@@ -136,10 +137,10 @@ class RingBase {
   RingBase() = default;
   RingBase(std::byte* base, RingIdx size) noexcept : base_(base), size_(size) {}
 
-  static std::expected<RingIdx, RingError> checked_size(const void* area, std::size_t pages) noexcept {
-    if (area == nullptr || pages == 0 || pages > kMaxRingPages) return std::unexpected(RingError::InvalidArea);
+  static std::expected<RingIdx, int> checked_size(const void* area, std::size_t pages) noexcept {
+    if (area == nullptr || pages == 0 || pages > kMaxRingPages) return std::unexpected(kErrInvalidArea);
     RingIdx size = ring_size_for_pages<Req, Rsp>(pages);
-    if (size == 0) return std::unexpected(RingError::InvalidArea);
+    if (size == 0) return std::unexpected(kErrInvalidArea);
     return size;
   }
 
@@ -181,7 +182,7 @@ class BackRing : public detail::RingBase<Req, Rsp> {
 
   // Attaches to a shared ring the frontend initialised: `pages` contiguous Xen pages at `area`.
   // `start` is where both private indices begin (0 for a fresh ring; BACK_RING_ATTACH's _i).
-  static std::expected<BackRing, RingError> attach(void* area, std::size_t pages, RingIdx start = 0) noexcept {
+  static std::expected<BackRing, int> attach(void* area, std::size_t pages, RingIdx start = 0) noexcept {
     auto size = Base::checked_size(area, pages);
     if (!size) return std::unexpected(size.error());
     return BackRing(static_cast<std::byte*>(area), *size, start);
@@ -197,10 +198,10 @@ class BackRing : public detail::RingBase<Req, Rsp> {
   }
   bool requests_overflow() const noexcept { return requests_overflow(this->shared_req_prod()); }
 
-  // Requests published and not yet consumed, or ProducerOverflow (disconnect the device).
-  std::expected<RingIdx, RingError> unconsumed_requests() const noexcept {
+  // Requests published and not yet consumed, or kErrProducerOverflow (disconnect the device).
+  std::expected<RingIdx, int> unconsumed_requests() const noexcept {
     RingIdx prod = this->shared_req_prod();
-    if (requests_overflow(prod)) return std::unexpected(RingError::ProducerOverflow);
+    if (requests_overflow(prod)) return std::unexpected(kErrProducerOverflow);
     return static_cast<RingIdx>(prod - req_cons_);
   }
 
@@ -243,7 +244,7 @@ class BackRing : public detail::RingBase<Req, Rsp> {
   // Before going idle: if nothing is pending, ask for a notification at the next request and
   // re-check, so a request published concurrently is not missed (RING_FINAL_CHECK_FOR_REQUESTS).
   // true: more work; false: sleep until notified; error: disconnect.
-  [[nodiscard]] std::expected<bool, RingError> final_check_for_requests() noexcept {
+  [[nodiscard]] std::expected<bool, int> final_check_for_requests() noexcept {
     auto pending = unconsumed_requests();
     if (!pending) return std::unexpected(pending.error());
     if (*pending != 0) return true;
@@ -278,7 +279,7 @@ class FrontRing : public detail::RingBase<Req, Rsp> {
 
   // Initialises the shared header (SHARED_RING_INIT) and attaches. `start` lets tests begin with
   // indices just below 2^32; real frontends use 0.
-  static std::expected<FrontRing, RingError> initialise(void* area, std::size_t pages, RingIdx start = 0) noexcept {
+  static std::expected<FrontRing, int> initialise(void* area, std::size_t pages, RingIdx start = 0) noexcept {
     auto size = Base::checked_size(area, pages);
     if (!size) return std::unexpected(size.error());
     auto* base = static_cast<std::byte*>(area);
@@ -291,7 +292,7 @@ class FrontRing : public detail::RingBase<Req, Rsp> {
   }
 
   // Attaches to an already initialised ring (FRONT_RING_ATTACH).
-  static std::expected<FrontRing, RingError> attach(void* area, std::size_t pages, RingIdx start = 0) noexcept {
+  static std::expected<FrontRing, int> attach(void* area, std::size_t pages, RingIdx start = 0) noexcept {
     auto size = Base::checked_size(area, pages);
     if (!size) return std::unexpected(size.error());
     return FrontRing(static_cast<std::byte*>(area), *size, start);
@@ -321,9 +322,9 @@ class FrontRing : public detail::RingBase<Req, Rsp> {
     return static_cast<RingIdx>(rsp_prod - rsp_cons_) > this->size_;
   }
 
-  std::expected<RingIdx, RingError> unconsumed_responses() const noexcept {
+  std::expected<RingIdx, int> unconsumed_responses() const noexcept {
     RingIdx prod = this->shared_rsp_prod();
-    if (responses_overflow(prod)) return std::unexpected(RingError::ProducerOverflow);
+    if (responses_overflow(prod)) return std::unexpected(kErrProducerOverflow);
     return static_cast<RingIdx>(prod - rsp_cons_);
   }
 
@@ -338,7 +339,7 @@ class FrontRing : public detail::RingBase<Req, Rsp> {
     return copy_response<T>(rsp_cons_++);
   }
 
-  [[nodiscard]] std::expected<bool, RingError> final_check_for_responses() noexcept {
+  [[nodiscard]] std::expected<bool, int> final_check_for_responses() noexcept {
     auto pending = unconsumed_responses();
     if (!pending) return std::unexpected(pending.error());
     if (*pending != 0) return true;

@@ -52,10 +52,10 @@ TEST(RingGeometry, SizeIsPowerOfTwoRoundedDownPerOrder) {
 
 TEST(RingGeometry, AttachRejectsMissingArea) {
   SharedArea area(1);
-  EXPECT_EQ(Ring::Back::attach(nullptr, 1).error(), RingError::InvalidArea);
-  EXPECT_EQ(Ring::Back::attach(area.data(), 0).error(), RingError::InvalidArea);
-  EXPECT_EQ(Ring::Front::initialise(nullptr, 1).error(), RingError::InvalidArea);
-  EXPECT_EQ(Ring::Front::attach(area.data(), 0).error(), RingError::InvalidArea);
+  EXPECT_EQ(Ring::Back::attach(nullptr, 1).error(), kErrInvalidArea);
+  EXPECT_EQ(Ring::Back::attach(area.data(), 0).error(), kErrInvalidArea);
+  EXPECT_EQ(Ring::Front::initialise(nullptr, 1).error(), kErrInvalidArea);
+  EXPECT_EQ(Ring::Front::attach(area.data(), 0).error(), kErrInvalidArea);
   auto back = Ring::Back::attach(area.data(), 1);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->size(), 128u);
@@ -165,14 +165,14 @@ TEST(RingOverflow, BogusReqProdIsDetected) {
 
     req_prod.store(start + 129);  // one more than the ring holds
     EXPECT_TRUE(back.requests_overflow());
-    EXPECT_EQ(back.unconsumed_requests().error(), RingError::ProducerOverflow);
-    EXPECT_EQ(back.final_check_for_requests().error(), RingError::ProducerOverflow);
+    EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
+    EXPECT_EQ(back.final_check_for_requests().error(), kErrProducerOverflow);
 
     req_prod.store(start - 1);  // moved backwards
-    EXPECT_EQ(back.unconsumed_requests().error(), RingError::ProducerOverflow);
+    EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
 
     req_prod.store(start + 0x80000000u);
-    EXPECT_EQ(back.unconsumed_requests().error(), RingError::ProducerOverflow);
+    EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
   }
 }
 
@@ -188,7 +188,7 @@ TEST(RingOverflow, UnansweredRequestsCountAgainstTheLimit) {
   req_prod.store(60 + 128);
   EXPECT_EQ(back.unconsumed_requests().value(), 88u);
   req_prod.store(60 + 129);  // only 89 beyond req_cons, but 129 unanswered
-  EXPECT_EQ(back.unconsumed_requests().error(), RingError::ProducerOverflow);
+  EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
 }
 
 TEST(RingOverflow, BogusRspProdIsDetectedByFrontend) {
@@ -198,8 +198,8 @@ TEST(RingOverflow, BogusRspProdIsDetectedByFrontend) {
   rsp_prod.store(0xFFFFFF00u + 128);
   EXPECT_FALSE(front.responses_overflow(rsp_prod.load()));
   rsp_prod.store(0xFFFFFF00u + 129);
-  EXPECT_EQ(front.unconsumed_responses().error(), RingError::ProducerOverflow);
-  EXPECT_EQ(front.final_check_for_responses().error(), RingError::ProducerOverflow);
+  EXPECT_EQ(front.unconsumed_responses().error(), kErrProducerOverflow);
+  EXPECT_EQ(front.final_check_for_responses().error(), kErrProducerOverflow);
 }
 
 // XSA-155: the request is copied once; later writes to the shared slot do not affect the copy.
