@@ -1,0 +1,24 @@
+#include "grant/platform.hpp"
+
+#include "grant/implementations.hpp"
+
+namespace pvback::grant {
+
+Platform::Platform(PlatformConfig config) : config_(std::move(config)) {}
+
+std::unique_ptr<GrantMapper> Platform::open_mapper() const {
+  if (config_.kind == PlatformConfig::Kind::Sim) return open_sim_mapper(config_.sim_dir, config_.self);
+  return open_xen_mapper();
+}
+
+std::unique_ptr<GrantSharer> Platform::open_sharer() const {
+  if (config_.kind == PlatformConfig::Kind::Sim) return open_sim_sharer(config_.sim_dir, config_.self);
+  return open_xen_sharer();
+}
+
+std::unique_ptr<EventChannels> Platform::open_event_channels() const {
+  if (config_.kind == PlatformConfig::Kind::Sim) return open_sim_event_channels(config_.sim_dir, config_.self);
+  return open_xen_event_channels();
+}
+
+}  // namespace pvback::grant

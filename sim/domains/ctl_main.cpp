@@ -1,0 +1,108 @@
+// pvback-sim-ctl: the simulated hypervisor's toolstack commands (what `xl create/destroy/list`
+// are on Xen), over the control socket as domain 0.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "grant/sim_control.hpp"
+
+namespace {
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: pvback-sim-ctl --run-dir DIR create-domain DOMID [--name NAME] [--memory-mib MIB]\n"
+               "       pvback-sim-ctl --run-dir DIR destroy-domain DOMID\n"
+               "       pvback-sim-ctl --run-dir DIR list\n");
+  return 2;
+}
+
+bool parse_number(const std::string& text, unsigned long max, unsigned long* out) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long v = std::strtoul(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v > max) return false;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pvback;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string run_dir;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--run-dir" && i + 1 < args.size()) {
+      run_dir = args[++i];
+    } else if (args[i] == "-h" || args[i] == "--help") {
+      usage();
+      return 0;
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  if (run_dir.empty() || rest.empty()) return usage();
+
+  auto control = grant::SimControl::connect(run_dir, 0);
+  if (!control) {
+    std::fprintf(stderr, "pvback-sim-ctl: cannot connect to the simulated hypervisor in %s: %s\n", run_dir.c_str(),
+                 std::strerror(control.error()));
+    return 1;
+  }
+  sim_protocol::Request req;
+  const std::string& command = rest[0];
+  if (command == "create-domain" || command == "destroy-domain") {
+    unsigned long domid = 0;
+    if (rest.size() < 2 || !parse_number(rest[1], 0x7FEF, &domid)) return usage();
+    req.domid = static_cast<std::uint32_t>(domid);
+    req.op = command == "create-domain" ? sim_protocol::Op::CreateDomain : sim_protocol::Op::DestroyDomain;
+    for (size_t i = 2; i < rest.size(); ++i) {
+      unsigned long mib = 0;
+      if (command == "create-domain" && rest[i] == "--name" && i + 1 < rest.size()) {
+        const std::string& name = rest[++i];
+        if (name.size() >= sizeof(req.name)) {
+          std::fprintf(stderr, "pvback-sim-ctl: name too long (max %zu)\n", sizeof(req.name) - 1);
+          return 2;
+        }
+        std::memcpy(req.name, name.c_str(), name.size() + 1);
+      } else if (command == "create-domain" && rest[i] == "--memory-mib" && i + 1 < rest.size() &&
+                 parse_number(rest[i + 1], sim_protocol::kMaxMemoryBytes >> 20, &mib)) {
+        req.memory_bytes = static_cast<std::uint64_t>(mib) << 20;
+        ++i;
+      } else {
+        return usage();
+      }
+    }
+    auto reply = control->call(req);
+    if (!reply) {
+      std::fprintf(stderr, "pvback-sim-ctl: %s %lu: %s\n", command.c_str(), domid, std::strerror(reply.error()));
+      return 1;
+    }
+    return 0;
+  }
+  if (command == "list" && rest.size() == 1) {
+    std::printf("%-6s %-10s %s\n", "DomID", "Mem(MiB)", "Name");
+    req.op = sim_protocol::Op::ListDomains;
+    for (;;) {
+      auto reply = control->call(req);
+      if (!reply) {
+        std::fprintf(stderr, "pvback-sim-ctl: list: %s\n", std::strerror(reply.error()));
+        return 1;
+      }
+      for (std::uint32_t i = 0; i < reply->count && i < sim_protocol::kListBatch; ++i) {
+        const auto& d = reply->domains[i];
+        std::printf("%-6u %-10llu %.*s\n", d.domid, static_cast<unsigned long long>(d.memory_bytes >> 20),
+                    static_cast<int>(sizeof(d.name)), d.name);
+      }
+      if (reply->more == 0) break;
+      req.start += reply->count;
+    }
+    return 0;
+  }
+  return usage();
+}
