@@ -87,8 +87,9 @@ std::expected<XenStore, int> XenStore::open(const std::string& socket_path) {
       if (setenv("XENSTORED_PATH", socket_path.c_str(), 1) != 0) return std::unexpected(last_error());
     }
     errno = 0;
-    // XS_UNWATCH_FILTER: once unwatch() returns, no stale event for that watch is delivered.
-    handle = xs_open(XS_UNWATCH_FILTER);
+    // Not XS_UNWATCH_FILTER: libxenstore 4.17's xs_unwatch() leaks the body of every queued event
+    // it filters out. Callers match tokens instead, so a stale event after unwatch() is harmless.
+    handle = xs_open(0);
     error = handle == nullptr ? last_error() : 0;
     if (!socket_path.empty()) {
       if (previous)

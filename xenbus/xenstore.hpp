@@ -93,7 +93,8 @@ class XenStore {
   int transact(const std::function<int(Txn)>& body, unsigned max_attempts = kDefaultTransactionAttempts,
                unsigned* attempts = nullptr);
 
-  // XenStore fires each watch once right after it is registered.
+  // XenStore fires each watch once right after it is registered. Events queued before unwatch()
+  // may still be returned by read_watch() afterwards: match on the token.
   int watch(const std::string& path, const std::string& token);
   int unwatch(const std::string& path, const std::string& token);
 

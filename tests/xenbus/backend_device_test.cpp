@@ -233,8 +233,12 @@ TEST_F(BackendDeviceSim, FrontendDomainVanishingRemovesDevice) {
 TEST_F(BackendDeviceSim, ClosedWhileOfflineRemovesDevice) {
   start_device();
   connect_frontend();
-  // The toolstack's detach: online=0, then the frontend closes.
-  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/online", "0"), 0);
+  // libxl's detach: online=0 and backend state Closing in one transaction; the frontend sees the
+  // backend closing and closes itself.
+  ASSERT_EQ(frontend_.transact([&](Txn txn) {
+    if (int rc = frontend_.write(std::string(kBackend) + "/online", "0", txn); rc != 0) return rc;
+    return frontend_.write(std::string(kBackend) + "/state", "5", txn);
+  }), 0);
   settle();
   EXPECT_FALSE(device_->removed()) << "still connected";
   set_frontend_state(XenbusStateClosing);

@@ -20,6 +20,20 @@
 namespace pvback::xenbus::testing {
 
 class SimXenStoreTest : public ::testing::Test {
+ public:
+  // Waits for `fd` to become readable, runs `handle`, until `done` holds. The deadline only turns
+  // a hang into a failure; nothing asserts on how long it took.
+  static bool pump_until(int fd, const std::function<void()>& handle, const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      pollfd pfd{fd, POLLIN, 0};
+      ::poll(&pfd, 1, 50);
+      handle();
+    }
+    return true;
+  }
+
  protected:
   void SetUp() override {
     char templ[] = "/tmp/pvback-xenbus-XXXXXX";
@@ -43,19 +57,6 @@ class SimXenStoreTest : public ::testing::Test {
     auto xs = XenStore::open(socket_);
     EXPECT_TRUE(xs.has_value()) << "cannot connect to " << socket_;
     return xs ? std::move(*xs) : XenStore();
-  }
-
-  // Waits for `fd` to become readable, runs `handle`, until `done` holds. The deadline only turns
-  // a hang into a failure; nothing asserts on how long it took.
-  static bool pump_until(int fd, const std::function<void()>& handle, const std::function<bool()>& done) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      pollfd pfd{fd, POLLIN, 0};
-      ::poll(&pfd, 1, 50);
-      handle();
-    }
-    return true;
   }
 
   std::filesystem::path run_dir_;
