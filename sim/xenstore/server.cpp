@@ -621,12 +621,19 @@ class XenStoreServer::Impl {
         if (!conn.caller.privileged) return reply_error(conn, request, EACCES);
         if (*domid == 0 || !parse_number((*args)[1], UINT32_MAX) || !parse_number((*args)[2], UINT32_MAX))
           return reply_error(conn, request, EINVAL);
-        return reply_status(conn, request, introduce(static_cast<DomId>(*domid)));
+        const bool was_introduced = introduced_.contains(*domid);
+        const int err = introduce(static_cast<DomId>(*domid));
+        reply_status(conn, request, err);
+        if (err == 0 && !was_introduced) fire({xs::Change{"@introduceDomain", true, xs::PermList{{0, 'n'}}}});
+        return;
       }
       case XS_RELEASE: {
         if (!conn.caller.privileged) return reply_error(conn, request, EACCES);
         if (*domid == 0) return reply_error(conn, request, EINVAL);
-        return reply_status(conn, request, release(static_cast<DomId>(*domid)));
+        const int err = release(static_cast<DomId>(*domid));
+        reply_status(conn, request, err);
+        if (err == 0) fire({xs::Change{"@releaseDomain", true, xs::PermList{{0, 'n'}}}});
+        return;
       }
     }
   }
@@ -645,7 +652,6 @@ class XenStoreServer::Impl {
       return EIO;
     }
     introduced_.insert(domid);
-    fire({xs::Change{"@introduceDomain", true, xs::PermList{{0, 'n'}}}});
     return 0;
   }
 
@@ -654,7 +660,6 @@ class XenStoreServer::Impl {
     close_guest_listener(domid);
     for (auto& [key, conn] : connections_)
       if (!conn->caller.privileged && conn->caller.domid == domid) conn->dead = true;
-    fire({xs::Change{"@releaseDomain", true, xs::PermList{{0, 'n'}}}});
     return 0;
   }
 
