@@ -1,12 +1,17 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "tests/xenbus/sim_fixture.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
+
+extern "C" {
+#include <xenstore.h>
+}
 
 namespace pvback::xenbus {
 namespace {
@@ -341,6 +346,36 @@ TEST_F(BackendDeviceSim, WatchFloodIsCoalesced) {
   settle();
   EXPECT_EQ(driver_.connects, 1);
   EXPECT_EQ(device_->state(), XenbusStateConnected);
+}
+
+// The frontend as the guest sees it: an unprivileged connection of domain 5, with the
+// permissions libxl gives the two directories.
+TEST_F(BackendDeviceSim, HandshakeWithUnprivilegedGuestFrontend) {
+  ASSERT_TRUE(xs_introduce_domain(frontend_.native(), 5, 0, 0)) << std::strerror(errno);
+  create_device();
+  const std::vector<Permission> backend_perms{{0, PermAccess::None}, {5, PermAccess::Read}};
+  const std::vector<Permission> frontend_perms{{5, PermAccess::None}, {0, PermAccess::Read}};
+  for (const char* key : {"", "/frontend", "/frontend-id", "/online", "/state"})
+    ASSERT_EQ(frontend_.set_permissions(std::string(kBackend) + key, backend_perms), 0);
+  for (const char* key : {"", "/backend", "/backend-id", "/state"})
+    ASSERT_EQ(frontend_.set_permissions(std::string(kFrontend) + key, frontend_perms), 0);
+
+  auto guest = XenStore::open(sim_layout::guest_xenstore_socket(run_dir_, 5).string());
+  ASSERT_TRUE(guest.has_value());
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  ASSERT_EQ(device_->start(), 0);
+  EXPECT_EQ(guest->read(std::string(kBackend) + "/state").value_or(""), "2");
+  EXPECT_EQ(guest->read(std::string(kBackend) + "/feature-test").value_or(""), "1")
+      << "new backend nodes inherit the parent's permissions, so the guest can read features";
+  EXPECT_EQ(guest->write(std::string(kBackend) + "/state", "4"), EACCES);
+
+  ASSERT_EQ(guest->write(std::string(kFrontend) + "/ring-ref", "9"), 0);
+  ASSERT_EQ(guest->write(std::string(kFrontend) + "/state", "3"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+  EXPECT_EQ(driver_.ring_ref_seen, "9");
+  EXPECT_EQ(guest->read(std::string(kBackend) + "/state").value_or(""), "4");
+  ASSERT_EQ(guest->write(std::string(kFrontend) + "/state", "6"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
 }
 
 TEST_F(BackendDeviceSim, DestructorDisconnectsConnectedDriver) {
