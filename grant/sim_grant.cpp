@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <bit>
+#include <cstddef>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -76,7 +78,9 @@ struct ForeignDomain {
       if ((old & proto::pin::kLock) == 0 &&
           word.compare_exchange_weak(old, old | proto::pin::kLock, std::memory_order_acquire))
         return old;
+#if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
+#endif
     }
   }
   void unlock_pins(GrantRef ref, std::uint32_t value) const {
