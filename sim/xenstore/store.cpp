@@ -118,6 +118,13 @@ class Store::View {
 
   std::vector<Change>& changes(std::vector<Change>& direct) { return tx_ ? tx_->changes_ : direct; }
 
+  // A linear scan: guests create nodes rarely, and the simulator's trees are small.
+  std::size_t nodes_owned_by(DomId domid) const {
+    return static_cast<std::size_t>(std::count_if(tree_.begin(), tree_.end(), [domid](const auto& entry) {
+      return entry.second.perms.front().domid == domid;
+    }));
+  }
+
  private:
   Store& store_;
   Transaction* tx_;
@@ -184,6 +191,8 @@ std::expected<std::pair<Node*, bool>, int> find_or_create(ViewT& view, const std
     missing.push_back(p);
   }
   if (!may_write(ancestor->perms, caller)) return std::unexpected(EACCES);
+  if (!caller.privileged && view.nodes_owned_by(caller.domid) + missing.size() > kMaxNodesPerGuest)
+    return std::unexpected(ENOSPC);
   Node* node = nullptr;
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     const std::string parent_path = parent_of(*it);

@@ -72,6 +72,10 @@ class Transaction {
   std::vector<Change> changes_;
 };
 
+// How many nodes one unprivileged domain may own; creating more fails with ENOSPC (a guest must
+// not be able to grow Dom0's XenStore without bound).
+inline constexpr std::size_t kMaxNodesPerGuest = 1000;
+
 class Store {
  public:
   Store();  // "/", "/local", "/local/domain", "/tool", "/local/domain/0", all owned by Dom0 ("n0")

@@ -390,6 +390,28 @@ TEST_F(XenStoreServerTest, GuestQuotasOnWatchesAndTransactions) {
   EXPECT_NE(xs_transaction_start(guest.get()), XBT_NULL);
 }
 
+TEST_F(XenStoreServerTest, GuestNodeQuota) {
+  XsHandle guest = introduce_guest(8);
+  ASSERT_TRUE(guest);
+  // The guest owns its home already; it may create up to the quota in total.
+  xs_transaction_t t = xs_transaction_start(guest.get());
+  ASSERT_NE(t, XBT_NULL);
+  int created = 0;
+  for (int i = 0; i < 1100; ++i) {
+    if (!write_node(guest.get(), "n" + std::to_string(i), "", t)) {
+      EXPECT_EQ(errno, ENOSPC);
+      break;
+    }
+    ++created;
+  }
+  EXPECT_EQ(created, 999);
+  ASSERT_TRUE(xs_transaction_end(guest.get(), t, false));
+  EXPECT_FALSE(write_node(guest.get(), "one-more", ""));
+  EXPECT_EQ(errno, ENOSPC);
+  EXPECT_TRUE(write_node(guest.get(), "n0", "existing nodes stay writable"));
+  EXPECT_TRUE(write_node(dom0(), "/local/domain/8/by-dom0", ""));  // Dom0 is not limited
+}
+
 // ---- raw clients
 
 class RawClient {
