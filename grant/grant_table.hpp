@@ -11,7 +11,10 @@
 #include <utility>
 #include <vector>
 
+// libxengnttab 4.17 has no extern "C" guard of its own.
+extern "C" {
 #include <xengnttab.h>
+}
 #include <xen/grant_table.h>
 
 #include "grant/types.hpp"

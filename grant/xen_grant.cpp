@@ -5,12 +5,6 @@
 
 #include <sys/mman.h>
 
-// xengnttab.h (Xen 4.17) has no extern "C" guard; it must be seen with C linkage before
-// grant/grant_table.hpp includes it (its include guard then skips the second inclusion).
-extern "C" {
-#include <xengnttab.h>
-}
-
 #include "base/log.hpp"
 #include "grant/implementations.hpp"
 

@@ -26,8 +26,9 @@ echo
 echo "== ring round trip: guest (domain 1) <-> backend (domain 0)"
 build/tools/pvback-ring-demo "${DEMO_REQUESTS:-200000}"
 echo
-echo "== XenStore tree of the guest (xenstore-ls -f /local/domain/1)"
+echo "== XenStore tree of the guest and of its backend (xenstore-ls -f)"
 xenstore-ls -f /local/domain/1
+xenstore-ls -f /local/domain/0/backend
 echo
 echo "== permissions of its device directory (xenstore-ls -p)"
 xenstore-ls -p /local/domain/1/device

@@ -1,6 +1,8 @@
 #include "sim/hypervisor.hpp"
 
+extern "C" {
 #include <xenstore.h>
+}
 
 #include <cerrno>
 #include <cstdlib>
@@ -19,7 +21,8 @@ namespace {
 bool write_node(xs_handle* xs, const std::string& path, const std::string& value, DomId owner, DomId reader,
                 bool reader_may_write) {
   if (!xs_write(xs, XBT_NULL, path.c_str(), value.data(), static_cast<unsigned>(value.size()))) return false;
-  xs_permissions perms[2] = {{owner, XS_PERM_NONE}, {reader, reader_may_write ? XS_PERM_WRITE | XS_PERM_READ : XS_PERM_READ}};
+  xs_permissions perms[2] = {{owner, XS_PERM_NONE},
+                             {reader, static_cast<unsigned>(reader_may_write ? XS_PERM_WRITE | XS_PERM_READ : XS_PERM_READ)}};
   return xs_set_permissions(xs, XBT_NULL, path.c_str(), perms, owner == reader ? 1 : 2);
 }
 

@@ -29,6 +29,7 @@ using namespace pvback;
 constexpr DomId kGuest = 1;
 constexpr std::uint32_t kDataPages = 32;
 const std::string kFrontend = "/local/domain/1/device/demo/0";
+const std::string kBackend = "/local/domain/0/backend/demo/1/0";
 
 struct DemoRequest {
   std::uint64_t id;
@@ -87,12 +88,14 @@ int run_guest(const grant::Platform& platform, std::uint64_t total) {
   auto front = must(DemoFront::initialise(ring_page.data(), 1), "guest: ring init");
   grant::BoundPort port(*events, must(events->alloc_unbound(0), "guest: alloc unbound port"));
 
+  wait_for_value(xs, kBackend + "/state", "2");  // InitWait
   xs.write(kFrontend + "/ring-ref", std::to_string(ring_page.refs()[0]));
   xs.write(kFrontend + "/event-channel", std::to_string(port.port()));
   xs.write(kFrontend + "/state", "3");  // Initialised
   std::printf("guest:   shared ring ref %u, %u data pages, event channel %u\n", ring_page.refs()[0], kDataPages,
               port.port());
 
+  wait_for_value(xs, kBackend + "/state", "4");  // Connected
   std::vector<std::uint64_t> expected(front.size());
   std::uint64_t sent = 0, done = 0, notifies = 0;
   auto start = std::chrono::steady_clock::now();
@@ -131,13 +134,21 @@ int run_guest(const grant::Platform& platform, std::uint64_t total) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("guest:   %" PRIu64 " requests verified in %.3f s (%.0f round trips/s, %" PRIu64 " notifications sent)\n",
               done, secs, static_cast<double>(done) / secs, notifies);
-  xs.write(kFrontend + "/state", "6");  // Closed
+  // Close like a PV frontend: the backend unmaps before we end foreign access to the pages.
+  xs.write(kFrontend + "/state", "5");  // Closing
+  wait_for_value(xs, kBackend + "/state", "6");
+  xs.write(kFrontend + "/state", "6");
   return 0;
 }
 
 int run_backend(const grant::Platform& platform) {
   log::set_program("demo-backend");
   auto xs = must(xenbus::XenStore::open(platform.config().xenstore_path()), "backend: open XenStore");
+  // The backend node is Dom0's; the guest may read it (as libxl sets it up).
+  const xenbus::Permission perms[] = {{0, xenbus::PermAccess::None}, {kGuest, xenbus::PermAccess::Read}};
+  if (int e = xs.write(kBackend + "/state", "2"); e != 0 || xs.set_permissions(kBackend, perms) != 0 ||
+                                                  xs.set_permissions(kBackend + "/state", perms) != 0)
+    die("backend: publish backend node", e ? e : EACCES);
   wait_for_value(xs, kFrontend + "/state", "3");
   auto ring_ref = must(xs.read_uint(kFrontend + "/ring-ref", UINT32_MAX), "backend: ring-ref");
   auto remote_port = must(xs.read_uint(kFrontend + "/event-channel", UINT32_MAX), "backend: event-channel");
@@ -149,6 +160,7 @@ int run_backend(const grant::Platform& platform) {
   auto back = must(DemoBack::attach(ring_map.data(), 1), "backend: attach ring");
   grant::BoundPort port(*events, must(events->bind_interdomain(kGuest, static_cast<EvtchnPort>(remote_port)),
                                       "backend: bind event channel"));
+  xs.write(kBackend + "/state", "4");
   std::printf("backend: mapped ring ref %u, bound event channel %u -> local port %u\n", ref,
               static_cast<unsigned>(remote_port), port.port());
 
@@ -170,7 +182,7 @@ int run_backend(const grant::Platform& platform) {
         while (xs.read_watch()) {
         }
         auto state = xs.read(kFrontend + "/state");
-        if (!state || *state == "6") break;  // the frontend closed or vanished
+        if (!state || *state == "5" || *state == "6") break;  // the frontend is closing or vanished
       }
       continue;
     }
@@ -199,13 +211,17 @@ int run_backend(const grant::Platform& platform) {
     ++batches;
     if (back.push_responses_and_check_notify()) port.notify();
   }
-  std::printf("backend: served %" PRIu64 " requests in %" PRIu64 " batches\n", served, batches);
+  port.reset();
+  ring_map.reset();
+  xs.write(kBackend + "/state", "6");
+  std::printf("backend: served %" PRIu64 " requests in %" PRIu64 " batches, ring unmapped\n", served, batches);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep the two processes' lines in order through a pipe
   std::uint64_t total = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200000;
   auto config = grant::PlatformConfig::from_env();
   std::fflush(stdout);
