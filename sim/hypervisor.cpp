@@ -37,6 +37,11 @@ SimHypervisor::SimHypervisor(std::filesystem::path run_dir) : run_dir_(std::move
   domains_ = std::make_unique<DomainManager>(run_dir_, std::move(hooks));
   xenstore_thread_ = std::thread([this] { xenstore_->run(); });
   domains_thread_ = std::thread([this] { domains_->run(); });
+  // What xen-init-dom0 writes on a real host.
+  std::lock_guard lock(toolstack_mutex_);
+  if (xs_handle* xs = toolstack(); xs == nullptr || !write_node(xs, "/local/domain/0/name", "Domain-0", 0, 0, false) ||
+                                   !write_node(xs, "/local/domain/0/domid", "0", 0, 0, false))
+    PVBACK_LOG(Error, "sim: cannot write Domain-0's XenStore nodes: %s", std::strerror(errno));
 }
 
 SimHypervisor::~SimHypervisor() {
