@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Xen's own XenStore test program comes from Debian's xen source package (cached, never committed).
+tests/xenstore/fetch-xen-source.sh >/dev/null
 start=$(date +%s)
 
 status=0
