@@ -118,6 +118,12 @@ class Store::View {
 
   std::vector<Change>& changes(std::vector<Change>& direct) { return tx_ ? tx_->changes_ : direct; }
 
+  // An unprivileged transaction that looked at too many nodes already (kMaxTransactionNodesGuest).
+  // Checked before each operation, so one operation may go past the limit by the nodes it touches.
+  bool transaction_full(const Caller& caller) const {
+    return tx_ && !caller.privileged && tx_->base_generation_.size() >= kMaxTransactionNodesGuest;
+  }
+
   // A linear scan: guests create nodes rarely, and the simulator's trees are small.
   std::size_t nodes_owned_by(DomId domid) const {
     return static_cast<std::size_t>(std::count_if(tree_.begin(), tree_.end(), [domid](const auto& entry) {
@@ -169,6 +175,7 @@ int Store::commit(Transaction& tx, std::vector<Change>& changes) {
 
 std::expected<std::string, int> Store::read(Transaction* tx, const std::string& path, const Caller& caller) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return std::unexpected(ENOSPC);
   Node* node = view.find(path);
   if (!node) return std::unexpected(ENOENT);
   if (!may_read(node->perms, caller)) return std::unexpected(EACCES);
@@ -211,6 +218,7 @@ std::expected<std::pair<Node*, bool>, int> find_or_create(ViewT& view, const std
 int Store::write(Transaction* tx, const std::string& path, std::string_view value, const Caller& caller,
                  std::vector<Change>& changes) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return ENOSPC;
   Node* existing = view.find(path);
   if (existing && !may_write(existing->perms, caller)) return EACCES;
   auto found = find_or_create(view, path, caller);
@@ -224,6 +232,7 @@ int Store::write(Transaction* tx, const std::string& path, std::string_view valu
 
 int Store::mkdir(Transaction* tx, const std::string& path, const Caller& caller, std::vector<Change>& changes) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return ENOSPC;
   if (Node* existing = view.find(path)) return may_write(existing->perms, caller) ? 0 : EACCES;
   auto found = find_or_create(view, path, caller);
   if (!found) return found.error();
@@ -233,6 +242,7 @@ int Store::mkdir(Transaction* tx, const std::string& path, const Caller& caller,
 
 int Store::rm(Transaction* tx, const std::string& path, const Caller& caller, std::vector<Change>& changes) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return ENOSPC;
   Node* node = view.find(path);
   if (!node) {
     // Removing what is already gone is fine as long as the parent exists (as in cxenstored).
@@ -265,6 +275,7 @@ int Store::rm(Transaction* tx, const std::string& path, const Caller& caller, st
 
 std::expected<Store::ChildList, int> Store::children(Transaction* tx, const std::string& path, const Caller& caller) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return std::unexpected(ENOSPC);
   Node* node = view.find(path);
   if (!node) return std::unexpected(ENOENT);
   if (!may_read(node->perms, caller)) return std::unexpected(EACCES);
@@ -278,6 +289,7 @@ std::expected<Store::ChildList, int> Store::children(Transaction* tx, const std:
 
 std::expected<PermList, int> Store::get_perms(Transaction* tx, const std::string& path, const Caller& caller) {
   View view(*this, tx);
+  if (view.transaction_full(caller)) return std::unexpected(ENOSPC);
   Node* node = view.find(path);
   if (!node) return std::unexpected(ENOENT);
   if (!may_read(node->perms, caller)) return std::unexpected(EACCES);
@@ -288,9 +300,13 @@ int Store::set_perms(Transaction* tx, const std::string& path, const PermList& p
                      std::vector<Change>& changes) {
   if (perms.empty()) return EINVAL;
   View view(*this, tx);
+  if (view.transaction_full(caller)) return ENOSPC;
   Node* node = view.find(path);
   if (!node) return ENOENT;
   if (!caller.privileged && node->perms.front().domid != caller.domid) return EACCES;
+  // Unprivileged domains may not change the owner (as cxenstored): giving nodes away would
+  // escape the per-guest node quota and charge other domains for them.
+  if (!caller.privileged && perms.front().domid != node->perms.front().domid) return EPERM;
   node->perms = perms;
   view.bump(path, *node);
   view.changes(changes).push_back(Change{path, false, node->perms});

@@ -75,6 +75,10 @@ class Transaction {
 // How many nodes one unprivileged domain may own; creating more fails with ENOSPC (a guest must
 // not be able to grow Dom0's XenStore without bound).
 inline constexpr std::size_t kMaxNodesPerGuest = 1000;
+// How many distinct nodes (present or not) one unprivileged transaction may look at; further
+// operations in it fail with ENOSPC, as with cxenstored's transaction-nodes quota. Without it a
+// guest could grow a transaction's bookkeeping without bound by reading made-up paths.
+inline constexpr std::size_t kMaxTransactionNodesGuest = 1024;
 
 class Store {
  public:

@@ -412,6 +412,54 @@ TEST_F(XenStoreServerTest, GuestNodeQuota) {
   EXPECT_TRUE(write_node(dom0(), "/local/domain/8/by-dom0", ""));  // Dom0 is not limited
 }
 
+TEST_F(XenStoreServerTest, GuestMayNotGiveAwayOwnership) {
+  XsHandle guest = introduce_guest(10);
+  ASSERT_TRUE(guest);
+  ASSERT_TRUE(write_node(guest.get(), "data/mine", "1"));
+  // Handing the node to Dom0 or another guest would escape the node quota (cxenstored: EPERM).
+  xs_permissions to_dom0[1] = {{0, XS_PERM_NONE}};
+  EXPECT_FALSE(xs_set_permissions(guest.get(), XBT_NULL, "data/mine", to_dom0, 1));
+  EXPECT_EQ(errno, EPERM);
+  xs_permissions to_other[2] = {{11, XS_PERM_NONE}, {10, XS_PERM_READ | XS_PERM_WRITE}};
+  EXPECT_FALSE(xs_set_permissions(guest.get(), XBT_NULL, "data/mine", to_other, 2));
+  EXPECT_EQ(errno, EPERM);
+  unsigned num = 0;
+  xs_permissions* perms = xs_get_permissions(dom0(), XBT_NULL, "/local/domain/10/data/mine", &num);
+  ASSERT_NE(perms, nullptr);
+  EXPECT_EQ(perms[0].id, 10u);
+  free(perms);
+  // Keeping the owner and changing the rest is fine; Dom0 may change the owner.
+  xs_permissions shared[2] = {{10, XS_PERM_NONE}, {0, XS_PERM_READ}};
+  EXPECT_TRUE(xs_set_permissions(guest.get(), XBT_NULL, "data/mine", shared, 2));
+  EXPECT_TRUE(xs_set_permissions(dom0(), XBT_NULL, "/local/domain/10/data/mine", to_dom0, 1));
+}
+
+TEST_F(XenStoreServerTest, GuestTransactionMayNotLookAtUnboundedNodes) {
+  XsHandle guest = introduce_guest(12);
+  ASSERT_TRUE(guest);
+  xs_transaction_t t = xs_transaction_start(guest.get());
+  ASSERT_NE(t, XBT_NULL);
+  // Every node a transaction reads, present or not, is remembered for the commit check.
+  int looked = 0;
+  for (int i = 0; i < 2000; ++i) {
+    if (read_node(guest.get(), "made-up-" + std::to_string(i), t)) break;
+    if (errno != ENOENT) break;
+    ++looked;
+  }
+  EXPECT_EQ(errno, ENOSPC);
+  EXPECT_LT(looked, 2000);
+  EXPECT_GE(looked, 1000);
+  ASSERT_TRUE(xs_transaction_end(guest.get(), t, true));
+  // Outside a transaction, and in Dom0's transactions, there is no such limit.
+  EXPECT_FALSE(read_node(guest.get(), "made-up-x"));
+  EXPECT_EQ(errno, ENOENT);
+  xs_transaction_t t0 = xs_transaction_start(dom0());
+  ASSERT_NE(t0, XBT_NULL);
+  for (int i = 0; i < 1100; ++i) ASSERT_FALSE(read_node(dom0(), "/made-up-" + std::to_string(i), t0));
+  EXPECT_EQ(errno, ENOENT);
+  ASSERT_TRUE(xs_transaction_end(dom0(), t0, true));
+}
+
 // ---- raw clients
 
 class RawClient {
