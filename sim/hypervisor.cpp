@@ -4,6 +4,7 @@ extern "C" {
 #include <xenstore.h>
 }
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -18,12 +19,15 @@ extern "C" {
 namespace pvback::sim {
 namespace {
 
-bool write_node(xs_handle* xs, const std::string& path, const std::string& value, DomId owner, DomId reader,
-                bool reader_may_write) {
-  if (!xs_write(xs, XBT_NULL, path.c_str(), value.data(), static_cast<unsigned>(value.size()))) return false;
-  xs_permissions perms[2] = {{owner, XS_PERM_NONE},
-                             {reader, static_cast<unsigned>(reader_may_write ? XS_PERM_WRITE | XS_PERM_READ : XS_PERM_READ)}};
-  return xs_set_permissions(xs, XBT_NULL, path.c_str(), perms, owner == reader ? 1 : 2);
+// Writes `value` at `path`, owned by `owner`; `reader` (if another domain) may read it, or
+// read and write it.
+int write_node(xenbus::XenStore& xs, const std::string& path, const std::string& value, DomId owner, DomId reader,
+               bool reader_may_write) {
+  if (int e = xs.write(path, value)) return e;
+  const std::array perms = {
+      xenbus::Permission{owner, xenbus::PermAccess::None},
+      xenbus::Permission{reader, reader_may_write ? xenbus::PermAccess::ReadWrite : xenbus::PermAccess::Read}};
+  return xs.set_permissions(path, std::span(perms.data(), owner == reader ? 1 : 2));
 }
 
 }  // namespace
@@ -39,9 +43,10 @@ SimHypervisor::SimHypervisor(std::filesystem::path run_dir) : run_dir_(std::move
   domains_thread_ = std::thread([this] { domains_->run(); });
   // What xen-init-dom0 writes on a real host.
   std::lock_guard lock(toolstack_mutex_);
-  if (xs_handle* xs = toolstack(); xs == nullptr || !write_node(xs, "/local/domain/0/name", "Domain-0", 0, 0, false) ||
-                                   !write_node(xs, "/local/domain/0/domid", "0", 0, 0, false))
-    PVBACK_LOG(Error, "sim: cannot write Domain-0's XenStore nodes: %s", std::strerror(errno));
+  xenbus::XenStore* xs = toolstack();
+  int err = xs == nullptr ? ENOTCONN : write_node(*xs, "/local/domain/0/name", "Domain-0", 0, 0, false);
+  if (err == 0) err = write_node(*xs, "/local/domain/0/domid", "0", 0, 0, false);
+  if (err != 0) PVBACK_LOG(Error, "sim: cannot write Domain-0's XenStore nodes: %s", std::strerror(err));
 }
 
 SimHypervisor::~SimHypervisor() {
@@ -49,8 +54,7 @@ SimHypervisor::~SimHypervisor() {
   domains_thread_.join();
   {
     std::lock_guard lock(toolstack_mutex_);
-    if (toolstack_ != nullptr) xs_close(toolstack_);
-    toolstack_ = nullptr;
+    toolstack_ = xenbus::XenStore();
   }
   xenstore_->stop();
   xenstore_thread_.join();
@@ -64,40 +68,50 @@ grant::PlatformConfig SimHypervisor::platform(DomId self) const {
   return config;
 }
 
-xs_handle* SimHypervisor::toolstack() {
-  if (toolstack_ == nullptr) {
-    // libxenstore only takes its socket from the environment.
-    ::setenv("XENSTORED_PATH", sim_layout::xenstore_socket(run_dir_).c_str(), 1);
-    toolstack_ = xs_open(0);
-    if (toolstack_ == nullptr) PVBACK_LOG(Error, "sim: cannot connect to own XenStore: %s", std::strerror(errno));
+xenbus::XenStore* SimHypervisor::toolstack() {
+  if (!toolstack_) {
+    auto xs = xenbus::XenStore::open(sim_layout::xenstore_socket(run_dir_));
+    if (!xs) {
+      PVBACK_LOG(Error, "sim: cannot connect to own XenStore: %s", std::strerror(xs.error()));
+      return nullptr;
+    }
+    toolstack_ = std::move(*xs);
   }
-  return toolstack_;
+  return &toolstack_;
 }
 
 // What libxl writes for a new domain: the domain's own subtree readable by it, and the
 // directories the guest writes into (device/, data/, ...) owned by it.
 void SimHypervisor::domain_created(DomId domid, const std::string& name) {
   std::lock_guard lock(toolstack_mutex_);
-  xs_handle* xs = toolstack();
+  xenbus::XenStore* xs = toolstack();
   if (xs == nullptr) return;
   const std::string dom = "/local/domain/" + std::to_string(domid);
-  bool ok = write_node(xs, dom, "", 0, domid, false) && write_node(xs, dom + "/name", name, 0, domid, false) &&
-            write_node(xs, dom + "/domid", std::to_string(domid), 0, domid, false);
+  int err = write_node(*xs, dom, "", 0, domid, false);
+  if (err == 0) err = write_node(*xs, dom + "/name", name, 0, domid, false);
+  if (err == 0) err = write_node(*xs, dom + "/domid", std::to_string(domid), 0, domid, false);
   for (const char* dir : {"device", "data", "control", "drivers", "feature", "attr", "error"})
-    ok = ok && write_node(xs, dom + "/" + dir, "", domid, domid, true);
-  if (!ok || !xs_introduce_domain(xs, domid, 0, 0))
-    PVBACK_LOG(Error, "sim: setting up XenStore for domain %u failed: %s", domid, std::strerror(errno));
+    if (err == 0) err = write_node(*xs, dom + "/" + dir, "", domid, domid, true);
+  if (err == 0 && !xs_introduce_domain(xs->native(), domid, 0, 0)) err = errno;
+  if (err != 0)
+    PVBACK_LOG(Error, "sim: setting up XenStore for domain %u failed: %s", domid, std::strerror(err));
   else
     PVBACK_LOG(Info, "sim: domain %u (%s) created", domid, name.c_str());
 }
 
 void SimHypervisor::domain_destroyed(DomId domid) {
   std::lock_guard lock(toolstack_mutex_);
-  xs_handle* xs = toolstack();
+  xenbus::XenStore* xs = toolstack();
   if (xs == nullptr) return;
+  // As on Xen: xenstored reports @releaseDomain when the domain dies and the toolstack then
+  // removes the subtree; the subtree goes even if the release failed.
   const std::string dom = "/local/domain/" + std::to_string(domid);
-  if (!xs_release_domain(xs, domid) || (!xs_rm(xs, XBT_NULL, dom.c_str()) && errno != ENOENT))
-    PVBACK_LOG(Error, "sim: releasing domain %u from XenStore failed: %s", domid, std::strerror(errno));
+  int release_err = xs_release_domain(xs->native(), domid) ? 0 : errno;
+  int rm_err = xs->rm(dom);
+  if (rm_err == ENOENT) rm_err = 0;
+  if (release_err != 0 || rm_err != 0)
+    PVBACK_LOG(Error, "sim: releasing domain %u from XenStore failed: %s", domid,
+               std::strerror(release_err != 0 ? release_err : rm_err));
   else
     PVBACK_LOG(Info, "sim: domain %u destroyed", domid);
 }

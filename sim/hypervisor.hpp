@@ -12,8 +12,7 @@
 #include <thread>
 
 #include "grant/platform.hpp"
-
-struct xs_handle;
+#include "xenbus/xenstore.hpp"
 
 namespace pvback::sim {
 
@@ -35,7 +34,7 @@ class SimHypervisor {
  private:
   void domain_created(DomId domid, const std::string& name);
   void domain_destroyed(DomId domid);
-  xs_handle* toolstack();
+  xenbus::XenStore* toolstack();
 
   std::filesystem::path run_dir_;
   std::unique_ptr<XenStoreServer> xenstore_;
@@ -43,7 +42,7 @@ class SimHypervisor {
   std::thread xenstore_thread_;
   std::thread domains_thread_;
   std::mutex toolstack_mutex_;
-  xs_handle* toolstack_ = nullptr;  // Dom0 connection the hooks use, opened on first use
+  xenbus::XenStore toolstack_;  // Dom0 connection the hooks use, opened on first use
 };
 
 }  // namespace pvback::sim
