@@ -199,9 +199,13 @@ class BackRing : public detail::RingBase<Req, Rsp> {
   bool requests_overflow() const noexcept { return requests_overflow(this->shared_req_prod()); }
 
   // Requests published and not yet consumed, or kErrProducerOverflow (disconnect the device).
+  // req_prod behind req_cons (but not behind rsp_prod_pvt) has moved backwards too: without
+  // the second check prod - req_cons would count ~2^32 requests.
   std::expected<RingIdx, int> unconsumed_requests() const noexcept {
     RingIdx prod = this->shared_req_prod();
-    if (requests_overflow(prod)) return std::unexpected(kErrProducerOverflow);
+    if (requests_overflow(prod) ||
+        static_cast<RingIdx>(prod - req_cons_) > static_cast<RingIdx>(prod - rsp_prod_pvt_))
+      return std::unexpected(kErrProducerOverflow);
     return static_cast<RingIdx>(prod - req_cons_);
   }
 

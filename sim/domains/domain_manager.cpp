@@ -269,6 +269,7 @@ proto::Reply DomainManager::handle(Connection& conn, const proto::Request& req, 
     case proto::Op::DestroyDomain: {
       if (conn.domid != 0) return fail(EPERM);
       if (req.domid == 0) return fail(EPERM);
+      if (req.domid > kMaxGuestDomId) return fail(ESRCH);  // no truncation to a 16-bit domid
       int err = destroy_domain(static_cast<DomId>(req.domid));
       if (err != 0) return fail(err);
       if (hooks_.destroyed) hooks_.destroyed(static_cast<DomId>(req.domid));

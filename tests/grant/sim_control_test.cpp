@@ -35,6 +35,22 @@ TEST_F(SimControlTest, CreateAndDestroyCallHooksAndCheckRights) {
   EXPECT_EQ(destroyed(), std::vector<DomId>{3});
 }
 
+// The domid is 32 bits on the wire: it must not be truncated to 16 past the checks.
+TEST_F(SimControlTest, DestroyRejectsDomidsBeyond16Bits) {
+  sim_protocol::Request req;
+  req.op = sim_protocol::Op::DestroyDomain;
+  req.domid = 0x10000;
+  EXPECT_EQ(control_call(req), ESRCH) << "would truncate to domain 0";
+  req.domid = 0x10001;
+  EXPECT_EQ(control_call(req), ESRCH) << "would truncate to domain 1";
+  EXPECT_TRUE(destroyed().empty());
+  auto control = grant::SimControl::connect(run_dir_, 1);
+  ASSERT_TRUE(control);
+  req.op = sim_protocol::Op::OpenDomain;
+  req.domid = 0;
+  EXPECT_TRUE(control->call(req)) << "domain 0 still exists";
+}
+
 TEST_F(SimControlTest, GuestGetsNoPinCountsForItsOwnDomain) {
   auto control = grant::SimControl::connect(run_dir_, 1);
   ASSERT_TRUE(control);

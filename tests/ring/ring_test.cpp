@@ -191,6 +191,26 @@ TEST(RingOverflow, UnansweredRequestsCountAgainstTheLimit) {
   EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
 }
 
+// req_prod moved backwards, but not behind rsp_prod_pvt: still no slot count beyond the ring
+// (RING_HAS_UNCONSUMED_REQUESTS bounds this with its min(); a count of ~2^32 would not be).
+TEST(RingOverflow, ReqProdBehindReqConsIsDetected) {
+  SharedArea area(1);
+  auto [front, back] = make_ends(area);
+  for (int i = 0; i < 10; ++i) front.put_request(Req{});
+  front.push_requests();
+  back.skip_requests(10);  // consumed, none answered yet: rsp_prod_pvt 0, req_cons 10
+  auto req_prod = detail::shared_index(area.data(), offsetof(SharedRingHeader, req_prod));
+  req_prod.store(5);
+  auto pending = back.unconsumed_requests();
+  ASSERT_FALSE(pending.has_value()) << "counted " << *pending << " requests";
+  EXPECT_EQ(pending.error(), kErrProducerOverflow);
+  auto more = back.final_check_for_requests();
+  ASSERT_FALSE(more.has_value());
+  EXPECT_EQ(more.error(), kErrProducerOverflow);
+  req_prod.store(10);
+  EXPECT_EQ(back.unconsumed_requests().value(), 0u);
+}
+
 TEST(RingOverflow, BogusRspProdIsDetectedByFrontend) {
   SharedArea area(1);
   auto [front, back] = make_ends(area, 0xFFFFFF00u);
