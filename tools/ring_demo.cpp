@@ -189,7 +189,10 @@ int run_backend(const grant::Platform& platform) {
     // Copy every pending request out of the ring once, then one grant-copy batch for all of them.
     batch.clear();
     copies.clear();
-    while (*back.unconsumed_requests() > 0 && batch.size() < back.size()) {
+    for (;;) {
+      auto pending = back.unconsumed_requests();
+      if (!pending) die("backend: frontend overflowed the ring", pending.error());
+      if (*pending == 0 || batch.size() == back.size()) break;
       DemoRequest req = back.next_request();
       if (req.length > kXenPageSize) req.length = kXenPageSize;
       grant::CopySegment seg{};
