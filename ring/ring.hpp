@@ -161,6 +161,21 @@ class RingBase {
     return static_cast<RingIdx>(new_prod - event) < static_cast<RingIdx>(new_prod - old_prod);
   }
 
+  // Consumer side of the event-index protocol (RING_FINAL_CHECK_FOR_*): if nothing is pending,
+  // ask to be woken at the next entry and re-check, so an entry published concurrently is not
+  // missed. `count_pending` is the end's own checked count of unconsumed entries.
+  template <class CountPending>
+  std::expected<bool, int> final_check(std::size_t event_offset, RingIdx cons, CountPending count_pending) noexcept {
+    auto pending = count_pending();
+    if (!pending) return std::unexpected(pending.error());
+    if (*pending != 0) return true;
+    index(event_offset).store(cons + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    pending = count_pending();
+    if (!pending) return std::unexpected(pending.error());
+    return *pending != 0;
+  }
+
   std::byte* base_ = nullptr;
   RingIdx size_ = 0;
 };
@@ -249,14 +264,7 @@ class BackRing : public detail::RingBase<Req, Rsp> {
   // re-check, so a request published concurrently is not missed (RING_FINAL_CHECK_FOR_REQUESTS).
   // true: more work; false: sleep until notified; error: disconnect.
   [[nodiscard]] std::expected<bool, int> final_check_for_requests() noexcept {
-    auto pending = unconsumed_requests();
-    if (!pending) return std::unexpected(pending.error());
-    if (*pending != 0) return true;
-    index(detail::kReqEvent).store(req_cons_ + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    pending = unconsumed_requests();
-    if (!pending) return std::unexpected(pending.error());
-    return *pending != 0;
+    return this->final_check(detail::kReqEvent, req_cons_, [this] { return unconsumed_requests(); });
   }
 
  private:
@@ -344,14 +352,7 @@ class FrontRing : public detail::RingBase<Req, Rsp> {
   }
 
   [[nodiscard]] std::expected<bool, int> final_check_for_responses() noexcept {
-    auto pending = unconsumed_responses();
-    if (!pending) return std::unexpected(pending.error());
-    if (*pending != 0) return true;
-    index(detail::kRspEvent).store(rsp_cons_ + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    pending = unconsumed_responses();
-    if (!pending) return std::unexpected(pending.error());
-    return *pending != 0;
+    return this->final_check(detail::kRspEvent, rsp_cons_, [this] { return unconsumed_responses(); });
   }
 
  private:
