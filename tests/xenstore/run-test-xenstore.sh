@@ -6,7 +6,7 @@
 # tests passes. SERVER_BINARY serves XenStore on the run directory given as its argument.
 set -eu
 
-server=${1:?usage: run-test-xenstore.sh SERVER_BINARY}
+server=${1:?usage: run-test-xenstore.sh PVBACK_SIM_BINARY}
 here=$(cd "$(dirname "$0")" && pwd)
 
 test_dir=$("$here/fetch-xen-source.sh")
@@ -25,7 +25,7 @@ echo '#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))' > "$work/include/xen-t
 cc -O1 -o "$work/test-xenstore" "$test_dir/test-xenstore.c" -I"$work/include" \
   $(pkg-config --cflags --libs xenstore)
 
-"$server" "$work/run" &
+"$server" --run-dir "$work/run" &
 server_pid=$!
 tries=0
 while [ ! -S "$work/run/socket" ]; do
