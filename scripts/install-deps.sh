@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   libxen-dev xenstore-utils     # real libxengnttab/libxenevtchn/libxenstore + CLIs for tests
   liburing-dev                  # blkback data path
+  fio                           # bench: the direct io_uring baseline next to pvback-blk
   libgtest-dev googletest       # tests
   dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore
 )

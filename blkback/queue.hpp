@@ -1,0 +1,72 @@
+// One blkif ring of a vbd and everything that serves it: the mapped ring, its event channel, an
+// io_uring, the persistent-grant cache and the request slots. One thread per queue runs run().
+//
+// Hot path per wake-up: take every unconsumed request out of the ring (one copy each, validated on
+// the copy), map all grants the batch needs (or find them in the persistent cache, or grant-copy
+// them into bounce pages), submit every readv/writev/fsync/discard of the batch to io_uring with
+// one io_uring_submit, then reap completions, push all responses and notify once if the frontend's
+// event index asks for it.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "blkback/stats.hpp"
+#include "blkback/storage.hpp"
+#include "grant/platform.hpp"
+#include "grant/types.hpp"
+
+namespace pvback::blkback {
+
+enum class Abi { Native, X86_32, X86_64 };
+// Map: map the guest's grants and do I/O straight into them (zero copy).
+// Copy: grant-copy between guest pages and bounce pages owned by the queue.
+enum class DataPath { Map, Copy };
+
+struct QueueConfig {
+  std::string name;                  // for logs: "vbd 1/51712 q0"
+  unsigned index = 0;
+  DomId frontend_domid = 0;
+  Abi abi = Abi::Native;
+  std::vector<GrantRef> ring_refs;   // 1 << ring-page-order pages
+  EvtchnPort remote_port = 0;        // the frontend's event channel for this queue
+  DataPath data_path = DataPath::Map;
+  bool persistent_grants = false;    // negotiated: both ends enabled it
+  unsigned max_persistent_grants = 1056;                 // per queue; LRU beyond that
+  std::chrono::milliseconds persistent_idle_expiry{60'000};  // unused this long -> unmapped
+  unsigned max_indirect_segments = 256;                  // as advertised; more is refused
+  bool flush_enabled = true;         // feature-flush-cache advertised
+  bool barrier_enabled = true;       // feature-barrier advertised
+  bool discard_enabled = false;      // feature-discard advertised
+};
+
+class Queue {
+ public:
+  // Called from the queue's thread when the frontend broke the protocol so badly (ring overflow,
+  // a mapping of the ring that fails) that the device must be disconnected. errno + reason.
+  using FatalHandler = std::function<void(int error, const std::string& reason)>;
+
+  // Maps the ring, binds the event channel, creates the io_uring. errno value on failure (the
+  // caller reports it; nothing stays mapped or bound).
+  static std::expected<std::unique_ptr<Queue>, int> create(const grant::Platform& platform, const Storage& storage,
+                                                           QueueConfig config, QueueStats& stats, FatalHandler on_fatal);
+  ~Queue();  // waits for every in-flight I/O, then unmaps everything (persistent grants included)
+
+  // Serves the ring until stop() or a fatal protocol error. Blocking; run it on its own thread.
+  void run();
+  // Thread-safe, async-signal-unsafe; makes run() return soon (in-flight I/O is completed first).
+  void stop();
+
+  const QueueConfig& config() const;
+
+ private:
+  struct Impl;
+  explicit Queue(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pvback::blkback

@@ -1,0 +1,39 @@
+// Live statistics of one vbd and its queues.
+//
+// Each counter has exactly one writer (the queue's thread) and any number of readers (the stats
+// writer in the main thread), so a relaxed load+store is enough: no locked instruction on the
+// hot path. Readers may see a counter a few microseconds late, never torn.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace pvback::blkback {
+
+class Counter {
+ public:
+  void add(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void set(std::uint64_t n) noexcept { value_.store(n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+struct QueueStats {
+  // Requests completed, by operation (an indirect request counts under its inner operation too).
+  Counter reads, writes, flushes, barriers, discards, indirect;
+  Counter sectors_read, sectors_written, sectors_discarded;  // 512-byte units
+  // Requests answered BLKIF_RSP_ERROR because the frontend sent something invalid, because the
+  // storage failed, and those answered BLKIF_RSP_EOPNOTSUPP.
+  Counter bad_requests, io_errors, unsupported;
+  Counter in_flight;                 // gauge: requests taken from the ring, not yet answered
+  Counter persistent_grants;         // gauge: grants currently kept mapped
+  Counter persistent_hits, persistent_misses, persistent_evictions;
+  Counter grants_mapped, grants_copied;  // non-persistent map operations / grant-copy segments
+  Counter events_received, notifications_sent;
+  Counter batches;                   // wake-ups that found work (requests per batch = total / batches)
+};
+
+}  // namespace pvback::blkback
