@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "grant/sim_control.hpp"
+#include "grant/sim_layout.hpp"
+#include "sim/toolstack/vbd.hpp"
+#include "xenbus/xenstore.hpp"
 
 namespace {
 
@@ -15,7 +18,10 @@ int usage() {
   std::fprintf(stderr,
                "usage: pvback-sim-ctl --run-dir DIR create-domain DOMID [--name NAME] [--memory-mib MIB]\n"
                "       pvback-sim-ctl --run-dir DIR destroy-domain DOMID\n"
-               "       pvback-sim-ctl --run-dir DIR list\n");
+               "       pvback-sim-ctl --run-dir DIR list\n"
+               "       pvback-sim-ctl --run-dir DIR add-vbd DOMID DEVID --params PATH [--mode r|w]\n"
+               "                      [--device-type disk|cdrom] [--discard-enable 0|1] [--backend-domid N]\n"
+               "       pvback-sim-ctl --run-dir DIR remove-vbd DOMID DEVID [--backend-domid N]\n");
   return 2;
 }
 
@@ -27,6 +33,49 @@ bool parse_number(const std::string& text, unsigned long max, unsigned long* out
   if (errno != 0 || *end != '\0' || v > max) return false;
   *out = v;
   return true;
+}
+
+// add-vbd / remove-vbd: the XenStore side of `xl block-attach` / `xl block-detach`.
+int vbd_command(const std::string& run_dir, const std::vector<std::string>& rest) {
+  using namespace pvback;
+  unsigned long domid = 0, devid = 0, backend = 0;
+  if (rest.size() < 3 || !parse_number(rest[1], 0x7FEF, &domid) || !parse_number(rest[2], 0xFFFFFFFFul, &devid))
+    return usage();
+  sim::VbdSpec spec;
+  spec.frontend_domid = static_cast<DomId>(domid);
+  spec.devid = static_cast<std::uint32_t>(devid);
+  const bool add = rest[0] == "add-vbd";
+  for (size_t i = 3; i < rest.size(); ++i) {
+    const bool has_value = i + 1 < rest.size();
+    if (rest[i] == "--backend-domid" && has_value && parse_number(rest[i + 1], 0x7FEF, &backend)) {
+      spec.backend_domid = static_cast<DomId>(backend);
+    } else if (add && rest[i] == "--params" && has_value) {
+      spec.params = rest[i + 1];
+    } else if (add && rest[i] == "--mode" && has_value) {
+      spec.mode = rest[i + 1];
+    } else if (add && rest[i] == "--device-type" && has_value) {
+      spec.device_type = rest[i + 1];
+    } else if (add && rest[i] == "--discard-enable" && has_value && (rest[i + 1] == "0" || rest[i + 1] == "1")) {
+      spec.discard_enable = rest[i + 1] == "1";
+    } else {
+      return usage();
+    }
+    ++i;
+  }
+  auto xs = xenbus::XenStore::open(sim_layout::xenstore_socket(run_dir).string());
+  if (!xs) {
+    std::fprintf(stderr, "pvback-sim-ctl: cannot connect to XenStore in %s: %s\n", run_dir.c_str(),
+                 std::strerror(xs.error()));
+    return 1;
+  }
+  const int err = add ? sim::add_vbd(*xs, spec)
+                      : sim::remove_vbd(*xs, spec.backend_domid, spec.frontend_domid, spec.devid);
+  if (err != 0) {
+    std::fprintf(stderr, "pvback-sim-ctl: %s %lu %lu: %s\n", rest[0].c_str(), domid, devid, std::strerror(err));
+    return 1;
+  }
+  if (add) std::printf("%s\n", sim::vbd_backend_path(spec.backend_domid, spec.frontend_domid, spec.devid).c_str());
+  return 0;
 }
 
 }  // namespace
@@ -47,6 +96,8 @@ int main(int argc, char** argv) {
     }
   }
   if (run_dir.empty() || rest.empty()) return usage();
+
+  if (rest[0] == "add-vbd" || rest[0] == "remove-vbd") return vbd_command(run_dir, rest);
 
   auto control = grant::SimControl::connect(run_dir, 0);
   if (!control) {
