@@ -77,6 +77,10 @@ class BackendDevice {
   // Re-reads everything and acts on it, as a watch event would.
   void evaluate();
 
+  // The driver found the frontend broke the protocol while connected (e.g. a ring overflow): writes
+  // the error node, disconnects the driver and switches to Closing, like Linux's xenbus_dev_fatal.
+  void report_fatal(int error, const char* what) { fail(error, what); }
+
   State state() const { return state_; }
   bool removed() const { return removed_; }
   bool driver_connected() const { return driver_connected_; }

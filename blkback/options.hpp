@@ -1,0 +1,24 @@
+// What an operator can tune per vbd (pvback-blk's command line), with Linux blkback's defaults
+// where it has one.
+#pragma once
+#include <chrono>
+#include <string>
+
+#include "blkback/queue.hpp"
+
+namespace pvback::blkback {
+
+struct BackendOptions {
+  unsigned max_queues = 0;                 // multi-queue-max-queues; 0 = number of CPUs
+  unsigned max_ring_page_order = 4;        // max-ring-page-order (Linux: xen_blkif_max_ring_order = 4)
+  unsigned max_indirect_segments = 256;    // feature-max-indirect-segments; 0 = no indirect requests
+  bool persistent_grants = true;           // feature-persistent
+  unsigned max_persistent_grants = 1056;   // per queue (Linux: xen_blkif_max_pgrants)
+  std::chrono::milliseconds persistent_idle_expiry{60'000};  // Linux: pgrant_timeout = 60 s
+  DataPath data_path = DataPath::Copy;     // for grants that are not persistent
+  bool allow_direct = true;                // O_DIRECT when the storage accepts it
+  bool flush = true;                       // feature-flush-cache
+  bool barrier = true;                     // feature-barrier
+};
+
+}  // namespace pvback::blkback

@@ -1,0 +1,269 @@
+#include "blkback/vbd_driver.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.hpp"
+#include "ring/blkif.hpp"
+#include "xenbus/state.hpp"
+
+namespace pvback::blkback {
+namespace {
+
+constexpr unsigned kMaxRingPageOrder = 8;   // 256 pages: beyond anything a frontend asks for
+constexpr unsigned kMaxQueuesLimit = 256;
+
+void add(Counter& into, const Counter& from) { into.add(from.get()); }
+
+}  // namespace
+
+void accumulate(QueueStats& into, const QueueStats& from) {
+  for (auto member : {&QueueStats::reads, &QueueStats::writes, &QueueStats::flushes, &QueueStats::barriers,
+                      &QueueStats::discards, &QueueStats::indirect, &QueueStats::sectors_read,
+                      &QueueStats::sectors_written, &QueueStats::sectors_discarded, &QueueStats::bad_requests,
+                      &QueueStats::io_errors, &QueueStats::unsupported, &QueueStats::in_flight,
+                      &QueueStats::persistent_grants, &QueueStats::persistent_hits, &QueueStats::persistent_misses,
+                      &QueueStats::persistent_evictions, &QueueStats::grants_mapped, &QueueStats::grants_copied,
+                      &QueueStats::events_received, &QueueStats::notifications_sent, &QueueStats::batches})
+    add(into.*member, from.*member);
+}
+
+VbdDriver::VbdDriver(const grant::Platform& platform, BackendOptions options, std::string name, DomId frontend_domid,
+                     Queue::FatalHandler on_fatal)
+    : platform_(platform),
+      options_(options),
+      name_(std::move(name)),
+      frontend_domid_(frontend_domid),
+      on_fatal_(std::move(on_fatal)) {
+  if (options_.max_ring_page_order > kMaxRingPageOrder) options_.max_ring_page_order = kMaxRingPageOrder;
+  if (options_.max_indirect_segments > blkif::kMaxIndirectSegments)
+    options_.max_indirect_segments = blkif::kMaxIndirectSegments;
+}
+
+VbdDriver::~VbdDriver() { disconnect(); }
+
+unsigned VbdDriver::effective_max_queues() const {
+  unsigned n = options_.max_queues;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  return std::min(n, kMaxQueuesLimit);
+}
+
+int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_path) {
+  auto params = xs.read(backend_path + "/params");
+  if (!params || params->empty()) {
+    PVBACK_LOG(Error, "%s: no storage: \"params\" is %s", name_.c_str(), params ? "empty" : "missing");
+    return params ? EINVAL : params.error();
+  }
+  auto mode = xs.read(backend_path + "/mode");
+  const std::string m = mode ? *mode : "w";
+  if (m.empty() || (m[0] != 'r' && m[0] != 'w')) {
+    PVBACK_LOG(Error, "%s: invalid mode \"%s\" (r or w)", name_.c_str(), m.c_str());
+    return EINVAL;
+  }
+  read_only_ = m[0] == 'r';
+  auto type = xs.read(backend_path + "/device-type");
+  if (type && *type != "disk" && *type != "cdrom") {
+    PVBACK_LOG(Error, "%s: invalid device-type \"%s\" (disk or cdrom)", name_.c_str(), type->c_str());
+    return EINVAL;
+  }
+  cdrom_ = type && *type == "cdrom";
+  auto removable = xs.read_uint(backend_path + "/removable", 1);
+  removable_ = removable && *removable == 1;
+  auto discard = xs.read_uint(backend_path + "/discard-enable", 1);
+  discard_enable_ = !discard || *discard == 1;  // libxl omits it when enabled
+
+  StorageOptions so;
+  so.path = *params;
+  so.read_only = read_only_;
+  so.allow_direct = options_.allow_direct;
+  so.discard = discard_enable_;
+  auto storage = Storage::open(so);
+  if (!storage) {
+    PVBACK_LOG(Error, "%s: cannot open %s: %s", name_.c_str(), params->c_str(), std::strerror(storage.error()));
+    return storage.error();
+  }
+  storage_.emplace(std::move(*storage));
+  return 0;
+}
+
+int VbdDriver::publish_disk(xenbus::XenStore& xs, xenbus::Txn txn) {
+  const Storage& s = *storage_;
+  std::uint32_t info = 0;
+  if (read_only_) info |= blkif::kVdiskReadonly;
+  if (cdrom_) info |= blkif::kVdiskCdrom;
+  if (removable_) info |= blkif::kVdiskRemovable;
+  const std::pair<const char*, std::string> keys[] = {
+      {"sectors", std::to_string(s.sectors())},
+      {"info", std::to_string(info)},
+      {"sector-size", std::to_string(s.logical_block_size())},
+      {"physical-sector-size", std::to_string(s.physical_block_size())},
+      {"feature-flush-cache", options_.flush ? "1" : "0"},
+      {"feature-barrier", options_.barrier ? "1" : "0"},
+  };
+  for (const auto& [key, value] : keys)
+    if (int e = xs.write(backend_path_ + "/" + key, value, txn)) return e;
+  if (s.discard_supported()) {
+    const std::pair<const char*, std::string> discard_keys[] = {
+        {"feature-discard", "1"},
+        {"discard-granularity", std::to_string(s.discard_granularity())},
+        {"discard-alignment", std::to_string(s.discard_alignment())},
+        {"discard-secure", s.secure_discard_supported() ? "1" : "0"},
+    };
+    for (const auto& [key, value] : discard_keys)
+      if (int e = xs.write(backend_path_ + "/" + key, value, txn)) return e;
+  }
+  return 0;
+}
+
+int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) {
+  backend_path_ = backend_path;
+  if (!storage_) {
+    if (int e = open_storage(xs, backend_path)) return e;
+  }
+  return xs.transact([&](xenbus::Txn txn) -> int {
+    const std::pair<const char*, std::string> keys[] = {
+        {"feature-persistent", options_.persistent_grants ? "1" : "0"},
+        {"feature-max-indirect-segments", std::to_string(options_.max_indirect_segments)},
+        {"max-ring-page-order", std::to_string(options_.max_ring_page_order)},
+        {"multi-queue-max-queues", std::to_string(effective_max_queues())},
+    };
+    for (const auto& [key, value] : keys)
+      if (int e = xs.write(backend_path + "/" + key, value, txn)) return e;
+    // Published now as well as at connect: some frontends read the geometry early.
+    return publish_disk(xs, txn);
+  });
+}
+
+std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index) {
+  QueueConfig c;
+  c.name = negotiated_.queues > 1 ? name_ + " q" + std::to_string(index) : name_;
+  c.index = index;
+  c.frontend_domid = frontend_domid_;
+  c.abi = negotiated_.abi;
+  c.data_path = options_.data_path;
+  c.persistent_grants = negotiated_.persistent_grants;
+  c.max_persistent_grants = options_.max_persistent_grants;
+  c.persistent_idle_expiry = options_.persistent_idle_expiry;
+  c.max_indirect_segments = options_.max_indirect_segments;
+  c.flush_enabled = options_.flush;
+  c.barrier_enabled = options_.barrier;
+  c.discard_enabled = storage_->discard_supported();
+
+  auto evtchn = xs.read_uint(dir + "/event-channel", UINT32_MAX);
+  if (!evtchn) {
+    PVBACK_LOG(Error, "%s: %s/event-channel: %s", c.name.c_str(), dir.c_str(),
+               evtchn.error() == ENOENT ? "missing" : "invalid");
+    return std::unexpected(evtchn.error() == ENOENT ? ENOENT : EINVAL);
+  }
+  c.remote_port = static_cast<EvtchnPort>(*evtchn);
+  const unsigned pages = 1u << negotiated_.ring_page_order;
+  for (unsigned i = 0; i < pages; ++i) {
+    // A single-page ring may use the legacy "ring-ref" key (Linux accepts both).
+    const std::string key = negotiated_.ring_page_order == 0 && !xs.exists(dir + "/ring-ref0").value_or(false)
+                                ? dir + "/ring-ref"
+                                : dir + "/ring-ref" + std::to_string(i);
+    auto ref = xs.read_uint(key, UINT32_MAX);
+    if (!ref) {
+      PVBACK_LOG(Error, "%s: %s: %s", c.name.c_str(), key.c_str(), ref.error() == ENOENT ? "missing" : "invalid");
+      return std::unexpected(ref.error() == ENOENT ? ENOENT : EINVAL);
+    }
+    c.ring_refs.push_back(static_cast<GrantRef>(*ref));
+  }
+  return c;
+}
+
+int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
+  disconnect();
+  if (!storage_) return ENODEV;
+  negotiated_ = Negotiated{};
+
+  if (auto protocol = xs.read(frontend_path + "/protocol"); protocol) {
+    if (*protocol == blkif::kProtocolX86_32) negotiated_.abi = Abi::X86_32;
+    else if (*protocol == blkif::kProtocolX86_64) negotiated_.abi = Abi::X86_64;
+    else {
+      PVBACK_LOG(Error, "%s: unknown protocol \"%.64s\"", name_.c_str(), protocol->c_str());
+      return EINVAL;
+    }
+  } else if (protocol.error() != ENOENT) {
+    return protocol.error();
+  }
+
+  auto queues = xs.read_uint(frontend_path + "/multi-queue-num-queues", UINT32_MAX);
+  if (!queues && queues.error() != ENOENT) return EINVAL;
+  negotiated_.queues = queues ? static_cast<unsigned>(*queues) : 1;
+  if (negotiated_.queues == 0 || negotiated_.queues > effective_max_queues()) {
+    PVBACK_LOG(Error, "%s: frontend asked for %u queues (1..%u allowed)", name_.c_str(), negotiated_.queues,
+               effective_max_queues());
+    return EINVAL;
+  }
+  auto order = xs.read_uint(frontend_path + "/ring-page-order", UINT32_MAX);
+  if (!order && order.error() != ENOENT) return EINVAL;
+  negotiated_.ring_page_order = order ? static_cast<unsigned>(*order) : 0;
+  if (negotiated_.ring_page_order > options_.max_ring_page_order) {
+    PVBACK_LOG(Error, "%s: frontend asked for ring-page-order %u (max %u)", name_.c_str(), negotiated_.ring_page_order,
+               options_.max_ring_page_order);
+    return EINVAL;
+  }
+  auto persistent = xs.read_uint(frontend_path + "/feature-persistent", UINT32_MAX);
+  negotiated_.persistent_grants = options_.persistent_grants && persistent && *persistent == 1;
+
+  std::vector<QueueConfig> configs;
+  for (unsigned i = 0; i < negotiated_.queues; ++i) {
+    const std::string dir = negotiated_.queues > 1 ? frontend_path + "/queue-" + std::to_string(i) : frontend_path;
+    auto c = read_queue(xs, dir, i);
+    if (!c) return c.error();
+    configs.push_back(std::move(*c));
+  }
+  for (unsigned i = 0; i < negotiated_.queues; ++i) {
+    stats_.push_back(std::make_unique<QueueStats>());
+    auto q = Queue::create(platform_, *storage_, std::move(configs[i]), *stats_.back(), on_fatal_);
+    if (!q) {
+      PVBACK_LOG(Error, "%s: queue %u: cannot map the ring or bind the event channel: %s", name_.c_str(), i,
+                 std::strerror(q.error()));
+      disconnect();
+      return q.error();
+    }
+    queues_.push_back(std::move(*q));
+  }
+  if (int e = xs.transact([&](xenbus::Txn txn) { return publish_disk(xs, txn); })) {
+    disconnect();
+    return e;
+  }
+  for (auto& q : queues_) threads_.emplace_back([queue = q.get()] { queue->run(); });
+  PVBACK_LOG(Info, "%s: connected: %u queue(s), ring order %u, %s ABI, persistent grants %s, %s data path",
+             name_.c_str(), negotiated_.queues, negotiated_.ring_page_order,
+             negotiated_.abi == Abi::Native ? "native" : negotiated_.abi == Abi::X86_32 ? "x86_32" : "x86_64",
+             negotiated_.persistent_grants ? "on" : "off", options_.data_path == DataPath::Map ? "map" : "copy");
+  return 0;
+}
+
+void VbdDriver::disconnect() {
+  for (auto& q : queues_) q->stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  queues_.clear();  // waits for in-flight I/O and unmaps everything
+  for (auto& s : stats_) accumulate(past_, *s);
+  stats_.clear();
+  // Gauges of ended connections are not carried over.
+  past_.in_flight.set(0);
+  past_.persistent_grants.set(0);
+}
+
+bool VbdDriver::check_resize(xenbus::XenStore& xs) {
+  if (!storage_ || !storage_->refresh_size()) return false;
+  PVBACK_LOG(Notice, "%s: storage size changed to %llu sectors", name_.c_str(),
+             static_cast<unsigned long long>(storage_->sectors()));
+  const int rc = xs.transact([&](xenbus::Txn txn) -> int {
+    if (int e = xs.write(backend_path_ + "/sectors", std::to_string(storage_->sectors()), txn)) return e;
+    if (!connected()) return 0;
+    // Rewriting the unchanged state fires the frontend's watch on it; that is how Linux
+    // frontends learn about a resize.
+    auto state = xs.read(backend_path_ + "/state", txn);
+    if (!state) return state.error();
+    return xs.write(backend_path_ + "/state", *state, txn);
+  });
+  if (rc != 0) PVBACK_LOG(Error, "%s: cannot publish the new size: %s", name_.c_str(), std::strerror(rc));
+  return true;
+}
+
+}  // namespace pvback::blkback

@@ -1,0 +1,83 @@
+// The blkif side of a vbd's XenBus handshake: what pvback-blk advertises, how it reads the
+// frontend's ring keys and how it starts and stops one Queue (and thread) per ring.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blkback/options.hpp"
+#include "blkback/queue.hpp"
+#include "blkback/stats.hpp"
+#include "blkback/storage.hpp"
+#include "grant/platform.hpp"
+#include "xenbus/backend_device.hpp"
+
+namespace pvback::blkback {
+
+// What the frontend asked for at connect time.
+struct Negotiated {
+  unsigned queues = 0;
+  unsigned ring_page_order = 0;
+  Abi abi = Abi::Native;
+  bool persistent_grants = false;
+};
+
+class VbdDriver final : public xenbus::BackendDriver {
+ public:
+  // `name` is the device's log name ("vbd 1/51712"). A queue hitting a fatal protocol error calls
+  // `on_fatal` from its own thread.
+  VbdDriver(const grant::Platform& platform, BackendOptions options, std::string name, DomId frontend_domid,
+            Queue::FatalHandler on_fatal);
+  ~VbdDriver() override;
+
+  int advertise(xenbus::XenStore& xs, const std::string& backend_path) override;
+  int connect(xenbus::XenStore& xs, const std::string& frontend_path) override;
+  void disconnect() override;
+
+  // Re-reads the storage size; when it changed and the frontend is connected, publishes the new
+  // "sectors" and rewrites "state" in one transaction, so the frontend's watch fires (as Linux's
+  // xen_vbd_resize does). Returns true if the size changed.
+  bool check_resize(xenbus::XenStore& xs);
+
+  const Storage* storage() const { return storage_ ? &*storage_ : nullptr; }
+  const BackendOptions& options() const { return options_; }
+  unsigned effective_max_queues() const;
+  bool connected() const { return !queues_.empty(); }
+  const Negotiated& negotiated() const { return negotiated_; }
+  // One entry per queue of the current connection (empty when disconnected).
+  const std::vector<std::unique_ptr<QueueStats>>& queue_stats() const { return stats_; }
+  // Totals of connections that ended, so an operator's counters never go backwards.
+  const QueueStats& past_totals() const { return past_; }
+  bool read_only() const { return read_only_; }
+  bool cdrom() const { return cdrom_; }
+
+ private:
+  int open_storage(xenbus::XenStore& xs, const std::string& backend_path);
+  int publish_disk(xenbus::XenStore& xs, xenbus::Txn txn);
+  std::expected<QueueConfig, int> read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index);
+
+  const grant::Platform& platform_;
+  BackendOptions options_;
+  std::string name_;
+  DomId frontend_domid_;
+  Queue::FatalHandler on_fatal_;
+  std::string backend_path_;
+  std::optional<Storage> storage_;
+  bool read_only_ = false;
+  bool cdrom_ = false;
+  bool removable_ = false;
+  bool discard_enable_ = true;
+  Negotiated negotiated_;
+  std::vector<std::unique_ptr<QueueStats>> stats_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  std::vector<std::thread> threads_;
+  QueueStats past_;
+};
+
+// Adds every counter of `from` into `into` (gauges too: sums over queues).
+void accumulate(QueueStats& into, const QueueStats& from);
+
+}  // namespace pvback::blkback
