@@ -1,0 +1,1155 @@
+// Queue: one blkif ring served on one io_uring. See queue.hpp for the contract.
+//
+// Per wake-up (event-channel event, completions freeing resources):
+//   1. every unconsumed request is copied out of the ring once and converted to native; the
+//      header is validated on the copy;
+//   2. the segment descriptors of all indirect requests are grant-copied into the slots' own
+//      arrays with one batched grant copy (a single copy, no mapping to keep), then validated;
+//   3. data: Map path: persistent-cache lookups, then at most one ReadWrite map (reads) and one
+//      ReadOnly map (writes) for the rest of the batch (per-request retry if a batch map fails);
+//      Copy path: bounce pages from the queue's pool and one batched grant copy for all writes;
+//   4. readv/writev/fsync of the batch are queued to io_uring in ring order and submitted together
+//      with the wait (io_uring_submit_and_wait);
+//   5. completions reaped together are answered together (Copy path reads: one batched grant copy
+//      bounce->guest first), then one push_responses_and_check_notify and at most one notify.
+// Barriers: nothing submitted after a barrier starts before the barrier completes, and the barrier
+// starts only when everything submitted before it completed (write phase, then fdatasync).
+#include "blkback/queue.hpp"
+
+#include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "base/log.hpp"
+#include "base/unique_fd.hpp"
+#include "blkback/persistent_grants.hpp"
+#include "ring/blkif.hpp"
+
+namespace pvback::blkback {
+namespace {
+
+namespace native = blkif::native;
+constexpr bool kNativeIs32 = std::is_same_v<blkif::native::Request, blkif::x86_32::Request>;
+
+constexpr std::uint64_t kTagEvent = ~std::uint64_t{0};
+constexpr std::uint64_t kTagStop = kTagEvent - 1;
+constexpr std::uint64_t kTagTimer = kTagEvent - 2;
+constexpr std::int64_t kPurgeIntervalNs = 100'000'000;  // persistent-grant expiry check, at most
+constexpr std::uint32_t kMaxIov = IOV_MAX;
+constexpr std::uint32_t kSegsPerPage = blkif::kSegmentsPerIndirectPage;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Owns an io_uring instance.
+struct IoUring {
+  io_uring ring{};
+  bool initialised = false;
+  IoUring() = default;
+  IoUring(const IoUring&) = delete;
+  IoUring& operator=(const IoUring&) = delete;
+  ~IoUring() {
+    if (initialised) io_uring_queue_exit(&ring);
+  }
+  int init(unsigned entries) {
+    int r = io_uring_queue_init(entries, &ring, 0);
+    if (r < 0) return -r;
+    initialised = true;
+    return 0;
+  }
+};
+
+// Page-aligned anonymous memory, unmapped on destruction.
+struct PageBuffer {
+  std::byte* data = nullptr;
+  std::size_t bytes = 0;
+  PageBuffer() = default;
+  PageBuffer(const PageBuffer&) = delete;
+  PageBuffer& operator=(const PageBuffer&) = delete;
+  ~PageBuffer() {
+    if (data != nullptr) ::munmap(data, bytes);
+  }
+  int allocate(std::size_t n) {
+    if (n == 0) return 0;
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return errno;
+    data = static_cast<std::byte*>(p);
+    bytes = n;
+    return 0;
+  }
+};
+
+enum class Kind : std::uint8_t { Read, Write, Barrier, Flush, Discard, Other };
+enum class Phase : std::uint8_t { Idle, Io, Sync };
+
+struct Slot {
+  native::Request req{};
+  Kind kind = Kind::Other;
+  bool indirect = false;
+  bool deferred_copy = false;    // Copy path read waiting for the batched bounce->guest copy
+  Phase phase = Phase::Idle;
+  std::int16_t status = blkif::kRspOkay;
+  std::uint32_t nsegs = 0;
+  blkif::Segment* segs = nullptr;   // the slot's own copy of the descriptors (capacity max_segs)
+  iovec* iov = nullptr;
+  std::int32_t* pg = nullptr;       // persistent entry per segment, or kNone
+  std::uint32_t* bounce = nullptr;  // bounce page per segment (Copy path)
+  std::uint32_t iov_count = 0;
+  std::uint32_t iov_first = 0;      // first iovec not fully transferred (short I/O resume)
+  std::int32_t batch_map = -1;      // index into batch_maps_, or -1
+  std::uint32_t map_first = 0;      // first page of this slot in its batch mapping
+  std::uint32_t np_count = 0;       // segments not served by the persistent cache
+  std::uint64_t offset = 0;         // byte offset on the storage
+  std::uint64_t total_bytes = 0;
+  std::uint64_t done_bytes = 0;
+  std::uint64_t sectors = 0;        // 512-byte sectors of the request
+};
+
+struct BatchMap {
+  grant::Mapping mapping;
+  std::uint32_t users = 0;
+};
+
+// Grant refs collected for one batched map() call.
+struct MapBatch {
+  std::vector<GrantRef> refs;
+  std::vector<std::uint32_t> slots;
+};
+
+}  // namespace
+
+struct Queue::Impl {
+  Impl(const Storage& s, QueueConfig c, QueueStats& st, FatalHandler f)
+      : storage(s), config(std::move(c)), stats(st), on_fatal(std::move(f)), name(config.name.c_str()) {}
+  ~Impl();
+
+  // ---- set-up ----
+  int init(const grant::Platform& platform);
+
+  // ---- ring access (ABI dispatch) ----
+  std::expected<ring::RingIdx, int> unconsumed() const {
+    return is32 ? ring32.unconsumed_requests() : ring64.unconsumed_requests();
+  }
+  std::expected<bool, int> final_check() { return is32 ? ring32.final_check_for_requests() : ring64.final_check_for_requests(); }
+  native::Request take_request() {
+    if (is32) return blkif::to_native(ring32.next_request());
+    return blkif::to_native(ring64.next_request());
+  }
+  void put_response(const native::Response& r) {
+    if (is32) ring32.put_response(blkif::to_x86_32(r)); else ring64.put_response(blkif::to_x86_64(r));
+  }
+  bool push_responses() { return is32 ? ring32.push_responses_and_check_notify() : ring64.push_responses_and_check_notify(); }
+
+  // ---- main loop pieces ----
+  void run();
+  void arm_polls();
+  void arm_timer();
+  void handle_event();
+  void process_ring();
+  void take_one();
+  void parse_header(Slot& s);
+  void copy_indirect_descriptors();
+  void validate_segments(Slot& s);
+  void prepare_map();
+  void prepare_copy();
+  void add_to_batch(MapBatch& batch, std::uint32_t slot, Access access);
+  void flush_batch(MapBatch& batch, Access access);
+  void build_iov(Slot& s);
+  void submit_pending();
+  bool submit_slot(std::uint32_t idx);
+  bool submit_io(std::uint32_t idx);
+  bool submit_sync(std::uint32_t idx);
+  io_uring_sqe* get_sqe();
+  void handle_completion(std::uint32_t idx, int res);
+  void complete(std::uint32_t idx, std::int16_t status);
+  void finish_copybacks();
+  void respond(std::uint32_t idx);
+  void release(Slot& s);
+  void flush_responses();
+  void fatal(int error, const char* reason);
+  void maybe_purge(std::int64_t now);
+  void drain_in_flight();
+  void fail(Slot& s, std::int16_t status, const char* why);
+
+  bool copy_path() const { return config.data_path == DataPath::Copy; }
+
+  const Storage& storage;
+  QueueConfig config;
+  QueueStats& stats;
+  FatalHandler on_fatal;
+  const char* name;
+
+  // Declared first so they are destroyed last: every Mapping/BoundPort below refers to them.
+  std::unique_ptr<grant::GrantMapper> mapper;
+  std::unique_ptr<grant::EventChannels> channels;
+  grant::Mapping ring_mapping;
+  grant::BoundPort port;
+  bool is32 = false;
+  blkif::x86_32::BackRing ring32;
+  blkif::x86_64::BackRing ring64;
+  ring::RingIdx ring_size = 0;
+  UniqueFd stop_fd;
+  IoUring uring;
+
+  std::uint32_t max_segs = 0;  // per request: max(11, max_indirect_segments)
+  std::vector<Slot> slots;
+  std::vector<blkif::Segment> seg_store;
+  std::vector<iovec> iov_store;
+  std::vector<std::int32_t> pg_store;
+  std::vector<std::uint32_t> bounce_store;
+  std::vector<std::uint32_t> free_slots;
+  std::uint32_t slots_used = 0;
+
+  std::vector<std::uint32_t> batch;           // slots taken in this wake-up, ring order
+  std::vector<std::uint32_t> pending;         // FIFO of slots ready to submit (ring buffer)
+  std::uint32_t pending_head = 0, pending_count = 0;
+  std::uint32_t submitted = 0;                // slots whose I/O is in the io_uring
+  bool barrier_active = false;
+
+  // Map path.
+  std::unique_ptr<PersistentGrants> persistent;
+  std::vector<BatchMap> batch_maps;
+  std::vector<std::int32_t> free_batch_maps;
+  MapBatch read_batch, write_batch;
+  std::vector<GrantRef> scratch_refs;
+  std::uint32_t max_map_batch = 0;
+
+  // Copy path.
+  PageBuffer bounce_pages;
+  std::vector<std::uint32_t> free_bounce;
+  std::vector<grant::CopySegment> copy_segs;
+  std::vector<std::uint32_t> copy_owner;
+  std::vector<std::uint32_t> copyback;        // completed reads awaiting the bounce->guest copy
+
+  // Indirect descriptors.
+  std::vector<grant::CopySegment> ind_segs;
+  std::vector<std::uint32_t> ind_owner;
+
+  std::vector<std::uint32_t> responses_done;  // scratch
+  bool responses_pending = false;
+
+  bool event_armed = false, stop_armed = false, timer_armed = false;
+  __kernel_timespec timer_ts{};
+  std::atomic<bool> stop_requested{false};
+  bool stopping = false;
+  bool fatal_seen = false;
+  bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
+  std::int64_t last_purge = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and tear-down
+
+int Queue::Impl::init(const grant::Platform& platform) {
+  try {
+    mapper = platform.open_mapper();
+    channels = platform.open_event_channels();
+  } catch (const std::system_error& e) {
+    PVBACK_LOG(Error, "%s: cannot open grant/event channel handles: %s", name, e.what());
+    return e.code().value() != 0 ? e.code().value() : EIO;
+  } catch (const std::exception& e) {
+    PVBACK_LOG(Error, "%s: cannot open grant/event channel handles: %s", name, e.what());
+    return EIO;
+  }
+  if (!mapper || !channels) return EIO;
+
+  const std::size_t pages = config.ring_refs.size();
+  if (pages == 0 || !std::has_single_bit(pages) || pages > 256) {
+    PVBACK_LOG(Error, "%s: bad number of ring pages %zu", name, pages);
+    return EINVAL;
+  }
+  if (config.max_indirect_segments > blkif::kMaxIndirectSegments) {
+    PVBACK_LOG(Error, "%s: max_indirect_segments %u above the protocol limit %u", name, config.max_indirect_segments,
+               blkif::kMaxIndirectSegments);
+    return EINVAL;
+  }
+  auto ring_map = mapper->map(config.frontend_domid, config.ring_refs, Access::ReadWrite);
+  if (!ring_map) {
+    PVBACK_LOG(Error, "%s: cannot map the ring (%zu pages) of domain %u: %s", name, pages, config.frontend_domid,
+               std::strerror(ring_map.error()));
+    return ring_map.error();
+  }
+  ring_mapping = std::move(*ring_map);
+  is32 = config.abi == Abi::X86_32 || (config.abi == Abi::Native && kNativeIs32);
+  if (is32) {
+    auto r = blkif::x86_32::BackRing::attach(ring_mapping.data(), pages);
+    if (!r) return r.error();
+    ring32 = *r;
+    ring_size = ring32.size();
+  } else {
+    auto r = blkif::x86_64::BackRing::attach(ring_mapping.data(), pages);
+    if (!r) return r.error();
+    ring64 = *r;
+    ring_size = ring64.size();
+  }
+  auto local = channels->bind_interdomain(config.frontend_domid, config.remote_port);
+  if (!local) {
+    PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.remote_port,
+               config.frontend_domid, std::strerror(local.error()));
+    return local.error();
+  }
+  port = grant::BoundPort(*channels, *local);
+
+  stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd) return errno;
+  const unsigned entries = std::min(4096u, std::bit_ceil(ring_size * 2u + 8u));
+  if (int err = uring.init(entries); err != 0) {
+    PVBACK_LOG(Error, "%s: io_uring_queue_init(%u): %s", name, entries, std::strerror(err));
+    return err;
+  }
+  const int fd = storage.fd();
+  if (int r = io_uring_register_files(&uring.ring, &fd, 1); r < 0) {
+    PVBACK_LOG(Error, "%s: io_uring_register_files: %s", name, std::strerror(-r));
+    return -r;
+  }
+
+  // Slots and their per-segment arrays, for a full ring at the configured limits.
+  max_segs = std::max<std::uint32_t>(blkif::kMaxSegmentsPerRequest, config.max_indirect_segments);
+  const std::size_t total = std::size_t{ring_size} * max_segs;
+  slots.resize(ring_size);
+  seg_store.resize(total);
+  iov_store.resize(total);
+  pg_store.assign(total, PersistentGrants::kNone);
+  free_slots.reserve(ring_size);
+  for (std::uint32_t i = 0; i < ring_size; ++i) {
+    Slot& s = slots[i];
+    s.segs = &seg_store[std::size_t{i} * max_segs];
+    s.iov = &iov_store[std::size_t{i} * max_segs];
+    s.pg = &pg_store[std::size_t{i} * max_segs];
+    free_slots.push_back(ring_size - 1 - i);
+  }
+  batch.reserve(ring_size);
+  pending.resize(ring_size);
+  responses_done.reserve(ring_size);
+  ind_segs.resize(std::size_t{ring_size} * blkif::kMaxIndirectPagesPerRequest);
+  ind_owner.resize(ind_segs.size());
+
+  if (copy_path()) {
+    // Bounded pool with back-pressure: a request is taken from the ring only while a worst-case
+    // request still fits, so the pool never runs dry mid-request.
+    const std::uint32_t pool =
+        std::max<std::uint32_t>(std::min<std::uint32_t>(ring_size * blkif::kMaxSegmentsPerRequest, 4096), 2 * max_segs);
+    if (int err = bounce_pages.allocate(std::size_t{pool} * kXenPageSize); err != 0) return err;
+    free_bounce.reserve(pool);
+    for (std::uint32_t i = pool; i > 0; --i) free_bounce.push_back(i - 1);
+    bounce_store.resize(total);
+    for (std::uint32_t i = 0; i < ring_size; ++i) slots[i].bounce = &bounce_store[std::size_t{i} * max_segs];
+    copy_segs.resize(pool);
+    copy_owner.resize(pool);
+    copyback.reserve(ring_size);
+  } else {
+    if (config.persistent_grants) persistent = std::make_unique<PersistentGrants>(config.max_persistent_grants);
+    batch_maps.resize(ring_size);
+    free_batch_maps.reserve(ring_size);
+    for (std::uint32_t i = ring_size; i > 0; --i) free_batch_maps.push_back(static_cast<std::int32_t>(i - 1));
+    max_map_batch = std::max<std::uint32_t>(2048, max_segs);
+    read_batch.refs.reserve(max_map_batch);
+    write_batch.refs.reserve(max_map_batch);
+    read_batch.slots.reserve(ring_size);
+    write_batch.slots.reserve(ring_size);
+    scratch_refs.reserve(max_segs);
+  }
+  const auto expiry = std::max(std::chrono::milliseconds(100), config.persistent_idle_expiry / 2);
+  timer_ts.tv_sec = expiry.count() / 1000;
+  timer_ts.tv_nsec = (expiry.count() % 1000) * 1'000'000;
+  last_purge = now_ns();
+  return 0;
+}
+
+void Queue::Impl::drain_in_flight() {
+  // Wait for every submitted I/O so no kernel write lands in memory we are about to unmap.
+  while (submitted > 0 && uring.initialised) {
+    io_uring_cqe* cqe = nullptr;
+    int r = io_uring_wait_cqe(&uring.ring, &cqe);
+    if (r == -EINTR) continue;
+    if (r < 0) break;
+    const std::uint64_t tag = cqe->user_data;
+    const int res = cqe->res;
+    io_uring_cqe_seen(&uring.ring, cqe);
+    if (tag < slots.size()) {
+      handle_completion(static_cast<std::uint32_t>(tag), res);
+      finish_copybacks();
+    } else if (tag == kTagEvent) {
+      event_armed = false;
+    } else if (tag == kTagStop) {
+      stop_armed = false;
+    } else if (tag == kTagTimer) {
+      timer_armed = false;
+    }
+    io_uring_submit(&uring.ring);  // a barrier's fdatasync or a short transfer's remainder
+  }
+}
+
+Queue::Impl::~Impl() {
+  stopping = true;
+  drain_in_flight();
+  // Requests still queued but never submitted (run() not running): answer nothing, release all.
+  for (std::uint32_t i = 0; i < slots.size(); ++i) release(slots[i]);
+  if (uring.initialised) {
+    io_uring_queue_exit(&uring.ring);
+    uring.initialised = false;
+  }
+  if (persistent) {
+    persistent->clear();
+    stats.persistent_grants.set(0);
+  }
+  for (BatchMap& b : batch_maps) b.mapping.reset();
+  port.reset();
+  ring_mapping.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main loop
+
+void Queue::Impl::fatal(int error, const char* reason) {
+  if (fatal_seen) return;
+  fatal_seen = true;
+  PVBACK_LOG(Error, "%s: %s; disconnecting", name, reason);
+  if (on_fatal) on_fatal(error, reason);
+}
+
+io_uring_sqe* Queue::Impl::get_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&uring.ring);
+  if (sqe == nullptr) {
+    io_uring_submit(&uring.ring);
+    sqe = io_uring_get_sqe(&uring.ring);
+  }
+  return sqe;
+}
+
+void Queue::Impl::arm_polls() {
+  if (!event_armed && !stopping && !fatal_seen) {
+    if (io_uring_sqe* sqe = get_sqe()) {
+      io_uring_prep_poll_add(sqe, channels->fd(), POLLIN);
+      io_uring_sqe_set_data64(sqe, kTagEvent);
+      event_armed = true;
+    }
+  }
+  if (!stop_armed && !stopping) {
+    if (io_uring_sqe* sqe = get_sqe()) {
+      io_uring_prep_poll_add(sqe, stop_fd.get(), POLLIN);
+      io_uring_sqe_set_data64(sqe, kTagStop);
+      stop_armed = true;
+    }
+  }
+}
+
+void Queue::Impl::arm_timer() {
+  if (timer_armed || !persistent || persistent->size() == 0 || stopping || fatal_seen) return;
+  if (io_uring_sqe* sqe = get_sqe()) {
+    io_uring_prep_timeout(sqe, &timer_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, kTagTimer);
+    timer_armed = true;
+  }
+}
+
+void Queue::Impl::maybe_purge(std::int64_t now) {
+  if (!persistent || now - last_purge < kPurgeIntervalNs) return;
+  last_purge = now;
+  const std::int64_t expiry = std::chrono::duration_cast<std::chrono::nanoseconds>(config.persistent_idle_expiry).count();
+  const std::uint32_t removed = persistent->expire(now - expiry);
+  if (removed != 0) {
+    stats.persistent_evictions.add(removed);
+    stats.persistent_grants.set(persistent->size());
+  }
+}
+
+void Queue::Impl::handle_event() {
+  stats.events_received.add();
+  for (;;) {
+    auto p = channels->pending();
+    if (!p) break;
+    channels->unmask(*p);
+  }
+}
+
+void Queue::Impl::run() {
+  if (stop_requested.load(std::memory_order_acquire)) stopping = true;
+  arm_polls();
+  if (!stopping && !fatal_seen) process_ring();  // the frontend may have queued before we bound
+  submit_pending();
+  flush_responses();
+  for (;;) {
+    if ((stopping || fatal_seen) && slots_used == 0) break;
+    arm_polls();
+    arm_timer();
+    int r = io_uring_submit_and_wait(&uring.ring, 1);
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
+      PVBACK_LOG(Error, "%s: io_uring_submit_and_wait: %s", name, std::strerror(-r));
+      fatal(-r, "io_uring failed");
+      break;
+    }
+    bool event = false;
+    bool progressed = false;
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(&uring.ring, head, cqe) {
+      ++seen;
+      const std::uint64_t tag = cqe->user_data;
+      if (tag < slots.size()) {
+        handle_completion(static_cast<std::uint32_t>(tag), cqe->res);
+        progressed = true;
+      } else if (tag == kTagEvent) {
+        event_armed = false;
+        event = true;
+      } else if (tag == kTagStop) {
+        stop_armed = false;
+        stopping = true;
+      } else if (tag == kTagTimer) {
+        timer_armed = false;
+        maybe_purge(now_ns());
+      }
+    }
+    io_uring_cq_advance(&uring.ring, seen);
+    if (stop_requested.load(std::memory_order_acquire)) stopping = true;
+    finish_copybacks();
+    if (event && !stopping && !fatal_seen) handle_event();
+    if (!stopping && !fatal_seen) {
+      arm_polls();  // re-armed after unmask: an event from now on fires it again
+      if (event || (backlog && progressed)) process_ring();
+    }
+    submit_pending();
+    flush_responses();
+  }
+  flush_responses();
+}
+
+void Queue::Impl::flush_responses() {
+  if (!responses_pending) return;
+  responses_pending = false;
+  if (push_responses()) {
+    if (int err = port.notify(); err != 0) {
+      PVBACK_LOG_RATELIMITED(Warning, "%s: notify failed: %s", name, std::strerror(err));
+    } else {
+      stats.notifications_sent.add();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Taking requests
+
+void Queue::Impl::process_ring() {
+  batch.clear();
+  bool stalled = false;
+  while (!stalled && !fatal_seen) {
+    auto n = unconsumed();
+    if (!n) {
+      fatal(EPROTO, "ring overflow: the frontend's req_prod is impossible");
+      break;
+    }
+    if (*n == 0) {
+      auto more = final_check();
+      if (!more) {
+        fatal(EPROTO, "ring overflow: the frontend's req_prod is impossible");
+        break;
+      }
+      if (!*more) break;
+      continue;
+    }
+    for (ring::RingIdx i = 0; i < *n; ++i) {
+      if (free_slots.empty() || (copy_path() && free_bounce.size() < max_segs)) {
+        stalled = true;
+        break;
+      }
+      take_one();
+    }
+  }
+  backlog = stalled;
+  if (batch.empty()) return;
+  stats.batches.add();
+  maybe_purge(now_ns());
+  copy_indirect_descriptors();
+  for (std::uint32_t idx : batch) {
+    Slot& s = slots[idx];
+    if (s.status == blkif::kRspOkay) validate_segments(s);
+  }
+  if (copy_path()) prepare_copy(); else prepare_map();
+  for (std::uint32_t idx : batch) {
+    Slot& s = slots[idx];
+    if (s.status != blkif::kRspOkay) {
+      respond(idx);
+      continue;
+    }
+    if (s.kind == Kind::Read || s.kind == Kind::Write || (s.kind == Kind::Barrier && s.nsegs != 0)) build_iov(s);
+    pending[(pending_head + pending_count) % ring_size] = idx;
+    ++pending_count;
+  }
+  batch.clear();
+}
+
+void Queue::Impl::take_one() {
+  const std::uint32_t idx = free_slots.back();
+  free_slots.pop_back();
+  ++slots_used;
+  stats.in_flight.add();
+  Slot& s = slots[idx];
+  s.req = take_request();  // the one and only read of the shared slot
+  s.kind = Kind::Other;
+  s.indirect = false;
+  s.deferred_copy = false;
+  s.phase = Phase::Idle;
+  s.status = blkif::kRspOkay;
+  s.nsegs = 0;
+  s.iov_count = s.iov_first = 0;
+  s.batch_map = -1;
+  s.map_first = s.np_count = 0;
+  s.offset = s.total_bytes = s.done_bytes = s.sectors = 0;
+  parse_header(s);
+  batch.push_back(idx);
+}
+
+void Queue::Impl::fail(Slot& s, std::int16_t status, const char* why) {
+  if (s.status != blkif::kRspOkay) return;
+  s.status = status;
+  if (status == blkif::kRspEopnotsupp) stats.unsupported.add(); else stats.bad_requests.add();
+  PVBACK_LOG_RATELIMITED(Warning, "%s: request id %llu op %u: %s", name, static_cast<unsigned long long>(s.req.id()),
+                         s.req.operation(), why);
+}
+
+void Queue::Impl::parse_header(Slot& s) {
+  const native::Request& r = s.req;
+  std::uint32_t nsegs = 0;
+  switch (r.operation()) {
+    case blkif::kOpRead:
+      s.kind = Kind::Read;
+      nsegs = r.rw.nr_segments;
+      break;
+    case blkif::kOpWrite:
+      s.kind = Kind::Write;
+      nsegs = r.rw.nr_segments;
+      break;
+    case blkif::kOpWriteBarrier:
+      s.kind = Kind::Barrier;
+      nsegs = r.rw.nr_segments;
+      if (!config.barrier_enabled) return fail(s, blkif::kRspEopnotsupp, "barrier not advertised");
+      break;
+    case blkif::kOpFlushDiskcache:
+      s.kind = Kind::Flush;
+      if (!config.flush_enabled) return fail(s, blkif::kRspEopnotsupp, "flush not advertised");
+      return;  // segments of a flush are ignored
+    case blkif::kOpDiscard: {
+      s.kind = Kind::Discard;
+      if (!config.discard_enabled || !storage.discard_supported())
+        return fail(s, blkif::kRspEopnotsupp, "discard not advertised");
+      if ((r.discard.flag & blkif::kDiscardSecure) != 0 && !storage.secure_discard_supported())
+        return fail(s, blkif::kRspEopnotsupp, "secure discard not supported");
+      if (storage.read_only()) return fail(s, blkif::kRspError, "discard on read-only storage");
+      const std::uint64_t size = storage.sectors();
+      if (r.discard.sector_number > size || r.discard.nr_sectors > size - r.discard.sector_number)
+        return fail(s, blkif::kRspError, "discard beyond the end of the disk");
+      s.offset = r.discard.sector_number << blkif::kSectorShift;
+      s.sectors = r.discard.nr_sectors;
+      return;
+    }
+    case blkif::kOpIndirect:
+      s.indirect = true;
+      if (r.indirect.indirect_op == blkif::kOpRead) s.kind = Kind::Read;
+      else if (r.indirect.indirect_op == blkif::kOpWrite) s.kind = Kind::Write;
+      else return fail(s, blkif::kRspError, "indirect request with an operation other than read/write");
+      nsegs = r.indirect.nr_segments;
+      if (nsegs == 0 || nsegs > config.max_indirect_segments ||
+          (nsegs + kSegsPerPage - 1) / kSegsPerPage > blkif::kMaxIndirectPagesPerRequest)
+        return fail(s, blkif::kRspError, "bad number of indirect segments");
+      s.nsegs = nsegs;
+      s.offset = r.indirect.sector_number << blkif::kSectorShift;
+      if (s.kind == Kind::Write && storage.read_only()) return fail(s, blkif::kRspError, "write on read-only storage");
+      return;  // descriptors are copied in copy_indirect_descriptors()
+    default:
+      return fail(s, blkif::kRspEopnotsupp, "unknown operation");
+  }
+  // read / write / barrier (direct)
+  if ((nsegs == 0 && s.kind != Kind::Barrier) || nsegs > blkif::kMaxSegmentsPerRequest)
+    return fail(s, blkif::kRspError, "bad number of segments");
+  if (s.kind != Kind::Read && nsegs != 0 && storage.read_only())
+    return fail(s, blkif::kRspError, "write on read-only storage");
+  s.nsegs = nsegs;
+  s.offset = r.rw.sector_number << blkif::kSectorShift;
+  for (std::uint32_t i = 0; i < nsegs; ++i) s.segs[i] = r.rw.seg[i];
+}
+
+void Queue::Impl::copy_indirect_descriptors() {
+  std::size_t n = 0;
+  for (std::uint32_t idx : batch) {
+    Slot& s = slots[idx];
+    if (!s.indirect || s.status != blkif::kRspOkay) continue;
+    const std::uint32_t pages = (s.nsegs + kSegsPerPage - 1) / kSegsPerPage;
+    for (std::uint32_t p = 0; p < pages; ++p) {
+      const std::uint32_t count = std::min(kSegsPerPage, s.nsegs - p * kSegsPerPage);
+      grant::CopySegment& c = ind_segs[n];
+      c = {};
+      c.source.foreign.ref = s.req.indirect.indirect_grefs[p];
+      c.source.foreign.domid = config.frontend_domid;
+      c.source.foreign.offset = 0;
+      c.dest.virt = s.segs + std::size_t{p} * kSegsPerPage;
+      c.len = static_cast<std::uint16_t>(count * sizeof(blkif::Segment));
+      c.flags = GNTCOPY_source_gref;
+      ind_owner[n] = idx;
+      ++n;
+    }
+  }
+  if (n == 0) return;
+  const int err = mapper->copy({ind_segs.data(), n});
+  stats.grants_copied.add(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (err != 0 || ind_segs[i].status != GNTST_okay)
+      fail(slots[ind_owner[i]], blkif::kRspError, "cannot read the indirect descriptor page");
+  }
+}
+
+void Queue::Impl::validate_segments(Slot& s) {
+  if (s.kind != Kind::Read && s.kind != Kind::Write && s.kind != Kind::Barrier) return;
+  const std::uint32_t lbs = storage.logical_block_size();
+  const std::uint64_t sector = s.indirect ? s.req.indirect.sector_number : s.req.rw.sector_number;
+  if ((sector * blkif::kSectorSize) % lbs != 0) return fail(s, blkif::kRspError, "sector not aligned to the block size");
+  std::uint64_t total = 0;
+  for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+    const blkif::Segment& g = s.segs[i];
+    if (g.first_sect > g.last_sect || g.last_sect >= blkif::kSectorsPerPage)
+      return fail(s, blkif::kRspError, "bad first_sect/last_sect");
+    const std::uint32_t count = g.last_sect - g.first_sect + 1u;
+    if ((g.first_sect * blkif::kSectorSize) % lbs != 0 || (count * blkif::kSectorSize) % lbs != 0)
+      return fail(s, blkif::kRspError, "segment not aligned to the block size");
+    total += count;
+  }
+  const std::uint64_t size = storage.sectors();
+  if (sector > size || total > size - sector) return fail(s, blkif::kRspError, "access beyond the end of the disk");
+  s.sectors = total;
+  s.total_bytes = total * blkif::kSectorSize;
+  s.offset = sector * blkif::kSectorSize;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Map path
+
+void Queue::Impl::prepare_map() {
+  const std::int64_t now = persistent ? now_ns() : 0;
+  for (std::uint32_t idx : batch) {
+    Slot& s = slots[idx];
+    if (s.status != blkif::kRspOkay || s.nsegs == 0 || s.kind == Kind::Flush || s.kind == Kind::Discard ||
+        s.kind == Kind::Other)
+      continue;
+    s.np_count = 0;
+    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+      s.pg[i] = PersistentGrants::kNone;
+      if (!persistent) {
+        ++s.np_count;
+        continue;
+      }
+      const GrantRef gref = s.segs[i].gref;
+      std::int32_t e = persistent->find(gref);
+      if (e != PersistentGrants::kNone) {
+        stats.persistent_hits.add();
+      } else {
+        stats.persistent_misses.add();
+        if (!persistent->full()) {
+          auto m = mapper->map(config.frontend_domid, {&gref, 1}, Access::ReadWrite);
+          if (m) {
+            e = persistent->insert(gref, std::move(*m), now);
+            stats.persistent_grants.set(persistent->size());
+          }
+        }
+      }
+      if (e == PersistentGrants::kNone) {
+        ++s.np_count;
+        continue;
+      }
+      persistent->at(e).users++;
+      persistent->touch(e, now);
+      s.pg[i] = e;
+    }
+    if (s.np_count != 0) {
+      if (s.kind == Kind::Read) add_to_batch(read_batch, idx, Access::ReadWrite);
+      else add_to_batch(write_batch, idx, Access::ReadOnly);
+    }
+  }
+  flush_batch(read_batch, Access::ReadWrite);
+  flush_batch(write_batch, Access::ReadOnly);
+}
+
+void Queue::Impl::add_to_batch(MapBatch& b, std::uint32_t idx, Access access) {
+  Slot& s = slots[idx];
+  if (b.refs.size() + s.np_count > max_map_batch) flush_batch(b, access);
+  s.map_first = static_cast<std::uint32_t>(b.refs.size());
+  for (std::uint32_t i = 0; i < s.nsegs; ++i)
+    if (s.pg[i] == PersistentGrants::kNone) b.refs.push_back(s.segs[i].gref);
+  b.slots.push_back(idx);
+}
+
+void Queue::Impl::flush_batch(MapBatch& b, Access access) {
+  if (b.slots.empty()) return;
+  auto m = mapper->map(config.frontend_domid, b.refs, access);
+  if (m) {
+    const std::int32_t bm = free_batch_maps.back();
+    free_batch_maps.pop_back();
+    batch_maps[bm].mapping = std::move(*m);
+    batch_maps[bm].users = static_cast<std::uint32_t>(b.slots.size());
+    for (std::uint32_t idx : b.slots) slots[idx].batch_map = bm;
+    stats.grants_mapped.add(b.refs.size());
+  } else if (b.slots.size() == 1) {
+    fail(slots[b.slots[0]], blkif::kRspError,
+         access == Access::ReadWrite ? "cannot map the grants for writing" : "cannot map the grants");
+  } else {
+    // map() is all-or-nothing: find the culprits one request at a time.
+    for (std::uint32_t idx : b.slots) {
+      Slot& s = slots[idx];
+      scratch_refs.clear();
+      for (std::uint32_t i = 0; i < s.np_count; ++i) scratch_refs.push_back(b.refs[s.map_first + i]);
+      auto one = mapper->map(config.frontend_domid, scratch_refs, access);
+      if (!one) {
+        fail(s, blkif::kRspError, access == Access::ReadWrite ? "cannot map the grants for writing" : "cannot map the grants");
+        continue;
+      }
+      const std::int32_t bm = free_batch_maps.back();
+      free_batch_maps.pop_back();
+      batch_maps[bm].mapping = std::move(*one);
+      batch_maps[bm].users = 1;
+      s.batch_map = bm;
+      s.map_first = 0;
+      stats.grants_mapped.add(scratch_refs.size());
+    }
+  }
+  b.refs.clear();
+  b.slots.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copy path
+
+void Queue::Impl::prepare_copy() {
+  std::size_t n = 0;
+  for (std::uint32_t idx : batch) {
+    Slot& s = slots[idx];
+    if (s.status != blkif::kRspOkay || s.nsegs == 0 ||
+        (s.kind != Kind::Read && s.kind != Kind::Write && s.kind != Kind::Barrier))
+      continue;
+    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+      s.bounce[i] = free_bounce.back();  // back-pressure guarantees max_segs pages were free
+      free_bounce.pop_back();
+      s.pg[i] = PersistentGrants::kNone;
+      if (s.kind == Kind::Read) continue;
+      const blkif::Segment& g = s.segs[i];
+      grant::CopySegment& c = copy_segs[n];
+      c = {};
+      c.source.foreign.ref = g.gref;
+      c.source.foreign.domid = config.frontend_domid;
+      c.source.foreign.offset = static_cast<std::uint16_t>(g.first_sect * blkif::kSectorSize);
+      c.dest.virt = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize + g.first_sect * blkif::kSectorSize;
+      c.len = static_cast<std::uint16_t>((g.last_sect - g.first_sect + 1u) * blkif::kSectorSize);
+      c.flags = GNTCOPY_source_gref;
+      copy_owner[n] = idx;
+      ++n;
+    }
+    s.np_count = s.nsegs;
+  }
+  if (n == 0) return;
+  const int err = mapper->copy({copy_segs.data(), n});
+  stats.grants_copied.add(n);
+  for (std::size_t i = 0; i < n; ++i)
+    if (err != 0 || copy_segs[i].status != GNTST_okay)
+      fail(slots[copy_owner[i]], blkif::kRspError, "cannot copy from the guest's grant");
+}
+
+void Queue::Impl::finish_copybacks() {
+  if (copyback.empty()) return;
+  std::size_t n = 0;
+  for (std::uint32_t idx : copyback) {
+    Slot& s = slots[idx];
+    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+      const blkif::Segment& g = s.segs[i];
+      grant::CopySegment& c = copy_segs[n];
+      c = {};
+      c.source.virt = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize + g.first_sect * blkif::kSectorSize;
+      c.dest.foreign.ref = g.gref;
+      c.dest.foreign.domid = config.frontend_domid;
+      c.dest.foreign.offset = static_cast<std::uint16_t>(g.first_sect * blkif::kSectorSize);
+      c.len = static_cast<std::uint16_t>((g.last_sect - g.first_sect + 1u) * blkif::kSectorSize);
+      c.flags = GNTCOPY_dest_gref;
+      copy_owner[n] = idx;
+      ++n;
+    }
+  }
+  const int err = n != 0 ? mapper->copy({copy_segs.data(), n}) : 0;
+  stats.grants_copied.add(n);
+  for (std::size_t i = 0; i < n; ++i)
+    if (err != 0 || copy_segs[i].status != GNTST_okay)
+      fail(slots[copy_owner[i]], blkif::kRspError, "cannot copy into the guest's grant");
+  for (std::uint32_t idx : copyback) respond(idx);
+  copyback.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission
+
+void Queue::Impl::build_iov(Slot& s) {
+  std::uint32_t k = 0;
+  std::uint32_t np = 0;
+  for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+    const blkif::Segment& g = s.segs[i];
+    std::byte* page;
+    if (copy_path()) {
+      page = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize;
+    } else if (s.pg[i] != PersistentGrants::kNone) {
+      page = static_cast<std::byte*>(persistent->at(s.pg[i]).mapping.data());
+    } else {
+      page = batch_maps[s.batch_map].mapping.page(s.map_first + np++);
+    }
+    std::byte* base = page + g.first_sect * blkif::kSectorSize;
+    const std::size_t len = (g.last_sect - g.first_sect + 1u) * blkif::kSectorSize;
+    if (k != 0 && static_cast<std::byte*>(s.iov[k - 1].iov_base) + s.iov[k - 1].iov_len == base) {
+      s.iov[k - 1].iov_len += len;
+    } else {
+      s.iov[k].iov_base = base;
+      s.iov[k].iov_len = len;
+      ++k;
+    }
+  }
+  s.iov_count = k;
+  s.iov_first = 0;
+}
+
+void Queue::Impl::submit_pending() {
+  while (pending_count != 0 && !barrier_active) {
+    const std::uint32_t idx = pending[pending_head];
+    Slot& s = slots[idx];
+    if (s.kind == Kind::Barrier && submitted != 0) break;  // drain first
+    pending_head = (pending_head + 1) % ring_size;
+    --pending_count;
+    if (!submit_slot(idx)) continue;
+    if (s.kind == Kind::Barrier) barrier_active = true;
+  }
+}
+
+// Starts a request's I/O; false if it was answered at once (discard, or no SQE).
+bool Queue::Impl::submit_slot(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  switch (s.kind) {
+    case Kind::Discard: {
+      int err = s.sectors == 0 ? 0
+                               : storage.discard(s.offset, s.sectors << blkif::kSectorShift,
+                                                 (s.req.discard.flag & blkif::kDiscardSecure) != 0);
+      if (err == EOPNOTSUPP) {
+        fail(s, blkif::kRspEopnotsupp, "discard not supported by the storage");
+      } else if (err != 0) {
+        s.status = blkif::kRspError;
+        stats.io_errors.add();
+        PVBACK_LOG_RATELIMITED(Warning, "%s: discard failed: %s", name, std::strerror(err));
+      }
+      respond(idx);
+      return false;
+    }
+    case Kind::Flush:
+      return submit_sync(idx);
+    case Kind::Barrier:
+      return s.nsegs == 0 ? submit_sync(idx) : submit_io(idx);
+    case Kind::Read:
+    case Kind::Write:
+      return submit_io(idx);
+    case Kind::Other:
+      break;
+  }
+  respond(idx);
+  return false;
+}
+
+bool Queue::Impl::submit_io(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe == nullptr) {
+    s.status = blkif::kRspError;
+    stats.io_errors.add();
+    respond(idx);
+    return false;
+  }
+  const std::uint32_t count = std::min(s.iov_count - s.iov_first, kMaxIov);
+  const std::uint64_t offset = s.offset + s.done_bytes;
+  if (s.kind == Kind::Read) io_uring_prep_readv(sqe, 0, s.iov + s.iov_first, count, offset);
+  else io_uring_prep_writev(sqe, 0, s.iov + s.iov_first, count, offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, idx);
+  if (s.phase == Phase::Idle) ++submitted;
+  s.phase = Phase::Io;
+  return true;
+}
+
+bool Queue::Impl::submit_sync(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe == nullptr) {
+    if (s.phase != Phase::Idle) --submitted;
+    if (s.kind == Kind::Barrier) barrier_active = false;
+    s.status = blkif::kRspError;
+    stats.io_errors.add();
+    respond(idx);
+    return false;
+  }
+  io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, idx);
+  if (s.phase == Phase::Idle) ++submitted;
+  s.phase = Phase::Sync;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion
+
+void Queue::Impl::handle_completion(std::uint32_t idx, int res) {
+  Slot& s = slots[idx];
+  if (s.phase == Phase::Io) {
+    if (res < 0) {
+      PVBACK_LOG_RATELIMITED(Warning, "%s: %s at byte %llu failed: %s", name, s.kind == Kind::Read ? "read" : "write",
+                             static_cast<unsigned long long>(s.offset), std::strerror(-res));
+      stats.io_errors.add();
+      return complete(idx, blkif::kRspError);
+    }
+    s.done_bytes += static_cast<std::uint64_t>(res);
+    if (s.done_bytes < s.total_bytes) {
+      if (res == 0) {
+        PVBACK_LOG_RATELIMITED(Warning, "%s: short %s at byte %llu", name, s.kind == Kind::Read ? "read" : "write",
+                               static_cast<unsigned long long>(s.offset + s.done_bytes));
+        stats.io_errors.add();
+        return complete(idx, blkif::kRspError);
+      }
+      // Short transfer (or more than IOV_MAX iovecs): advance the iovecs in place, resubmit.
+      std::uint64_t left = static_cast<std::uint64_t>(res);
+      while (left != 0 && left >= s.iov[s.iov_first].iov_len) left -= s.iov[s.iov_first++].iov_len;
+      if (left != 0) {
+        s.iov[s.iov_first].iov_base = static_cast<std::byte*>(s.iov[s.iov_first].iov_base) + left;
+        s.iov[s.iov_first].iov_len -= left;
+      }
+      submit_io(idx);
+      return;
+    }
+    if (s.kind == Kind::Barrier) {
+      submit_sync(idx);
+      return;
+    }
+    return complete(idx, blkif::kRspOkay);
+  }
+  if (s.phase == Phase::Sync) {
+    if (res < 0) {
+      PVBACK_LOG_RATELIMITED(Warning, "%s: fdatasync failed: %s", name, std::strerror(-res));
+      stats.io_errors.add();
+      return complete(idx, blkif::kRspError);
+    }
+    return complete(idx, blkif::kRspOkay);
+  }
+}
+
+void Queue::Impl::complete(std::uint32_t idx, std::int16_t status) {
+  Slot& s = slots[idx];
+  --submitted;
+  if (s.kind == Kind::Barrier) barrier_active = false;
+  s.phase = Phase::Idle;
+  if (status != blkif::kRspOkay) s.status = status;
+  if (copy_path() && s.kind == Kind::Read && s.status == blkif::kRspOkay) {
+    copyback.push_back(idx);
+    return;
+  }
+  respond(idx);
+}
+
+void Queue::Impl::release(Slot& s) {
+  if (persistent && (s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier)) {
+    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
+      if (s.pg[i] != PersistentGrants::kNone) {
+        persistent->at(s.pg[i]).users--;
+        s.pg[i] = PersistentGrants::kNone;
+      }
+    }
+  }
+  if (s.batch_map >= 0) {
+    BatchMap& b = batch_maps[s.batch_map];
+    if (--b.users == 0) {
+      b.mapping.reset();
+      free_batch_maps.push_back(s.batch_map);
+    }
+    s.batch_map = -1;
+  }
+  if (copy_path() && s.np_count != 0) {
+    for (std::uint32_t i = 0; i < s.np_count; ++i) free_bounce.push_back(s.bounce[i]);
+    s.np_count = 0;
+  }
+}
+
+void Queue::Impl::respond(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  release(s);
+  if (s.status == blkif::kRspOkay) {
+    switch (s.kind) {
+      case Kind::Read:
+        stats.reads.add();
+        stats.sectors_read.add(s.sectors);
+        break;
+      case Kind::Write:
+        stats.writes.add();
+        stats.sectors_written.add(s.sectors);
+        break;
+      case Kind::Barrier:
+        stats.barriers.add();
+        stats.sectors_written.add(s.sectors);
+        break;
+      case Kind::Flush:
+        stats.flushes.add();
+        break;
+      case Kind::Discard:
+        stats.discards.add();
+        stats.sectors_discarded.add(s.sectors);
+        break;
+      case Kind::Other:
+        break;
+    }
+    if (s.indirect) stats.indirect.add();
+  }
+  put_response(blkif::make_response(s.req, s.status));
+  responses_pending = true;
+  s.kind = Kind::Other;
+  s.nsegs = 0;
+  free_slots.push_back(idx);
+  --slots_used;
+  stats.in_flight.sub();
+}
+
+}  // namespace pvback::blkback
+
+namespace pvback::blkback {
+
+std::expected<std::unique_ptr<Queue>, int> Queue::create(const grant::Platform& platform, const Storage& storage,
+                                                         QueueConfig config, QueueStats& stats, FatalHandler on_fatal) {
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(storage, std::move(config), stats, std::move(on_fatal));
+    if (int err = impl->init(platform); err != 0) return std::unexpected(err);
+  } catch (const std::bad_alloc&) {
+    return std::unexpected(ENOMEM);
+  }
+  return std::unique_ptr<Queue>(new Queue(std::move(impl)));
+}
+
+Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Queue::~Queue() = default;
+
+void Queue::run() { impl_->run(); }
+
+void Queue::stop() {
+  impl_->stop_requested.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd.get(), &one, sizeof(one));
+}
+
+const QueueConfig& Queue::config() const { return impl_->config; }
+
+}  // namespace pvback::blkback
