@@ -77,6 +77,9 @@ int remove_vbd(xenbus::XenStore& xs, DomId backend_domid, DomId frontend_domid, 
   if (!*exists) return ENOENT;
   if (int e = xs.transact([&](xenbus::Txn t) {
         if (int e = xs.write(be + "/online", "0", t)) return e;
+        // As libxl: ask a backend that is not closed yet to close; its frontend follows.
+        auto state = xs.read(be + "/state", t);
+        if (state && *state == std::to_string(XenbusStateClosed)) return 0;
         return xs.write(be + "/state", std::to_string(XenbusStateClosing), t);
       }))
     return e;
@@ -87,6 +90,7 @@ int remove_vbd(xenbus::XenStore& xs, DomId backend_domid, DomId frontend_domid, 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     auto state = xs.read(state_path);
+    // Done when the backend closed, or removed its node already (it exits on online=0).
     if (!state || *state == std::to_string(XenbusStateClosed)) break;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
