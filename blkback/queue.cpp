@@ -642,11 +642,11 @@ void Queue::Impl::parse_header(Slot& s) {
       return;  // segments of a flush are ignored
     case blkif::kOpDiscard: {
       s.kind = Kind::Discard;
-      if (!config.discard_enabled || !storage.discard_supported())
-        return fail(s, blkif::kRspEopnotsupp, "discard not advertised");
+      if (!config.discard_enabled) return fail(s, blkif::kRspEopnotsupp, "discard not advertised");
+      if (storage.read_only()) return fail(s, blkif::kRspError, "discard on read-only storage");
+      if (!storage.discard_supported()) return fail(s, blkif::kRspEopnotsupp, "discard not supported by the storage");
       if ((r.discard.flag & blkif::kDiscardSecure) != 0 && !storage.secure_discard_supported())
         return fail(s, blkif::kRspEopnotsupp, "secure discard not supported");
-      if (storage.read_only()) return fail(s, blkif::kRspError, "discard on read-only storage");
       const std::uint64_t size = storage.sectors();
       if (r.discard.sector_number > size || r.discard.nr_sectors > size - r.discard.sector_number)
         return fail(s, blkif::kRspError, "discard beyond the end of the disk");
