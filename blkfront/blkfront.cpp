@@ -16,7 +16,7 @@ using Clock = std::chrono::steady_clock;
 using ring::RingIdx;
 constexpr unsigned kMaxRingOrder = 8;            // never share more than 256 ring pages per queue
 constexpr unsigned kMaxQueues = 64;
-constexpr std::uint32_t kDefaultPoolCap = 1024;  // pages per queue when Options::pool_pages == 0
+constexpr std::uint32_t kDefaultPoolCap = 256;   // pages per queue when Options::pool_pages == 0
 constexpr std::uint32_t kPage = static_cast<std::uint32_t>(kXenPageSize);
 
 std::uint32_t ceil_div(std::uint64_t a, std::uint64_t b) { return static_cast<std::uint32_t>((a + b - 1) / b); }
@@ -734,8 +734,10 @@ void BlkFront::close_after_unplug() {
   connected_ = false;
   for (auto& q : queues_) q->fail_all(ENODEV);
   write_state(XenbusStateClosing);
-  for (auto& q : queues_) q->teardown();
   write_state(XenbusStateClosed);
+  // As in detach(): end the grants once the backend has let go of them (bounded wait).
+  wait_backend_state({XenbusStateClosed}, options_.close_timeout, false);
+  for (auto& q : queues_) q->teardown();
   closed_ = true;
 }
 
@@ -761,18 +763,22 @@ int BlkFront::detach() {
   int result = 0;
   connected_ = false;
   for (auto& q : queues_) q->connected_ = false;
+  for (auto& q : queues_) q->fail_all(ENODEV);
   if (state_ != XenbusStateInitialising) {
     write_state(XenbusStateClosing);
     result = wait_backend_state({XenbusStateClosing, XenbusStateClosed}, options_.close_timeout, false);
+    write_state(XenbusStateClosed);
+    // Linux blkback unmaps the rings and (persistent) grants when the frontend is Closed, so the
+    // grants are ended only once the backend followed: a backend that still maps a page would
+    // make its release leak it (Xen defers it; the simulation cannot).
+    if (result == 0)
+      result = wait_backend_state({XenbusStateClosed}, options_.close_timeout, false);
     if (result != 0)
       PVBACK_LOG(Warning, "blkfront %s: backend did not close: %s", neg_.frontend_path.c_str(),
                  std::strerror(result));
   }
-  for (auto& q : queues_) {
-    q->fail_all(ENODEV);
-    q->teardown();
-  }
-  write_state(XenbusStateClosed);
+  for (auto& q : queues_) q->teardown();
+  if (state_ != XenbusStateClosed) write_state(XenbusStateClosed);
   closed_ = true;
   return result;
 }

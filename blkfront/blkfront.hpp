@@ -57,14 +57,14 @@ struct Options {
   unsigned max_indirect_segments = 32;     // 0: never use indirect descriptors
   bool persistent = true;                  // write feature-persistent = 1
   Protocol protocol = Protocol::Native;
-  // Pool pages granted per queue; 0 = min(ring slots * pages per request, 1024), never less than
-  // one largest request.
+  // Pool pages granted per queue; 0 = min(ring slots * pages per request, 256), never less than
+  // one largest request. In-flight requests are bounded by both the ring and the free pool pages.
   unsigned pool_pages = 0;
   // Refuse flush/barrier/discard locally when the backend did not advertise them (EOPNOTSUPP), like
   // Linux; false sends them anyway (to test a backend's answer).
   bool enforce_features = true;
   std::chrono::milliseconds connect_timeout{10000};  // each of: backend InitWait, backend Connected
-  std::chrono::milliseconds close_timeout{5000};     // backend Closing/Closed after our Closing
+  std::chrono::milliseconds close_timeout{5000};     // each of: backend Closing, backend Closed
 };
 
 // The outcome of negotiation and what the backend told us about the disk.
@@ -257,8 +257,9 @@ class BlkFront {
   // Waits for any queue's event channel or a XenStore event; handles the latter. 0/ETIMEDOUT/ENODEV.
   int wait_any(std::chrono::milliseconds timeout);
 
-  // Closing, wait for the backend's Closing/Closed (close_timeout), end grants, Closed.
-  // 0, or ETIMEDOUT if the backend did not follow (we close anyway).
+  // Fails outstanding requests (ENODEV), Closing, waits for the backend's Closing/Closed, Closed,
+  // waits for the backend's Closed (Linux blkback unmaps then), and only then ends the grants.
+  // 0, or ETIMEDOUT if the backend did not follow (we close anyway; grants still mapped leak).
   int detach();
 
  private:

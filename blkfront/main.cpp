@@ -111,6 +111,7 @@ RunResult run_io(blkfront::BlkFront& front, unsigned iodepth, std::uint32_t max_
   Op pending;
   unsigned rr = 0;
   std::uint32_t inflight = 0;
+  std::uint64_t iterations = 0;
   const auto start = Clock::now();
   for (;;) {
     // Submit as much as fits.
@@ -162,6 +163,12 @@ RunResult run_io(blkfront::BlkFront& front, unsigned iodepth, std::uint32_t max_
         dirty[i] = false;
       }
     if (inflight == 0 && (exhausted || !have_op)) break;
+    // A busy loop may never wait: look at the backend's state now and then (hot unplug).
+    if ((++iterations & 63) == 0 && front.process_xenstore() == ENODEV) {
+      std::fprintf(stderr, "pvback-blkfront: device went away\n");
+      ++res.errors;
+      break;
+    }
     // Reap.
     std::uint64_t reaped = 0;
     for (unsigned i = 0; i < nq; ++i) {
