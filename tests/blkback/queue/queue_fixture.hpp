@@ -114,7 +114,7 @@ typename Ns::Request indirect_request(RawFrontend<Ns>& fe, std::vector<grant::Sh
       static_cast<std::uint32_t>((segs.size() + blkif::kSegmentsPerIndirectPage - 1) / blkif::kSegmentsPerIndirectPage);
   keep.push_back(fe.share(std::max(1u, pages), Access::ReadOnly));
   grant::SharedPages& ind = keep.back();
-  std::memcpy(ind.data(), segs.data(), segs.size() * sizeof(blkif::Segment));
+  if (!segs.empty()) std::memcpy(ind.data(), segs.data(), segs.size() * sizeof(blkif::Segment));
   typename Ns::Request r{};
   r.indirect.operation = blkif::kOpIndirect;
   r.indirect.indirect_op = op;
