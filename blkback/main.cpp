@@ -203,7 +203,11 @@ int main(int argc, char** argv) {
       exit_code = 1;
       break;
     }
-    if (fds[0].revents & POLLIN) device.handle_events();
+    if (fds[0].revents & POLLIN) {
+      const auto before = device.state();
+      device.handle_events();
+      if (device.state() != before) write_stats();  // a reader waiting for a state sees it at once
+    }
     if (fds[1].revents & POLLIN) {
       std::uint64_t count;
       [[maybe_unused]] auto n = ::read(fatal_fd.get(), &count, sizeof count);

@@ -182,7 +182,9 @@ struct Queue::Impl {
   void drain_in_flight();
   void fail(Slot& s, std::int16_t status, const char* why);
 
-  bool copy_path() const { return config.data_path == DataPath::Copy; }
+  // Grant copy serves frontends without persistent grants; with them, the cache of mapped grants
+  // is the data path (its overflow is mapped per batch), whatever data_path says.
+  bool copy_path() const { return config.data_path == DataPath::Copy && !config.persistent_grants; }
 
   const Storage& storage;
   QueueConfig config;

@@ -25,6 +25,8 @@ namespace pvback::blkback {
 enum class Abi { Native, X86_32, X86_64 };
 // Map: map the guest's grants and do I/O straight into them (zero copy).
 // Copy: grant-copy between guest pages and bounce pages owned by the queue.
+// Both choose how grants that are not persistent are served: once persistent grants are
+// negotiated, the persistent cache (mapped grants) is the data path.
 enum class DataPath { Map, Copy };
 
 struct QueueConfig {

@@ -727,6 +727,15 @@ int BlkFront::process_xenstore() {
     close_after_unplug();
     return ENODEV;
   }
+  // A backend rewrites its state after publishing a new size (online resize), as Linux blkfront's
+  // revalidation expects: pick the new size up.
+  if (connected_ && s && *s == XenbusStateConnected) {
+    if (auto sectors = xs_.read_uint(neg_.backend_path + "/sectors"); sectors && *sectors != neg_.sectors) {
+      PVBACK_LOG(Notice, "blkfront %s: disk resized from %llu to %llu sectors", neg_.frontend_path.c_str(),
+                 static_cast<unsigned long long>(neg_.sectors), static_cast<unsigned long long>(*sectors));
+      neg_.sectors = *sectors;
+    }
+  }
   return 0;
 }
 

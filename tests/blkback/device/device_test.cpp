@@ -1,0 +1,279 @@
+// pvback-blk as a whole device: what it advertises, read-only and cdrom devices, flush/barrier/
+// discard semantics, statistics, online resize, hot unplug, reconnect, a frontend that vanishes
+// mid-I/O and one that overflows the ring.
+#include <sys/stat.h>
+
+#include "tests/blkback/device/vbd_fixture.hpp"
+
+namespace pvback::test {
+namespace {
+
+std::string read_key(xenbus::XenStore& xs, const std::string& path) { return xs.read(path).value_or("<missing>"); }
+
+TEST_F(VbdTest, AdvertisesFeaturesAndGeometryAtInitWait) {
+  make_disk(8 << 20);
+  add_vbd_and_start({"--max-queues", "3", "--max-indirect-segments", "512"});
+  const std::string be = backend_path();
+  EXPECT_EQ(read_key(dom0_xs_, be + "/feature-persistent"), "1");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/feature-max-indirect-segments"), "512");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/max-ring-page-order"), "4");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/multi-queue-max-queues"), "3");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/feature-flush-cache"), "1");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/feature-barrier"), "1");
+  EXPECT_EQ(read_key(dom0_xs_, be + "/sectors"), std::to_string((8 << 20) / 512));
+  EXPECT_EQ(read_key(dom0_xs_, be + "/info"), "0");
+  const std::string sector_size = read_key(dom0_xs_, be + "/sector-size");
+  EXPECT_TRUE(sector_size == "512" || sector_size == "4096") << sector_size;
+  EXPECT_EQ(read_key(dom0_xs_, be + "/feature-discard"), "1");  // ext4/tmpfs punch holes
+  EXPECT_NE(read_key(dom0_xs_, be + "/discard-granularity"), "<missing>");
+
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
+  EXPECT_EQ(front->negotiated().num_queues, 3u);
+  EXPECT_EQ(front->negotiated().backend_max_indirect_segments, 512u);
+  ASSERT_TRUE(eventually([&] { return stats_text().find("\"queues\": 3") != std::string::npos; })) << stats_text();
+}
+
+TEST_F(VbdTest, OptionsTurnFeaturesOff) {
+  make_disk(1 << 20);
+  add_vbd_and_start({"--no-persistent-grants", "--max-indirect-segments", "0", "--max-ring-page-order", "0",
+                     "--max-queues", "1", "--no-flush", "--no-barrier"});
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const auto& n = front->negotiated();
+  EXPECT_FALSE(n.persistent);
+  EXPECT_FALSE(n.indirect);
+  EXPECT_EQ(n.ring_page_order, 0u);
+  EXPECT_EQ(n.num_queues, 1u);
+  EXPECT_FALSE(n.flush);
+  EXPECT_FALSE(n.barrier);
+  // A frontend that flushes anyway is told the operation is not supported.
+  blkfront::Options raw;
+  raw.enforce_features = false;
+  ASSERT_EQ(front->detach(), 0);
+  ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateClosed; }));
+  auto again = attach(raw);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->flush(), EOPNOTSUPP);
+  std::vector<std::byte> page(4096, std::byte{7});
+  EXPECT_EQ(again->write(0, page), 0);
+  EXPECT_TRUE(eventually([&] { return stat("unsupported") >= 1; }));
+}
+
+TEST_F(VbdTest, ReadOnlyDeviceRefusesWritesAndServesReads) {
+  make_disk(1 << 20);
+  {
+    std::vector<char> data(4096, 'R');
+    int fd = ::open(disk_.c_str(), O_WRONLY);
+    ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 8192), 4096);
+    ::close(fd);
+  }
+  sim::VbdSpec spec;
+  spec.mode = "r";
+  add_vbd_and_start({}, spec);
+  EXPECT_EQ(read_key(dom0_xs_, backend_path() + "/info"), std::to_string(blkif::kVdiskReadonly));
+  EXPECT_EQ(dom0_xs_.exists(backend_path() + "/feature-discard").value_or(true), false);
+  blkfront::Options opts;
+  opts.enforce_features = false;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  EXPECT_TRUE(front->negotiated().readonly());
+  std::vector<std::byte> buf(4096);
+  ASSERT_EQ(front->read(16, buf), 0);
+  EXPECT_EQ(buf[0], std::byte{'R'});
+  std::vector<std::byte> data(4096, std::byte{1});
+  EXPECT_EQ(front->write(0, data), EIO);
+  EXPECT_TRUE(eventually([&] { return stat("bad_requests") >= 1; }));
+  // The file is untouched.
+  char c = 0;
+  int fd = ::open(disk_.c_str(), O_RDONLY);
+  ASSERT_EQ(::pread(fd, &c, 1, 0), 1);
+  ::close(fd);
+  EXPECT_EQ(c, 0);
+}
+
+TEST_F(VbdTest, CdromIsReadOnlyRemovableMedia) {
+  make_disk(2 << 20);
+  sim::VbdSpec spec;
+  spec.mode = "r";
+  spec.device_type = "cdrom";
+  spec.dev_name = "xvdc";
+  add_vbd_and_start({}, spec);
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const std::uint32_t info = front->negotiated().info;
+  EXPECT_TRUE(info & blkif::kVdiskCdrom);
+  EXPECT_TRUE(info & blkif::kVdiskReadonly);
+  EXPECT_TRUE(info & blkif::kVdiskRemovable);
+  std::vector<std::byte> buf(2048);
+  EXPECT_EQ(front->read(0, buf), 0);
+}
+
+TEST_F(VbdTest, FlushBarrierAndDiscardReachTheFile) {
+  make_disk(4 << 20);
+  add_vbd_and_start();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  ASSERT_TRUE(front->negotiated().discard);
+  std::vector<std::byte> data(1 << 20);
+  fill_pattern(data, 0, 42);
+  ASSERT_EQ(front->write(0, data), 0);
+  ASSERT_EQ(front->flush(), 0);
+
+  auto& q = front->queue(0);
+  std::vector<std::byte> barrier_data(8192);
+  fill_pattern(barrier_data, 4096, 43);
+  ASSERT_EQ(q.submit_barrier_write(4096, barrier_data, 1), 0);
+  ASSERT_EQ(q.kick(), 0);
+  ASSERT_EQ(q.wait_for(1, std::chrono::seconds(10)), 0);
+
+  struct stat before {};
+  ASSERT_EQ(::stat(disk_.c_str(), &before), 0);
+  // Discard 256 KiB in the middle of the written MiB (aligned to the granularity).
+  const std::uint64_t first = 512, count = 512;
+  ASSERT_EQ(front->discard(first, count), 0);
+  std::vector<std::byte> readback(data.size());
+  ASSERT_EQ(front->read(0, readback), 0);
+  for (std::uint64_t i = 0; i < data.size(); ++i) {
+    const bool discarded = i >= first * 512 && i < (first + count) * 512;
+    ASSERT_EQ(readback[i], discarded ? std::byte{0} : data[i]) << "byte " << i;
+  }
+  std::vector<std::byte> barrier_back(8192);
+  ASSERT_EQ(front->read(4096, barrier_back), 0);
+  EXPECT_TRUE(barrier_back == barrier_data);
+  struct stat after {};
+  ASSERT_EQ(::stat(disk_.c_str(), &after), 0);
+  EXPECT_LT(after.st_blocks, before.st_blocks) << "punch hole freed no blocks";
+  ASSERT_TRUE(eventually([&] { return stat("flushes") >= 1 && stat("barriers") >= 1 && stat("discards") >= 1; }))
+      << stats_text();
+  EXPECT_EQ(stat("sectors_discarded"), static_cast<long long>(count));
+}
+
+TEST_F(VbdTest, OnlineResizeIsPublished) {
+  make_disk(1 << 20);
+  add_vbd_and_start();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  ASSERT_EQ(::truncate(disk_.c_str(), 3 << 20), 0);
+  EXPECT_TRUE(eventually([&] { return read_key(dom0_xs_, backend_path() + "/sectors") == std::to_string(6144); }));
+  // The frontend learns it from the state rewrite, as Linux blkfront does; requests beyond the
+  // old end then succeed.
+  EXPECT_TRUE(eventually([&] {
+    front->process_xenstore();
+    return front->negotiated().sectors == 6144;
+  }));
+  std::vector<std::byte> data(4096, std::byte{9});
+  ASSERT_EQ(front->write(4096, data), 0);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
+}
+
+TEST_F(VbdTest, HotUnplugClosesBothEndsAndTheBackendExits) {
+  make_disk(1 << 20);
+  add_vbd_and_start();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  std::thread toolstack([&] {
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    EXPECT_EQ(sim::remove_vbd(*xs, 0, kGuest, kDevid), 0);
+  });
+  // The frontend follows the backend's Closing.
+  ASSERT_TRUE(eventually([&] {
+    front->process_xenstore();
+    return !front->connected();
+  }));
+  toolstack.join();
+  auto status = backend_->wait_exit();
+  ASSERT_TRUE(status.has_value()) << "pvback-blk did not exit after hot unplug";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_EQ(dom0_xs_.exists(backend_path()).value_or(true), false);
+}
+
+TEST_F(VbdTest, FrontendReconnectsAndFindsItsData) {
+  make_disk(1 << 20);
+  add_vbd_and_start();
+  std::vector<std::byte> data(64 << 10);
+  fill_pattern(data, 100, 7);
+  for (int round = 0; round < 3; ++round) {
+    auto front = attach();
+    ASSERT_NE(front, nullptr) << "round " << round;
+    std::vector<std::byte> back(data.size());
+    if (round > 0) {
+      ASSERT_EQ(front->read(100, back), 0);
+      EXPECT_TRUE(back == data) << "round " << round;
+    }
+    ASSERT_EQ(front->write(100, data), 0);
+    ASSERT_EQ(front->detach(), 0);
+    ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateClosed; }));
+  }
+  EXPECT_TRUE(backend_->running());
+}
+
+TEST_F(VbdTest, RingOverflowDisconnectsTheDeviceOnly) {
+  make_disk(1 << 20);
+  add_vbd_and_start();
+  blkfront::Options opts;
+  opts.max_ring_page_order = 0;
+  opts.max_queues = 1;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  auto& q = front->queue(0);
+  // req_prod far beyond what the ring can hold (XSA-39 style).
+  auto* req_prod = reinterpret_cast<std::uint32_t*>(q.shared_ring());
+  std::atomic_ref<std::uint32_t>(*req_prod).store(100000, std::memory_order_release);
+  ASSERT_EQ(q.notify(), 0);
+  ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateClosing; }));
+  EXPECT_NE(read_key(dom0_xs_, backend_path() + "/error"), "<missing>");
+  EXPECT_TRUE(backend_->running());
+  ASSERT_TRUE(eventually([&] { return stat("in_flight") <= 0; }));
+}
+
+TEST_F(VbdTest, FrontendVanishingMidIoReleasesEverything) {
+  make_disk(4 << 20);
+  add_vbd_and_start();
+  // A guest process hammering the disk, killed without any goodbye.
+  pid_t guest = 0;
+  std::string run_dir = hv_->run_dir().string();
+  std::vector<std::string> args = {PVBACK_BLKFRONT, "--run-dir", run_dir, "--domid", std::to_string(kGuest),
+                                   "--devid", std::to_string(kDevid), "randread", "--seconds", "60"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ASSERT_EQ(::posix_spawn(&guest, PVBACK_BLKFRONT, nullptr, nullptr, argv.data(), environ), 0);
+  ASSERT_TRUE(eventually([&] { return stat("reads") > 100; })) << stats_text();
+  ::kill(guest, SIGKILL);
+  ::waitpid(guest, nullptr, 0);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);  // nothing told the backend yet
+  // The toolstack destroys the dead guest: its XenStore subtree goes, and with it the frontend.
+  auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
+  ASSERT_TRUE(ctl.has_value());
+  sim_protocol::Request req;
+  req.op = sim_protocol::Op::DestroyDomain;
+  req.domid = kGuest;
+  ASSERT_TRUE(ctl->call(req).has_value());
+  auto status = backend_->wait_exit();
+  ASSERT_TRUE(status.has_value()) << "pvback-blk did not exit after its frontend vanished";
+  // Under ASan/LSan a leaked mapping or buffer makes the exit status non-zero.
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_EQ(stat("in_flight"), 0);
+  EXPECT_EQ(stat("persistent_grants"), 0);
+}
+
+TEST_F(VbdTest, BackendStopsCleanlyOnSigterm) {
+  make_disk(1 << 20);
+  add_vbd_and_start();
+  blkfront::Options opts;
+  opts.close_timeout = std::chrono::milliseconds(200);  // nobody answers the frontend's goodbye
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(8192, std::byte{3});
+  ASSERT_EQ(front->write(0, data), 0);
+  backend_->terminate();
+  auto status = backend_->wait_exit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+}
+
+}  // namespace
+}  // namespace pvback::test

@@ -1,0 +1,215 @@
+// A simulated host for whole-device tests: the simulated hypervisor in-process, guest domain 1,
+// a disk file, the vbd nodes the toolstack writes, and pvback-blk as a separate process (as it
+// runs in production). The test process then acts as the guest through the userspace blkfront.
+#pragma once
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "blkfront/blkfront.hpp"
+#include "grant/sim_control.hpp"
+#include "grant/sim_protocol.hpp"
+#include "sim/hypervisor.hpp"
+#include "sim/toolstack/vbd.hpp"
+#include "xenbus/xenstore.hpp"
+
+extern char** environ;
+
+namespace pvback::test {
+
+inline constexpr DomId kGuest = 1;
+inline constexpr std::uint32_t kDevid = 51712;
+
+// Polls `condition` until it holds or `timeout` passes; true if it held. For waiting on another
+// process, never as a timing assertion.
+inline bool eventually(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// A pvback-blk child process.
+class BackendProcess {
+ public:
+  BackendProcess() = default;
+  BackendProcess(const BackendProcess&) = delete;
+  BackendProcess& operator=(const BackendProcess&) = delete;
+  ~BackendProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
+             const std::string& stats_file) {
+    std::vector<std::string> args = {PVBACK_BLK, "--backend-path", backend_path, "--stats-file", stats_file,
+                                     "--stats-interval-ms", "50"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string s = *e;
+      if (s.starts_with("PVBACK_")) continue;
+      env_strings.push_back(s);
+    }
+    env_strings.push_back("PVBACK_PLATFORM=sim");
+    env_strings.push_back("PVBACK_SIM_DIR=" + run_dir.string());
+    env_strings.push_back("PVBACK_DOMID=0");
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    ASSERT_EQ(::posix_spawn(&pid_, PVBACK_BLK, nullptr, nullptr, argv.data(), envp.data()), 0);
+  }
+
+  // Waits for the process to exit; its exit status (as from waitpid), or nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    std::optional<int> result;
+    eventually(
+        [&] {
+          int status = 0;
+          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            result = status;
+            pid_ = -1;
+            return true;
+          }
+          return false;
+        },
+        timeout);
+    return result;
+  }
+  bool running() const { return pid_ > 0 && ::kill(pid_, 0) == 0; }
+  void terminate() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class VbdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/pvback-vbd-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
+    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
+    ASSERT_TRUE(ctl.has_value());
+    sim_protocol::Request req;
+    req.op = sim_protocol::Op::CreateDomain;
+    req.domid = kGuest;
+    req.memory_bytes = 256ull << 20;
+    ASSERT_TRUE(ctl->call(req).has_value());
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    dom0_xs_ = std::move(*xs);
+    guest_platform_.emplace(hv_->platform(kGuest));
+    disk_ = dir_ / "disk.img";
+    stats_ = dir_ / "stats.json";
+  }
+
+  void TearDown() override {
+    backend_.reset();
+    hv_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void make_disk(std::uint64_t bytes) {
+    int fd = ::open(disk_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(bytes)), 0);
+    ::close(fd);
+  }
+
+  std::string backend_path() const { return sim::vbd_backend_path(0, kGuest, kDevid); }
+  std::string frontend_path() const { return sim::vbd_frontend_path(kGuest, kDevid); }
+
+  // Adds the vbd nodes and starts pvback-blk with `args`.
+  void add_vbd_and_start(std::vector<std::string> args = {}, sim::VbdSpec spec = {}) {
+    spec.frontend_domid = kGuest;
+    spec.devid = kDevid;
+    if (spec.params.empty()) spec.params = disk_.string();
+    ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+    backend_ = std::make_unique<BackendProcess>();
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
+    ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; })) << "backend never reached InitWait";
+  }
+
+  int backend_state() {
+    auto v = dom0_xs_.read_uint(backend_path() + "/state", 100);
+    return v ? static_cast<int>(*v) : -1;
+  }
+
+  std::unique_ptr<blkfront::BlkFront> attach(const blkfront::Options& options = {}) {
+    auto front = blkfront::BlkFront::attach(*guest_platform_, frontend_path(), options);
+    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
+    return front ? std::move(*front) : nullptr;
+  }
+
+  // A counter from the backend's statistics file ("total" section), or -1.
+  long long stat(const std::string& key) {
+    std::ifstream in(stats_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    const auto total = text.find("\"total\"");
+    if (total == std::string::npos) return -1;
+    const auto at = text.find("\"" + key + "\": ", total);
+    if (at == std::string::npos) return -1;
+    return std::atoll(text.c_str() + at + key.size() + 4);
+  }
+  std::string stats_text() {
+    std::ifstream in(stats_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<sim::SimHypervisor> hv_;
+  xenbus::XenStore dom0_xs_;
+  std::optional<grant::Platform> guest_platform_;
+  std::filesystem::path disk_;
+  std::filesystem::path stats_;
+  std::unique_ptr<BackendProcess> backend_;
+};
+
+// Deterministic test data: byte i of sector s under `seed`.
+inline void fill_pattern(std::span<std::byte> out, std::uint64_t first_sector, std::uint64_t seed) {
+  for (std::size_t i = 0; i < out.size(); i += 8) {
+    std::uint64_t x = (first_sector * 512 + i) ^ (seed * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    std::memcpy(out.data() + i, &x, std::min<std::size_t>(8, out.size() - i));
+  }
+}
+
+}  // namespace pvback::test
