@@ -546,6 +546,9 @@ void Queue::Impl::flush_responses() {
 void Queue::Impl::process_ring() {
   batch.clear();
   bool stalled = false;
+  // Copy path: bounce pages are handed out after the whole batch is taken, so the take loop
+  // reserves them as it goes; a request is taken only while a largest one would still fit.
+  std::size_t bounce_reserved = 0;
   while (!stalled && !fatal_seen) {
     auto n = unconsumed();
     if (!n) {
@@ -562,11 +565,16 @@ void Queue::Impl::process_ring() {
       continue;
     }
     for (ring::RingIdx i = 0; i < *n; ++i) {
-      if (free_slots.empty() || (copy_path() && free_bounce.size() < max_segs)) {
+      if (free_slots.empty() || (copy_path() && free_bounce.size() - bounce_reserved < max_segs)) {
         stalled = true;
         break;
       }
       take_one();
+      if (copy_path()) {
+        const Slot& s = slots[batch.back()];
+        if (s.status == blkif::kRspOkay && (s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier))
+          bounce_reserved += s.nsegs;
+      }
     }
   }
   backlog = stalled;
@@ -970,6 +978,10 @@ bool Queue::Impl::submit_io(std::uint32_t idx) {
   Slot& s = slots[idx];
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) {
+    // Also reached when resubmitting the rest of a short transfer: undo what submission counted.
+    if (s.phase != Phase::Idle) --submitted;
+    if (s.kind == Kind::Barrier) barrier_active = false;
+    s.phase = Phase::Idle;
     s.status = blkif::kRspError;
     stats.io_errors.add();
     respond(idx);
@@ -992,6 +1004,7 @@ bool Queue::Impl::submit_sync(std::uint32_t idx) {
   if (sqe == nullptr) {
     if (s.phase != Phase::Idle) --submitted;
     if (s.kind == Kind::Barrier) barrier_active = false;
+    s.phase = Phase::Idle;
     s.status = blkif::kRspError;
     stats.io_errors.add();
     respond(idx);
