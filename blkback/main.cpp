@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--max-queues") {
       options.max_queues = static_cast<unsigned>(number(256));
     } else if (arg == "--max-ring-page-order") {
-      options.max_ring_page_order = static_cast<unsigned>(number(8));
+      options.max_ring_page_order = static_cast<unsigned>(number(6));
     } else if (arg == "--max-indirect-segments") {
       options.max_indirect_segments = static_cast<unsigned>(number(4096));
     } else if (arg == "--no-persistent-grants") {

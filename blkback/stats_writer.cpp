@@ -93,7 +93,7 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
            ", \"ring_page_order\": " + std::to_string(n.ring_page_order) + ", \"abi\": \"" +
            (n.abi == Abi::Native ? "native" : n.abi == Abi::X86_32 ? "x86_32-abi" : "x86_64-abi") +
            "\", \"persistent_grants\": " + (n.persistent_grants ? "true" : "false") + ", \"data_path\": \"" +
-           (driver.options().data_path == DataPath::Map ? "map" : "copy") + "\"},\n";
+           (n.persistent_grants ? "persistent-map" : driver.options().data_path == DataPath::Map ? "map" : "copy") + "\"},\n";
   }
   QueueStats total;
   accumulate(total, driver.past_totals());
