@@ -42,7 +42,6 @@ pvback_iops() {  # pvback_iops [frontend options...] -- [backend options...]
   out=$(PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid "$devid" --queues 1 "${front[@]}" \
     randread --bs 4096 --iodepth 32 --seconds "$seconds")
   sim_ctl remove-vbd 1 "$devid" >/dev/null
-  devid=$((devid + 16))
   sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out"
 }
 

@@ -218,7 +218,9 @@ int main(int argc, char** argv) {
         error = std::exchange(fatal_error, 0);
         reason = std::move(fatal_reason);
       }
-      if (error != 0) device.report_fatal(error, reason.c_str());
+      // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
+      if (error != 0 && driver.connected() && driver.fatal_generation() == driver.generation())
+        device.report_fatal(error, reason.c_str());
       write_stats();
     }
     if (fds[2].revents & POLLIN) {

@@ -215,9 +215,14 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     if (!c) return c.error();
     configs.push_back(std::move(*c));
   }
+  const unsigned generation = ++generation_;
+  auto on_fatal = [this, generation](int error, const std::string& reason) {
+    fatal_generation_.store(generation);
+    on_fatal_(error, reason);
+  };
   for (unsigned i = 0; i < negotiated_.queues; ++i) {
     stats_.push_back(std::make_unique<QueueStats>());
-    auto q = Queue::create(platform_, *storage_, std::move(configs[i]), *stats_.back(), on_fatal_);
+    auto q = Queue::create(platform_, *storage_, std::move(configs[i]), *stats_.back(), on_fatal);
     if (!q) {
       PVBACK_LOG(Error, "%s: queue %u: cannot map the ring or bind the event channel: %s", name_.c_str(), i,
                  std::strerror(q.error()));

@@ -51,6 +51,10 @@ class VbdDriver final : public xenbus::BackendDriver {
   const std::vector<std::unique_ptr<QueueStats>>& queue_stats() const { return stats_; }
   // Totals of connections that ended, so an operator's counters never go backwards.
   const QueueStats& past_totals() const { return past_; }
+  // Each connect() starts a new generation; a fatal error reported by a queue carries the one it
+  // belonged to, so the main loop can ignore an error of a connection that is already gone.
+  unsigned generation() const { return generation_.load(); }
+  unsigned fatal_generation() const { return fatal_generation_.load(); }
   bool read_only() const { return read_only_; }
   bool cdrom() const { return cdrom_; }
 
@@ -75,6 +79,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::vector<std::unique_ptr<Queue>> queues_;
   std::vector<std::thread> threads_;
   QueueStats past_;
+  std::atomic<unsigned> generation_{0};
+  std::atomic<unsigned> fatal_generation_{0};
 };
 
 // Adds every counter of `from` into `into` (gauges too: sums over queues).
