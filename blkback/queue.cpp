@@ -170,6 +170,7 @@ struct Queue::Impl {
   bool submit_slot(std::uint32_t idx);
   bool submit_io(std::uint32_t idx);
   bool submit_sync(std::uint32_t idx);
+  bool fail_submission(std::uint32_t idx);
   io_uring_sqe* get_sqe();
   void handle_completion(std::uint32_t idx, int res);
   void complete(std::uint32_t idx, std::int16_t status);
@@ -974,19 +975,23 @@ bool Queue::Impl::submit_slot(std::uint32_t idx) {
   return false;
 }
 
+// No submission entry: answer the request with an error. Also reached when resubmitting the rest
+// of a short transfer or the flush of a barrier, so undo what submission counted.
+bool Queue::Impl::fail_submission(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  if (s.phase != Phase::Idle) --submitted;
+  if (s.kind == Kind::Barrier) barrier_active = false;
+  s.phase = Phase::Idle;
+  s.status = blkif::kRspError;
+  stats.io_errors.add();
+  respond(idx);
+  return false;
+}
+
 bool Queue::Impl::submit_io(std::uint32_t idx) {
   Slot& s = slots[idx];
   io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) {
-    // Also reached when resubmitting the rest of a short transfer: undo what submission counted.
-    if (s.phase != Phase::Idle) --submitted;
-    if (s.kind == Kind::Barrier) barrier_active = false;
-    s.phase = Phase::Idle;
-    s.status = blkif::kRspError;
-    stats.io_errors.add();
-    respond(idx);
-    return false;
-  }
+  if (sqe == nullptr) return fail_submission(idx);
   const std::uint32_t count = std::min(s.iov_count - s.iov_first, kMaxIov);
   const std::uint64_t offset = s.offset + s.done_bytes;
   if (s.kind == Kind::Read) io_uring_prep_readv(sqe, 0, s.iov + s.iov_first, count, offset);
@@ -1001,15 +1006,7 @@ bool Queue::Impl::submit_io(std::uint32_t idx) {
 bool Queue::Impl::submit_sync(std::uint32_t idx) {
   Slot& s = slots[idx];
   io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) {
-    if (s.phase != Phase::Idle) --submitted;
-    if (s.kind == Kind::Barrier) barrier_active = false;
-    s.phase = Phase::Idle;
-    s.status = blkif::kRspError;
-    stats.io_errors.add();
-    respond(idx);
-    return false;
-  }
+  if (sqe == nullptr) return fail_submission(idx);
   io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, idx);

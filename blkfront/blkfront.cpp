@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "base/log.hpp"
 
@@ -796,7 +797,9 @@ int BlkFront::sync_wait(Queue& q, std::uint64_t tag) {
   return q.wait_for(tag, std::max(options_.connect_timeout, std::chrono::milliseconds(30000)));
 }
 
-int BlkFront::read(std::uint64_t sector, std::span<std::byte> buffer) {
+// Sync I/O on queue 0, in pieces no larger than one submit carries.
+template <class Byte>
+int BlkFront::sync_io(std::uint64_t sector, std::span<Byte> buffer) {
   if (queues_.empty()) return ENODEV;
   Queue& q = *queues_[0];
   std::size_t done = 0;
@@ -806,7 +809,9 @@ int BlkFront::read(std::uint64_t sector, std::span<std::byte> buffer) {
     const std::uint32_t align = std::max<std::uint32_t>(neg_.sector_size, blkif::kSectorSize);
     if (len > align) len -= len % align;
     const std::uint64_t tag = sync_tag_++;
-    int e = q.submit_read(s, buffer.subspan(done, len), tag);
+    int e;
+    if constexpr (std::is_const_v<Byte>) e = q.submit_write(s, buffer.subspan(done, len), tag);
+    else e = q.submit_read(s, buffer.subspan(done, len), tag);
     if (e == 0) e = q.kick();
     if (e == 0) e = sync_wait(q, tag);
     if (e != 0) return e;
@@ -815,24 +820,9 @@ int BlkFront::read(std::uint64_t sector, std::span<std::byte> buffer) {
   return 0;
 }
 
-int BlkFront::write(std::uint64_t sector, std::span<const std::byte> buffer) {
-  if (queues_.empty()) return ENODEV;
-  Queue& q = *queues_[0];
-  std::size_t done = 0;
-  while (done < buffer.size()) {
-    const std::uint64_t s = sector + done / blkif::kSectorSize;
-    std::size_t len = std::min<std::uint64_t>(buffer.size() - done, q.max_request_bytes(s));
-    const std::uint32_t align = std::max<std::uint32_t>(neg_.sector_size, blkif::kSectorSize);
-    if (len > align) len -= len % align;
-    const std::uint64_t tag = sync_tag_++;
-    int e = q.submit_write(s, buffer.subspan(done, len), tag);
-    if (e == 0) e = q.kick();
-    if (e == 0) e = sync_wait(q, tag);
-    if (e != 0) return e;
-    done += len;
-  }
-  return 0;
-}
+int BlkFront::read(std::uint64_t sector, std::span<std::byte> buffer) { return sync_io(sector, buffer); }
+
+int BlkFront::write(std::uint64_t sector, std::span<const std::byte> buffer) { return sync_io(sector, buffer); }
 
 int BlkFront::flush() {
   if (queues_.empty()) return ENODEV;

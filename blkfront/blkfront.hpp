@@ -273,6 +273,8 @@ class BlkFront {
   int read_connect_info();
   void close_after_unplug();
   int sync_wait(Queue& q, std::uint64_t tag);
+  template <class Byte>
+  int sync_io(std::uint64_t sector, std::span<Byte> buffer);
 
   grant::Platform platform_;
   Options options_;
