@@ -36,4 +36,41 @@ struct QueueStats {
   Counter batches;                   // wake-ups that found work (requests per batch = total / batches)
 };
 
+// Every counter of QueueStats with its name in the statistics file: what sums and prints them
+// walks this table, so a new counter is added here once.
+struct QueueStatsField {
+  const char* name;
+  Counter QueueStats::*member;
+};
+
+inline constexpr QueueStatsField kQueueStatsFields[] = {
+    {"reads", &QueueStats::reads},
+    {"writes", &QueueStats::writes},
+    {"flushes", &QueueStats::flushes},
+    {"barriers", &QueueStats::barriers},
+    {"discards", &QueueStats::discards},
+    {"indirect", &QueueStats::indirect},
+    {"sectors_read", &QueueStats::sectors_read},
+    {"sectors_written", &QueueStats::sectors_written},
+    {"sectors_discarded", &QueueStats::sectors_discarded},
+    {"bad_requests", &QueueStats::bad_requests},
+    {"io_errors", &QueueStats::io_errors},
+    {"unsupported", &QueueStats::unsupported},
+    {"in_flight", &QueueStats::in_flight},
+    {"persistent_grants", &QueueStats::persistent_grants},
+    {"persistent_hits", &QueueStats::persistent_hits},
+    {"persistent_misses", &QueueStats::persistent_misses},
+    {"persistent_evictions", &QueueStats::persistent_evictions},
+    {"grants_mapped", &QueueStats::grants_mapped},
+    {"grants_copied", &QueueStats::grants_copied},
+    {"events_received", &QueueStats::events_received},
+    {"notifications_sent", &QueueStats::notifications_sent},
+    {"batches", &QueueStats::batches},
+};
+
+// Adds every counter of `from` into `into` (gauges too: sums over queues).
+inline void accumulate(QueueStats& into, const QueueStats& from) {
+  for (const auto& f : kQueueStatsFields) (into.*f.member).add((from.*f.member).get());
+}
+
 }  // namespace pvback::blkback

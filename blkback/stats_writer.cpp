@@ -11,40 +11,10 @@
 namespace pvback::blkback {
 namespace {
 
-struct Field {
-  const char* name;
-  Counter QueueStats::*member;
-};
-
-constexpr Field kFields[] = {
-    {"reads", &QueueStats::reads},
-    {"writes", &QueueStats::writes},
-    {"flushes", &QueueStats::flushes},
-    {"barriers", &QueueStats::barriers},
-    {"discards", &QueueStats::discards},
-    {"indirect", &QueueStats::indirect},
-    {"sectors_read", &QueueStats::sectors_read},
-    {"sectors_written", &QueueStats::sectors_written},
-    {"sectors_discarded", &QueueStats::sectors_discarded},
-    {"bad_requests", &QueueStats::bad_requests},
-    {"io_errors", &QueueStats::io_errors},
-    {"unsupported", &QueueStats::unsupported},
-    {"in_flight", &QueueStats::in_flight},
-    {"persistent_grants", &QueueStats::persistent_grants},
-    {"persistent_hits", &QueueStats::persistent_hits},
-    {"persistent_misses", &QueueStats::persistent_misses},
-    {"persistent_evictions", &QueueStats::persistent_evictions},
-    {"grants_mapped", &QueueStats::grants_mapped},
-    {"grants_copied", &QueueStats::grants_copied},
-    {"events_received", &QueueStats::events_received},
-    {"notifications_sent", &QueueStats::notifications_sent},
-    {"batches", &QueueStats::batches},
-};
-
 void append_counters(std::string& out, const QueueStats& s) {
   out += '{';
   bool first = true;
-  for (const auto& f : kFields) {
+  for (const auto& f : kQueueStatsFields) {
     if (!first) out += ", ";
     first = false;
     out += '"';

@@ -14,20 +14,7 @@ namespace {
 constexpr unsigned kMaxRingPageOrder = 6;
 constexpr unsigned kMaxQueuesLimit = 256;
 
-void add(Counter& into, const Counter& from) { into.add(from.get()); }
-
 }  // namespace
-
-void accumulate(QueueStats& into, const QueueStats& from) {
-  for (auto member : {&QueueStats::reads, &QueueStats::writes, &QueueStats::flushes, &QueueStats::barriers,
-                      &QueueStats::discards, &QueueStats::indirect, &QueueStats::sectors_read,
-                      &QueueStats::sectors_written, &QueueStats::sectors_discarded, &QueueStats::bad_requests,
-                      &QueueStats::io_errors, &QueueStats::unsupported, &QueueStats::in_flight,
-                      &QueueStats::persistent_grants, &QueueStats::persistent_hits, &QueueStats::persistent_misses,
-                      &QueueStats::persistent_evictions, &QueueStats::grants_mapped, &QueueStats::grants_copied,
-                      &QueueStats::events_received, &QueueStats::notifications_sent, &QueueStats::batches})
-    add(into.*member, from.*member);
-}
 
 VbdDriver::VbdDriver(const grant::Platform& platform, BackendOptions options, std::string name, DomId frontend_domid,
                      Queue::FatalHandler on_fatal)

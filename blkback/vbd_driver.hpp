@@ -83,7 +83,4 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::atomic<unsigned> fatal_generation_{0};
 };
 
-// Adds every counter of `from` into `into` (gauges too: sums over queues).
-void accumulate(QueueStats& into, const QueueStats& from);
-
 }  // namespace pvback::blkback
