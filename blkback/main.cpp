@@ -26,6 +26,7 @@
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "xenbus/backend_device.hpp"
+#include "xenbus/xenstore.hpp"
 
 namespace {
 
@@ -48,16 +49,6 @@ void usage(FILE* out) {
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n");
 }
 
-bool parse_unsigned(const char* text, unsigned long max, unsigned long* out) {
-  if (text == nullptr || *text == '\0') return false;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long v = std::strtoul(text, &end, 10);
-  if (errno != 0 || *end != '\0' || v > max) return false;
-  *out = v;
-  return true;
-}
-
 std::string default_stats_path(const grant::PlatformConfig& config, const xenbus::BackendPath& bp) {
   const std::string dir = config.kind == grant::PlatformConfig::Kind::Sim ? config.sim_dir + "/stats" : "/run/pvback";
   return dir + "/vbd-" + std::to_string(bp.frontend_domid) + "-" + bp.devid + ".json";
@@ -73,14 +64,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
-    unsigned long n = 0;
     auto number = [&](unsigned long max) {
-      if (!parse_unsigned(value, max, &n)) {
+      auto parsed = xenbus::parse_uint(value != nullptr ? value : "", max);
+      if (!parsed) {
         std::fprintf(stderr, "pvback-blk: %s needs a number up to %lu\n", arg.c_str(), max);
         std::exit(2);
       }
       ++i;
-      return n;
+      return static_cast<unsigned long>(*parsed);
     };
     if (arg == "--backend-path" && value) {
       backend_path = value;
