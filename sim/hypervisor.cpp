@@ -14,23 +14,10 @@ extern "C" {
 #include "grant/sim_layout.hpp"
 #include "sim/domains/domain_manager.hpp"
 #include "sim/run_dir.hpp"
+#include "sim/toolstack/nodes.hpp"
 #include "sim/xenstore/server.hpp"
 
 namespace pvback::sim {
-namespace {
-
-// Writes `value` at `path`, owned by `owner`; `reader` (if another domain) may read it, or
-// read and write it.
-int write_node(xenbus::XenStore& xs, const std::string& path, const std::string& value, DomId owner, DomId reader,
-               bool reader_may_write) {
-  if (int e = xs.write(path, value)) return e;
-  const std::array perms = {
-      xenbus::Permission{owner, xenbus::PermAccess::None},
-      xenbus::Permission{reader, reader_may_write ? xenbus::PermAccess::ReadWrite : xenbus::PermAccess::Read}};
-  return xs.set_permissions(path, std::span(perms.data(), owner == reader ? 1 : 2));
-}
-
-}  // namespace
 
 SimHypervisor::SimHypervisor(std::filesystem::path run_dir) : run_dir_(std::move(run_dir)) {
   prepare_run_dir(run_dir_);

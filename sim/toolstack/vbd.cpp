@@ -6,19 +6,10 @@
 #include <chrono>
 #include <vector>
 
+#include "sim/toolstack/nodes.hpp"
 #include "xenbus/state.hpp"
 
 namespace pvback::sim {
-namespace {
-
-int write_owned(xenbus::XenStore& xs, xenbus::Txn txn, const std::string& path, const std::string& value, DomId owner,
-                DomId reader) {
-  if (int e = xs.write(path, value, txn)) return e;
-  const xenbus::Permission perms[] = {{owner, xenbus::PermAccess::None}, {reader, xenbus::PermAccess::Read}};
-  return xs.set_permissions(path, perms, txn);
-}
-
-}  // namespace
 
 std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid) {
   return "/local/domain/" + std::to_string(backend_domid) + "/backend/vbd/" + std::to_string(frontend_domid) + "/" +
@@ -52,9 +43,9 @@ int add_vbd(xenbus::XenStore& xs, const VbdSpec& spec) {
         {"discard-enable", spec.discard_enable ? "1" : "0"},
         {"state", std::to_string(XenbusStateInitialising)},
     };
-    if (int e = write_owned(xs, t, be, "", bd, fd)) return e;
+    if (int e = write_node(xs, be, "", bd, fd, false, t)) return e;
     for (const auto& [key, value] : backend_keys)
-      if (int e = write_owned(xs, t, be + "/" + key, value, bd, fd)) return e;
+      if (int e = write_node(xs, be + "/" + key, value, bd, fd, false, t)) return e;
     const std::pair<const char*, std::string> frontend_keys[] = {
         {"backend", be},
         {"backend-id", std::to_string(bd)},
@@ -62,9 +53,9 @@ int add_vbd(xenbus::XenStore& xs, const VbdSpec& spec) {
         {"device-type", spec.device_type},
         {"state", std::to_string(XenbusStateInitialising)},
     };
-    if (int e = write_owned(xs, t, fe, "", fd, bd)) return e;
+    if (int e = write_node(xs, fe, "", fd, bd, false, t)) return e;
     for (const auto& [key, value] : frontend_keys)
-      if (int e = write_owned(xs, t, fe + "/" + key, value, fd, bd)) return e;
+      if (int e = write_node(xs, fe + "/" + key, value, fd, bd, false, t)) return e;
     return 0;
   });
 }
