@@ -110,7 +110,6 @@ std::expected<Storage, int> Storage::open(const StorageOptions& options) {
   } else {
     return std::unexpected(ENOTBLK);
   }
-  s.discard_alignment_ = 0;
   s.refresh_size();
   PVBACK_LOG(Info, "%s: %s, %llu sectors, sector-size %u, physical %u, %s%s%s", s.path_.c_str(),
              s.block_device_ ? "block device" : "file", static_cast<unsigned long long>(s.sectors()),

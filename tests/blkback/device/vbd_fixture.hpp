@@ -29,6 +29,7 @@
 #include "grant/sim_protocol.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
+#include "tests/support/eventually.hpp"
 #include "xenbus/xenstore.hpp"
 
 extern char** environ;
@@ -37,18 +38,6 @@ namespace pvback::test {
 
 inline constexpr DomId kGuest = 1;
 inline constexpr std::uint32_t kDevid = 51712;
-
-// Polls `condition` until it holds or `timeout` passes; true if it held. For waiting on another
-// process, never as a timing assertion.
-inline bool eventually(const std::function<bool()>& condition,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
 
 // A pvback-blk child process.
 class BackendProcess {

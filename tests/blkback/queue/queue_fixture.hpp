@@ -19,6 +19,7 @@
 #include "blkback/storage.hpp"
 #include "ring/blkif.hpp"
 #include "tests/grant/sim_fixture.hpp"
+#include "tests/support/eventually.hpp"
 
 namespace pvback::test {
 
@@ -221,15 +222,6 @@ class QueueTest : public SimHypervisorTest {
 
 inline void fill_random(std::byte* p, std::size_t n, std::mt19937_64& rng) {
   for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::byte>(rng());
-}
-
-inline bool wait_until(const std::function<bool()>& pred, int timeout_ms = 10000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
 }
 
 }  // namespace pvback::test

@@ -16,7 +16,7 @@ TEST_F(QueueTest, RingOverflowIsFatalAndRunReturns) {
   auto* header = reinterpret_cast<ring::SharedRingHeader*>(fe.ring_pages.data());
   std::atomic_ref<ring::RingIdx>(header->req_prod).store(fe.front.req_prod_pvt() + 1000, std::memory_order_release);
   fe.channels->notify(fe.port);
-  ASSERT_TRUE(wait_until([&] { return run_returned.load(); }));
+  ASSERT_TRUE(eventually([&] { return run_returned.load(); }, std::chrono::seconds(10)));
   EXPECT_EQ(fatal_calls.load(), 1);
   EXPECT_EQ(fatal_error, EPROTO);
   EXPECT_EQ(stats.in_flight.get(), 0u);
@@ -119,7 +119,7 @@ TEST_F(QueueTest, PersistentGrantsBoundedAndExpire) {
   EXPECT_EQ(stats.persistent_misses.get(), 22u);
   EXPECT_EQ(stats.grants_mapped.get(), 14u);
   // Idle: every entry expires (no fixed sleep: poll with a generous deadline).
-  ASSERT_TRUE(wait_until([&] { return stats.persistent_grants.get() == 0; }, 10000));
+  ASSERT_TRUE(eventually([&] { return stats.persistent_grants.get() == 0; }, std::chrono::seconds(10)));
   EXPECT_EQ(stats.persistent_evictions.get(), 8u);
   // Pages are unmapped: the frontend can end foreign access on them.
   GrantTableSpy spy(run_dir_, 1);
