@@ -1,25 +1,15 @@
 // Live statistics of one vbd and its queues.
 //
-// Each counter has exactly one writer (the queue's thread) and any number of readers (the stats
-// writer in the main thread), so a relaxed load+store is enough: no locked instruction on the
-// hot path. Readers may see a counter a few microseconds late, never torn.
+// Each counter has exactly one writer, the queue's thread (see base/counter.hpp).
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <string>
 
+#include "base/counter.hpp"
+
 namespace pvback::blkback {
 
-class Counter {
- public:
-  void add(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
-  void set(std::uint64_t n) noexcept { value_.store(n, std::memory_order_relaxed); }
-  std::uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<std::uint64_t> value_{0};
-};
+using pvback::Counter;
 
 struct QueueStats {
   // Requests completed, by operation (an indirect request counts under its inner operation too).

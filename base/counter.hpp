@@ -1,0 +1,21 @@
+// A statistics counter with exactly one writer (a data-path thread) and any number of readers (the
+// statistics writer), so a relaxed load+store is enough: no locked instruction on the hot path.
+// Readers may see a value a few microseconds late, never torn.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+namespace pvback {
+
+class Counter {
+ public:
+  void add(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(std::uint64_t n = 1) noexcept { value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void set(std::uint64_t n) noexcept { value_.store(n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+}  // namespace pvback

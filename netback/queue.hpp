@@ -1,0 +1,63 @@
+// One netif queue of a vif: its TX and RX rings, their event channel(s), and the thread that
+// serves both between the rings and the queue's Port. The design is described at the top of queue.cpp.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "grant/platform.hpp"
+#include "grant/types.hpp"
+#include "netback/port.hpp"
+#include "netback/stats.hpp"
+#include "netback/vif_shared.hpp"
+
+namespace pvback::netback {
+
+struct QueueConfig {
+  std::string name;                 // for logs: "vif 5/0 q1"
+  unsigned index = 0;
+  DomId frontend_domid = 0;
+  GrantRef tx_ring_ref = 0;         // netif rings are always one page
+  GrantRef rx_ring_ref = 0;
+  EvtchnPort tx_event_channel = 0;  // the frontend's ports; equal unless split event channels
+  EvtchnPort rx_event_channel = 0;
+  bool split_event_channels = false;
+  GuestOffloads guest;              // what the frontend takes on RX (and sends on TX)
+  bool multicast_control = false;   // request-multicast-control: filter RX multicast
+  std::uint16_t xdp_headroom = 0;   // RX data starts this far into each guest page
+  // Linux netback's limits: a packet of more than max_slots (18) slots is dropped, one of more than
+  // fatal_slots is a protocol violation that disconnects the vif.
+  unsigned max_slots = 18;
+  unsigned fatal_slots = 20;
+  std::chrono::milliseconds rx_stall_timeout{60'000};  // no RX buffers this long: carrier off, drop
+};
+
+class Queue {
+ public:
+  // Called from the queue's thread when the frontend broke the protocol badly enough (ring
+  // overflow, too many slots beyond the fatal limit) that the vif must be disconnected.
+  using FatalHandler = std::function<void(int error, const std::string& reason)>;
+
+  // Maps both rings, binds the event channel(s). errno value on failure (nothing stays mapped).
+  static std::expected<std::unique_ptr<Queue>, int> create(const grant::Platform& platform, QueueConfig config,
+                                                           Port& port, VifShared& shared, QueueStats& stats,
+                                                           FatalHandler on_fatal);
+  ~Queue();
+
+  // Serves both rings until stop() or a fatal error. Blocking; run it on its own thread.
+  void run();
+  // Thread-safe; makes run() return soon.
+  void stop();
+
+  const QueueConfig& config() const;
+
+ private:
+  struct Impl;
+  explicit Queue(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pvback::netback
