@@ -1,0 +1,40 @@
+// The control ring of a vif (feature-ctrl-ring): the frontend configures the receive-side hash
+// (algorithm, flags, key, mapping table) that picks the RX queue for each packet. Values from the
+// frontend are checked before use: a key or mapping out of range is refused with
+// kCtrlStatusInvalidParameter (XSA-270), never applied in part. Runs on its own thread.
+#pragma once
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "grant/platform.hpp"
+#include "grant/types.hpp"
+#include "netback/vif_shared.hpp"
+
+namespace pvback::netback {
+
+struct ControlRingConfig {
+  std::string name;  // "vif 5/0 ctrl"
+  DomId frontend_domid = 0;
+  GrantRef ring_ref = 0;
+  EvtchnPort event_channel = 0;
+};
+
+class ControlRing {
+ public:
+  using FatalHandler = std::function<void(int error, const std::string& reason)>;
+  static std::expected<std::unique_ptr<ControlRing>, int> create(const grant::Platform& platform,
+                                                                 ControlRingConfig config, VifShared& shared,
+                                                                 FatalHandler on_fatal);
+  ~ControlRing();
+  void run();   // blocking, its own thread
+  void stop();  // thread-safe
+
+ private:
+  struct Impl;
+  explicit ControlRing(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pvback::netback

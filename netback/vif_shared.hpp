@@ -1,0 +1,65 @@
+// State of one vif that every queue thread reads and the control ring, the XenStore watch or a
+// guest's multicast request writes: the hash configuration (control ring), the multicast filter
+// and the `rate` credit. Readers on the data path never take a lock: they keep a local copy and
+// refresh it when generation() changes.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+namespace pvback::netback {
+
+struct HashConfig {
+  std::uint32_t algorithm = 0;   // netif::kHashAlgorithm*
+  std::uint32_t flags = 0;       // netif::kHashType* mask
+  std::uint32_t key_len = 0;
+  std::array<std::uint8_t, 40> key{};     // netif::kMaxHashKeySize
+  std::uint32_t mapping_size = 0;         // 0: no mapping table set (queue from hash % queues)
+  std::array<std::uint32_t, 128> mapping{};  // netif::kMaxHashMappingSize; each < num_queues
+};
+
+struct RateLimit {
+  std::uint64_t bytes = 0;   // credit per period; 0 = unlimited
+  std::uint64_t usec = 0;    // period
+};
+
+using MacAddress = std::array<std::uint8_t, 6>;
+
+class VifShared {
+ public:
+  explicit VifShared(unsigned num_queues);
+
+  unsigned num_queues() const { return num_queues_; }
+  // Bumped on every change of the hash configuration, the multicast filter or the rate.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  HashConfig hash() const;
+  void set_hash(const HashConfig& config);
+
+  // Multicast filter (request-multicast-control). While disabled every multicast frame passes.
+  // At most kMaxMulticastAddresses entries; adding beyond that turns filtering off, as Linux does.
+  static constexpr unsigned kMaxMulticastAddresses = 64;
+  void set_multicast_control(bool enabled);
+  bool multicast_allowed(const MacAddress& destination) const;
+  void multicast_add(const MacAddress& address);
+  void multicast_del(const MacAddress& address);
+
+  RateLimit rate() const;
+  void set_rate(RateLimit limit);
+
+ private:
+  unsigned num_queues_;
+  std::atomic<std::uint64_t> generation_{0};
+  // Writers are rare (control ring, XenStore, multicast extras); readers copy under the lock only
+  // when generation() moved, so the hot path never contends.
+  mutable std::mutex mutex_;
+  HashConfig hash_;
+  bool multicast_control_ = false;
+  bool multicast_overflow_ = false;
+  unsigned multicast_count_ = 0;
+  std::array<MacAddress, kMaxMulticastAddresses> multicast_{};
+  RateLimit rate_;
+};
+
+}  // namespace pvback::netback
