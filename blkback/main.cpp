@@ -5,12 +5,6 @@
 // Serves the device until it is unplugged (the toolstack removes the backend node or sets online=0
 // and the frontend closes) or the process gets SIGTERM/SIGINT. Platform from the environment
 // (PVBACK_PLATFORM=xen|sim, PVBACK_SIM_DIR, PVBACK_DOMID; see grant/platform.hpp).
-#include <poll.h>
-#include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,13 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <string>
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
+#include "base/text_file.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
+#include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -117,19 +112,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken through a signalfd so the loop below sees them between events.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
-  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before any thread starts
-  ::signal(SIGPIPE, SIG_IGN);
-  UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-  UniqueFd fatal_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  UniqueFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!signal_fd || !fatal_fd || !timer_fd) {
-    PVBACK_LOG(Error, "cannot create signalfd/eventfd/timerfd: %s", std::strerror(errno));
-    return 1;
-  }
+  // Signals are taken through a signalfd so the main loop sees them between events.
+  UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
 
   const auto platform_config = grant::PlatformConfig::from_env();
   grant::Platform platform(platform_config);
@@ -143,20 +127,9 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(stats_path).parent_path(), ec);
 
-  std::mutex fatal_mutex;
-  int fatal_error = 0;
-  std::string fatal_reason;
-  blkback::VbdDriver driver(platform, options, name, bp->frontend_domid, [&](int error, const std::string& reason) {
-    {
-      std::lock_guard lock(fatal_mutex);
-      if (fatal_error == 0) {
-        fatal_error = error;
-        fatal_reason = reason;
-      }
-    }
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(fatal_fd.get(), &one, sizeof one);
-  });
+  xenbus::FatalLatch fatal;
+  blkback::VbdDriver driver(platform, options, name, bp->frontend_domid,
+                            [&](int error, const std::string& reason) { fatal.post(error, reason); });
   xenbus::BackendDevice device(*xs, backend_path, driver);
   if (int rc = device.start(); rc != 0) {
     PVBACK_LOG(Error, "%s: cannot start: %s", name.c_str(), std::strerror(rc));
@@ -164,71 +137,24 @@ int main(int argc, char** argv) {
   }
   PVBACK_LOG(Info, "%s: serving %s, statistics in %s", name.c_str(), backend_path.c_str(), stats_path.c_str());
 
-  itimerspec period{};
-  period.it_interval.tv_sec = static_cast<time_t>(interval_ms / 1000);
-  period.it_interval.tv_nsec = static_cast<long>(interval_ms % 1000) * 1'000'000;
-  period.it_value = period.it_interval;
-  ::timerfd_settime(timer_fd.get(), 0, &period, nullptr);
   bool stats_error_logged = false;
-  auto write_stats = [&] {
-    if (int e = blkback::write_file_atomically(stats_path, blkback::render_stats_json(device, driver));
+  xenbus::DaemonHooks hooks;
+  hooks.write_stats = [&] {
+    if (int e = write_file_atomically(stats_path, blkback::render_stats_json(device, driver));
         e != 0 && !stats_error_logged) {
       PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", name.c_str(), stats_path.c_str(), std::strerror(e));
       stats_error_logged = true;
     }
   };
-  write_stats();
-
-  int exit_code = 0;
-  while (!device.removed()) {
-    pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal_fd.get(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
-                    {signal_fd.get(), POLLIN, 0}};
-    if (::poll(fds, 4, -1) < 0) {
-      if (errno == EINTR) continue;
-      PVBACK_LOG(Error, "%s: poll: %s", name.c_str(), std::strerror(errno));
-      exit_code = 1;
-      break;
-    }
-    if (fds[0].revents & (POLLERR | POLLHUP)) {
-      PVBACK_LOG(Error, "%s: lost the XenStore connection", name.c_str());
-      exit_code = 1;
-      break;
-    }
-    if (fds[0].revents & POLLIN) {
-      const auto before = device.state();
-      device.handle_events();
-      if (device.state() != before) write_stats();  // a reader waiting for a state sees it at once
-    }
-    if (fds[1].revents & POLLIN) {
-      std::uint64_t count;
-      [[maybe_unused]] auto n = ::read(fatal_fd.get(), &count, sizeof count);
-      int error;
-      std::string reason;
-      {
-        std::lock_guard lock(fatal_mutex);
-        error = std::exchange(fatal_error, 0);
-        reason = std::move(fatal_reason);
-      }
-      // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
-      if (error != 0 && driver.connected() && driver.fatal_generation() == driver.generation())
-        device.report_fatal(error, reason.c_str());
-      write_stats();
-    }
-    if (fds[2].revents & POLLIN) {
-      std::uint64_t expirations;
-      [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
-      driver.check_resize(*xs);
-      write_stats();
-    }
-    if (fds[3].revents & POLLIN) {
-      signalfd_siginfo info{};
-      [[maybe_unused]] auto n = ::read(signal_fd.get(), &info, sizeof info);
-      PVBACK_LOG(Notice, "%s: signal %u, stopping", name.c_str(), info.ssi_signo);
-      break;
-    }
-  }
+  hooks.on_fatal = [&](int error, const std::string& reason) {
+    // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
+    if (driver.connected() && driver.fatal_generation() == driver.generation())
+      device.report_fatal(error, reason.c_str());
+  };
+  hooks.on_timer = [&] { driver.check_resize(*xs); };
+  const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
   driver.disconnect();
-  write_stats();
+  hooks.write_stats();
   if (device.removed()) PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
   return exit_code;
 }

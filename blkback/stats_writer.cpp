@@ -1,48 +1,9 @@
 #include "blkback/stats_writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-
+#include "base/text_file.hpp"
 #include "xenbus/state.hpp"
 
 namespace pvback::blkback {
-namespace {
-
-void append_counters(std::string& out, const QueueStats& s) {
-  out += '{';
-  bool first = true;
-  for (const auto& f : kQueueStatsFields) {
-    if (!first) out += ", ";
-    first = false;
-    out += '"';
-    out += f.name;
-    out += "\": ";
-    out += std::to_string((s.*f.member).get());
-  }
-  out += '}';
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + '"';
-}
-
-}  // namespace
 
 std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriver& driver) {
   std::string out = "{\n";
@@ -69,33 +30,14 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
   accumulate(total, driver.past_totals());
   for (const auto& q : qs) accumulate(total, *q);
   out += "  \"total\": ";
-  append_counters(out, total);
+  append_json_counters(out, total, kQueueStatsFields);
   out += ",\n  \"queues\": [";
   for (std::size_t i = 0; i < qs.size(); ++i) {
     out += i == 0 ? "\n    " : ",\n    ";
-    append_counters(out, *qs[i]);
+    append_json_counters(out, *qs[i], kQueueStatsFields);
   }
   out += qs.empty() ? "]\n}\n" : "\n  ]\n}\n";
   return out;
-}
-
-int write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  std::size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return err;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  return ::rename(tmp.c_str(), path.c_str()) == 0 ? 0 : errno;
 }
 
 }  // namespace pvback::blkback

@@ -10,7 +10,4 @@ namespace pvback::blkback {
 
 std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriver& driver);
 
-// Writes `content` to `path` atomically. 0 or an errno value.
-int write_file_atomically(const std::string& path, const std::string& content);
-
 }  // namespace pvback::blkback

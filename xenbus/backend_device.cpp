@@ -210,6 +210,16 @@ void BackendDevice::evaluate() {
       // a failed connect or a bad frontend; only a full close by the frontend gets out of it.
       if (state_ == XenbusStateClosed) switch_state(XenbusStateInitWait);
       if (state_ == XenbusStateInitWait) try_connect();
+      if (state_ == XenbusStateReconfigured && *frontend == XenbusStateConnected) switch_state(XenbusStateConnected);
+      return;
+    case XenbusStateReconfiguring:
+      if (state_ == XenbusStateConnected) {
+        if (int rc = driver_.reconfigure(xs_, frontend_path_); rc != 0) {
+          fail(rc, "reconfiguring");
+        } else {
+          switch_state(XenbusStateReconfigured);
+        }
+      }
       return;
     case XenbusStateClosing:
       if (state_ != XenbusStateClosing && state_ != XenbusStateClosed) {
@@ -228,7 +238,6 @@ void BackendDevice::evaluate() {
       return;
     }
     case XenbusStateInitWait:
-    case XenbusStateReconfiguring:
     case XenbusStateReconfigured:
       PVBACK_LOG(Debug, "%s: frontend state %.*s ignored", name_.c_str(),
                  static_cast<int>(state_name(*frontend).size()), state_name(*frontend).data());

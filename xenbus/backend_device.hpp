@@ -7,6 +7,8 @@
 //   start():              driver.advertise() -> InitWait
 //   frontend Initialised or Connected, backend InitWait (or Closed: reconnect):
 //                         driver.connect() -> Connected   (failure: "error" node, Closing)
+//   frontend Reconfiguring, backend Connected: driver.reconfigure() -> Reconfigured
+//   frontend Connected, backend Reconfigured:                      -> Connected
 //   frontend Closing:     driver.disconnect() -> Closing
 //   frontend Closed:      driver.disconnect() -> Closed; removed if "online" is not 1
 //   frontend Initialising while Closed:                    -> InitWait (frontend reconnecting)
@@ -17,6 +19,7 @@
 // backend node and act on the current values, so coalesced or missed intermediate states do not
 // matter, and a flood of watch events costs one evaluation per handle_events() call.
 #pragma once
+#include <cerrno>
 #include <functional>
 #include <optional>
 #include <string>
@@ -37,6 +40,10 @@ struct BackendDriver {
   virtual int connect(XenStore& xs, const std::string& frontend_path) = 0;
   // Unmaps and unbinds; must be idempotent.
   virtual void disconnect() = 0;
+  // The connected frontend switched to Reconfiguring (netfront does it to change its XDP
+  // headroom): re-read what changed. 0 moves the backend to Reconfigured, then back to Connected
+  // when the frontend is Connected again; an errno value fails the device.
+  virtual int reconfigure(XenStore& /*xs*/, const std::string& /*frontend_path*/) { return EOPNOTSUPP; }
 };
 
 // The pieces of a backend path: /local/domain/<backend_domid>/backend/<type>/<frontend_domid>/<devid>.

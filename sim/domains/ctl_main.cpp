@@ -10,6 +10,7 @@
 #include "grant/sim_control.hpp"
 #include "grant/sim_layout.hpp"
 #include "sim/toolstack/vbd.hpp"
+#include "sim/toolstack/vif.hpp"
 #include "xenbus/xenstore.hpp"
 
 namespace {
@@ -21,7 +22,10 @@ int usage() {
                "       pvback-sim-ctl --run-dir DIR list\n"
                "       pvback-sim-ctl --run-dir DIR add-vbd DOMID DEVID --params PATH [--mode r|w]\n"
                "                      [--device-type disk|cdrom] [--discard-enable 0|1] [--backend-domid N]\n"
-               "       pvback-sim-ctl --run-dir DIR remove-vbd DOMID DEVID [--backend-domid N]\n");
+               "       pvback-sim-ctl --run-dir DIR remove-vbd DOMID DEVID [--backend-domid N]\n"
+               "       pvback-sim-ctl --run-dir DIR add-vif DOMID HANDLE [--mac MAC] [--bridge BR]\n"
+               "                      [--rate BYTES,USEC] [--mtu N] [--script PATH] [--backend-domid N]\n"
+               "       pvback-sim-ctl --run-dir DIR remove-vif DOMID HANDLE [--backend-domid N]\n");
   return 2;
 }
 
@@ -78,6 +82,52 @@ int vbd_command(const std::string& run_dir, const std::vector<std::string>& rest
   return 0;
 }
 
+// add-vif / remove-vif: the XenStore side of `xl network-attach` / `xl network-detach`.
+int vif_command(const std::string& run_dir, const std::vector<std::string>& rest) {
+  using namespace pvback;
+  unsigned long domid = 0, handle = 0, number = 0;
+  if (rest.size() < 3 || !parse_number(rest[1], 0x7FEF, &domid) || !parse_number(rest[2], 0xFFFF, &handle))
+    return usage();
+  sim::VifSpec spec;
+  spec.frontend_domid = static_cast<DomId>(domid);
+  spec.handle = static_cast<std::uint32_t>(handle);
+  const bool add = rest[0] == "add-vif";
+  for (size_t i = 3; i < rest.size(); ++i) {
+    const bool has_value = i + 1 < rest.size();
+    const std::string value = has_value ? rest[i + 1] : std::string();
+    if (rest[i] == "--backend-domid" && has_value && parse_number(value, 0x7FEF, &number)) {
+      spec.backend_domid = static_cast<DomId>(number);
+    } else if (add && rest[i] == "--mac" && has_value) {
+      spec.mac = value;
+    } else if (add && rest[i] == "--bridge" && has_value) {
+      spec.bridge = value;
+    } else if (add && rest[i] == "--rate" && has_value) {
+      spec.rate = value;
+    } else if (add && rest[i] == "--script" && has_value) {
+      spec.script = value;
+    } else if (add && rest[i] == "--mtu" && has_value && parse_number(value, 65535, &number)) {
+      spec.mtu = static_cast<std::uint32_t>(number);
+    } else {
+      return usage();
+    }
+    ++i;
+  }
+  auto xs = xenbus::XenStore::open(sim_layout::xenstore_socket(run_dir).string());
+  if (!xs) {
+    std::fprintf(stderr, "pvback-sim-ctl: cannot connect to XenStore in %s: %s\n", run_dir.c_str(),
+                 std::strerror(xs.error()));
+    return 1;
+  }
+  const int err = add ? sim::add_vif(*xs, spec)
+                      : sim::remove_vif(*xs, spec.backend_domid, spec.frontend_domid, spec.handle);
+  if (err != 0) {
+    std::fprintf(stderr, "pvback-sim-ctl: %s %lu %lu: %s\n", rest[0].c_str(), domid, handle, std::strerror(err));
+    return 1;
+  }
+  if (add) std::printf("%s\n", sim::vif_backend_path(spec.backend_domid, spec.frontend_domid, spec.handle).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +148,7 @@ int main(int argc, char** argv) {
   if (run_dir.empty() || rest.empty()) return usage();
 
   if (rest[0] == "add-vbd" || rest[0] == "remove-vbd") return vbd_command(run_dir, rest);
+  if (rest[0] == "add-vif" || rest[0] == "remove-vif") return vif_command(run_dir, rest);
 
   auto control = grant::SimControl::connect(run_dir, 0);
   if (!control) {

@@ -33,7 +33,15 @@ struct FakeDriver : BackendDriver {
     return connect_result;
   }
   void disconnect() override { ++disconnects; }
+  int reconfigure(XenStore& xs, const std::string& frontend_path) override {
+    ++reconfigures;
+    xdp_seen = xs.read(frontend_path + "/xdp-headroom").value_or("");
+    return reconfigure_result;
+  }
 
+  int reconfigure_result = 0;
+  int reconfigures = 0;
+  std::string xdp_seen;
   int advertise_result = 0;
   int connect_result = 0;
   int advertised = 0;
@@ -139,6 +147,39 @@ TEST_F(BackendDeviceSim, FullHandshakeReachesConnected) {
   EXPECT_EQ(driver_.connects, 1) << "frontend Connected after backend Connected must not reconnect";
   EXPECT_EQ(device_->state(), XenbusStateConnected);
   EXPECT_FALSE(device_->removed());
+}
+
+TEST_F(BackendDeviceSim, ReconfiguringRoundTrip) {
+  start_device();
+  connect_frontend();
+  ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/xdp-headroom", "256"), 0);
+  set_frontend_state(XenbusStateReconfiguring);
+  ASSERT_TRUE(wait_for_state(XenbusStateReconfigured));
+  EXPECT_EQ(driver_.reconfigures, 1);
+  EXPECT_EQ(driver_.xdp_seen, "256") << "the driver re-reads the frontend's keys";
+  EXPECT_EQ(backend_node("state"), "8");
+  set_frontend_state(XenbusStateConnected);
+  ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+  EXPECT_EQ(driver_.connects, 1) << "reconfiguring is not a reconnect";
+  EXPECT_EQ(driver_.disconnects, 0);
+}
+
+TEST_F(BackendDeviceSim, ReconfigureFailureCloses) {
+  start_device();
+  connect_frontend();
+  driver_.reconfigure_result = EINVAL;
+  set_frontend_state(XenbusStateReconfiguring);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  EXPECT_NE(backend_node("error"), "<missing>");
+  EXPECT_EQ(driver_.disconnects, 1);
+}
+
+TEST_F(BackendDeviceSim, ReconfiguringBeforeConnectIsIgnored) {
+  start_device();
+  set_frontend_state(XenbusStateReconfiguring);
+  settle();
+  EXPECT_EQ(driver_.reconfigures, 0);
+  EXPECT_EQ(device_->state(), XenbusStateInitWait);
 }
 
 TEST_F(BackendDeviceSim, FrontendAlreadyConnectedWhenBackendStarts) {

@@ -1,0 +1,108 @@
+#include "xenbus/backend_daemon.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "base/log.hpp"
+
+namespace pvback::xenbus {
+
+FatalLatch::FatalLatch() : event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+void FatalLatch::post(int error, const std::string& reason) {
+  {
+    std::lock_guard lock(mutex_);
+    if (error_ == 0) {
+      error_ = error;
+      reason_ = reason;
+    }
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
+}
+
+std::pair<int, std::string> FatalLatch::take() {
+  std::uint64_t count;
+  [[maybe_unused]] auto n = ::read(event_fd_.get(), &count, sizeof count);
+  std::lock_guard lock(mutex_);
+  return {std::exchange(error_, 0), std::move(reason_)};
+}
+
+UniqueFd take_termination_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return UniqueFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+}
+
+int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd& signal_fd, unsigned interval_ms,
+                       const DaemonHooks& hooks) {
+  const char* name = device.name().c_str();
+  UniqueFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!timer_fd || !signal_fd || fatal.fd() < 0) {
+    PVBACK_LOG(Error, "%s: cannot create the main loop's fds: %s", name, std::strerror(errno));
+    return 1;
+  }
+  itimerspec period{};
+  period.it_interval.tv_sec = static_cast<time_t>(interval_ms / 1000);
+  period.it_interval.tv_nsec = static_cast<long>(interval_ms % 1000) * 1'000'000;
+  period.it_value = period.it_interval;
+  ::timerfd_settime(timer_fd.get(), 0, &period, nullptr);
+  auto call = [](const std::function<void()>& hook) {
+    if (hook) hook();
+  };
+  call(hooks.write_stats);
+
+  int exit_code = 0;
+  while (!device.removed()) {
+    pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal.fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
+                    {signal_fd.get(), POLLIN, 0}};
+    if (::poll(fds, 4, -1) < 0) {
+      if (errno == EINTR) continue;
+      PVBACK_LOG(Error, "%s: poll: %s", name, std::strerror(errno));
+      exit_code = 1;
+      break;
+    }
+    if (fds[0].revents & (POLLERR | POLLHUP)) {
+      PVBACK_LOG(Error, "%s: lost the XenStore connection", name);
+      exit_code = 1;
+      break;
+    }
+    if (fds[0].revents & POLLIN) {
+      const auto before = device.state();
+      device.handle_events();
+      call(hooks.after_xenstore_events);
+      if (device.state() != before) call(hooks.write_stats);  // a reader waiting for a state sees it at once
+    }
+    if (fds[1].revents & POLLIN) {
+      auto [error, reason] = fatal.take();
+      if (error != 0 && hooks.on_fatal) hooks.on_fatal(error, reason);
+      call(hooks.write_stats);
+    }
+    if (fds[2].revents & POLLIN) {
+      std::uint64_t expirations;
+      [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
+      call(hooks.on_timer);
+      call(hooks.write_stats);
+    }
+    if (fds[3].revents & POLLIN) {
+      signalfd_siginfo info{};
+      [[maybe_unused]] auto n = ::read(signal_fd.get(), &info, sizeof info);
+      PVBACK_LOG(Notice, "%s: signal %u, stopping", name, info.ssi_signo);
+      break;
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace pvback::xenbus

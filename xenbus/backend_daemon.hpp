@@ -1,0 +1,52 @@
+// The main loop every one-device backend process (pvback-blk, pvback-net) runs: XenStore watch
+// events into the BackendDevice, fatal protocol errors from data-path threads into
+// report_fatal(), a periodic timer (statistics, resize checks) and SIGTERM/SIGINT/SIGHUP, until
+// the device is removed or a signal arrives.
+#pragma once
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "base/unique_fd.hpp"
+#include "xenbus/backend_device.hpp"
+
+namespace pvback::xenbus {
+
+// Carries the first fatal error a data-path thread reports to the main loop (an eventfd wakes it).
+class FatalLatch {
+ public:
+  FatalLatch();
+  // Thread-safe. The first error wins until take() collects it.
+  void post(int error, const std::string& reason);
+  int fd() const { return event_fd_.get(); }
+  // Main thread: the error (0 if none) and its reason; clears the latch.
+  std::pair<int, std::string> take();
+
+ private:
+  UniqueFd event_fd_;
+  std::mutex mutex_;
+  int error_ = 0;
+  std::string reason_;
+};
+
+// Blocks SIGTERM/SIGINT/SIGHUP in this thread (call it before any thread starts, so every thread
+// inherits the mask) and returns a signalfd that reports them. Also ignores SIGPIPE.
+UniqueFd take_termination_signals();
+
+struct DaemonHooks {
+  // After watch events were handled (any change under the backend node fires them).
+  std::function<void()> after_xenstore_events;
+  // A posted fatal error: report it if it still concerns the current connection.
+  std::function<void(int error, const std::string& reason)> on_fatal;
+  std::function<void()> on_timer;
+  // Called on every backend state change, after a fatal error, on the timer and at exit.
+  std::function<void()> write_stats;
+};
+
+// Runs until the device is removed (exit code 0), a signal arrives (0) or the XenStore connection
+// fails (1).
+int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd& signal_fd, unsigned interval_ms,
+                       const DaemonHooks& hooks);
+
+}  // namespace pvback::xenbus
