@@ -35,13 +35,13 @@ std::vector<std::string> default_eal_args();
 int init_eal(const std::vector<std::string>& extra = {});
 
 struct DpdkConfig {
-  std::string devargs;                 // rte_dev_probe() argument; its name part names the port
-  std::vector<std::string> eal_args;   // extra EAL arguments, if this create() initialises EAL
+  std::string devargs{};               // rte_dev_probe() argument; its name part names the port
+  std::vector<std::string> eal_args{}; // extra EAL arguments, if this create() initialises EAL
   unsigned max_queues = 1;
   unsigned mbufs_per_queue = 4096;     // pool size = max_queues * mbufs_per_queue
   unsigned rx_descriptors = 1024;
   unsigned tx_descriptors = 1024;
-  std::string name;                    // Exit::name(); defaults to the device name
+  std::string name{};                  // Exit::name(); defaults to the device name
   std::uint32_t mtu = 1500;
 };
 

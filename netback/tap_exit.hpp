@@ -23,12 +23,12 @@
 namespace pvback::netback {
 
 struct TapConfig {
-  std::string name;               // the interface name, at most IFNAMSIZ-1 (15) characters
+  std::string name{};             // the interface name, at most IFNAMSIZ-1 (15) characters
   unsigned max_queues = 1;        // > 1: IFF_MULTI_QUEUE, one fd per queue
   std::uint32_t mtu = 1500;
   std::array<std::uint8_t, 6> host_mac{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff};  // as the kernel vif
   bool bring_up = false;          // normally the hotplug script does it
-  std::optional<std::uint32_t> tx_queue_len;
+  std::optional<std::uint32_t> tx_queue_len{};
   unsigned tx_buffers = 256;      // per port: packets between alloc_tx and transmit
   unsigned rx_buffers = 256;      // per port: packets between receive and release
 };
