@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -89,7 +90,7 @@ std::vector<std::string> default_eal_args() {
           "--no-huge",
           "-m",
           "256",
-          "--in-memory",
+          "--no-shconf",
           "--no-pci",
           "--no-telemetry",
           "--lcores=0@" + std::to_string(cpu),
@@ -117,6 +118,11 @@ int init_eal(const std::vector<std::string>& extra) {
     PVBACK_LOG(Error, "dpdk: rte_eal_init: %s", rte_strerror(eal_result));
     return eal_result;
   }
+  // With --no-shconf EAL still makes an (empty) runtime directory, /var/run/dpdk/<prefix>:
+  // remove it when the process exits rather than leave one per daemon behind.
+  static std::string runtime_dir;
+  runtime_dir = rte_eal_get_runtime_dir();
+  std::atexit([] { ::rmdir(runtime_dir.c_str()); });
   eal_result = 0;
   return 0;
 }
@@ -317,6 +323,13 @@ std::expected<std::unique_ptr<DpdkExit>, int> DpdkExit::create(const DpdkConfig&
   exit->name_ = config.name.empty() ? exit->device_name_ : config.name;
   const char* dname = exit->name_.c_str();
 
+  // rte_dev_probe() returns 0 for a device that is already probed (by another exit): refuse it
+  // here, or two exits would drive (and one day close) the same port.
+  std::uint16_t existing = 0;
+  if (rte_eth_dev_get_port_by_name(exit->device_name_.c_str(), &existing) == 0) {
+    PVBACK_LOG(Error, "dpdk %s: device %s exists already (port %u)", dname, exit->device_name_.c_str(), existing);
+    return std::unexpected(EEXIST);
+  }
   if (int rc = rte_dev_probe(config.devargs.c_str()); rc != 0) {
     PVBACK_LOG(Error, "dpdk %s: probe \"%s\": %s", dname, config.devargs.c_str(), rte_strerror(-rc));
     return std::unexpected(rc == -EEXIST ? EEXIST : -rc);
