@@ -1,7 +1,9 @@
 // The DPDK exit: one ethdev (probed from devargs: "net_ring0", "net_tap0,iface=dtap0",
 // "net_memif0,role=server", ...) with one RX/TX queue pair per netif queue, and a per-vif mbuf pool.
 //
-// EAL is process-global: init_eal() runs rte_eal_init once (the first DpdkExit::create() calls it
+// EAL is process-global: init_eal() runs rte_eal_init once (default: --no-huge -m 256 --no-shconf
+// --no-pci --no-telemetry, lcore 0 on the first allowed CPU; PMDs come from the distribution's
+// plugin directory, loaded by EAL, so nothing is linked whole-archive) (the first DpdkExit::create() calls it
 // with DpdkConfig::eal_args if nobody did before). rte_eal_init would pin the calling thread to
 // lcore 0's CPU; init_eal() restores the thread's affinity afterwards.
 //

@@ -78,6 +78,10 @@ int TapPort::alloc_tx(std::span<PacketBuffer> bufs) {
 unsigned TapPort::transmit(std::span<PacketBuffer> bufs) {
   unsigned sent = 0;
   for (PacketBuffer& b : bufs) {
+    if (b.handle == nullptr) {  // not from alloc_tx: nothing to send or give back
+      stats_.tx_dropped.add();
+      continue;
+    }
     const std::uint32_t i = slot_index(b.handle);
     std::byte* slot = tx_.slot(i);
     virtio_net_hdr_v1 hdr;
