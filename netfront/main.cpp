@@ -37,7 +37,7 @@ void usage(FILE* out) {
                "usage: pvback-netfront COMMAND --frontend-path P [options]\n"
                "  platform: PVBACK_PLATFORM/PVBACK_SIM_DIR/PVBACK_DOMID, or --run-dir DIR (sim) and --domid N\n"
                "  --frontend-path P   /local/domain/<domid>/device/vif/<handle> (or --handle H)\n"
-               "  --queues N          max queues (default 1 for flood/info... 8 for guest)\n"
+               "  --queues N          max queues (default: 8 for guest, 1 for flood and info)\n"
                "  --no-split          do not use split event channels\n"
                "  --no-sg | --no-gso | --no-csum-offload | --no-ipv6-csum\n"
                "  --no-ctrl-ring      do not set up the control ring\n"
