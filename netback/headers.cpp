@@ -48,9 +48,11 @@ std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[
 std::uint32_t frame_bytes(const PacketBuffer& pkt) {
   std::uint64_t held = 0;
   const unsigned n = std::min(pkt.nr_chunks, kMaxChunks);
-  for (unsigned i = 0; i < n; ++i)
-    if (pkt.chunks[i].data != nullptr) held += pkt.chunks[i].len;
-    else break;
+  for (unsigned i = 0; i < n; ++i) {
+    if (pkt.chunks[i].len == 0) continue;
+    if (pkt.chunks[i].data == nullptr) break;  // the bytes end at the first hole
+    held += pkt.chunks[i].len;
+  }
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(held, pkt.length));
 }
 
