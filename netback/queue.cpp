@@ -102,7 +102,8 @@ std::int64_t now_ns() {
       .count();
 }
 
-enum class TxVerdict : std::uint8_t { Ok, Drop, Control };
+// Control: a multicast filter request, answered OKAY (ControlFailed: ERROR) without a packet.
+enum class TxVerdict : std::uint8_t { Ok, Drop, Control, ControlFailed };
 
 struct TxPacket {
   std::uint32_t first = 0;      // index in tx_reqs_ of the first data slot
@@ -530,7 +531,7 @@ bool Queue::Impl::process_tx() {
       MacAddress mac;
       std::memcpy(mac.data(), mcast.addr, mac.size());
       if (mcast_type == netif::kExtraTypeMcastAdd) {
-        if (config.multicast_control) shared.multicast_add(mac);
+        if (config.multicast_control && !shared.multicast_add(mac)) p.verdict = TxVerdict::ControlFailed;
         stats.mcast_add.add();
       } else {
         if (config.multicast_control) shared.multicast_del(mac);
@@ -650,14 +651,17 @@ bool Queue::Impl::process_tx() {
     if (p.verdict == TxVerdict::Ok) {
       if (p.flags & netif::kTxfCsumBlank) b.meta.csum_partial = true;
       else if (p.flags & netif::kTxfDataValidated) b.meta.csum_validated = true;
+      // A GSO packet is always partial; one the guest did not mark "checksum blank" gets the
+      // pseudo-header sum written in (Linux's checksum_setup recalculates it the same way).
+      const bool fixup = p.has_gso && !b.meta.csum_partial;
       if (p.has_gso) {
         b.meta.gso_type = p.gso.type;
         b.meta.gso_size = p.gso.size;
-        b.meta.csum_partial = true;  // a GSO packet is always partial
+        b.meta.csum_partial = true;
         b.meta.csum_validated = false;
       }
       if (b.meta.csum_partial) {
-        bool ok = setup_partial_checksum(b);
+        bool ok = setup_partial_checksum(b, fixup);
         if (ok && !p.has_gso && !caps.tx_csum) ok = complete_checksum(b);
         if (!ok) {
           stats.tx_bad_checksum.add();
@@ -681,7 +685,8 @@ bool Queue::Impl::process_tx() {
 
   for (unsigned k = 0; k < npkts; ++k) {
     const TxPacket& p = tx_pkts[k];
-    tx_respond(p, p.verdict == TxVerdict::Drop ? netif::kRspError : netif::kRspOkay);
+    const bool failed = p.verdict == TxVerdict::Drop || p.verdict == TxVerdict::ControlFailed;
+    tx_respond(p, failed ? netif::kRspError : netif::kRspOkay);
   }
   if (tx.push_responses_and_check_notify()) notify(tx_port, stats);
   stats.tx_ring_pending.set(avail - used);
