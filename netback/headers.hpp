@@ -30,7 +30,8 @@ struct ParsedHeaders {
 std::optional<ParsedHeaders> parse_headers(const PacketBuffer& pkt);
 
 // For a partial-checksum packet from the guest: fills meta.csum_start/csum_offset (and l2/l3/l4
-// lengths) from the headers. false if the packet is not TCP or UDP over IPv4/IPv6.
+// lengths) from the headers and sets meta.csum_partial. false (meta untouched) if the packet is
+// not a whole (unfragmented) TCP or UDP datagram over IPv4/IPv6.
 bool setup_partial_checksum(PacketBuffer& pkt);
 // The same, and when `write_pseudo_header` also stores the pseudo-header sum in the checksum field,
 // for a GSO packet whose sender did not mark it "checksum blank" (Linux: rx_gso_checksum_fixup).
