@@ -19,6 +19,7 @@ struct ParsedHeaders {
   std::uint16_t l4_len = 0;          // TCP header with options, UDP 8; 0 if not TCP/UDP
   bool ipv4 = false, ipv6 = false;
   bool fragment = false;             // not the first fragment / fragmented: no ports
+  std::uint32_t l4_total = 0;        // L4 header + payload as the IP header claims (pseudo-header length)
   // Flow tuple in network byte order, as the Toeplitz hash consumes it.
   std::uint8_t src_addr[16]{}, dst_addr[16]{};
   std::uint16_t src_port = 0, dst_port = 0;  // network byte order
@@ -29,14 +30,20 @@ struct ParsedHeaders {
 std::optional<ParsedHeaders> parse_headers(const PacketBuffer& pkt);
 
 // For a partial-checksum packet from the guest: fills meta.csum_start/csum_offset (and l2/l3/l4
-// lengths) from the headers. false if the packet is not TCP or UDP over IPv4/IPv6.
+// lengths) from the headers and sets meta.csum_partial. false (meta untouched) if the packet is
+// not a whole (unfragmented) TCP or UDP datagram over IPv4/IPv6.
 bool setup_partial_checksum(PacketBuffer& pkt);
+// The same, and when `write_pseudo_header` also stores the pseudo-header sum in the checksum field,
+// for a GSO packet whose sender did not mark it "checksum blank" (Linux: rx_gso_checksum_fixup).
+bool setup_partial_checksum(PacketBuffer& pkt, bool write_pseudo_header);
 
 // Computes the checksum a partial packet lacks and stores it; clears csum_partial and sets
-// csum_validated. For exits or guests that cannot take partial checksums.
+// csum_validated. For exits or guests that cannot take partial checksums. false (packet
+// untouched) if the packet is not csum_partial or csum_start/csum_offset lie outside it.
 bool complete_checksum(PacketBuffer& pkt);
 
-// The Toeplitz hash of `input` under `key` (Xen's netif.h and Microsoft's RSS definition).
+// The Toeplitz hash of `input` under `key` (Xen's netif.h and Microsoft's RSS definition). A key
+// shorter than the input needs is zero-padded, as netif.h's reference implementation does.
 std::uint32_t toeplitz_hash(std::span<const std::uint8_t> key, std::span<const std::uint8_t> input);
 
 struct FlowHash {

@@ -49,7 +49,8 @@ class Port {
   // TX. alloc_tx gives chunks to every buffer or returns ENOBUFS having given none.
   virtual int alloc_tx(std::span<PacketBuffer> bufs) = 0;
   // Sends every buffer (returns how many were sent; the others are dropped and counted by the
-  // port). The buffers are the port's again afterwards, whatever happened.
+  // port). The buffers are the port's again afterwards, whatever happened. A buffer whose length
+  // is 0 is one netback gave up on after alloc_tx (a failed grant copy): free it, do not send it.
   virtual unsigned transmit(std::span<PacketBuffer> bufs) = 0;
 
   // RX. Fills up to bufs.size() buffers, returns how many. Never blocks.

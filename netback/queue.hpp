@@ -16,6 +16,24 @@
 
 namespace pvback::netback {
 
+// The queues of one vif, so that a queue's thread can put a packet the guest's Toeplitz mapping
+// steers to another queue straight into that queue's RX ring (see "RX steering" in queue.cpp).
+// One per vif, given to every Queue of it through QueueConfig::group; it must outlive them.
+class QueueGroup {
+ public:
+  explicit QueueGroup(unsigned num_queues);
+  ~QueueGroup();
+  QueueGroup(const QueueGroup&) = delete;
+  QueueGroup& operator=(const QueueGroup&) = delete;
+  unsigned size() const;
+
+  struct State;  // queue.cpp
+  State& state() const { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
 struct QueueConfig {
   std::string name;                 // for logs: "vif 5/0 q1"
   unsigned index = 0;
@@ -26,6 +44,7 @@ struct QueueConfig {
   EvtchnPort rx_event_channel = 0;
   bool split_event_channels = false;
   GuestOffloads guest;              // what the frontend takes on RX (and sends on TX)
+  ExitCapabilities exit;            // what the exit takes on TX (tx_csum: else checksums in software)
   bool multicast_control = false;   // request-multicast-control: filter RX multicast
   std::uint16_t xdp_headroom = 0;   // RX data starts this far into each guest page
   // Linux netback's limits: a packet of more than max_slots (18) slots is dropped, one of more than
@@ -33,6 +52,10 @@ struct QueueConfig {
   unsigned max_slots = 18;
   unsigned fatal_slots = 20;
   std::chrono::milliseconds rx_stall_timeout{60'000};  // no RX buffers this long: carrier off, drop
+                                                       // (0: never stall)
+  // Multi-queue RX steering: the vif's group (nullptr: every packet a port delivers stays on
+  // this queue). `index` is this queue's place in it.
+  QueueGroup* group = nullptr;
 };
 
 class Queue {
@@ -53,6 +76,10 @@ class Queue {
   void stop();
 
   const QueueConfig& config() const;
+
+  // Packets taken from the port per RX batch: also the most a queue ever holds while the guest
+  // has not posted buffers for them.
+  static constexpr unsigned kRxBatch = 64;
 
  private:
   struct Impl;

@@ -40,10 +40,16 @@ class VifShared {
   // Multicast filter (request-multicast-control). While disabled every multicast frame passes.
   // At most kMaxMulticastAddresses entries; adding beyond that turns filtering off, as Linux does.
   static constexpr unsigned kMaxMulticastAddresses = 64;
+  // Filtering applies only while enabled and not overflowed; the address list is kept across
+  // toggles. Unicast and broadcast destinations are always allowed.
   void set_multicast_control(bool enabled);
   bool multicast_allowed(const MacAddress& destination) const;
-  void multicast_add(const MacAddress& address);
-  void multicast_del(const MacAddress& address);
+  // Adding an address already listed is a no-op. false when the list was full: filtering is then
+  // off for good (the address passes anyway); Linux answers such a request NETIF_RSP_ERROR.
+  bool multicast_add(const MacAddress& address);
+  void multicast_del(const MacAddress& address);  // absent: no-op
+  bool multicast_overflowed() const;
+  unsigned multicast_count() const;
 
   RateLimit rate() const;
   void set_rate(RateLimit limit);

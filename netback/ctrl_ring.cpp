@@ -1,0 +1,343 @@
+// ControlRing: the vif's control ring served on its own thread. See ctrl_ring.hpp.
+//
+// Per wake-up: every unconsumed request is copied out of the ring once, answered on the copy, and
+// the responses of the batch are published together with at most one notification. Each request
+// that changes the hash configuration builds the new HashConfig locally (grant copies land in
+// local buffers, every value is checked there) and only then stores it in VifShared in one
+// set_hash(): the data path never sees a half-applied key or mapping, and a refused request leaves
+// the previous configuration as it was (XSA-270).
+//
+// The protocol is netif.h's "Control messages"; where netif.h leaves a choice, Linux netback's
+// (drivers/net/xen-netback/hash.c) answer is the one taken, so frontends written against it work.
+#include "netback/ctrl_ring.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "base/log.hpp"
+#include "base/unique_fd.hpp"
+#include "ring/netif.hpp"
+
+namespace pvback::netback {
+namespace {
+
+using netif::CtrlRequest;
+using netif::CtrlResponse;
+
+struct Answer {
+  std::uint32_t status = netif::kCtrlStatusNotSupported;
+  std::uint32_t data = 0;
+};
+
+constexpr Answer ok(std::uint32_t data = 0) { return {netif::kCtrlStatusSuccess, data}; }
+constexpr Answer invalid() { return {netif::kCtrlStatusInvalidParameter, 0}; }
+constexpr Answer not_supported() { return {netif::kCtrlStatusNotSupported, 0}; }
+
+}  // namespace
+
+struct ControlRing::Impl {
+  Impl(ControlRingConfig c, VifShared& s, FatalHandler f)
+      : config(std::move(c)), shared(s), on_fatal(std::move(f)), name(config.name.c_str()) {}
+
+  int init(const grant::Platform& platform);
+  void run();
+  void process_ring();
+  Answer handle(const CtrlRequest& req);
+  Answer set_hash_algorithm(std::uint32_t algorithm);
+  Answer get_hash_flags();
+  Answer set_hash_flags(std::uint32_t flags);
+  Answer set_hash_key(GrantRef gref, std::uint32_t len);
+  Answer set_hash_mapping_size(std::uint32_t size);
+  Answer set_hash_mapping(GrantRef gref, std::uint32_t len, std::uint32_t offset);
+  // Copies `len` bytes from the start of the frontend's grant `gref`; false if the grant is bad.
+  bool copy_from_guest(GrantRef gref, void* dest, std::uint32_t len);
+  void fatal(int error, const char* reason);
+
+  ControlRingConfig config;
+  VifShared& shared;
+  FatalHandler on_fatal;
+  const char* name;
+
+  // Declared first so they are destroyed last: the Mapping and BoundPort below refer to them.
+  std::unique_ptr<grant::GrantMapper> mapper;
+  std::unique_ptr<grant::EventChannels> channels;
+  grant::Mapping ring_mapping;
+  grant::BoundPort port;
+  netif::CtrlRing::Back ring;
+  UniqueFd stop_fd;
+  std::atomic<bool> stop_requested{false};
+  bool fatal_seen = false;
+};
+
+int ControlRing::Impl::init(const grant::Platform& platform) {
+  try {
+    mapper = platform.open_mapper();
+    channels = platform.open_event_channels();
+  } catch (const std::system_error& e) {
+    PVBACK_LOG(Error, "%s: cannot open grant/event channel handles: %s", name, e.what());
+    return e.code().value() != 0 ? e.code().value() : EIO;
+  } catch (const std::exception& e) {
+    PVBACK_LOG(Error, "%s: cannot open grant/event channel handles: %s", name, e.what());
+    return EIO;
+  }
+  if (!mapper || !channels) return EIO;
+
+  const GrantRef ref = config.ring_ref;
+  auto mapped = mapper->map(config.frontend_domid, {&ref, 1}, Access::ReadWrite);
+  if (!mapped) {
+    PVBACK_LOG(Error, "%s: cannot map the control ring (gref %u) of domain %u: %s", name, ref,
+               config.frontend_domid, std::strerror(mapped.error()));
+    return mapped.error();
+  }
+  ring_mapping = std::move(*mapped);
+  // Attach where the ring's responses stand, as Linux does, so a ring reused across a reconnect
+  // keeps its indices; a req_prod already more than a ring ahead of them is refused.
+  auto probe = netif::CtrlRing::Back::attach(ring_mapping.data(), 1);
+  if (!probe) return probe.error();
+  auto attached = netif::CtrlRing::Back::attach(ring_mapping.data(), 1, probe->shared_rsp_prod());
+  if (!attached) return attached.error();
+  ring = *attached;
+  if (ring.requests_overflow()) {
+    PVBACK_LOG(Error, "%s: control ring of domain %u has req_prod beyond its size", name, config.frontend_domid);
+    return ring::kErrProducerOverflow;
+  }
+
+  auto local = channels->bind_interdomain(config.frontend_domid, config.event_channel);
+  if (!local) {
+    PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.event_channel,
+               config.frontend_domid, std::strerror(local.error()));
+    return local.error();
+  }
+  port = grant::BoundPort(*channels, *local);
+
+  stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd) return errno;
+  return 0;
+}
+
+void ControlRing::Impl::fatal(int error, const char* reason) {
+  if (fatal_seen) return;
+  fatal_seen = true;
+  PVBACK_LOG(Error, "%s: %s; disconnecting", name, reason);
+  if (on_fatal) on_fatal(error, reason);
+}
+
+void ControlRing::Impl::run() {
+  // The frontend may have queued requests before we bound the event channel.
+  if (!stop_requested.load(std::memory_order_acquire)) process_ring();
+  while (!fatal_seen && !stop_requested.load(std::memory_order_acquire)) {
+    pollfd fds[2] = {{channels->fd(), POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
+    const int r = ::poll(fds, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      PVBACK_LOG(Error, "%s: poll: %s", name, std::strerror(err));
+      fatal(err, "poll failed");
+      break;
+    }
+    if ((fds[1].revents & POLLIN) != 0) break;
+    if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      fatal(EIO, "event channel handle failed");
+      break;
+    }
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    // Unmask before looking at the ring: an event from now on wakes us again.
+    for (;;) {
+      auto p = channels->pending();
+      if (!p) break;
+      channels->unmask(*p);
+    }
+    process_ring();
+  }
+}
+
+void ControlRing::Impl::process_ring() {
+  for (;;) {
+    auto n = ring.unconsumed_requests();
+    if (!n) {
+      fatal(n.error(), "control ring producer index overflow");
+      return;
+    }
+    for (ring::RingIdx i = 0; i < *n; ++i) {
+      const CtrlRequest req = ring.next_request();
+      const Answer a = handle(req);
+      CtrlResponse rsp{};  // every byte defined before it reaches the guest
+      rsp.id = req.id;
+      rsp.type = req.type;
+      rsp.status = a.status;
+      rsp.data = a.data;
+      ring.put_response(rsp);
+    }
+    if (*n != 0 && ring.push_responses_and_check_notify()) port.notify();
+    auto more = ring.final_check_for_requests();
+    if (!more) {
+      fatal(more.error(), "control ring producer index overflow");
+      return;
+    }
+    if (!*more) return;
+  }
+}
+
+Answer ControlRing::Impl::handle(const CtrlRequest& req) {
+  switch (req.type) {
+    case netif::kCtrlTypeSetHashAlgorithm:
+      return set_hash_algorithm(req.data[0]);
+    case netif::kCtrlTypeGetHashFlags:
+      return get_hash_flags();
+    case netif::kCtrlTypeSetHashFlags:
+      return set_hash_flags(req.data[0]);
+    case netif::kCtrlTypeSetHashKey:
+      return set_hash_key(req.data[0], req.data[1]);
+    case netif::kCtrlTypeGetHashMappingSize:
+      return ok(netif::kMaxHashMappingSize);
+    case netif::kCtrlTypeSetHashMappingSize:
+      return set_hash_mapping_size(req.data[0]);
+    case netif::kCtrlTypeSetHashMapping:
+      // netif.h: data[1] = size of the sub-table in entries, data[2] = its offset in entries.
+      return set_hash_mapping(req.data[0], req.data[1], req.data[2]);
+    default:
+      // The gref-mapping messages (staging grant mapping) and anything unknown.
+      PVBACK_LOG_RATELIMITED(Info, "%s: control request type %u not supported", name, req.type);
+      return not_supported();
+  }
+}
+
+Answer ControlRing::Impl::set_hash_algorithm(std::uint32_t algorithm) {
+  if (algorithm != netif::kHashAlgorithmNone && algorithm != netif::kHashAlgorithmToeplitz) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash algorithm %u", name, algorithm);
+    return invalid();
+  }
+  HashConfig h = shared.hash();
+  h.algorithm = algorithm;
+  shared.set_hash(h);
+  return ok();
+}
+
+Answer ControlRing::Impl::get_hash_flags() {
+  // netif.h: "A valid hash algorithm must be selected before this operation can succeed."
+  if (shared.hash().algorithm == netif::kHashAlgorithmNone) return not_supported();
+  return ok(netif::kHashTypeAll);
+}
+
+Answer ControlRing::Impl::set_hash_flags(std::uint32_t flags) {
+  if ((flags & ~netif::kHashTypeAll) != 0) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash flags %#x (unknown types)", name, flags);
+    return invalid();
+  }
+  HashConfig h = shared.hash();
+  if (h.algorithm == netif::kHashAlgorithmNone) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash flags %#x before a hash algorithm", name, flags);
+    return invalid();
+  }
+  h.flags = flags;
+  shared.set_hash(h);
+  return ok();
+}
+
+bool ControlRing::Impl::copy_from_guest(GrantRef gref, void* dest, std::uint32_t len) {
+  grant::CopySegment c{};
+  c.source.foreign.ref = gref;
+  c.source.foreign.domid = config.frontend_domid;
+  c.source.foreign.offset = 0;  // netif.h: the data starts at the beginning of the grant
+  c.dest.virt = dest;
+  c.len = static_cast<std::uint16_t>(len);
+  c.flags = GNTCOPY_source_gref;
+  const int err = mapper->copy({&c, 1});
+  return err == 0 && c.status == GNTST_okay;
+}
+
+Answer ControlRing::Impl::set_hash_key(GrantRef gref, std::uint32_t len) {
+  // Linux answers a key longer than it supports with INVALID_PARAMETER (netif.h would allow
+  // BUFFER_OVERFLOW); frontends treat both as failure.
+  if (len > netif::kMaxHashKeySize) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash key of %u bytes (max %u)", name, len, netif::kMaxHashKeySize);
+    return invalid();
+  }
+  HashConfig h = shared.hash();
+  // Octets not given are zero (netif.h), so a zero-length key clears it. The Toeplitz hash pads
+  // a short key with zeros too, so key_len only records what the frontend sent.
+  h.key.fill(0);
+  if (len != 0 && !copy_from_guest(gref, h.key.data(), len)) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: cannot copy the hash key from grant %u", name, gref);
+    return invalid();
+  }
+  h.key_len = len;
+  shared.set_hash(h);
+  return ok();
+}
+
+Answer ControlRing::Impl::set_hash_mapping_size(std::uint32_t size) {
+  if (size > netif::kMaxHashMappingSize) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping size %u (max %u)", name, size,
+                           netif::kMaxHashMappingSize);
+    return invalid();
+  }
+  HashConfig h = shared.hash();
+  // "Any previous table is invalidated ... any new table is assumed to be zero filled."
+  h.mapping.fill(0);
+  h.mapping_size = size;
+  shared.set_hash(h);
+  return ok();
+}
+
+Answer ControlRing::Impl::set_hash_mapping(GrantRef gref, std::uint32_t len, std::uint32_t offset) {
+  HashConfig h = shared.hash();
+  // Written so that no sum can wrap: offset 0xffffffff with any len is out of range (XSA-270).
+  if (offset > h.mapping_size || len > h.mapping_size - offset) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping [%u, +%u) beyond the table size %u", name, offset, len,
+                           h.mapping_size);
+    return invalid();
+  }
+  if (len == 0) return ok();
+  std::uint32_t entries[netif::kMaxHashMappingSize];
+  static_assert(sizeof(entries) <= kXenPageSize);  // one grant holds a whole sub-table
+  if (!copy_from_guest(gref, entries, len * sizeof(std::uint32_t))) {
+    PVBACK_LOG_RATELIMITED(Warning, "%s: cannot copy the hash mapping from grant %u", name, gref);
+    return invalid();
+  }
+  // Every entry is checked on our copy before any is applied: a queue index past the vif's queues
+  // would send packets to a queue that does not exist.
+  const unsigned queues = shared.num_queues();
+  for (std::uint32_t i = 0; i < len; ++i) {
+    if (entries[i] >= queues) {
+      PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping: entry %u is queue %u of %u", name, offset + i,
+                             entries[i], queues);
+      return invalid();
+    }
+  }
+  std::memcpy(h.mapping.data() + offset, entries, len * sizeof(std::uint32_t));
+  shared.set_hash(h);
+  return ok();
+}
+
+std::expected<std::unique_ptr<ControlRing>, int> ControlRing::create(const grant::Platform& platform,
+                                                                     ControlRingConfig config, VifShared& shared,
+                                                                     FatalHandler on_fatal) {
+  std::unique_ptr<Impl> impl;
+  try {
+    impl = std::make_unique<Impl>(std::move(config), shared, std::move(on_fatal));
+    if (int err = impl->init(platform); err != 0) return std::unexpected(err);
+  } catch (const std::bad_alloc&) {
+    return std::unexpected(ENOMEM);
+  }
+  return std::unique_ptr<ControlRing>(new ControlRing(std::move(impl)));
+}
+
+ControlRing::ControlRing(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ControlRing::~ControlRing() = default;
+
+void ControlRing::run() { impl_->run(); }
+
+void ControlRing::stop() {
+  impl_->stop_requested.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd.get(), &one, sizeof(one));
+}
+
+}  // namespace pvback::netback
