@@ -217,6 +217,10 @@ unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
       b.handle = nullptr;
       b.nr_chunks = 0;
       if (m == nullptr) continue;
+      if (b.length == 0) {  // given up on by netback after alloc_tx (its grant copy failed)
+        rte_pktmbuf_free(m);
+        continue;
+      }
       // The queue may have trimmed the chunks it did not fill.
       std::uint32_t total = 0;
       rte_mbuf* seg = m;
@@ -374,7 +378,7 @@ std::expected<std::unique_ptr<DpdkExit>, int> DpdkExit::create(const DpdkConfig&
     exit->rx_offloads_ |= RTE_ETH_RX_OFFLOAD_SCATTER;
   ExitCapabilities caps;
   caps.tx_csum = (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
-  caps.tx_tso4 = caps.tx_csum && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_TCP_TSO) &&
+  caps.tx_tso4 = config.tso && caps.tx_csum && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_TCP_TSO) &&
                  (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_MULTI_SEGS);
   caps.tx_tso6 = caps.tx_tso4;
   caps.rx_gso = false;

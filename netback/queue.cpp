@@ -161,7 +161,13 @@ bool gather(const PacketBuffer& pkt, std::uint32_t offset, std::byte* out, std::
 
 struct Queue::Impl {
   Impl(QueueConfig c, Port& p, VifShared& s, QueueStats& st, FatalHandler f)
-      : config(std::move(c)), port(p), shared(s), stats(st), on_fatal(std::move(f)), name(config.name.c_str()) {}
+      : config(std::move(c)),
+        port(p),
+        shared(s),
+        stats(st),
+        on_fatal(std::move(f)),
+        name(config.name.c_str()),
+        xdp_headroom(config.xdp_headroom) {}
   ~Impl();
 
   int init(const grant::Platform& platform);
@@ -212,6 +218,7 @@ struct Queue::Impl {
   std::uint64_t generation = ~std::uint64_t{0};
   HashConfig hash;
   RateLimit rate;
+  std::uint32_t xdp_headroom = 0;  // config.xdp_headroom until VifShared sets one (reconfigure)
 
   // Credit scheduler (TX).
   std::uint64_t remaining_credit = 0;
@@ -382,6 +389,8 @@ void Queue::Impl::refresh_shared() {
   if (g == generation) return;
   generation = g;
   hash = shared.hash();
+  // Checked like QueueConfig's at create: at least half a page stays for data.
+  if (const int h = shared.xdp_headroom(); h >= 0 && static_cast<unsigned>(h) < kXenPageSize / 2) xdp_headroom = h;
   const RateLimit r = shared.rate();
   if (r.bytes != rate.bytes || r.usec != rate.usec) {
     rate = r;
@@ -739,7 +748,7 @@ bool Queue::Impl::rx_acceptable(Impl& t, PacketBuffer& b, bool has_hash, unsigne
       }
     }
   }
-  const std::uint32_t per_slot = kXenPageSize - t.config.xdp_headroom;
+  const std::uint32_t per_slot = kXenPageSize - xdp_headroom;  // vif-wide: this thread's copy
   const unsigned data_slots = (b.length + per_slot - 1) / per_slot;
   if (data_slots > 1 && !g.sg) {
     t.stats.rx_too_big_for_guest.add();
@@ -768,7 +777,7 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
   }
   const ring::RingIdx posted = *avail;
   const ring::RingIdx cons = t.rx.req_cons();
-  const std::uint32_t headroom = t.config.xdp_headroom;
+  const std::uint32_t headroom = xdp_headroom;  // vif-wide: this thread's copy
   const std::uint32_t per_slot = kXenPageSize - headroom;
   ring::RingIdx used = 0;
   unsigned nplans = 0;

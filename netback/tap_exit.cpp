@@ -85,7 +85,9 @@ unsigned TapPort::transmit(std::span<PacketBuffer> bufs) {
     const std::uint32_t i = slot_index(b.handle);
     std::byte* slot = tx_.slot(i);
     virtio_net_hdr_v1 hdr;
-    if (!meta_to_vnet_header(b.meta, b.length, hdr)) {
+    if (b.length == 0) {
+      // Given up on by netback after alloc_tx (its grant copy failed): only the slot comes back.
+    } else if (!meta_to_vnet_header(b.meta, b.length, hdr)) {
       stats_.tx_dropped.add();
       PVBACK_LOG_RATELIMITED(Warning, "tap: dropping a packet with gso_type %u gso_size %u",
                              b.meta.gso_type, b.meta.gso_size);

@@ -98,4 +98,15 @@ void VifShared::set_rate(RateLimit limit) {
   generation_.fetch_add(1, std::memory_order_release);
 }
 
+int VifShared::xdp_headroom() const {
+  std::lock_guard lock(mutex_);
+  return xdp_headroom_;
+}
+
+void VifShared::set_xdp_headroom(std::uint16_t headroom) {
+  std::lock_guard lock(mutex_);
+  xdp_headroom_ = headroom;
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
 }  // namespace pvback::netback

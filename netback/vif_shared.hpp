@@ -54,6 +54,11 @@ class VifShared {
   RateLimit rate() const;
   void set_rate(RateLimit limit);
 
+  // RX data offset in guest pages (xdp-headroom), changed when the frontend reconfigures.
+  // -1 until set: each queue then keeps its QueueConfig::xdp_headroom.
+  int xdp_headroom() const;
+  void set_xdp_headroom(std::uint16_t headroom);
+
  private:
   unsigned num_queues_;
   std::atomic<std::uint64_t> generation_{0};
@@ -66,6 +71,7 @@ class VifShared {
   unsigned multicast_count_ = 0;
   std::array<MacAddress, kMaxMulticastAddresses> multicast_{};
   RateLimit rate_;
+  int xdp_headroom_ = -1;
 };
 
 }  // namespace pvback::netback

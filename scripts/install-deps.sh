@@ -9,7 +9,7 @@ packages=(
   liburing-dev                  # blkback data path
   fio                           # bench: the direct io_uring baseline next to pvback-blk
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
-  iproute2 iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
+  iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
   libgtest-dev googletest       # tests
   dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore
 )

@@ -42,3 +42,24 @@ sim_host_cleanup() {
   done
   SIM_PIDS=()
 }
+
+# sim_vif_start DOMID HANDLE [pvback-net options...]: adds the vif, starts its backend (in the
+# network namespace $SIM_DOM0_NETNS if set, so its TAP lives there) and waits for InitWait. The
+# backend's log goes to $SIM_RUN_DIR/pvback-net-DOMID-HANDLE.log.
+sim_vif_start() {
+  local domid=$1 handle=$2
+  shift 2
+  local be netns=()
+  be=$(sim_ctl add-vif "$domid" "$handle")
+  [ -n "${SIM_DOM0_NETNS:-}" ] && netns=(ip netns exec "$SIM_DOM0_NETNS")
+  "${netns[@]}" env PVBACK_DOMID=0 "$BUILD/netback/pvback-net" --backend-path "$be" "$@" \
+    2>"$SIM_RUN_DIR/pvback-net-$domid-$handle.log" &
+  SIM_PIDS+=($!)
+  for _ in $(seq 400); do
+    [ "$(xenstore-read "$be/state" 2>/dev/null)" = 2 ] && return 0
+    sleep 0.05
+  done
+  echo "pvback-net for $be did not reach InitWait; its log:" >&2
+  cat "$SIM_RUN_DIR/pvback-net-$domid-$handle.log" >&2
+  return 1
+}

@@ -414,24 +414,5 @@ namespace {
 
 // Not a test: how many packets per second one TapPort writes (run with
 // --gtest_also_run_disabled_tests). The kernel drops the frames after the vif (unknown ethertype).
-TEST_F(TapTest, DISABLED_TxThroughput) {
-  const std::size_t batch = 64, rounds = 5000;
-  for (std::size_t size : {64, 1514, 9000}) {
-    std::vector<PacketBuffer> bufs(batch);
-    const auto frame = test::test_frame(size, 1);
-    const auto start = std::chrono::steady_clock::now();
-    for (std::size_t r = 0; r < rounds; ++r) {
-      for (auto& b : bufs) b.length = static_cast<std::uint32_t>(size);
-      ASSERT_EQ(exit_->port(0).alloc_tx(bufs), 0);
-      for (auto& b : bufs) std::memcpy(b.chunks[0].data, frame.data(), 18);
-      exit_->port(0).transmit(bufs);
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("TAP TX %zu B: %.0f kpps (%.2f Gbit/s), dropped %llu\n", size, batch * rounds / s / 1e3,
-                batch * rounds * size * 8 / s / 1e9,
-                static_cast<unsigned long long>(exit_->tap_port(0).stats().tx_dropped.get()));
-  }
-}
-
 }  // namespace
 }  // namespace pvback::netback

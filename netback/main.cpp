@@ -1,0 +1,238 @@
+// pvback-net: the userspace netback for one vif.
+//
+//   pvback-net --backend-path /local/domain/0/backend/vif/<domid>/<handle> [options]
+//
+// The exit is a TAP device named vif<domid>.<handle> (default; it exists from start-up, like the
+// kernel's vif, so the toolstack's hotplug script can put it on a bridge) or a DPDK ethdev given by
+// devargs. Serves the vif until it is unplugged or the process gets SIGTERM/SIGINT. Platform from the
+// environment (PVBACK_PLATFORM=xen|sim, PVBACK_SIM_DIR, PVBACK_DOMID; see grant/platform.hpp).
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/log.hpp"
+#include "base/text_file.hpp"
+#include "base/unique_fd.hpp"
+#include "netback/dpdk_exit.hpp"
+#include "netback/stats_writer.hpp"
+#include "netback/tap_exit.hpp"
+#include "netback/vif_driver.hpp"
+#include "xenbus/backend_daemon.hpp"
+#include "xenbus/backend_device.hpp"
+#include "xenbus/xenstore.hpp"
+
+namespace {
+
+using namespace pvback;
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: pvback-net --backend-path PATH [options]\n"
+               "  --backend-path PATH        /local/domain/<be>/backend/vif/<domid>/<handle>\n"
+               "  --exit tap|dpdk            where guest traffic goes (default tap)\n"
+               "  --tap-name NAME            TAP device name (default vif<domid>.<handle>)\n"
+               "  --tap-up                   bring the TAP up (normally the hotplug script does it)\n"
+               "  --dpdk-devargs ARGS        the DPDK port, e.g. net_null0, net_tap0,iface=x,\n"
+               "                             net_memif0,role=server, net_vhost0,iface=/sock,client=1\n"
+               "  --dpdk-eal-args \"ARGS\"     extra EAL arguments (default: --no-huge -m 256 --no-shconf ...)\n"
+               "  --dpdk-tso                 offer GSO to the guest when the DPDK port has TSO (default off)\n"
+               "  --max-queues N             multi-queue-max-queues (default: number of CPUs)\n"
+               "  --no-split-event-channels  --no-ctrl-ring  --no-multicast-control  --no-gso  --no-xdp\n"
+               "  --max-slots N              TX packets of more slots are dropped (default 18)\n"
+               "  --fatal-slots N            TX packets of more slots disconnect the vif (default 20)\n"
+               "  --rx-stall-timeout-ms N    no RX buffers this long: carrier off, drop (default 60000)\n"
+               "  --stats-file PATH          live statistics as JSON (default: <run dir>/vif-<domid>-<handle>.json)\n"
+               "  --stats-interval-ms N      statistics period (default 1000)\n");
+}
+
+std::string default_stats_path(const grant::PlatformConfig& config, const xenbus::BackendPath& bp) {
+  const std::string dir = config.kind == grant::PlatformConfig::Kind::Sim ? config.sim_dir + "/stats" : "/run/pvback";
+  return dir + "/vif-" + std::to_string(bp.frontend_domid) + "-" + bp.devid + ".json";
+}
+
+// --dpdk-eal-args is one shell word holding several EAL arguments.
+std::vector<std::string> split_words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  log::set_program("pvback-net");
+  netback::VifOptions options;
+  std::string backend_path, stats_path, exit_kind = "tap", tap_name, dpdk_devargs, dpdk_eal_args;
+  bool tap_up = false, dpdk_tso = false;
+  unsigned long interval_ms = 1000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    auto number = [&](unsigned long max) {
+      auto parsed = xenbus::parse_uint(value != nullptr ? value : "", max);
+      if (!parsed) {
+        std::fprintf(stderr, "pvback-net: %s needs a number up to %lu\n", arg.c_str(), max);
+        std::exit(2);
+      }
+      ++i;
+      return static_cast<unsigned long>(*parsed);
+    };
+    auto text = [&](std::string& into) {
+      if (value == nullptr) {
+        usage(stderr);
+        std::exit(2);
+      }
+      into = value;
+      ++i;
+    };
+    if (arg == "--backend-path") {
+      text(backend_path);
+    } else if (arg == "--exit") {
+      text(exit_kind);
+    } else if (arg == "--tap-name") {
+      text(tap_name);
+    } else if (arg == "--tap-up") {
+      tap_up = true;
+    } else if (arg == "--dpdk-devargs") {
+      text(dpdk_devargs);
+    } else if (arg == "--dpdk-eal-args") {
+      text(dpdk_eal_args);
+    } else if (arg == "--dpdk-tso") {
+      dpdk_tso = true;
+    } else if (arg == "--max-queues") {
+      options.max_queues = static_cast<unsigned>(number(64));
+    } else if (arg == "--no-split-event-channels") {
+      options.split_event_channels = false;
+    } else if (arg == "--no-ctrl-ring") {
+      options.ctrl_ring = false;
+    } else if (arg == "--no-multicast-control") {
+      options.multicast_control = false;
+    } else if (arg == "--no-gso") {
+      options.gso = false;
+    } else if (arg == "--no-xdp") {
+      options.xdp_headroom = false;
+    } else if (arg == "--max-slots") {
+      options.max_slots = static_cast<unsigned>(number(64));
+    } else if (arg == "--fatal-slots") {
+      options.fatal_slots = static_cast<unsigned>(number(1024));
+    } else if (arg == "--rx-stall-timeout-ms") {
+      options.rx_stall_timeout = std::chrono::milliseconds(number(86'400'000));
+    } else if (arg == "--stats-file") {
+      text(stats_path);
+    } else if (arg == "--stats-interval-ms") {
+      interval_ms = std::max(10ul, number(3'600'000));
+    } else if (arg == "-h" || arg == "--help") {
+      usage(stdout);
+      return 0;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  auto bp = xenbus::parse_backend_path(backend_path);
+  if (!bp || bp->type != "vif") {
+    std::fprintf(stderr, "pvback-net: --backend-path must be /local/domain/<be>/backend/vif/<domid>/<handle>\n");
+    usage(stderr);
+    return 2;
+  }
+  if (exit_kind != "tap" && exit_kind != "dpdk") {
+    std::fprintf(stderr, "pvback-net: --exit is tap or dpdk\n");
+    return 2;
+  }
+  if (exit_kind == "dpdk" && dpdk_devargs.empty()) {
+    std::fprintf(stderr, "pvback-net: --exit dpdk needs --dpdk-devargs\n");
+    return 2;
+  }
+
+  // Signals are taken through a signalfd so the main loop sees them between events.
+  UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
+
+  const auto platform_config = grant::PlatformConfig::from_env();
+  grant::Platform platform(platform_config);
+  auto xs = xenbus::XenStore::open(platform_config.xenstore_path());
+  if (!xs) {
+    PVBACK_LOG(Error, "cannot connect to XenStore: %s", std::strerror(xs.error()));
+    return 1;
+  }
+  const std::string name = "vif " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
+  const unsigned max_queues = [&] {
+    unsigned n = options.max_queues != 0 ? options.max_queues : std::max(1u, std::thread::hardware_concurrency());
+    return std::min(n, 64u);
+  }();
+  // The backend's mtu key (libxl writes it) sizes the exit; 1500 when absent.
+  const auto mtu = static_cast<std::uint32_t>(xs->read_uint(backend_path + "/mtu", 65535).value_or(1500));
+
+  std::unique_ptr<netback::Exit> exit;
+  if (exit_kind == "tap") {
+    netback::TapConfig tap;
+    tap.name = tap_name.empty() ? "vif" + std::to_string(bp->frontend_domid) + "." + bp->devid : tap_name;
+    tap.max_queues = max_queues;
+    tap.mtu = mtu;
+    tap.bring_up = tap_up;
+    auto created = netback::TapExit::create(tap);
+    if (!created) {
+      PVBACK_LOG(Error, "%s: cannot create TAP device %s: %s", name.c_str(), tap.name.c_str(),
+                 std::strerror(created.error()));
+      return 1;
+    }
+    exit = std::move(*created);
+  } else {
+    netback::DpdkConfig dpdk;
+    dpdk.devargs = dpdk_devargs;
+    dpdk.eal_args = split_words(dpdk_eal_args);
+    dpdk.max_queues = max_queues;
+    dpdk.mtu = mtu;
+    dpdk.tso = dpdk_tso;
+    auto created = netback::DpdkExit::create(dpdk);
+    if (!created) {
+      PVBACK_LOG(Error, "%s: cannot open DPDK port %s: %s", name.c_str(), dpdk_devargs.c_str(),
+                 std::strerror(created.error()));
+      return 1;
+    }
+    exit = std::move(*created);
+  }
+
+  if (stats_path.empty()) stats_path = default_stats_path(platform_config, *bp);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(stats_path).parent_path(), ec);
+
+  xenbus::FatalLatch fatal;
+  netback::VifDriver driver(platform, options, name, bp->frontend_domid, *exit,
+                            [&](int error, const std::string& reason) { fatal.post(error, reason); });
+  xenbus::BackendDevice device(*xs, backend_path, driver);
+  if (int rc = device.start(); rc != 0) {
+    PVBACK_LOG(Error, "%s: cannot start: %s", name.c_str(), std::strerror(rc));
+    return 1;
+  }
+  PVBACK_LOG(Info, "%s: serving %s through %s, statistics in %s", name.c_str(), backend_path.c_str(),
+             exit->name().c_str(), stats_path.c_str());
+
+  bool stats_error_logged = false;
+  xenbus::DaemonHooks hooks;
+  hooks.write_stats = [&] {
+    if (int e = write_file_atomically(stats_path, netback::render_stats_json(device, driver));
+        e != 0 && !stats_error_logged) {
+      PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", name.c_str(), stats_path.c_str(), std::strerror(e));
+      stats_error_logged = true;
+    }
+  };
+  hooks.on_fatal = [&](int error, const std::string& reason) {
+    // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
+    if (driver.connected() && driver.fatal_generation() == driver.generation())
+      device.report_fatal(error, reason.c_str());
+  };
+  hooks.after_xenstore_events = [&] { driver.refresh_rate(*xs); };
+  hooks.on_timer = [&] { driver.refresh_link(); };
+  const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
+  driver.disconnect();
+  hooks.write_stats();
+  if (device.removed()) PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
+  return exit_code;
+}

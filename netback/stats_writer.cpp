@@ -1,0 +1,41 @@
+#include "netback/stats_writer.hpp"
+
+#include "base/text_file.hpp"
+#include "xenbus/state.hpp"
+
+namespace pvback::netback {
+
+std::string render_stats_json(const xenbus::BackendDevice& device, const VifDriver& driver) {
+  auto flag = [](bool b) { return b ? "true" : "false"; };
+  std::string out = "{\n";
+  out += "  \"device\": " + json_string(device.name()) + ",\n";
+  out += "  \"backend_path\": " + json_string(device.backend_path()) + ",\n";
+  out += "  \"state\": " + json_string(std::string(xenbus::state_name(device.state()))) + ",\n";
+  out += "  \"exit\": " + json_string(driver.exit().name()) + ",\n";
+  const RateLimit rate = driver.rate();
+  out += "  \"rate\": {\"bytes\": " + std::to_string(rate.bytes) + ", \"usec\": " + std::to_string(rate.usec) + "},\n";
+  if (driver.connected()) {
+    const auto& n = driver.negotiated();
+    out += "  \"negotiated\": {\"queues\": " + std::to_string(n.queues) +
+           ", \"split_event_channels\": " + flag(n.split_event_channels) + ", \"ctrl_ring\": " + flag(n.ctrl_ring) +
+           ", \"multicast_control\": " + flag(n.multicast_control) +
+           ", \"xdp_headroom\": " + std::to_string(n.xdp_headroom) + ", \"sg\": " + flag(n.offloads.sg) +
+           ", \"gso_tcpv4\": " + flag(n.offloads.gso_tcpv4) + ", \"gso_tcpv6\": " + flag(n.offloads.gso_tcpv6) +
+           ", \"csum\": " + flag(n.offloads.csum) + ", \"ipv6_csum\": " + flag(n.offloads.ipv6_csum) + "},\n";
+  }
+  const auto& qs = driver.queue_stats();
+  QueueStats total;
+  accumulate(total, driver.past_totals());
+  for (const auto& q : qs) accumulate(total, *q);
+  out += "  \"total\": ";
+  append_json_counters(out, total, kQueueStatsFields);
+  out += ",\n  \"queues\": [";
+  for (std::size_t i = 0; i < qs.size(); ++i) {
+    out += i == 0 ? "\n    " : ",\n    ";
+    append_json_counters(out, *qs[i], kQueueStatsFields);
+  }
+  out += qs.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  return out;
+}
+
+}  // namespace pvback::netback
