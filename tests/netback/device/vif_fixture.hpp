@@ -1,0 +1,194 @@
+// A simulated host for whole-device tests of pvback-net: the simulated hypervisor in-process,
+// guest domain 1, the vif nodes the toolstack writes, and pvback-net as a separate process (as it
+// runs in production) with a DPDK vdev as its exit. The test process then acts as the guest,
+// through the userspace netfront or by writing frontend keys by hand.
+#pragma once
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "grant/sim_control.hpp"
+#include "grant/sim_protocol.hpp"
+#include "netfront/netfront.hpp"
+#include "sim/hypervisor.hpp"
+#include "sim/toolstack/vif.hpp"
+#include "tests/support/eventually.hpp"
+#include "xenbus/xenstore.hpp"
+
+extern char** environ;
+
+namespace pvback::test {
+
+inline constexpr DomId kGuest = 1;
+inline constexpr std::uint32_t kHandle = 0;
+
+// A pvback-net child process.
+class NetBackendProcess {
+ public:
+  NetBackendProcess() = default;
+  NetBackendProcess(const NetBackendProcess&) = delete;
+  NetBackendProcess& operator=(const NetBackendProcess&) = delete;
+  ~NetBackendProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
+             const std::string& stats_file) {
+    std::vector<std::string> args = {PVBACK_NET, "--backend-path", backend_path, "--stats-file", stats_file,
+                                     "--stats-interval-ms", "50"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string s = *e;
+      if (s.starts_with("PVBACK_")) continue;
+      env_strings.push_back(s);
+    }
+    env_strings.push_back("PVBACK_PLATFORM=sim");
+    env_strings.push_back("PVBACK_SIM_DIR=" + run_dir.string());
+    env_strings.push_back("PVBACK_DOMID=0");
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    ASSERT_EQ(::posix_spawn(&pid_, PVBACK_NET, nullptr, nullptr, argv.data(), envp.data()), 0);
+  }
+
+  // Waits for the process to exit; its exit status (as from waitpid), or nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    std::optional<int> result;
+    eventually(
+        [&] {
+          int status = 0;
+          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            result = status;
+            pid_ = -1;
+            return true;
+          }
+          return false;
+        },
+        timeout);
+    return result;
+  }
+  // True while the process has not exited (reaps it if it has, so a zombie is not "running").
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+  void terminate() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class VifTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/pvback-vif-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
+    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
+    ASSERT_TRUE(ctl.has_value());
+    sim_protocol::Request req;
+    req.op = sim_protocol::Op::CreateDomain;
+    req.domid = kGuest;
+    req.memory_bytes = 256ull << 20;
+    ASSERT_TRUE(ctl->call(req).has_value());
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    dom0_xs_ = std::move(*xs);
+    guest_platform_.emplace(hv_->platform(kGuest));
+    stats_ = dir_ / "stats.json";
+  }
+
+  void TearDown() override {
+    backend_.reset();
+    hv_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::string backend_path() const { return sim::vif_backend_path(0, kGuest, kHandle); }
+  std::string frontend_path() const { return sim::vif_frontend_path(kGuest, kHandle); }
+
+  // The DPDK exit on a vdev, e.g. dpdk("net_ring", 3).
+  static std::vector<std::string> dpdk(const std::string& driver, int n) {
+    return {"--exit", "dpdk", "--dpdk-devargs", driver + std::to_string(n)};
+  }
+
+  // Adds the vif nodes, starts pvback-net with `args` and waits for InitWait.
+  void add_vif_and_start(std::vector<std::string> args, sim::VifSpec spec = {}) {
+    spec.frontend_domid = kGuest;
+    spec.handle = kHandle;
+    ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+    backend_ = std::make_unique<NetBackendProcess>();
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
+    ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; }, std::chrono::seconds(30)))
+        << "backend never reached InitWait (state " << backend_state() << ")";
+  }
+
+  int backend_state() {
+    auto v = dom0_xs_.read_uint(backend_path() + "/state", 100);
+    return v ? static_cast<int>(*v) : -1;
+  }
+  std::string backend_key(const std::string& key) {
+    return dom0_xs_.read(backend_path() + "/" + key).value_or("<missing>");
+  }
+
+  std::unique_ptr<netfront::NetFront> attach(netfront::Options options = {}) {
+    options.connect_timeout = std::chrono::seconds(30);
+    auto front = netfront::NetFront::attach(*guest_platform_, frontend_path(), options);
+    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
+    return front ? std::move(*front) : nullptr;
+  }
+
+  std::string stats_text() {
+    std::ifstream in(stats_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // A counter from the statistics file's "total" section, or -1.
+  long long stat(const std::string& key) {
+    const std::string text = stats_text();
+    const auto total = text.find("\"total\"");
+    if (total == std::string::npos) return -1;
+    const auto at = text.find("\"" + key + "\": ", total);
+    if (at == std::string::npos) return -1;
+    return std::atoll(text.c_str() + at + key.size() + 4);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<sim::SimHypervisor> hv_;
+  xenbus::XenStore dom0_xs_;
+  std::optional<grant::Platform> guest_platform_;
+  std::filesystem::path stats_;
+  std::unique_ptr<NetBackendProcess> backend_;
+};
+
+}  // namespace pvback::test
