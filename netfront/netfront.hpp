@@ -284,8 +284,9 @@ class NetFront {
   xenbus::XenStore& xenstore() { return xs_; }
   int xenstore_fd() const { return xs_.fd(); }
 
-  // Handles pending XenStore watch events; on backend Closing/Closed/gone, follows it (Closing,
-  // Closed) and returns ENODEV. 0 otherwise.
+  // Handles pending XenStore watch events. Returns ENODEV once the backend is Closing, Closed or
+  // gone (the queues stop being usable); the caller then stops its queue threads and calls
+  // detach(), which takes the frontend through Closing and Closed as Linux netfront does. 0 otherwise.
   int process_xenstore();
 
   // Control ring (only when negotiated; otherwise EOPNOTSUPP). Each call is one synchronous
