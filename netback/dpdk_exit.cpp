@@ -285,9 +285,21 @@ unsigned DpdkPort::receive(std::span<PacketBuffer> bufs) {
       // NONE: the L4 data is known intact though the checksum field is not filled in.
       if ((l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD || l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE) && ip != RTE_MBUF_F_RX_IP_CKSUM_BAD)
         b.meta.csum_validated = true;
+      // Bounded by the chain itself, not only by nb_segs: a driver's chain longer than its
+      // count must not run past chunks[].
       unsigned c = 0;
-      for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next)
-        b.chunks[c++] = Chunk{rte_pktmbuf_mtod(seg, std::byte*), seg->data_len};
+      std::uint32_t total = 0;
+      rte_mbuf* seg = m;
+      for (; seg != nullptr && c < kMaxChunks; seg = seg->next, ++c) {
+        b.chunks[c] = Chunk{rte_pktmbuf_mtod(seg, std::byte*), seg->data_len};
+        total += seg->data_len;
+      }
+      if (seg != nullptr || total != m->pkt_len) {
+        rte_pktmbuf_free(m);
+        stats_.rx_dropped.add();
+        --got;
+        continue;
+      }
       b.nr_chunks = c;
       b.handle = m;
     }

@@ -671,7 +671,17 @@ bool Queue::Impl::process_tx() {
       }
       if (b.meta.csum_partial) {
         bool ok = setup_partial_checksum(b, fixup);
-        if (ok && !p.has_gso && !caps.tx_csum) ok = complete_checksum(b);
+        if (ok && p.has_gso) {
+          // GSO must describe the packet: TCP (csum at 16), over the IP version its type names.
+          // A mismatch would reach the exit's segmentation (virtio_net_hdr) as a lie.
+          std::byte ip_first{};
+          const unsigned version = gather(b, b.meta.l2_len, &ip_first, 1) ? std::to_integer<unsigned>(ip_first) >> 4 : 0;
+          ok = b.meta.csum_offset == 16 && b.meta.l4_len != 0 &&
+               version == (p.gso.type == netif::kGsoTypeTcpv4 ? 4u : 6u);
+          if (!ok) stats.tx_bad_extra.add();
+        } else if (ok && !caps.tx_csum) {
+          ok = complete_checksum(b);
+        }
         if (!ok) {
           stats.tx_bad_checksum.add();
           PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet with checksum blank is not TCP/UDP over IP, dropped", name);

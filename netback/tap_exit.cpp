@@ -127,7 +127,10 @@ unsigned TapPort::receive(std::span<PacketBuffer> bufs) {
     PacketBuffer& b = bufs[got];
     virtio_net_hdr_v1 hdr;
     std::memcpy(&hdr, slot + kHdrOffset, sizeof hdr);
-    if (n < static_cast<ssize_t>(kVnetHdrLen + 14) || !vnet_header_to_meta(hdr, b.meta)) {
+    // tun reports the whole packet's length even when it truncated the copy: never trust more
+    // than the slot holds.
+    if (n < static_cast<ssize_t>(kVnetHdrLen + 14) || n > static_cast<ssize_t>(kVnetHdrLen + kMaxPacketBytes) ||
+        !vnet_header_to_meta(hdr, b.meta)) {
       stats_.rx_dropped.add();
       continue;  // slot stays free
     }

@@ -45,6 +45,9 @@ std::optional<RateLimit> parse_rate(const std::string& value) {
     return std::nullopt;
   // Linux treats a zero period as no limit; so do we (a zero credit per period would stop TX).
   if (r.usec == 0 || r.bytes == 0) return RateLimit{};
+  // Bounded so the credit arithmetic (ns, signed 64-bit) cannot overflow: at most an hour's period.
+  constexpr std::uint64_t kMaxPeriodUsec = 3'600'000'000ull, kMaxBytes = 1ull << 48;
+  if (r.usec > kMaxPeriodUsec || r.bytes > kMaxBytes) return std::nullopt;
   return r;
 }
 
