@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "base/log.hpp"
+#include "xenbus/state_wait.hpp"
 
 namespace pvback::blkfront {
 
@@ -21,13 +22,6 @@ constexpr std::uint32_t kDefaultPoolCap = 256;   // pages per queue when Options
 constexpr std::uint32_t kPage = static_cast<std::uint32_t>(kXenPageSize);
 
 std::uint32_t ceil_div(std::uint64_t a, std::uint64_t b) { return static_cast<std::uint32_t>((a + b - 1) / b); }
-
-int poll_fds(pollfd* fds, nfds_t n, Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  if (left < 0) left = 0;
-  int r = ::poll(fds, n, static_cast<int>(std::min<long long>(left, 1000)));
-  return r < 0 ? errno : 0;
-}
 
 }  // namespace
 
@@ -511,28 +505,9 @@ int BlkFront::write_state(xenbus::State s) {
 
 int BlkFront::wait_backend_state(std::initializer_list<xenbus::State> wanted, std::chrono::milliseconds timeout,
                                  bool fail_on_closing) {
-  const auto deadline = Clock::now() + timeout;
-  const std::string path = neg_.backend_path + "/state";
-  for (;;) {
-    while (xs_.read_watch()) {
-    }
-    auto v = xs_.read(path);
-    if (v) {
-      auto s = xenbus::parse_state(*v);
-      if (s) {
-        backend_state_ = *s;
-        if (std::find(wanted.begin(), wanted.end(), *s) != wanted.end()) return 0;
-        if (fail_on_closing && *s == XenbusStateClosing) return ENODEV;
-      }
-    } else if (v.error() == ENOENT) {
-      if (std::find(wanted.begin(), wanted.end(), XenbusStateClosed) != wanted.end()) return 0;  // gone
-    } else if (v.error() != EAGAIN) {
-      return v.error();
-    }
-    if (Clock::now() >= deadline) return ETIMEDOUT;
-    pollfd p{xs_.fd(), POLLIN, 0};
-    if (int e = poll_fds(&p, 1, deadline); e != 0 && e != EINTR) return e;
-  }
+  if (fail_on_closing)
+    return xenbus::wait_for_state(xs_, neg_.backend_path + "/state", wanted, {XenbusStateClosing}, timeout, &backend_state_);
+  return xenbus::wait_for_state(xs_, neg_.backend_path + "/state", wanted, {}, timeout, &backend_state_);
 }
 
 int BlkFront::publish_rings() {

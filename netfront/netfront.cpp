@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "xenbus/state_wait.hpp"
 
 namespace pvback::netfront {
 
@@ -17,13 +18,6 @@ using Clock = std::chrono::steady_clock;
 using ring::RingIdx;
 constexpr unsigned kMaxQueues = 64;
 constexpr std::uint32_t kPage = static_cast<std::uint32_t>(kXenPageSize);
-
-int poll_until(pollfd* fds, nfds_t n, Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  if (left < 0) left = 0;
-  int r = ::poll(fds, n, static_cast<int>(std::min<long long>(left, 1000)));
-  return r < 0 ? errno : 0;
-}
 
 void drain_events(grant::EventChannels& ev) {
   for (;;) {
@@ -523,27 +517,9 @@ int NetFront::write_state(xenbus::State s) {
 
 int NetFront::wait_backend_state(std::initializer_list<xenbus::State> wanted, std::chrono::milliseconds timeout,
                                  bool fail_on_closing) {
-  const auto deadline = Clock::now() + timeout;
-  const std::string path = neg_.backend_path + "/state";
-  for (;;) {
-    while (xs_.read_watch()) {
-    }
-    auto v = xs_.read(path);
-    if (v) {
-      if (auto s = xenbus::parse_state(*v)) {
-        backend_state_ = *s;
-        if (std::find(wanted.begin(), wanted.end(), *s) != wanted.end()) return 0;
-        if (fail_on_closing && (*s == XenbusStateClosing || *s == XenbusStateClosed)) return ENODEV;
-      }
-    } else if (v.error() == ENOENT) {
-      if (std::find(wanted.begin(), wanted.end(), XenbusStateClosed) != wanted.end()) return 0;  // gone
-    } else if (v.error() != EAGAIN) {
-      return v.error();
-    }
-    if (Clock::now() >= deadline) return ETIMEDOUT;
-    pollfd p{xs_.fd(), POLLIN, 0};
-    if (int e = poll_until(&p, 1, deadline); e != 0 && e != EINTR) return e;
-  }
+  if (fail_on_closing)
+    return xenbus::wait_for_state(xs_, neg_.backend_path + "/state", wanted, {XenbusStateClosing, XenbusStateClosed}, timeout, &backend_state_);
+  return xenbus::wait_for_state(xs_, neg_.backend_path + "/state", wanted, {}, timeout, &backend_state_);
 }
 
 void NetFront::read_backend_features() {
@@ -838,7 +814,7 @@ std::expected<NetFront::CtrlResult, int> NetFront::ctrl_request(std::uint16_t ty
     if (*more) continue;
     if (Clock::now() >= deadline) return std::unexpected(ETIMEDOUT);
     pollfd p{ctrl_events_->fd(), POLLIN, 0};
-    if (int e = poll_until(&p, 1, deadline); e != 0 && e != EINTR) return std::unexpected(e);
+    if (int e = xenbus::poll_until(&p, 1, deadline); e != 0 && e != EINTR) return std::unexpected(e);
     drain_events(*ctrl_events_);
   }
 }
