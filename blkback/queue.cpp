@@ -30,6 +30,7 @@
 #include <system_error>
 
 #include "base/log.hpp"
+#include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
 #include "blkback/persistent_grants.hpp"
 #include "ring/blkif.hpp"
@@ -202,7 +203,7 @@ struct Queue::Impl {
   blkif::x86_32::BackRing ring32;
   blkif::x86_64::BackRing ring64;
   ring::RingIdx ring_size = 0;
-  UniqueFd stop_fd;
+  StopSignal stop;
   IoUring uring;
 
   std::uint32_t max_segs = 0;  // per request: max(11, max_indirect_segments)
@@ -244,7 +245,6 @@ struct Queue::Impl {
 
   bool event_armed = false, stop_armed = false, timer_armed = false;
   __kernel_timespec timer_ts{};
-  std::atomic<bool> stop_requested{false};
   bool stopping = false;
   bool fatal_seen = false;
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
@@ -304,8 +304,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
   }
   port = grant::BoundPort(*channels, *local);
 
-  stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd) return errno;
+  if (int e = stop.open()) return e;
   const unsigned entries = std::min(4096u, std::bit_ceil(ring_size * 2u + 8u));
   if (int err = uring.init(entries); err != 0) {
     PVBACK_LOG(Error, "%s: io_uring_queue_init(%u): %s", name, entries, std::strerror(err));
@@ -441,7 +440,7 @@ void Queue::Impl::arm_polls() {
   }
   if (!stop_armed && !stopping) {
     if (io_uring_sqe* sqe = get_sqe()) {
-      io_uring_prep_poll_add(sqe, stop_fd.get(), POLLIN);
+      io_uring_prep_poll_add(sqe, stop.fd(), POLLIN);
       io_uring_sqe_set_data64(sqe, kTagStop);
       stop_armed = true;
     }
@@ -478,7 +477,7 @@ void Queue::Impl::handle_event() {
 }
 
 void Queue::Impl::run() {
-  if (stop_requested.load(std::memory_order_acquire)) stopping = true;
+  if (stop.requested()) stopping = true;
   arm_polls();
   if (!stopping && !fatal_seen) process_ring();  // the frontend may have queued before we bound
   submit_pending();
@@ -516,7 +515,7 @@ void Queue::Impl::run() {
       }
     }
     io_uring_cq_advance(&uring.ring, seen);
-    if (stop_requested.load(std::memory_order_acquire)) stopping = true;
+    if (stop.requested()) stopping = true;
     finish_copybacks();
     if (event && !stopping && !fatal_seen) handle_event();
     if (!stopping && !fatal_seen) {
@@ -1157,9 +1156,7 @@ Queue::~Queue() = default;
 void Queue::run() { impl_->run(); }
 
 void Queue::stop() {
-  impl_->stop_requested.store(true, std::memory_order_release);
-  const std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd.get(), &one, sizeof(one));
+  impl_->stop.request();
 }
 
 const QueueConfig& Queue::config() const { return impl_->config; }

@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "base/log.hpp"
+#include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
 #include "ring/netif.hpp"
 
@@ -70,8 +71,7 @@ struct ControlRing::Impl {
   grant::Mapping ring_mapping;
   grant::BoundPort port;
   netif::CtrlRing::Back ring;
-  UniqueFd stop_fd;
-  std::atomic<bool> stop_requested{false};
+  StopSignal stop;
   bool fatal_seen = false;
 };
 
@@ -116,8 +116,7 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
   }
   port = grant::BoundPort(*channels, *local);
 
-  stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd) return errno;
+  if (int e = stop.open()) return e;
   return 0;
 }
 
@@ -130,9 +129,9 @@ void ControlRing::Impl::fatal(int error, const char* reason) {
 
 void ControlRing::Impl::run() {
   // The frontend may have queued requests before we bound the event channel.
-  if (!stop_requested.load(std::memory_order_acquire)) process_ring();
-  while (!fatal_seen && !stop_requested.load(std::memory_order_acquire)) {
-    pollfd fds[2] = {{channels->fd(), POLLIN, 0}, {stop_fd.get(), POLLIN, 0}};
+  if (!stop.requested()) process_ring();
+  while (!fatal_seen && !stop.requested()) {
+    pollfd fds[2] = {{channels->fd(), POLLIN, 0}, {stop.fd(), POLLIN, 0}};
     const int r = ::poll(fds, 2, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -335,9 +334,7 @@ ControlRing::~ControlRing() = default;
 void ControlRing::run() { impl_->run(); }
 
 void ControlRing::stop() {
-  impl_->stop_requested.store(true, std::memory_order_release);
-  const std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd.get(), &one, sizeof(one));
+  impl_->stop.request();
 }
 
 }  // namespace pvback::netback

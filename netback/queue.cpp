@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
 #include "netback/headers.hpp"
 #include "ring/netif.hpp"
@@ -209,8 +210,7 @@ struct Queue::Impl {
   grant::BoundPort tx_port, rx_port;  // rx_port unset unless split event channels
   netif::TxRing::Back tx;
   netif::RxRing::Back rx;
-  UniqueFd stop_fd;
-  std::atomic<bool> stop_requested{false};
+  StopSignal stop;
   bool fatal_seen = false;
   bool registered = false;
 
@@ -318,8 +318,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
     if (int err = bind(config.rx_event_channel, rx_port); err != 0) return err;
   }
 
-  stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd) return errno;
+  if (int e = stop.open()) return e;
 
   caps = config.exit;
   const std::size_t ring = tx.size();
@@ -1081,7 +1080,7 @@ void Queue::Impl::run() {
   const int rx_fd = port.rx_fd();
   const bool poll_mode = rx_fd < 0;
   pollfd fds[3];
-  while (!stop_requested.load(std::memory_order_acquire) && !fatal_seen) {
+  while (!stop.requested() && !fatal_seen) {
     refresh_shared();
     bool work = process_tx();
     if (fatal_seen) break;
@@ -1134,7 +1133,7 @@ void Queue::Impl::run() {
     }
     nfds_t nfds = 0;
     fds[nfds++] = pollfd{channels->fd(), POLLIN, 0};
-    fds[nfds++] = pollfd{stop_fd.get(), POLLIN, 0};
+    fds[nfds++] = pollfd{stop.fd(), POLLIN, 0};
     if (!poll_mode && (work || receive_ready)) fds[nfds++] = pollfd{rx_fd, POLLIN, 0};
     const int r = ::poll(fds, nfds, timeout);
     if (r < 0) {
@@ -1182,9 +1181,7 @@ Queue::~Queue() = default;
 void Queue::run() { impl_->run(); }
 
 void Queue::stop() {
-  impl_->stop_requested.store(true, std::memory_order_release);
-  const std::uint64_t one = 1;
-  [[maybe_unused]] ssize_t r = ::write(impl_->stop_fd.get(), &one, sizeof(one));
+  impl_->stop.request();
 }
 
 const QueueConfig& Queue::config() const { return impl_->config; }
