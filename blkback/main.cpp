@@ -11,12 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
-#include "base/text_file.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "xenbus/backend_daemon.hpp"
@@ -42,11 +40,6 @@ void usage(FILE* out) {
                "  --no-flush / --no-barrier    do not offer feature-flush-cache / feature-barrier\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n");
-}
-
-std::string default_stats_path(const grant::PlatformConfig& config, const xenbus::BackendPath& bp) {
-  const std::string dir = config.kind == grant::PlatformConfig::Kind::Sim ? config.sim_dir + "/stats" : "/run/pvback";
-  return dir + "/vbd-" + std::to_string(bp.frontend_domid) + "-" + bp.devid + ".json";
 }
 
 }  // namespace
@@ -123,9 +116,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
-  if (stats_path.empty()) stats_path = default_stats_path(platform_config, *bp);
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(stats_path).parent_path(), ec);
+  xenbus::StatsFile stats(stats_path.empty() ? xenbus::StatsFile::default_path(platform_config.stats_dir(), *bp)
+                                             : stats_path,
+                         name);
 
   xenbus::FatalLatch fatal;
   blkback::VbdDriver driver(platform, options, name, bp->frontend_domid,
@@ -135,17 +128,10 @@ int main(int argc, char** argv) {
     PVBACK_LOG(Error, "%s: cannot start: %s", name.c_str(), std::strerror(rc));
     return 1;
   }
-  PVBACK_LOG(Info, "%s: serving %s, statistics in %s", name.c_str(), backend_path.c_str(), stats_path.c_str());
+  PVBACK_LOG(Info, "%s: serving %s, statistics in %s", name.c_str(), backend_path.c_str(), stats.path().c_str());
 
-  bool stats_error_logged = false;
   xenbus::DaemonHooks hooks;
-  hooks.write_stats = [&] {
-    if (int e = write_file_atomically(stats_path, blkback::render_stats_json(device, driver));
-        e != 0 && !stats_error_logged) {
-      PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", name.c_str(), stats_path.c_str(), std::strerror(e));
-      stats_error_logged = true;
-    }
-  };
+  hooks.write_stats = [&] { stats.write(blkback::render_stats_json(device, driver)); };
   hooks.on_fatal = [&](int error, const std::string& reason) {
     // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
     if (driver.connected() && driver.fatal_generation() == driver.generation())

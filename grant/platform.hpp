@@ -24,6 +24,8 @@ struct PlatformConfig {
   // The XenStore socket the real libxenstore should use (exported as XENSTORED_PATH), or
   // empty to let libxenstore use its default (real Xen).
   std::string xenstore_path() const;
+  // Where backends keep their live statistics files: <sim_dir>/stats, or /run/pvback on Xen.
+  std::string stats_dir() const;
 };
 
 class Platform {

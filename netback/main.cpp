@@ -10,14 +10,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/log.hpp"
-#include "base/text_file.hpp"
 #include "base/unique_fd.hpp"
 #include "netback/dpdk_exit.hpp"
 #include "netback/stats_writer.hpp"
@@ -49,11 +47,6 @@ void usage(FILE* out) {
                "  --rx-stall-timeout-ms N    no RX buffers this long: carrier off, drop (default 60000)\n"
                "  --stats-file PATH          live statistics as JSON (default: <run dir>/vif-<domid>-<handle>.json)\n"
                "  --stats-interval-ms N      statistics period (default 1000)\n");
-}
-
-std::string default_stats_path(const grant::PlatformConfig& config, const xenbus::BackendPath& bp) {
-  const std::string dir = config.kind == grant::PlatformConfig::Kind::Sim ? config.sim_dir + "/stats" : "/run/pvback";
-  return dir + "/vif-" + std::to_string(bp.frontend_domid) + "-" + bp.devid + ".json";
 }
 
 // --dpdk-eal-args is one shell word holding several EAL arguments.
@@ -199,9 +192,9 @@ int main(int argc, char** argv) {
     exit = std::move(*created);
   }
 
-  if (stats_path.empty()) stats_path = default_stats_path(platform_config, *bp);
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(stats_path).parent_path(), ec);
+  xenbus::StatsFile stats(stats_path.empty() ? xenbus::StatsFile::default_path(platform_config.stats_dir(), *bp)
+                                             : stats_path,
+                         name);
 
   xenbus::FatalLatch fatal;
   netback::VifDriver driver(platform, options, name, bp->frontend_domid, *exit,
@@ -212,17 +205,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   PVBACK_LOG(Info, "%s: serving %s through %s, statistics in %s", name.c_str(), backend_path.c_str(),
-             exit->name().c_str(), stats_path.c_str());
+             exit->name().c_str(), stats.path().c_str());
 
-  bool stats_error_logged = false;
   xenbus::DaemonHooks hooks;
-  hooks.write_stats = [&] {
-    if (int e = write_file_atomically(stats_path, netback::render_stats_json(device, driver));
-        e != 0 && !stats_error_logged) {
-      PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", name.c_str(), stats_path.c_str(), std::strerror(e));
-      stats_error_logged = true;
-    }
-  };
+  hooks.write_stats = [&] { stats.write(netback::render_stats_json(device, driver)); };
   hooks.on_fatal = [&](int error, const std::string& reason) {
     // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
     if (driver.connected() && driver.fatal_generation() == driver.generation())

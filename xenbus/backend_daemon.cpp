@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 
 #include "base/log.hpp"
+#include "base/text_file.hpp"
 
 namespace pvback::xenbus {
 
@@ -34,6 +36,23 @@ std::pair<int, std::string> FatalLatch::take() {
   [[maybe_unused]] auto n = ::read(event_fd_.get(), &count, sizeof count);
   std::lock_guard lock(mutex_);
   return {std::exchange(error_, 0), std::move(reason_)};
+}
+
+StatsFile::StatsFile(std::string path, std::string device_name)
+    : path_(std::move(path)), device_name_(std::move(device_name)) {
+  std::error_code ec;  // a failure shows up, once, at the first write
+  std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
+}
+
+std::string StatsFile::default_path(const std::string& run_dir, const BackendPath& device) {
+  return run_dir + "/" + device.type + "-" + std::to_string(device.frontend_domid) + "-" + device.devid + ".json";
+}
+
+void StatsFile::write(const std::string& content) {
+  if (int e = write_file_atomically(path_, content); e != 0 && !error_logged_) {
+    PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", device_name_.c_str(), path_.c_str(), std::strerror(e));
+    error_logged_ = true;
+  }
 }
 
 UniqueFd take_termination_signals() {

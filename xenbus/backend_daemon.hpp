@@ -30,6 +30,22 @@ class FatalLatch {
   std::string reason_;
 };
 
+// The live statistics file of a backend process: its parent directory is created, each write
+// replaces it atomically, and a failure is logged once (naming the device), not on every period.
+class StatsFile {
+ public:
+  StatsFile(std::string path, std::string device_name);
+  // "<run_dir>/<type>-<frontend domid>-<devid>.json", e.g. vif-5-0.json.
+  static std::string default_path(const std::string& run_dir, const BackendPath& device);
+  const std::string& path() const { return path_; }
+  void write(const std::string& content);
+
+ private:
+  std::string path_;
+  std::string device_name_;
+  bool error_logged_ = false;
+};
+
 // Blocks SIGTERM/SIGINT/SIGHUP in this thread (call it before any thread starts, so every thread
 // inherits the mask) and returns a signalfd that reports them. Also ignores SIGPIPE.
 UniqueFd take_termination_signals();
