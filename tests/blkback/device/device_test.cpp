@@ -1,7 +1,9 @@
 // pvback-blk as a whole device: what it advertises, read-only and cdrom devices, flush/barrier/
 // discard semantics, statistics, online resize, hot unplug, reconnect, a frontend that vanishes
 // mid-I/O and one that overflows the ring.
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "tests/blkback/device/vbd_fixture.hpp"
 

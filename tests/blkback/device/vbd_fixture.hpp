@@ -5,8 +5,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,77 +27,14 @@
 #include "grant/sim_protocol.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
+#include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
 #include "xenbus/xenstore.hpp"
-
-extern char** environ;
 
 namespace pvback::test {
 
 inline constexpr DomId kGuest = 1;
 inline constexpr std::uint32_t kDevid = 51712;
-
-// A pvback-blk child process.
-class BackendProcess {
- public:
-  BackendProcess() = default;
-  BackendProcess(const BackendProcess&) = delete;
-  BackendProcess& operator=(const BackendProcess&) = delete;
-  ~BackendProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
-             const std::string& stats_file) {
-    std::vector<std::string> args = {PVBACK_BLK, "--backend-path", backend_path, "--stats-file", stats_file,
-                                     "--stats-interval-ms", "50"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string s = *e;
-      if (s.starts_with("PVBACK_")) continue;
-      env_strings.push_back(s);
-    }
-    env_strings.push_back("PVBACK_PLATFORM=sim");
-    env_strings.push_back("PVBACK_SIM_DIR=" + run_dir.string());
-    env_strings.push_back("PVBACK_DOMID=0");
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    ASSERT_EQ(::posix_spawn(&pid_, PVBACK_BLK, nullptr, nullptr, argv.data(), envp.data()), 0);
-  }
-
-  // Waits for the process to exit; its exit status (as from waitpid), or nullopt on timeout.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    std::optional<int> result;
-    eventually(
-        [&] {
-          int status = 0;
-          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            result = status;
-            pid_ = -1;
-            return true;
-          }
-          return false;
-        },
-        timeout);
-    return result;
-  }
-  bool running() const { return pid_ > 0 && ::kill(pid_, 0) == 0; }
-  void terminate() {
-    if (pid_ > 0) ::kill(pid_, SIGTERM);
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
 
 class VbdTest : public ::testing::Test {
  protected:
@@ -146,7 +81,7 @@ class VbdTest : public ::testing::Test {
     spec.devid = kDevid;
     if (spec.params.empty()) spec.params = disk_.string();
     ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
-    backend_ = std::make_unique<BackendProcess>();
+    backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
     backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; })) << "backend never reached InitWait";
   }

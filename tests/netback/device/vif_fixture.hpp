@@ -4,8 +4,6 @@
 // through the userspace netfront or by writing frontend keys by hand.
 #pragma once
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,85 +23,14 @@
 #include "netfront/netfront.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vif.hpp"
+#include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
 #include "xenbus/xenstore.hpp"
-
-extern char** environ;
 
 namespace pvback::test {
 
 inline constexpr DomId kGuest = 1;
 inline constexpr std::uint32_t kHandle = 0;
-
-// A pvback-net child process.
-class NetBackendProcess {
- public:
-  NetBackendProcess() = default;
-  NetBackendProcess(const NetBackendProcess&) = delete;
-  NetBackendProcess& operator=(const NetBackendProcess&) = delete;
-  ~NetBackendProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
-             const std::string& stats_file) {
-    std::vector<std::string> args = {PVBACK_NET, "--backend-path", backend_path, "--stats-file", stats_file,
-                                     "--stats-interval-ms", "50"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string s = *e;
-      if (s.starts_with("PVBACK_")) continue;
-      env_strings.push_back(s);
-    }
-    env_strings.push_back("PVBACK_PLATFORM=sim");
-    env_strings.push_back("PVBACK_SIM_DIR=" + run_dir.string());
-    env_strings.push_back("PVBACK_DOMID=0");
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    ASSERT_EQ(::posix_spawn(&pid_, PVBACK_NET, nullptr, nullptr, argv.data(), envp.data()), 0);
-  }
-
-  // Waits for the process to exit; its exit status (as from waitpid), or nullopt on timeout.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    std::optional<int> result;
-    eventually(
-        [&] {
-          int status = 0;
-          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            result = status;
-            pid_ = -1;
-            return true;
-          }
-          return false;
-        },
-        timeout);
-    return result;
-  }
-  // True while the process has not exited (reaps it if it has, so a zombie is not "running").
-  bool running() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-  void terminate() {
-    if (pid_ > 0) ::kill(pid_, SIGTERM);
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 class VifTest : public ::testing::Test {
  protected:
@@ -146,7 +73,7 @@ class VifTest : public ::testing::Test {
     spec.frontend_domid = kGuest;
     spec.handle = kHandle;
     ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
-    backend_ = std::make_unique<NetBackendProcess>();
+    backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
     backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; }, std::chrono::seconds(30)))
         << "backend never reached InitWait (state " << backend_state() << ")";
@@ -188,7 +115,7 @@ class VifTest : public ::testing::Test {
   xenbus::XenStore dom0_xs_;
   std::optional<grant::Platform> guest_platform_;
   std::filesystem::path stats_;
-  std::unique_ptr<NetBackendProcess> backend_;
+  std::unique_ptr<BackendProcess> backend_;
 };
 
 }  // namespace pvback::test
