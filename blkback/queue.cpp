@@ -285,13 +285,15 @@ int Queue::Impl::init(const grant::Platform& platform) {
   }
   ring_mapping = std::move(*ring_map);
   is32 = config.abi == Abi::X86_32 || (config.abi == Abi::Native && kNativeIs32);
+  // At rsp_prod, not 0: a frontend that stayed Connected across a backend restart keeps its
+  // indices, and requests it published that the old process never answered are served now.
   if (is32) {
-    auto r = blkif::x86_32::BackRing::attach(ring_mapping.data(), pages);
+    auto r = blkif::x86_32::BackRing::attach_at_rsp_prod(ring_mapping.data(), pages);
     if (!r) return r.error();
     ring32 = *r;
     ring_size = ring32.size();
   } else {
-    auto r = blkif::x86_64::BackRing::attach(ring_mapping.data(), pages);
+    auto r = blkif::x86_64::BackRing::attach_at_rsp_prod(ring_mapping.data(), pages);
     if (!r) return r.error();
     ring64 = *r;
     ring_size = ring64.size();

@@ -98,9 +98,7 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
   ring_mapping = std::move(*mapped);
   // Attach where the ring's responses stand, as Linux does, so a ring reused across a reconnect
   // keeps its indices; a req_prod already more than a ring ahead of them is refused.
-  auto probe = netif::CtrlRing::Back::attach(ring_mapping.data(), 1);
-  if (!probe) return probe.error();
-  auto attached = netif::CtrlRing::Back::attach(ring_mapping.data(), 1, probe->shared_rsp_prod());
+  auto attached = netif::CtrlRing::Back::attach_at_rsp_prod(ring_mapping.data(), 1);
   if (!attached) return attached.error();
   ring = *attached;
   if (ring.requests_overflow()) {

@@ -296,10 +296,13 @@ int Queue::Impl::init(const grant::Platform& platform) {
   };
   if (int err = map_ring(config.tx_ring_ref, "tx", tx_mapping); err != 0) return err;
   if (int err = map_ring(config.rx_ring_ref, "rx", rx_mapping); err != 0) return err;
-  auto t = netif::TxRing::Back::attach(tx_mapping.data(), 1);
+  // At each ring's rsp_prod, not 0: a frontend that stayed Connected across a backend restart
+  // keeps its indices. TX requests after rsp_prod are sent again (the old process never answered
+  // them); RX buffers posted after the RX rsp_prod are still the guest's free buffers.
+  auto t = netif::TxRing::Back::attach_at_rsp_prod(tx_mapping.data(), 1);
   if (!t) return t.error();
   tx = *t;
-  auto r = netif::RxRing::Back::attach(rx_mapping.data(), 1);
+  auto r = netif::RxRing::Back::attach_at_rsp_prod(rx_mapping.data(), 1);
   if (!r) return r.error();
   rx = *r;
 

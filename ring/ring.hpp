@@ -203,6 +203,20 @@ class BackRing : public detail::RingBase<Req, Rsp> {
     return BackRing(static_cast<std::byte*>(area), *size, start);
   }
 
+  // Attaches where the shared ring's responses stand (BACK_RING_ATTACH(..., sring->rsp_prod)):
+  // requests the frontend published after the last response are consumed again. A backend that
+  // restarts (or reconnects to a ring a frontend kept) under a frontend that stayed Connected must
+  // not start at 0, which would replay or skip 2^32-wrapped history. A fresh ring has rsp_prod 0,
+  // so this is attach(area, pages) there. The frontend owns rsp_prod's memory: a hostile value
+  // leaves req_prod - rsp_prod impossible, which unconsumed_requests()/requests_overflow() catch.
+  static std::expected<BackRing, int> attach_at_rsp_prod(void* area, std::size_t pages) noexcept {
+    auto size = Base::checked_size(area, pages);
+    if (!size) return std::unexpected(size.error());
+    auto* base = static_cast<std::byte*>(area);
+    const RingIdx start = detail::shared_index(base, detail::kRspProd).load(std::memory_order_acquire);
+    return BackRing(base, *size, start);
+  }
+
   RingIdx req_cons() const noexcept { return req_cons_; }
   RingIdx rsp_prod_pvt() const noexcept { return rsp_prod_pvt_; }
 

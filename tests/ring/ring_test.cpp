@@ -272,5 +272,77 @@ TEST(RingCopy, MultiPageRingUsesTheWholeArea) {
   }
 }
 
+// A backend restarted under a frontend that stayed Connected: the frontend's indices are far from
+// 0, some requests were answered by the old backend and some published after them were not.
+TEST(RingReattach, AttachAtRspProdConsumesExactlyTheUnansweredRequests) {
+  for (RingIdx start : {RingIdx{0}, RingIdx{1000}, RingIdx{0xFFFFFFF0u}}) {
+    SCOPED_TRACE(start);
+    SharedArea area(1);
+    auto [front, old_back] = make_ends(area, start);
+    for (std::uint64_t i = 0; i < 30; ++i) front.put_request(Req{.seq = i, .value = 0, .pad = 0});
+    front.push_requests();
+    // The old backend answers 20 and consumes 5 more it never answers, then dies.
+    for (int i = 0; i < 20; ++i) old_back.put_response(Rsp{.seq = old_back.next_request().seq});
+    old_back.push_responses();
+    old_back.skip_requests(5);
+
+    auto back = Ring::Back::attach_at_rsp_prod(area.data(), area.pages());
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->req_cons(), static_cast<RingIdx>(start + 20));
+    EXPECT_EQ(back->rsp_prod_pvt(), static_cast<RingIdx>(start + 20));
+    ASSERT_EQ(back->unconsumed_requests().value(), 10u);
+    for (std::uint64_t i = 20; i < 30; ++i) {
+      Req req = back->next_request();
+      EXPECT_EQ(req.seq, i);
+      back->put_response(Rsp{.seq = req.seq});
+    }
+    EXPECT_EQ(back->unconsumed_requests().value(), 0u);
+    back->push_responses();
+    // The frontend sees one response per request, in order, the old backend's then the new one's.
+    ASSERT_EQ(front.unconsumed_responses().value(), 30u);
+    for (std::uint64_t i = 0; i < 30; ++i) EXPECT_EQ(front.next_response().seq, i);
+    EXPECT_EQ(front.free_requests(), front.size());
+  }
+}
+
+TEST(RingReattach, AttachAtRspProdOfAFreshRingIsAttachAtZero) {
+  SharedArea area(1);
+  auto front = *Ring::Front::initialise(area.data(), 1);
+  auto back = *Ring::Back::attach_at_rsp_prod(area.data(), 1);
+  EXPECT_EQ(back.req_cons(), 0u);
+  EXPECT_EQ(back.rsp_prod_pvt(), 0u);
+  front.put_request(Req{.seq = 1, .value = 0, .pad = 0});
+  front.push_requests();
+  EXPECT_EQ(back.unconsumed_requests().value(), 1u);
+  EXPECT_EQ(Ring::Back::attach_at_rsp_prod(nullptr, 1).error(), kErrInvalidArea);
+}
+
+// rsp_prod lives in memory the frontend writes: a value that puts req_prod more than a ring
+// ahead of it, or behind it, must be refused by the ordinary overflow checks, never looped over.
+TEST(RingReattach, HostileRspProdIsCaughtByTheOverflowChecks) {
+  struct Case {
+    RingIdx req_prod, rsp_prod;
+  };
+  for (Case c : {Case{1000, 1000 - 129}, Case{1000, 1001}, Case{5, 0xFFFF0000u}, Case{0, 0x80000000u}}) {
+    SCOPED_TRACE(::testing::Message() << c.req_prod << "/" << c.rsp_prod);
+    SharedArea area(1, 0);
+    auto* header = reinterpret_cast<SharedRingHeader*>(area.data());
+    header->req_prod = c.req_prod;
+    header->rsp_prod = c.rsp_prod;
+    auto back = Ring::Back::attach_at_rsp_prod(area.data(), 1);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_TRUE(back->requests_overflow());
+    EXPECT_EQ(back->unconsumed_requests().error(), kErrProducerOverflow);
+    EXPECT_EQ(back->final_check_for_requests().error(), kErrProducerOverflow);
+  }
+  // Exactly a full ring of unanswered requests is legal.
+  SharedArea area(1, 0);
+  auto* header = reinterpret_cast<SharedRingHeader*>(area.data());
+  header->req_prod = 1000 + 128;
+  header->rsp_prod = 1000;
+  auto back = *Ring::Back::attach_at_rsp_prod(area.data(), 1);
+  EXPECT_EQ(back.unconsumed_requests().value(), 128u);
+}
+
 }  // namespace
 }  // namespace pvback::ring

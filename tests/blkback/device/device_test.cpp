@@ -277,5 +277,69 @@ TEST_F(VbdTest, BackendStopsCleanlyOnSigterm) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
 }
 
+// pvback-blk restarted under a connected guest (an upgrade, a crash, systemd restarting it): SIGTERM
+// leaves XenStore alone, the new process finds the frontend Connected, attaches the rings where
+// their responses stand and carries on, including requests the guest queued while no backend ran.
+TEST_F(VbdTest, RestartedBackendResumesUnderAConnectedFrontend) {
+  make_disk(4 << 20);
+  add_vbd_and_start({"--max-queues", "2"});
+  blkfront::Options opts;
+  opts.max_queues = 2;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  ASSERT_EQ(front->num_queues(), 2u);
+  std::vector<std::byte> first(256 << 10), second(64 << 10), back(256 << 10);
+  fill_pattern(first, 0, 11);
+  fill_pattern(second, 2048, 12);
+  // Enough I/O that the ring indices are well away from 0 on both queues.
+  for (int round = 0; round < 5; ++round) ASSERT_EQ(front->write(0, first), 0);
+  for (unsigned qi = 0; qi < 2; ++qi) {
+    auto& q = front->queue(qi);
+    ASSERT_EQ(q.submit_read(0, std::span(back).first(4096), 100 + qi), 0);
+    ASSERT_EQ(q.kick(), 0);
+    ASSERT_EQ(q.wait_for(100 + qi, std::chrono::seconds(10)), 0);
+  }
+
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart);
+    backend_->terminate();
+    auto status = backend_->wait_exit();
+    ASSERT_TRUE(status.has_value());
+    ASSERT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+    EXPECT_EQ(backend_state(), XenbusStateConnected);  // SIGTERM leaves the device to its successor
+    std::filesystem::remove(stats_);
+
+    // The guest keeps going: a write on queue 1 published while nobody serves the ring.
+    auto& q1 = front->queue(1);
+    const std::uint64_t tag = 200 + restart;
+    ASSERT_EQ(q1.submit_write(2048, second, tag), 0);
+    q1.kick();  // no backend bound: the notification may go nowhere, the request stays queued
+
+    backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
+    backend_->start(hv_->run_dir(), backend_path(), {"--max-queues", "2"}, stats_.string());
+    ASSERT_TRUE(eventually([&] { return stats_text().find("\"state\": \"Connected\"") != std::string::npos; }))
+        << stats_text();
+    EXPECT_EQ(backend_state(), XenbusStateConnected);
+    ASSERT_EQ(q1.wait_for(tag, std::chrono::seconds(10)), 0);
+    EXPECT_TRUE(front->connected());
+
+    std::vector<std::byte> got(second.size());
+    ASSERT_EQ(front->read(2048, got), 0);
+    EXPECT_TRUE(got == second);
+    ASSERT_EQ(front->read(0, back), 0);
+    EXPECT_TRUE(back == first);
+    ASSERT_EQ(front->write(0, first), 0);
+    auto& q0 = front->queue(0);
+    std::vector<std::byte> page(4096);
+    ASSERT_EQ(q0.submit_read(0, page, 300 + restart), 0);
+    ASSERT_EQ(q0.kick(), 0);
+    ASSERT_EQ(q0.wait_for(300 + restart, std::chrono::seconds(10)), 0);
+    EXPECT_TRUE(std::equal(page.begin(), page.end(), first.begin()));
+  }
+  EXPECT_EQ(stat("bad_requests"), 0) << stats_text();
+  ASSERT_EQ(front->detach(), 0);
+  EXPECT_EQ(backend_state(), XenbusStateClosed);
+}
+
 }  // namespace
 }  // namespace pvback::test

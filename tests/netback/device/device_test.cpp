@@ -327,5 +327,88 @@ TEST_F(VifTest, SigtermBeforeAnyFrontendExitsZero) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
 }
 
+// pvback-net restarted under a connected guest: the new process attaches the TX and RX rings
+// where their responses stand, so the guest's posted RX buffers and a frame it sent while no
+// backend ran are served, and traffic goes on without the guest reconnecting.
+TEST_F(VifTest, RestartedBackendResumesUnderAConnectedFrontend) {
+  const std::vector<std::string> args = [] {
+    auto a = dpdk("net_ring", 70);
+    a.insert(a.end(), {"--max-queues", "2"});
+    return a;
+  }();
+  add_vif_and_start(args);
+  netfront::Options opts;
+  opts.max_queues = 2;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  ASSERT_EQ(front->num_queues(), 2u);
+  const auto mac = front->negotiated().mac;
+
+  std::vector<std::vector<std::byte>> sent, received;
+  auto drain = [&] {
+    for (unsigned q = 0; q < front->num_queues(); ++q) {
+      front->queue(q).reap_tx();
+      netfront::RxFrame f;
+      while (front->queue(q).receive(f)) received.push_back(f.data);
+    }
+  };
+  auto send = [&](unsigned q, unsigned i) {
+    auto frame = make_frame(mac, q, i);
+    int rc = EAGAIN;
+    EXPECT_TRUE(eventually(
+        [&] {
+          rc = front->queue(q).send(frame);
+          if (rc == EAGAIN) {
+            front->queue(q).wait(5ms);
+            drain();
+          }
+          return rc != EAGAIN;
+        },
+        30s));
+    EXPECT_EQ(rc, 0) << "queue " << q << " frame " << i;
+    sent.push_back(std::move(frame));
+  };
+  auto all_back = [&] {
+    return eventually(
+        [&] {
+          for (unsigned q = 0; q < front->num_queues(); ++q) front->queue(q).wait(2ms);
+          drain();
+          return received.size() >= sent.size();
+        },
+        30s);
+  };
+  unsigned next = 0;
+  for (; next < 50; ++next) send(next % 2, next);
+  ASSERT_TRUE(all_back()) << received.size() << " of " << sent.size() << "\n" << stats_text();
+
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart);
+    backend_->terminate();
+    auto status = backend_->wait_exit();
+    ASSERT_TRUE(status.has_value()) << "pvback-net did not exit on SIGTERM";
+    ASSERT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+    EXPECT_EQ(backend_state(), XenbusStateConnected);
+    std::filesystem::remove(stats_);
+    send(1, next++);  // published while no backend serves the ring
+
+    backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
+    backend_->start(hv_->run_dir(), backend_path(), args, stats_.string());
+    ASSERT_TRUE(eventually([&] { return stats_text().find("\"state\": \"Connected\"") != std::string::npos; }, 30s))
+        << stats_text();
+    EXPECT_EQ(backend_state(), XenbusStateConnected);
+    for (unsigned k = 0; k < 40; ++k, ++next) send(next % 2, next);
+    ASSERT_TRUE(all_back()) << received.size() << " of " << sent.size() << "\n" << stats_text();
+    EXPECT_TRUE(front->connected());
+  }
+  EXPECT_EQ(received.size(), sent.size());
+  std::sort(sent.begin(), sent.end());
+  std::sort(received.begin(), received.end());
+  EXPECT_TRUE(received == sent);
+  for (unsigned q = 0; q < front->num_queues(); ++q) {
+    const auto& s = front->queue(q).stats();
+    EXPECT_EQ(s.tx_error + s.tx_dropped + s.tx_bad_response, 0u) << "queue " << q;
+  }
+}
+
 }  // namespace
 }  // namespace pvback::test
