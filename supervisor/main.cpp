@@ -1,0 +1,61 @@
+// pvback-supervisor: runs a pvback-blk for every vbd and a pvback-net for every vif the toolstack
+// creates under /local/domain/<self>/backend, restarts them when they fail and stops them when it
+// is stopped. See supervisor/supervisor.hpp for why it exists; options in supervisor/options.cpp.
+// Platform from the environment (PVBACK_PLATFORM=xen|sim, PVBACK_SIM_DIR, PVBACK_DOMID), which the
+// backends inherit.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/log.hpp"
+#include "base/unique_fd.hpp"
+#include "grant/platform.hpp"
+#include "supervisor/supervisor.hpp"
+#include "xenbus/xenstore.hpp"
+
+int main(int argc, char** argv) {
+  using namespace pvback;
+  log::set_program("pvback-supervisor");
+  auto options = supervisor::parse_options(std::vector<std::string>(argv + 1, argv + argc));
+  if (!options) {
+    if (options.error() == "help") {
+      supervisor::print_usage(stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "pvback-supervisor: %s\n", options.error().c_str());
+    supervisor::print_usage(stderr);
+    return 2;
+  }
+  std::error_code ec;
+  const auto own_dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  if (options->blk_binary.empty()) options->blk_binary = (own_dir / "pvback-blk").string();
+  if (options->net_binary.empty()) options->net_binary = (own_dir / "pvback-net").string();
+  for (const auto* binary : {&options->blk_binary, &options->net_binary})
+    if (::access(binary->c_str(), X_OK) != 0)
+      PVBACK_LOG(Warning, "%s is not executable: %s", binary->c_str(), std::strerror(errno));
+
+  // Blocked before anything can start a thread (libxenstore's reader), so every signal arrives
+  // on the signalfd; the backends get an empty mask back before exec.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&signals, s);
+  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  const auto config = grant::PlatformConfig::from_env();
+  auto xs = xenbus::XenStore::open(config.xenstore_path());
+  if (!xs) {
+    PVBACK_LOG(Error, "cannot connect to XenStore: %s", std::strerror(xs.error()));
+    return 1;
+  }
+  supervisor::Supervisor supervisor(*xs, config.self, std::move(*options));
+  return supervisor.run(signal_fd);
+}

@@ -1,0 +1,68 @@
+// pvback-supervisor's command line and the pieces of policy tests check without processes: which
+// directory entries name a device, and how long to wait before restarting a backend that exited.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "grant/types.hpp"
+
+namespace pvback::supervisor {
+
+enum class DeviceType { Vbd, Vif };
+std::string_view type_name(DeviceType type);  // "vbd", "vif"
+
+struct Options {
+  // Empty: pvback-blk / pvback-net in the directory of the supervisor's own executable.
+  std::string blk_binary;
+  std::string net_binary;
+  // Appended after "--backend-path PATH", one argv element each (no shell splitting, so an
+  // argument may contain spaces, e.g. --dpdk-eal-args).
+  std::vector<std::string> blk_args;
+  std::vector<std::string> net_args;
+  bool serve_vbd = true;
+  bool serve_vif = true;
+  unsigned max_devices = 256;
+  std::chrono::milliseconds stop_timeout{10000};  // SIGTERM to the children, then SIGKILL
+  std::chrono::milliseconds restart_delay{1000};   // first restart; doubles per quick exit
+  std::chrono::milliseconds max_restart_delay{30000};
+  std::chrono::milliseconds stable_after{60000};    // a child that ran this long starts over at restart_delay
+};
+
+// Parses argv[1..]. A value is the error message for the user; "help" when -h/--help was given.
+std::expected<Options, std::string> parse_options(const std::vector<std::string>& args);
+void print_usage(std::FILE* out);
+
+// A directory entry under backend/<type>/ (a frontend domid) or backend/<type>/<domid>/ (a devid):
+// plain decimal in canonical form (no sign, no leading zero), domids at most 0x7FEF (the guest
+// range), devids at most 2^32-1. Anything else ("abc", "..", "007", "") is not a device.
+std::optional<DomId> parse_domid_entry(std::string_view name);
+std::optional<std::uint32_t> parse_devid_entry(std::string_view name);
+
+// A toolstack-written name made safe for one log line: non-printable bytes escaped, truncated.
+std::string printable(std::string_view text);
+
+// The restart delay of one device: `restart_delay` after the first quick exit, doubling up to
+// `max_restart_delay`; a child that ran for `stable_after` or longer resets it.
+class Backoff {
+ public:
+  explicit Backoff(const Options& options)
+      : initial_(options.restart_delay), max_(options.max_restart_delay), stable_(options.stable_after) {}
+  std::chrono::milliseconds after_exit(std::chrono::milliseconds ran) {
+    if (ran >= stable_) current_ = std::chrono::milliseconds(0);
+    current_ = current_.count() == 0 ? initial_ : std::min(current_ * 2, max_);
+    return current_;
+  }
+
+ private:
+  std::chrono::milliseconds initial_, max_, stable_;
+  std::chrono::milliseconds current_{0};
+};
+
+}  // namespace pvback::supervisor

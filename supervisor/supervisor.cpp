@@ -1,0 +1,318 @@
+#include "supervisor/supervisor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "base/log.hpp"
+
+namespace pvback::supervisor {
+
+namespace {
+
+constexpr const char* kWatchToken = "pvback-supervisor";
+// Refused entries remembered (and so logged once each) per scan; beyond that they are dropped
+// silently, so a toolstack gone mad cannot grow our memory or the journal without bound.
+constexpr std::size_t kMaxRefusedRemembered = 1024;
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+long long ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
+}  // namespace
+
+Supervisor::Supervisor(xenbus::XenStore& xs, DomId self, Options options)
+    : xs_(xs), self_(self), options_(std::move(options)) {}
+
+std::string Supervisor::directory(DeviceType type) const {
+  return "/local/domain/" + std::to_string(self_) + "/backend/" + std::string(type_name(type));
+}
+
+bool Supervisor::watch_all() {
+  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
+    if (type == DeviceType::Vbd ? !options_.serve_vbd : !options_.serve_vif) continue;
+    // A path that does not exist yet may be watched: the first device creates it.
+    if (int e = xs_.watch(directory(type), kWatchToken); e != 0) {
+      PVBACK_LOG(Error, "cannot watch %s: %s", directory(type).c_str(), std::strerror(e));
+      return false;
+    }
+  }
+  watching_ = true;
+  return true;
+}
+
+void Supervisor::unwatch_all() {
+  if (!watching_) return;
+  watching_ = false;
+  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
+    if (type == DeviceType::Vbd ? !options_.serve_vbd : !options_.serve_vif) continue;
+    xs_.unwatch(directory(type), kWatchToken);
+  }
+}
+
+void Supervisor::rescan() {
+  std::set<Key> seen;
+  std::set<std::string> refused;
+  if (options_.serve_vbd) scan_type(DeviceType::Vbd, seen, refused);
+  if (options_.serve_vif) scan_type(DeviceType::Vif, seen, refused);
+  // Without a "state" node (or a node at all) a device is gone; a backend still running follows
+  // the removal itself and is forgotten when it exits.
+  std::erase_if(devices_, [&](const auto& entry) {
+    if (seen.contains(entry.first) || entry.second.pid > 0) return false;
+    if (!entry.second.finished)
+      PVBACK_LOG(Info, "%s: device removed", entry.second.name.c_str());
+    return true;
+  });
+  refused_ = std::move(refused);
+}
+
+void Supervisor::scan_type(DeviceType type, std::set<Key>& seen, std::set<std::string>& refused) {
+  const std::string dir = directory(type);
+  auto refuse = [&](const std::string& what, const char* why) {
+    if (refused.size() >= kMaxRefusedRemembered) return;
+    refused.insert(what);
+    if (!refused_.contains(what)) PVBACK_LOG(Warning, "ignoring %s: %s", what.c_str(), why);
+  };
+  auto domids = xs_.directory(dir);
+  if (!domids) {
+    if (domids.error() != ENOENT) PVBACK_LOG(Warning, "cannot list %s: %s", dir.c_str(), std::strerror(domids.error()));
+    return;
+  }
+  // Every entry costs a XenStore round trip; the toolstack never writes more than this.
+  const std::size_t budget = std::max<std::size_t>(4096, std::size_t{options_.max_devices} * 4);
+  std::size_t examined = 0;
+  for (const auto& domid_name : *domids) {
+    if (++examined > budget) {
+      refuse(dir, "too many entries; the rest are not examined");
+      return;
+    }
+    auto domid = parse_domid_entry(domid_name);
+    if (!domid) {
+      refuse(dir + "/" + printable(domid_name), "not a domain id");
+      continue;
+    }
+    const std::string domid_dir = dir + "/" + domid_name;
+    auto devids = xs_.directory(domid_dir);
+    if (!devids) continue;  // removed meanwhile
+    for (const auto& devid_name : *devids) {
+      if (++examined > budget) {
+        refuse(dir, "too many entries; the rest are not examined");
+        return;
+      }
+      auto devid = parse_devid_entry(devid_name);
+      if (!devid) {
+        refuse(domid_dir + "/" + printable(devid_name), "not a device id");
+        continue;
+      }
+      const Key key{type, *domid, *devid};
+      const std::string path = domid_dir + "/" + devid_name;
+      auto state = xs_.read(path + "/state");
+      if (!state) continue;  // not a device (yet): libxl writes "state" with the other keys
+      seen.insert(key);
+      auto it = devices_.find(key);
+      const bool closed = *state == "6";
+      if (it == devices_.end()) {
+        // Closed and offline: the toolstack is tearing it down; nothing to serve. Closed and
+        // online is a guest between two connections, which a backend must be there for.
+        if (closed && xs_.read(path + "/online").value_or("0") != "1") continue;
+        if (devices_.size() >= options_.max_devices) {
+          refuse(path, ("--max-devices " + std::to_string(options_.max_devices) + " reached; not served").c_str());
+          continue;
+        }
+        it = devices_.emplace(key, Device(options_)).first;
+        it->second.path = path;
+        it->second.name = std::string(type_name(type)) + " " + std::to_string(*domid) + "/" + devid_name;
+      }
+      Device& d = it->second;
+      if (d.finished) {
+        if (closed) continue;
+        d.finished = false;  // re-plugged: a new device as far as restarts go
+        d.restart_pending = false;
+        d.backoff = Backoff(options_);
+      }
+      if (d.pid > 0) continue;
+      if (d.restart_pending && Clock::now() < d.restart_at) continue;
+      spawn(d, type);
+    }
+  }
+}
+
+void Supervisor::spawn(Device& device, DeviceType type) {
+  const std::string& binary = type == DeviceType::Vbd ? options_.blk_binary : options_.net_binary;
+  const auto& extra = type == DeviceType::Vbd ? options_.blk_args : options_.net_args;
+  std::vector<std::string> args = {binary, "--backend-path", device.path};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  device.restart_pending = false;
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int e = errno;
+    device.restart_pending = true;
+    device.restart_at = Clock::now() + device.backoff.after_exit(std::chrono::milliseconds(0));
+    PVBACK_LOG(Error, "%s: cannot fork: %s", device.name.c_str(), std::strerror(e));
+    return;
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec (libxenstore may run a thread).
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    // A supervisor that dies without stopping its backends (SIGKILL, crash) must not leave them
+    // behind: its successor would start a second backend on each device. SIGTERM leaves the
+    // device Connected, so the successor's backend resumes the rings.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);
+    ::close_range(3, ~0u, 0);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  device.pid = pid;
+  device.started = Clock::now();
+  PVBACK_LOG(Info, "%s: started %s (pid %d)", device.name.c_str(), binary.c_str(), static_cast<int>(pid));
+}
+
+void Supervisor::reap() {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    auto it = std::find_if(devices_.begin(), devices_.end(), [&](const auto& e) { return e.second.pid == pid; });
+    if (it == devices_.end()) continue;
+    Device& d = it->second;
+    const std::string binary =
+        std::filesystem::path(it->first.type == DeviceType::Vbd ? options_.blk_binary : options_.net_binary)
+            .filename()
+            .string();
+    const auto now = Clock::now();
+    PVBACK_LOG(Notice, "%s: %s (pid %d) %s after %lld ms", d.name.c_str(), binary.c_str(), static_cast<int>(pid),
+               describe_status(status).c_str(), ms_between(d.started, now));
+    d.pid = -1;
+    if (stopping_) continue;
+    auto state = xs_.read(d.path + "/state");
+    if (!state && state.error() == ENOENT) {
+      PVBACK_LOG(Info, "%s: device removed, not restarted", d.name.c_str());
+      devices_.erase(it);
+      continue;
+    }
+    if (state && *state == "6") {
+      PVBACK_LOG(Info, "%s: device closed, not restarted", d.name.c_str());
+      d.finished = true;
+      continue;
+    }
+    const auto delay = d.backoff.after_exit(std::chrono::duration_cast<std::chrono::milliseconds>(now - d.started));
+    d.restart_pending = true;
+    d.restart_at = now + delay;
+    PVBACK_LOG(Notice, "%s: restarting in %lld ms", d.name.c_str(), static_cast<long long>(delay.count()));
+  }
+}
+
+int Supervisor::poll_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  for (const auto& [key, d] : devices_)
+    if (d.pid <= 0 && d.restart_pending && !d.finished && (!next || d.restart_at < *next)) next = d.restart_at;
+  if (!next) return -1;
+  // Rounded up: waking a millisecond early would find nothing due and spin.
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
+}
+
+int Supervisor::run(const UniqueFd& signal_fd) {
+  if (!signal_fd) {
+    PVBACK_LOG(Error, "no signalfd: %s", std::strerror(errno));
+    return 1;
+  }
+  if (!watch_all()) return 1;
+  PVBACK_LOG(Info, "watching %s%s%s", options_.serve_vbd ? directory(DeviceType::Vbd).c_str() : "",
+             options_.serve_vbd && options_.serve_vif ? " and " : "",
+             options_.serve_vif ? directory(DeviceType::Vif).c_str() : "");
+  rescan();
+  int exit_code = 0;
+  while (!stopping_) {
+    pollfd fds[] = {{xs_.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
+    const int r = ::poll(fds, 2, poll_timeout_ms());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      PVBACK_LOG(Error, "poll: %s", std::strerror(errno));
+      exit_code = 1;
+      break;
+    }
+    bool scan = r == 0;  // a restart came due
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      while (::read(signal_fd.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+          PVBACK_LOG(Notice, "signal %u: stopping the backends", info.ssi_signo);
+          stopping_ = true;
+        } else if (info.ssi_signo == SIGHUP) {
+          scan = true;
+        }
+      }
+      reap();  // SIGCHLD coalesces: reap() collects every exited child
+      scan = true;
+    }
+    if (fds[0].revents & (POLLERR | POLLHUP)) {
+      PVBACK_LOG(Error, "lost the XenStore connection");
+      exit_code = 1;
+      break;
+    }
+    if (fds[0].revents & POLLIN) {
+      while (auto event = xs_.read_watch())
+        if (event->token == kWatchToken) scan = true;
+    }
+    if (scan && !stopping_) rescan();
+  }
+  unwatch_all();
+  stopping_ = true;
+  stop_children(signal_fd);
+  return exit_code;
+}
+
+void Supervisor::stop_children(const UniqueFd& signal_fd) {
+  auto running = [&] {
+    return std::count_if(devices_.begin(), devices_.end(), [](const auto& e) { return e.second.pid > 0; });
+  };
+  for (auto& [key, d] : devices_)
+    if (d.pid > 0) ::kill(d.pid, SIGTERM);
+  const auto deadline = Clock::now() + options_.stop_timeout;
+  while (running() > 0) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    pollfd pfd{signal_fd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 1000))) > 0) {
+      signalfd_siginfo info{};
+      while (::read(signal_fd.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      }
+    }
+    reap();
+  }
+  for (auto& [key, d] : devices_) {
+    if (d.pid <= 0) continue;
+    PVBACK_LOG(Warning, "%s: pid %d did not stop within %lld ms, killing it", d.name.c_str(), static_cast<int>(d.pid),
+               static_cast<long long>(options_.stop_timeout.count()));
+    ::kill(d.pid, SIGKILL);
+    ::waitpid(d.pid, nullptr, 0);
+    d.pid = -1;
+  }
+}
+
+}  // namespace pvback::supervisor

@@ -1,0 +1,397 @@
+// pvback-supervisor as it runs in production: a process watching the simulated host's backend
+// directories, spawning the real pvback-blk / pvback-net, with the test acting as toolstack and
+// guest. Waits are bounded (eventually); the supervisor's own log lines mark its decisions.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "blkfront/blkfront.hpp"
+#include "grant/sim_control.hpp"
+#include "grant/sim_protocol.hpp"
+#include "sim/hypervisor.hpp"
+#include "sim/toolstack/vbd.hpp"
+#include "sim/toolstack/vif.hpp"
+#include "tests/support/eventually.hpp"
+#include "xenbus/xenstore.hpp"
+
+extern char** environ;
+
+namespace pvback::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr DomId kGuest = 1;
+constexpr std::uint32_t kDevid = 51712;
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Live (not zombie) children of `parent` whose command line contains `needle`.
+std::vector<pid_t> children_of(pid_t parent, const std::string& needle = {}) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_text(entry.path() / "stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos || close + 4 >= stat.size()) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat.c_str() + close + 2, "%c %d", &state, &ppid) != 2) continue;
+    if (ppid != parent || state == 'Z') continue;
+    std::string cmdline = read_text(entry.path() / "cmdline");
+    for (auto& c : cmdline)
+      if (c == '\0') c = ' ';
+    if (cmdline.find(needle) == std::string::npos) continue;
+    out.push_back(static_cast<pid_t>(std::stoi(name)));
+  }
+  return out;
+}
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/pvback-sup-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
+    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
+    ASSERT_TRUE(ctl.has_value());
+    sim_protocol::Request req;
+    req.op = sim_protocol::Op::CreateDomain;
+    req.domid = kGuest;
+    req.memory_bytes = 256ull << 20;
+    ASSERT_TRUE(ctl->call(req).has_value());
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    dom0_xs_ = std::move(*xs);
+    guest_platform_.emplace(hv_->platform(kGuest));
+    disk_ = dir_ / "disk.img";
+    int fd = ::open(disk_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 4 << 20), 0);
+    ::close(fd);
+    log_ = dir_ / "supervisor.log";
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);  // its children follow (PR_SET_PDEATHSIG)
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (HasFailure()) std::fprintf(stderr, "--- supervisor log ---\n%s\n", read_text(log_).c_str());
+    hv_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void start_supervisor(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {PVBACK_SUPERVISOR,     "--blk-binary", PVBACK_BLK,          "--net-binary",
+                                     PVBACK_NET,            "--blk-arg",    "--stats-interval-ms", "--blk-arg",
+                                     "50",                  "--net-arg",    "--exit",              "--net-arg",
+                                     "dpdk",                "--net-arg",    "--dpdk-devargs",      "--net-arg",
+                                     "net_null0",           "--restart-delay-ms", "200"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e)
+      if (!std::string_view(*e).starts_with("PVBACK_")) env_strings.emplace_back(*e);
+    env_strings.push_back("PVBACK_PLATFORM=sim");
+    env_strings.push_back("PVBACK_SIM_DIR=" + hv_->run_dir().string());
+    env_strings.push_back("PVBACK_DOMID=0");
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int rc = ::posix_spawn(&pid_, PVBACK_SUPERVISOR, &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ASSERT_EQ(rc, 0);
+    ASSERT_TRUE(eventually([&] { return log_text().find("watching") != std::string::npos; })) << log_text();
+  }
+
+  std::optional<int> wait_supervisor_exit(std::chrono::milliseconds timeout = 30s) {
+    std::optional<int> result;
+    eventually(
+        [&] {
+          int status = 0;
+          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            result = status;
+            pid_ = -1;
+            return true;
+          }
+          return false;
+        },
+        timeout);
+    return result;
+  }
+  bool supervisor_running() {
+    int status = 0;
+    return pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == 0;
+  }
+
+  std::string log_text() { return read_text(log_); }
+  std::size_t log_count(const std::string& needle) {
+    const std::string text = log_text();
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  }
+
+  std::string vbd_path(std::uint32_t devid = kDevid) const { return sim::vbd_backend_path(0, kGuest, devid); }
+  std::string vif_path() const { return sim::vif_backend_path(0, kGuest, 0); }
+  std::filesystem::path vbd_stats(std::uint32_t devid = kDevid) const {
+    return hv_->run_dir() / "stats" / ("vbd-1-" + std::to_string(devid) + ".json");
+  }
+  void add_vbd(std::uint32_t devid = kDevid) {
+    sim::VbdSpec spec;
+    spec.frontend_domid = kGuest;
+    spec.devid = devid;
+    spec.params = disk_.string();
+    ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  }
+  int state(const std::string& backend_path) {
+    auto v = dom0_xs_.read_uint(backend_path + "/state", 100);
+    return v ? static_cast<int>(*v) : -1;
+  }
+  // The one backend the supervisor runs for `backend_path`, or -1.
+  pid_t child_for(const std::string& backend_path) {
+    auto pids = children_of(pid_, backend_path + " ");
+    return pids.size() == 1 ? pids[0] : -1;
+  }
+
+  std::unique_ptr<blkfront::BlkFront> attach() {
+    blkfront::Options options;
+    options.max_queues = 2;
+    options.close_timeout = 2s;
+    auto front = blkfront::BlkFront::attach(*guest_platform_, sim::vbd_frontend_path(kGuest, kDevid), options);
+    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
+    return front ? std::move(*front) : nullptr;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<sim::SimHypervisor> hv_;
+  xenbus::XenStore dom0_xs_;
+  std::optional<grant::Platform> guest_platform_;
+  std::filesystem::path disk_;
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+};
+
+std::vector<std::byte> pattern(std::size_t bytes, unsigned seed) {
+  std::vector<std::byte> out(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) out[i] = static_cast<std::byte>((i * 131 + seed * 7 + (i >> 9)) & 0xff);
+  return out;
+}
+
+TEST_F(SupervisorTest, VbdAddedAfterStartIsServedAndDoesIo) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << state(vbd_path());
+  EXPECT_NE(child_for(vbd_path()), -1);
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+  const auto data = pattern(128 << 10, 1);
+  ASSERT_EQ(front->write(64, data), 0);
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(front->read(64, back), 0);
+  EXPECT_TRUE(back == data);
+  EXPECT_EQ(log_count("vbd 1/51712: started"), 1u);
+}
+
+TEST_F(SupervisorTest, VifAddedIsServedByPvbackNet) {
+  start_supervisor();
+  sim::VifSpec spec;
+  spec.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+  ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s)) << state(vif_path());
+  EXPECT_EQ(children_of(pid_, "pvback-net --backend-path " + vif_path()).size(), 1u);
+  EXPECT_EQ(log_count("vif 1/0: started"), 1u);
+}
+
+TEST_F(SupervisorTest, OnlyVbdLeavesVifsAlone) {
+  start_supervisor({"--only", "vbd"});
+  sim::VifSpec spec;
+  spec.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  EXPECT_EQ(state(vif_path()), XenbusStateInitialising);
+  EXPECT_EQ(log_count("vif 1/0"), 0u);
+}
+
+// A backend that dies without a goodbye is started again; with the rings attached where their
+// responses stand the guest does not notice beyond a pause.
+TEST_F(SupervisorTest, KilledBackendIsRestartedAndTheGuestKeepsWorking) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const auto data = pattern(256 << 10, 2);
+  ASSERT_EQ(front->write(0, data), 0);
+
+  const pid_t first = child_for(vbd_path());
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return log_count("killed by signal 9") == 1; })) << log_text();
+  std::filesystem::remove(vbd_stats());
+  pid_t second = -1;
+  ASSERT_TRUE(eventually([&] {
+    second = child_for(vbd_path());
+    return second > 0 && second != first;
+  })) << log_text();
+  ASSERT_TRUE(eventually([&] { return read_text(vbd_stats()).find("\"state\": \"Connected\"") != std::string::npos; }))
+      << read_text(vbd_stats());
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+  EXPECT_TRUE(front->connected());
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(front->read(0, back), 0);
+  EXPECT_TRUE(back == data);
+  const auto more = pattern(64 << 10, 3);
+  ASSERT_EQ(front->write(4096, more), 0);
+  std::vector<std::byte> more_back(more.size());
+  ASSERT_EQ(front->read(4096, more_back), 0);
+  EXPECT_TRUE(more_back == more);
+  EXPECT_EQ(log_count("vbd 1/51712: restarting in 200 ms"), 1u);
+}
+
+TEST_F(SupervisorTest, UnpluggedDeviceIsNotRestarted) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const pid_t child = child_for(vbd_path());
+  ASSERT_GT(child, 0);
+  std::thread toolstack([&] {
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    EXPECT_EQ(sim::remove_vbd(*xs, 0, kGuest, kDevid), 0);
+  });
+  ASSERT_TRUE(eventually([&] {
+    front->process_xenstore();
+    return !front->connected();
+  }));
+  toolstack.join();
+  // The backend exits by itself once its device is gone; the supervisor only takes note.
+  ASSERT_TRUE(eventually([&] { return log_text().find("(pid " + std::to_string(child) + ") exited with status 0") !=
+                                      std::string::npos; }))
+      << log_text();
+  ASSERT_TRUE(eventually([&] {
+    const std::string text = log_text();
+    return text.find("vbd 1/51712: device removed") != std::string::npos ||
+           text.find("vbd 1/51712: device closed, not restarted") != std::string::npos;
+  })) << log_text();
+  EXPECT_EQ(dom0_xs_.exists(vbd_path()).value_or(true), false);
+  // A later event (another device) makes it rescan: the unplugged one stays unserved.
+  add_vbd(51728);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path(51728)) == XenbusStateInitWait; }));
+  EXPECT_EQ(log_count("vbd 1/51712: started"), 1u);
+  EXPECT_EQ(log_count("restarting"), 0u);
+  EXPECT_EQ(children_of(pid_, "pvback-blk").size(), 1u);
+}
+
+TEST_F(SupervisorTest, SigtermStopsEveryBackendAndExitsZero) {
+  start_supervisor();
+  add_vbd();
+  sim::VifSpec spec;
+  spec.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s));
+  const auto children = children_of(pid_);
+  ASSERT_EQ(children.size(), 2u);
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto status = wait_supervisor_exit();
+  ASSERT_TRUE(status.has_value()) << log_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  for (pid_t c : children) EXPECT_TRUE(::kill(c, 0) != 0 && errno == ESRCH) << "child " << c << " still exists";
+  EXPECT_EQ(log_count("exited with status 0"), 2u) << log_text();
+  EXPECT_EQ(log_count("killing it"), 0u);
+}
+
+// Restarting the supervisor under a connected guest: its backends stop with SIGTERM (leaving the
+// device Connected), the new supervisor finds the device at startup and its backend resumes.
+TEST_F(SupervisorTest, RestartedSupervisorReattachesToAConnectedGuest) {
+  add_vbd();
+  start_supervisor();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const auto data = pattern(64 << 10, 4);
+  ASSERT_EQ(front->write(8, data), 0);
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  auto status = wait_supervisor_exit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+  std::filesystem::remove(vbd_stats());
+
+  start_supervisor();
+  ASSERT_TRUE(eventually([&] { return read_text(vbd_stats()).find("\"state\": \"Connected\"") != std::string::npos; }))
+      << log_text();
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(front->read(8, back), 0);
+  EXPECT_TRUE(back == data);
+  ASSERT_EQ(front->write(1024, data), 0);
+}
+
+TEST_F(SupervisorTest, BogusEntriesAreIgnored) {
+  for (const char* bogus : {"/local/domain/0/backend/vbd/abc/51712/state", "/local/domain/0/backend/vbd/007/51712/state",
+                            "/local/domain/0/backend/vbd/40000/51712/state", "/local/domain/0/backend/vbd/1/xvda/state",
+                            "/local/domain/0/backend/vbd/1/0512/state", "/local/domain/0/backend/vif/-1/0/state"})
+    ASSERT_EQ(dom0_xs_.write(bogus, "1"), 0) << bogus;
+  start_supervisor();
+  add_vbd();  // served as usual next to the junk
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
+  EXPECT_TRUE(supervisor_running());
+  EXPECT_EQ(children_of(pid_).size(), 1u);
+  const std::string text = log_text();
+  for (const char* what : {"backend/vbd/abc: not a domain id", "backend/vbd/007: not a domain id",
+                           "backend/vbd/40000: not a domain id", "backend/vbd/1/xvda: not a device id",
+                           "backend/vbd/1/0512: not a device id", "backend/vif/-1: not a domain id"})
+    EXPECT_NE(text.find(what), std::string::npos) << what << "\n" << text;
+  // Each is logged once, not on every rescan.
+  EXPECT_EQ(log_count("ignoring /local/domain/0/backend/vbd/abc"), 1u);
+}
+
+TEST_F(SupervisorTest, MaxDevicesCapsTheBackends) {
+  start_supervisor({"--max-devices", "1"});
+  add_vbd(51712);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path(51712)) == XenbusStateInitWait; }));
+  add_vbd(51728);
+  ASSERT_TRUE(eventually([&] { return log_text().find("--max-devices 1 reached") != std::string::npos; }))
+      << log_text();
+  EXPECT_EQ(state(vbd_path(51728)), XenbusStateInitialising);
+  EXPECT_EQ(children_of(pid_).size(), 1u);
+  EXPECT_TRUE(supervisor_running());
+}
+
+}  // namespace
+}  // namespace pvback::test
