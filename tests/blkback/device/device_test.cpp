@@ -341,5 +341,31 @@ TEST_F(VbdTest, RestartedBackendResumesUnderAConnectedFrontend) {
   EXPECT_EQ(backend_state(), XenbusStateClosed);
 }
 
+// The restarted backend takes its starting index from shared memory the guest writes: a hostile
+// rsp_prod must end in the usual ring-overflow failure of that device, not in a loop over 2^32.
+TEST_F(VbdTest, RestartedBackendRefusesAHostileRspProd) {
+  make_disk(1 << 20);
+  add_vbd_and_start({"--max-queues", "1"});
+  blkfront::Options opts;
+  opts.max_queues = 1;
+  opts.max_ring_page_order = 0;
+  opts.close_timeout = std::chrono::milliseconds(200);
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(8192, std::byte{5});
+  ASSERT_EQ(front->write(0, data), 0);
+  backend_->terminate();
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  auto* header = reinterpret_cast<ring::SharedRingHeader*>(front->queue(0).shared_ring());
+  const auto req_prod = std::atomic_ref<std::uint32_t>(header->req_prod).load();
+  std::atomic_ref<std::uint32_t>(header->rsp_prod).store(req_prod + 1000, std::memory_order_release);
+
+  backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
+  backend_->start(hv_->run_dir(), backend_path(), {"--max-queues", "1"}, stats_.string());
+  ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateClosing; })) << stats_text();
+  EXPECT_NE(read_key(dom0_xs_, backend_path() + "/error"), "<missing>");
+  EXPECT_TRUE(backend_->running());
+}
+
 }  // namespace
 }  // namespace pvback::test
