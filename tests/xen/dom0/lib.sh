@@ -1,0 +1,110 @@
+# Helpers for the scenarios dom0 runs in the real-Xen tier (sourced by scenarios.sh).
+E2E=/opt/pvback/e2e
+WORK=/run/e2e
+LOGS=$WORK/log
+mkdir -p "$WORK" "$LOGS"
+passed=0
+failed=0
+failed_names=
+
+say() { echo "$*"; }
+# Lines the host harness shows as the run's verdicts.
+verdict() {  # PASS|FAIL NAME [DETAIL]
+  echo "pvback-e2e: $1 $2${3:+ ($3)}"
+  if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $2"; fi
+}
+
+# Runs a check; its output is indented under its name. Returns its status.
+step() {  # DESCRIPTION COMMAND...
+  local what=$1; shift
+  say "-- $what"
+  "$@" 2>&1 | sed -u 's/^/   /'
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || say "   step failed (exit $rc): $what"
+  return "$rc"
+}
+
+# --- pvback ---------------------------------------------------------------------------------------
+supervisor_start() {
+  PVBACK_PLATFORM=xen pvback-supervisor "$@" >>"$LOGS/supervisor.log" 2>&1 &
+  echo $! > "$WORK/supervisor.pid"
+  # Ready when it has set its watches; give it a moment to list what exists.
+  sleep 0.5
+  kill -0 "$(cat "$WORK/supervisor.pid")" || { cat "$LOGS/supervisor.log"; return 1; }
+}
+supervisor_stop() {
+  [ -f "$WORK/supervisor.pid" ] || return 0
+  local pid; pid=$(cat "$WORK/supervisor.pid")
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$WORK/supervisor.pid"
+  ! pgrep -x pvback-blk >/dev/null && ! pgrep -x pvback-net >/dev/null
+}
+stats_file() { echo "/run/pvback/$1-$2-$3.json"; }  # TYPE DOMID DEVID
+# A counter from the "total" object of a statistics file.
+stat_total() {  # FILE COUNTER
+  tr -d '\n' < "$1" | sed -n "s/.*\"total\": {[^}]*\"$2\": \([0-9]*\).*/\1/p"
+}
+
+# --- guests ---------------------------------------------------------------------------------------
+domid_of() { xl domid "$1" 2>/dev/null; }
+
+guest_create() {  # CONFIG
+  local name; name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$1")
+  local t0; t0=$(date +%s)
+  if ! xl create "$1" >"$LOGS/xl-create-$name.log" 2>&1; then
+    cat "$LOGS/xl-create-$name.log"; tail -20 "$LOGS"/supervisor.log; return 1
+  fi
+  local d; d=$(domid_of "$name")
+  say "xl create $name: domid $d"
+  local limit=${GUEST_BOOT_TIMEOUT:-240}
+  for _ in $(seq 1 $((limit * 2))); do
+    [ "$(xenstore-read /local/domain/$d/data/pvback/ready 2>/dev/null)" = 1 ] && {
+      say "$name: agent ready $(( $(date +%s) - t0 )) s after xl create"; return 0; }
+    sleep 0.5
+  done
+  say "$name: agent not ready after ${limit}s; console:"
+  tail -40 "/var/log/xen/console/guest-$name.log" 2>/dev/null
+  return 1
+}
+
+# Runs a step in the guest (a function of guest/steps.sh with arguments); prints its output.
+# (It runs in pipelines, i.e. subshells: the sequence number lives in XenStore, not in a variable.)
+guest_do() {  # NAME TIMEOUT COMMAND...
+  local name=$1 limit=$2; shift 2
+  local d; d=$(domid_of "$name") || return 1
+  local k=/local/domain/$d/data/pvback
+  local guest_seq=$(( $(xenstore-read "$k/seq" 2>/dev/null || echo 0) + 1 ))
+  xenstore-write "$k/cmd" "$*" "$k/seq" "$guest_seq" || return 1
+  local i
+  for i in $(seq 1 $((limit * 4))); do
+    [ "$(xenstore-read "$k/done" 2>/dev/null)" = "$guest_seq" ] && break
+    sleep 0.25
+  done
+  if [ "$(xenstore-read "$k/done" 2>/dev/null)" != "$guest_seq" ]; then
+    say "guest $name: no answer to '$*' within ${limit}s; console:"
+    tail -30 "/var/log/xen/console/guest-$name.log" 2>/dev/null
+    return 1
+  fi
+  xenstore-read "$k/out" | sed 's/^/guest| /'
+  return "$(xenstore-read "$k/rc")"
+}
+# The guest's output of the last step, without the prefix.
+guest_out() { xenstore-read "/local/domain/$(domid_of "$1")/data/pvback/out"; }
+
+guest_destroy() {  # NAME
+  xl destroy "$1" >/dev/null 2>&1
+  for _ in $(seq 1 50); do xl domid "$1" >/dev/null 2>&1 || return 0; sleep 0.2; done
+}
+
+# A loop device over a tmpfs file: the storage both pvback and the kernel's blkback serve.
+make_disk() {  # FILE MB
+  dd if=/dev/zero of="$1" bs=1M count=0 seek="$2" 2>/dev/null
+  losetup -f --show "$1"
+}
+
+bridge_setup() {
+  ip link add xenbr0 type bridge 2>/dev/null
+  ip addr add 10.99.0.1/24 dev xenbr0 2>/dev/null
+  ip link set xenbr0 up
+}

@@ -1,0 +1,158 @@
+#!/bin/bash
+# The real-Xen scenarios, run in dom0: scenarios.sh 1+2+3+4+5+6 (any subset, "+"-separated).
+# Every verdict is a line "pvback-e2e: PASS|FAIL <name> (<detail>)"; the last line is
+# "pvback-e2e: RESULT passed=N failed=M", which tests/xen/run.sh reads from the serial console.
+set -u
+. /opt/pvback/e2e/lib.sh
+want() { case "+$selected+" in *"+$1+"*) return 0 ;; *) return 1 ;; esac; }
+selected=$1
+
+say "xl info: $(xl info | sed -n 's/^xen_version *: //p') / dom0 $(uname -r) / $(nproc) vcpus"
+bridge_setup
+# pvback serves every vbd and vif `xl create` writes: it must be watching before the first one.
+supervisor_start || { verdict FAIL supervisor "pvback-supervisor did not start"; }
+
+# --- one PV guest for scenarios 1-4 -------------------------------------------------------------
+guest_config() {  # NAME TYPE IP MAC DISKS(comma-joined, quoted) [EXTRA...]
+  local name=$1 type=$2 ip=$3 mac=$4 disks=$5; shift 5
+  local kernel=$E2E/vmlinux
+  [ "$type" = hvm ] && kernel=$E2E/vmlinuz
+  local console=hvc0; [ "$type" = hvm ] && console=ttyS0
+  cat > "$WORK/$name.cfg" <<EOF
+name = "$name"
+type = "$type"
+kernel = "$kernel"
+ramdisk = "$E2E/guest.cpio"
+extra = "console=$console loglevel=4 pvback.ip=$ip/24 ${GUEST_EXTRA:-}"
+memory = 384
+vcpus = 2
+on_poweroff = "destroy"
+on_crash = "destroy"
+disk = [ $disks ]
+vif = [ "mac=$mac, bridge=xenbr0" ]
+EOF
+  local line; for line in "$@"; do echo "$line" >> "$WORK/$name.cfg"; done
+}
+
+if want 1 || want 2 || want 3 || want 4; then
+  d1=$(make_disk "$WORK/pv-xvda.img" 256)
+  d2=$(make_disk "$WORK/pv-xvdb.img" 16)
+  d3=$(make_disk "$WORK/pv-xvdc.img" 8)
+  # The read-only and cdrom disks carry a known pattern.
+  dd if=/dev/urandom of="$d2" bs=1M count=16 2>/dev/null
+  dd if=/dev/urandom of="$d3" bs=1M count=8 2>/dev/null
+  ro_sum=$(dd if="$d2" bs=1M count=4 2>/dev/null | sha256sum | cut -c1-16)
+  # Multi-page rings and more indirect segments than blkfront's default 32: both sides negotiate.
+  GUEST_EXTRA="pvback.blkfront_params=max_ring_page_order=2:max_indirect_segments=64" \
+  guest_config pv1 pv 10.99.0.2 00:16:3e:00:00:02 \
+    "\"format=raw, vdev=xvda, access=rw, target=$d1\", \"format=raw, vdev=xvdb, access=ro, target=$d2\", \"format=raw, vdev=xvdc, access=ro, devtype=cdrom, target=$d3\""
+  if step "create PV guest pv1 (xvda rw, xvdb ro, xvdc cdrom, eth0 on xenbr0)" guest_create "$WORK/pv1.cfg"; then
+    pv1=$(domid_of pv1)
+    blk_stats=$(stats_file vbd "$pv1" 51712)
+  else
+    verdict FAIL "pv-guest-boot" "xl create pv1 or its agent"
+    pv1=
+  fi
+fi
+
+if want 1 && [ -n "${pv1:-}" ]; then
+  ok=1
+  step "guest: xvda connected" guest_do pv1 120 wait_block xvda 120 || ok=0
+  flush0=$(stat_total "$blk_stats" flushes); discard0=$(stat_total "$blk_stats" discards)
+  step "guest: mkfs.ext4, files with checksums, fsck, remount, verify, fstrim" guest_do pv1 300 disk_filesystem xvda || ok=0
+  step "guest: fio randwrite with crc32c verification" guest_do pv1 300 disk_fio_verify xvda 32M || ok=0
+  flushes=$(stat_total "$blk_stats" flushes); discards=$(stat_total "$blk_stats" discards)
+  say "pvback-blk $blk_stats: reads=$(stat_total "$blk_stats" reads) writes=$(stat_total "$blk_stats" writes)" \
+      "flushes=$flushes discards=$discards sectors_discarded=$(stat_total "$blk_stats" sectors_discarded)"
+  [ "${flushes:-0}" -gt "${flush0:-0}" ] || { say "no flush reached pvback-blk"; ok=0; }
+  [ "${discards:-0}" -gt "${discard0:-0}" ] || { say "no discard reached pvback-blk"; ok=0; }
+  [ $ok = 1 ] && verdict PASS "1-pv-disk" "ext4+fsck+checksums, fio verify, flushes=$flushes discards=$discards" \
+              || verdict FAIL "1-pv-disk"
+fi
+
+if want 2 && [ -n "${pv1:-}" ]; then
+  ok=1
+  step "guest: xvdb and xvdc connected" guest_do pv1 60 'wait_block xvdb 60 && wait_block xvdc 60' || ok=0
+  step "guest: negotiated features of xvda" guest_do pv1 60 disk_features xvda || ok=0
+  out=$(guest_out pv1)
+  be=/local/domain/0/backend/vbd/$pv1/51712
+  be_segs=$(xenstore-read $be/feature-max-indirect-segments)
+  want_segs=$(( be_segs < 64 ? be_segs : 64 ))
+  segs=$(echo "$out" | sed -n 's/^queue\/max_segments=//p')
+  queues=$(echo "$out" | sed -n 's/^hw_queues=//p')
+  be_queues=$(xenstore-read /local/domain/$pv1/device/vbd/51712/multi-queue-num-queues 2>/dev/null || echo 1)
+  order=$(xenstore-read /local/domain/$pv1/device/vbd/51712/ring-page-order 2>/dev/null || echo 0)
+  say "backend offers: persistent=$(xenstore-read $be/feature-persistent) max-indirect-segments=$be_segs" \
+      "max-ring-page-order=$(xenstore-read $be/max-ring-page-order) multi-queue-max-queues=$(xenstore-read $be/multi-queue-max-queues)"
+  say "pvback-blk negotiated: $(tr -d '\n' < "$blk_stats" | sed -n 's/.*"negotiated": \({[^}]*}\).*/\1/p')"
+  echo "$out" | grep -q "persistent grants: enabled" || { say "guest does not report persistent grants"; ok=0; }
+  echo "$out" | grep -q "indirect descriptors: enabled" || { say "guest does not report indirect descriptors"; ok=0; }
+  [ "$segs" = "$want_segs" ] || { say "max_segments $segs, expected $want_segs"; ok=0; }
+  [ "$queues" = "$be_queues" ] && [ "$queues" -ge 2 ] || { say "hw queues $queues, negotiated $be_queues"; ok=0; }
+  [ "$order" = 2 ] || { say "ring-page-order $order, expected 2"; ok=0; }
+  tr -d '\n' < "$blk_stats" | grep -q '"ring_page_order": 2' || { say "pvback-blk did not map 4 ring pages"; ok=0; }
+  step "guest: xvdb (mode r) refuses writes" guest_do pv1 60 disk_read_only xvdb || ok=0
+  guest_out pv1 | grep -q "contents unchanged: $ro_sum" || { say "xvdb content differs from the image ($ro_sum)"; ok=0; }
+  step "guest: xvdc is a cdrom" guest_do pv1 60 disk_cdrom xvdc || ok=0
+  guest_out pv1 | grep -q "device-type=cdrom" && guest_out pv1 | grep -q "ro=1" || { say "xvdc not a read-only cdrom"; ok=0; }
+  [ $ok = 1 ] && verdict PASS "2-negotiated-features" "persistent, indirect max_segments=$segs, queues=$queues, ring pages=4, ro, cdrom" \
+              || verdict FAIL "2-negotiated-features"
+fi
+
+if want 4 && [ -n "${pv1:-}" ]; then
+  ok=1
+  net_stats=$(stats_file vif "$pv1" 0)
+  step "guest: eth0 up" guest_do pv1 60 net_wait || ok=0
+  step "guest: start httpd and iperf3 server" guest_do pv1 30 net_servers || ok=0
+  step "dom0: ping the guest" ping -c 5 -i 0.3 -W 3 10.99.0.2 || ok=0
+  step "dom0 -> guest: iperf3" timeout 60 iperf3 -c 10.99.0.2 -t 5 -f m || ok=0
+  step "guest -> dom0: iperf3 -R" timeout 60 iperf3 -c 10.99.0.2 -t 5 -f m -R || ok=0
+  step "dom0: ab 500 x 100 kB from the guest's httpd" sh -c 'ab -n 500 -c 4 http://10.99.0.2/blob > /tmp/ab 2>&1; rc=$?;
+    grep -E "Complete requests|Failed requests|Requests per second|Total transferred" /tmp/ab; exit $rc' || ok=0
+  grep -q "Failed requests: *0" /tmp/ab && grep -q "Complete requests: *500" /tmp/ab || { say "ab failures"; ok=0; }
+  say "pvback-net $net_stats: tx_packets=$(stat_total "$net_stats" tx_packets) rx_packets=$(stat_total "$net_stats" rx_packets)"
+  [ $ok = 1 ] && verdict PASS "4-pv-network" "ping, iperf3 both ways, ab 500/500" || verdict FAIL "4-pv-network"
+fi
+
+if want 3 && [ -n "${pv1:-}" ]; then
+  ok=1
+  step "dom0: xl block-detach pv1 xvdb" timeout 60 xl block-detach pv1 xvdb || ok=0
+  step "guest: xvdb gone" guest_do pv1 60 disk_gone xvdb || ok=0
+  sleep 1
+  pgrep -f "backend/vbd/$pv1/51728" >/dev/null && { say "pvback-blk for xvdb still running"; ok=0; }
+  xenstore-exists /local/domain/0/backend/vbd/$pv1/51728 && { say "backend node of xvdb still there"; ok=0; }
+  step "dom0: xl block-attach pv1 xvdb again" timeout 60 xl block-attach pv1 "format=raw, vdev=xvdb, access=ro, target=$d2" || ok=0
+  step "guest: xvdb back" guest_do pv1 60 wait_block xvdb 60 || ok=0
+  step "guest: xvdb contents after re-attach" guest_do pv1 60 disk_checksum xvdb 4 || ok=0
+  [ "$(guest_out pv1 | cut -c1-16)" = "$ro_sum" ] || { say "xvdb checksum differs after re-attach"; ok=0; }
+
+  # Restart pvback-blk under a connected, idle guest: the supervisor starts a new one, which
+  # picks up the rings where the old one left them; the guest notices nothing.
+  old=$(pgrep -f "backend/vbd/$pv1/51712")
+  say "killing pvback-blk for xvda (pid $old)"
+  kill -TERM $old
+  new=
+  for _ in $(seq 1 100); do
+    new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$old" ] && break; new=; sleep 0.1
+  done
+  [ -n "$new" ] && say "pvback-blk for xvda restarted (pid $new)" || { say "no new pvback-blk for xvda"; ok=0; }
+  sleep 1
+  step "guest: write 8 MiB to xvda through the restarted backend" guest_do pv1 120 disk_write_pattern xvda 8 || ok=0
+  written=$(guest_out pv1 | tail -1)
+  step "guest: read it back" guest_do pv1 120 disk_checksum xvda 8 || ok=0
+  [ -n "$written" ] && [ "$(guest_out pv1 | tail -1)" = "$written" ] || { say "data read back differs"; ok=0; }
+
+  # Guest shutdown: each frontend goes Closing and waits for its backend to reach Closed.
+  step "dom0: xl shutdown -w pv1" timeout 90 xl shutdown -w pv1 || ok=0
+  sleep 2
+  pgrep -f "backend/v(bd|if)/$pv1/" && { say "pvback processes of pv1 still running"; ok=0; }
+  grep -E "vbd/$pv1/51712|vif/$pv1/0" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
+  grep -E "vbd/$pv1/51712" "$LOGS/supervisor.log" | grep -qi "closed" || { say "pvback-blk did not report Closed"; ok=0; }
+  if grep -i "timeout closing" "/var/log/xen/console/guest-pv1.log"; then say "the guest timed out closing a device"; ok=0; fi
+  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the guest, shutdown Closing->Closed" \
+              || verdict FAIL "3-unplug-restart-shutdown"
+fi
+[ -n "${pv1:-}" ] && guest_destroy pv1
+
+supervisor_stop || say "pvback processes left after stopping the supervisor"
+say "pvback-e2e: RESULT passed=$passed failed=$failed${failed_names:+ (failed:$failed_names)}"
