@@ -248,7 +248,8 @@ int Queue::submit_data(std::uint8_t op, std::uint64_t sector, std::byte* data, s
     const std::uint32_t nind = use_indirect ? ceil_div(npages, blkif::kSegmentsPerIndirectPage) : 0;
     const std::uint32_t id = alloc_shadow();
     Shadow& s = shadows_[id];
-    s = Shadow{.busy = true, .operation = use_indirect ? blkif::kOpIndirect : op, .user = u, .buffer_offset = done,
+    // The backend answers an indirect request with its indirect_op (see blkif::make_response).
+    s = Shadow{.busy = true, .operation = op, .user = u, .buffer_offset = done,
                .length = static_cast<std::uint32_t>(part_len), .first_offset = part_first,
                .data_pages = static_cast<std::uint16_t>(npages), .indirect_pages = static_cast<std::uint16_t>(nind)};
     std::uint32_t* pages = &shadow_pages_[std::size_t{id} * max_pages_per_request_];
@@ -400,9 +401,11 @@ void Queue::consume_responses() {
               return;
             }
             const std::uint8_t expect = shadows_[id].operation;
-            if (rsp.operation != expect) {
-              PVBACK_LOG_RATELIMITED(Warning, "blkfront queue %u: response op %u for request op %u", index_,
+            if (rsp.operation != expect) {  // Linux's blkfront disables the disk for this
+              PVBACK_LOG_RATELIMITED(Error, "blkfront queue %u: response has operation %u for request op %u", index_,
                                      rsp.operation, expect);
+              fail_all(EPROTO);
+              return;
             }
             complete_part(static_cast<std::uint32_t>(id), rsp.status);
           }

@@ -220,8 +220,13 @@ inline x86_64::Response to_x86_64(const native::Response& in) noexcept {
 }
 
 // The response a backend sends for `request`: id and operation echoed, padding zeroed.
+// An indirect request is answered with the operation it carries (indirect_op), not with
+// BLKIF_OP_INDIRECT: Linux's xen-blkback does so, and Linux's xen-blkfront checks it and disables
+// the disk on "response has wrong operation (6 instead of 1)".
 inline native::Response make_response(const native::Request& request, std::int16_t status) noexcept {
-  return native::Response{.id = request.other.id, .operation = request.other.operation, .status = status};
+  const std::uint8_t op =
+      request.other.operation == kOpIndirect ? request.indirect.indirect_op : request.other.operation;
+  return native::Response{.id = request.other.id, .operation = op, .status = status};
 }
 
 }  // namespace pvback::blkif
