@@ -72,7 +72,7 @@ set +e
 timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 4096 \
   -nographic -no-reboot -monitor none -serial stdio \
   -kernel "$cache/xen" -append "$xen_cmdline" -initrd "$cache/vmlinuz $dom0_cmdline,$run_dir/dom0.cpio" \
-  < /dev/null 2>&1 | tr -d '\r' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'
+  < /dev/null 2>&1 | sed -u 's/\r$//' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'
 qemu_rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(( $(date +%s) - start ))

@@ -11,7 +11,19 @@ say() { echo "$*"; }
 # Lines the host harness shows as the run's verdicts.
 verdict() {  # PASS|FAIL NAME [DETAIL]
   echo "pvback-e2e: $1 $2${3:+ ($3)}"
-  if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $2"; fi
+  if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $2"; diagnose; fi
+}
+# What explains a failure: the backends' log, dom0's kernel, the guests' consoles, live statistics.
+diagnose() {
+  say "--- pvback log (last 25 lines)"; tail -25 "$LOGS/supervisor.log" 2>/dev/null | sed 's/^/   /'
+  say "--- dom0 dmesg (last 10)"; dmesg | tail -10 | sed 's/^/   /'
+  local f
+  for f in /var/log/xen/console/guest-*.log; do
+    [ -f "$f" ] && { say "--- $f (last 15)"; tail -15 "$f" | sed 's/^/   /'; }
+  done
+  for f in /run/pvback/*.json; do
+    [ -f "$f" ] && { say "--- $f"; tr -d '\n' < "$f" | cut -c1-1500; echo; }
+  done
 }
 
 # Runs a check; its output is indented under its name. Returns its status.
@@ -74,6 +86,8 @@ guest_do() {  # NAME TIMEOUT COMMAND...
   local name=$1 limit=$2; shift 2
   local d; d=$(domid_of "$name") || return 1
   local k=/local/domain/$d/data/pvback
+  # A guest that stopped answering once (a step stuck in the kernel) is not asked again.
+  if [ -e "$WORK/unresponsive-$name" ]; then say "guest $name: not asked '$*' (it stopped answering)"; return 1; fi
   local guest_seq=$(( $(xenstore-read "$k/seq" 2>/dev/null || echo 0) + 1 ))
   xenstore-write "$k/cmd" "$*" "$k/seq" "$guest_seq" || return 1
   local i
@@ -84,6 +98,7 @@ guest_do() {  # NAME TIMEOUT COMMAND...
   if [ "$(xenstore-read "$k/done" 2>/dev/null)" != "$guest_seq" ]; then
     say "guest $name: no answer to '$*' within ${limit}s; console:"
     tail -30 "/var/log/xen/console/guest-$name.log" 2>/dev/null
+    touch "$WORK/unresponsive-$name"
     return 1
   fi
   xenstore-read "$k/out" | sed 's/^/guest| /'

@@ -154,5 +154,95 @@ if want 3 && [ -n "${pv1:-}" ]; then
 fi
 [ -n "${pv1:-}" ] && guest_destroy pv1
 
+# --- scenario 5: PVH and HVM guests (the HVM one through qemu-system-xen, PV drivers unplugging
+# the emulated disk and NIC, as Windows PV drivers do) ------------------------------------------
+# A whole disk-and-network pass on a guest that is already up: $1 guest, $2 its address.
+disk_and_net_pass() {
+  local g=$1 ip=$2 ok=1
+  step "guest $g: xvda connected" guest_do "$g" 120 wait_block xvda 120 || ok=0
+  step "guest $g: ext4, checksums, fsck, remount, fstrim" guest_do "$g" 300 disk_filesystem xvda || ok=0
+  step "guest $g: fio verify" guest_do "$g" 300 disk_fio_verify xvda 16M || ok=0
+  step "guest $g: eth0 up" guest_do "$g" 60 net_wait || ok=0
+  step "guest $g: servers" guest_do "$g" 30 net_servers || ok=0
+  step "dom0: ping $g" ping -c 3 -i 0.3 -W 3 "$ip" || ok=0
+  step "dom0 -> $g: iperf3" timeout 60 iperf3 -c "$ip" -t 3 -f m || ok=0
+  step "$g -> dom0: iperf3 -R" timeout 60 iperf3 -c "$ip" -t 3 -f m -R || ok=0
+  step "dom0: ab 200 x 100 kB from $g" sh -c "ab -n 200 -c 4 http://$ip/blob > /tmp/ab 2>&1; rc=\$?;
+    grep -E 'Complete requests|Failed requests'  /tmp/ab; exit \$rc" || ok=0
+  grep -q "Failed requests: *0" /tmp/ab && grep -q "Complete requests: *200" /tmp/ab || ok=0
+  [ $ok = 1 ]
+}
+if want 5; then
+  d=$(make_disk "$WORK/pvh-xvda.img" 128)
+  guest_config pvh1 pvh 10.99.0.3 00:16:3e:00:00:03 "\"format=raw, vdev=xvda, access=rw, target=$d\"" \
+    'cpuid = "host,rdtscp=0"'
+  if step "create PVH guest pvh1" guest_create "$WORK/pvh1.cfg" && disk_and_net_pass pvh1 10.99.0.3; then
+    verdict PASS "5-pvh" "disk (ext4, fsck, fio verify) and network (ping, iperf3, ab) on a PVH guest"
+  else
+    verdict FAIL "5-pvh"
+  fi
+  guest_destroy pvh1
+  d=$(make_disk "$WORK/hvm-xvda.img" 128)
+  guest_config hvm1 hvm 10.99.0.4 00:16:3e:00:00:04 "\"format=raw, vdev=xvda, access=rw, target=$d\"" \
+    'cpuid = "host,rdtscp=0"' 'serial = "pty"' 'vnc = 0' 'sdl = 0' 'vga = "none"'
+  if GUEST_BOOT_TIMEOUT=420 step "create HVM guest hvm1 (qemu-system-xen device model)" guest_create "$WORK/hvm1.cfg" &&
+     step "guest hvm1: PV drivers took over from the emulated devices" guest_do hvm1 30 \
+       'dmesg | grep -iE "xen.*unplug|blkfront|xen_netfront|Xen HVM" | head -6' &&
+     disk_and_net_pass hvm1 10.99.0.4; then
+    verdict PASS "5-hvm" "disk and network through the PV drivers of an HVM guest"
+  else
+    verdict FAIL "5-hvm"
+  fi
+  guest_destroy hvm1
+fi
+
+# --- scenario 6: the same workload on the kernel's backends and on pvback, in this run ----------
+bench_guest() {  # NAME IP MAC LOOPDEV RESULT-PREFIX
+  local g=$1 ip=$2 mac=$3 dev=$4 tag=$5 ok=1
+  guest_config "$g" pv "$ip" "$mac" "\"format=raw, vdev=xvda, access=rw, target=$dev\""
+  step "create $g ($tag backends)" guest_create "$WORK/$g.cfg" || return 1
+  step "guest $g: xvda and eth0" guest_do "$g" 120 'wait_block xvda 120 && net_wait && net_servers' || ok=0
+  step "guest $g: fio randread 4k qd16 and read 1M qd4, 8 s each" guest_do "$g" 120 disk_bench xvda 8 || ok=0
+  local fio_line; fio_line=$(guest_out "$g" | grep randread_iops)
+  step "dom0 -> $g: iperf3 8 s" sh -c "timeout 60 iperf3 -c $ip -t 8 -f m > /tmp/ip1; rc=\$?; tail -4 /tmp/ip1; exit \$rc" || ok=0
+  step "$g -> dom0: iperf3 -R 8 s" sh -c "timeout 60 iperf3 -c $ip -t 8 -f m -R > /tmp/ip2; rc=\$?; tail -4 /tmp/ip2; exit \$rc" || ok=0
+  local rx tx
+  rx=$(sed -n 's/.* \([0-9.]*\) Mbits\/sec.*receiver/\1/p' /tmp/ip1)
+  tx=$(sed -n 's/.* \([0-9.]*\) Mbits\/sec.*receiver/\1/p' /tmp/ip2)
+  echo "$fio_line to_guest_Mbps=$rx from_guest_Mbps=$tx" > "$WORK/bench-$tag"
+  say "$tag: $(cat "$WORK/bench-$tag")"
+  guest_destroy "$g"
+  [ $ok = 1 ]
+}
+bench_value() { sed -n "s/.*$2=\([0-9.]*\).*/\1/p" "$WORK/bench-$1"; }
+if want 6; then
+  ok=1
+  bdev=$(make_disk "$WORK/bench.img" 256)
+  dd if=/dev/zero of="$bdev" bs=1M count=256 oflag=direct 2>/dev/null
+  bench_guest benchp 10.99.0.5 00:16:3e:00:00:05 "$bdev" pvback || ok=0
+  # The kernel's turn: the supervisor stops, the blacklisted modules are loaded by name.
+  supervisor_stop
+  if step "dom0: modprobe xen-blkback xen-netback" modprobe -a xen-blkback xen-netback; then
+    bench_guest benchk 10.99.0.6 00:16:3e:00:00:06 "$bdev" kernel || ok=0
+    sleep 1
+    modprobe -r xen-blkback xen-netback || say "could not unload the kernel backends"
+  else
+    ok=0
+  fi
+  supervisor_start
+  if [ $ok = 1 ]; then
+    ratios=
+    for m in randread_iops seqread_MBps to_guest_Mbps from_guest_Mbps; do
+      p=$(bench_value pvback $m); k=$(bench_value kernel $m)
+      r=$(awk -v p="$p" -v k="$k" 'BEGIN { if (k > 0) printf "%.2f", p / k; else print "n/a" }')
+      say "side by side: $m pvback=$p kernel=$k ratio=$r"
+      ratios="$ratios $m=$r"
+    done
+    verdict PASS "6-side-by-side" "pvback/kernel:$ratios"
+  else
+    verdict FAIL "6-side-by-side"
+  fi
+fi
+
 supervisor_stop || say "pvback processes left after stopping the supervisor"
 say "pvback-e2e: RESULT passed=$passed failed=$failed${failed_names:+ (failed:$failed_names)}"
