@@ -101,11 +101,11 @@ guest_do() {  # NAME TIMEOUT COMMAND...
     touch "$WORK/unresponsive-$name"
     return 1
   fi
-  xenstore-read "$k/out" | sed 's/^/guest| /'
+  xenstore-read -R "$k/out" | sed 's/^/guest| /'
   return "$(xenstore-read "$k/rc")"
 }
 # The guest's output of the last step, without the prefix.
-guest_out() { xenstore-read "/local/domain/$(domid_of "$1")/data/pvback/out"; }
+guest_out() { xenstore-read -R "/local/domain/$(domid_of "$1")/data/pvback/out"; }
 
 guest_destroy() {  # NAME
   xl destroy "$1" >/dev/null 2>&1

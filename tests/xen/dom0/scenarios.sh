@@ -24,7 +24,7 @@ type = "$type"
 kernel = "$kernel"
 ramdisk = "$E2E/guest.cpio"
 extra = "console=$console loglevel=4 pvback.ip=$ip/24 ${GUEST_EXTRA:-}"
-memory = 384
+memory = 768
 vcpus = 2
 on_poweroff = "destroy"
 on_crash = "destroy"
@@ -104,7 +104,7 @@ if want 4 && [ -n "${pv1:-}" ]; then
   net_stats=$(stats_file vif "$pv1" 0)
   step "guest: eth0 up" guest_do pv1 60 net_wait || ok=0
   step "guest: start httpd and iperf3 server" guest_do pv1 30 net_servers || ok=0
-  step "dom0: ping the guest" ping -c 5 -i 0.3 -W 3 10.99.0.2 || ok=0
+  step "dom0: ping the guest" busybox ping -c 5 -W 3 10.99.0.2 || ok=0
   step "dom0 -> guest: iperf3" timeout 60 iperf3 -c 10.99.0.2 -t 5 -f m || ok=0
   step "guest -> dom0: iperf3 -R" timeout 60 iperf3 -c 10.99.0.2 -t 5 -f m -R || ok=0
   step "dom0: ab 500 x 100 kB from the guest's httpd" sh -c 'ab -n 500 -c 4 http://10.99.0.2/blob > /tmp/ab 2>&1; rc=$?;
@@ -164,7 +164,7 @@ disk_and_net_pass() {
   step "guest $g: fio verify" guest_do "$g" 300 disk_fio_verify xvda 16M || ok=0
   step "guest $g: eth0 up" guest_do "$g" 60 net_wait || ok=0
   step "guest $g: servers" guest_do "$g" 30 net_servers || ok=0
-  step "dom0: ping $g" ping -c 3 -i 0.3 -W 3 "$ip" || ok=0
+  step "dom0: ping $g" busybox ping -c 3 -W 3 "$ip" || ok=0
   step "dom0 -> $g: iperf3" timeout 60 iperf3 -c "$ip" -t 3 -f m || ok=0
   step "$g -> dom0: iperf3 -R" timeout 60 iperf3 -c "$ip" -t 3 -f m -R || ok=0
   step "dom0: ab 200 x 100 kB from $g" sh -c "ab -n 200 -c 4 http://$ip/blob > /tmp/ab 2>&1; rc=\$?;

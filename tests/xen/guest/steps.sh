@@ -108,7 +108,7 @@ net_wait() {  # ADDR
   while ! ip -4 addr show dev eth0 2>/dev/null | grep -q "inet "; do
     i=$((i + 1)); [ "$i" -gt 300 ] && { fail "eth0 has no address"; return 1; }; sleep 0.2
   done
-  ip -4 -brief addr show dev eth0
+  ip -4 addr show dev eth0 | grep inet
   dmesg | grep -iE "xen_netfront|netfront" | tail -2
   for f in /sys/class/net/eth0/device/nodename; do node=$(cat $f); done
   echo "queues=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l)" \
