@@ -101,7 +101,7 @@ guest_do() {  # NAME TIMEOUT COMMAND...
     touch "$WORK/unresponsive-$name"
     return 1
   fi
-  xenstore-read -R "$k/out" | sed 's/^/guest| /'
+  { xenstore-read -R "$k/out"; echo; } | sed 's/^/guest| /'
   return "$(xenstore-read "$k/rc")"
 }
 # The guest's output of the last step, without the prefix.
