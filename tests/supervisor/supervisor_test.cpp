@@ -3,7 +3,6 @@
 // guest. Waits are bounded (eventually); the supervisor's own log lines mark its decisions.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,10 +25,10 @@
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
 #include "sim/toolstack/vif.hpp"
+#include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
 #include "xenbus/xenstore.hpp"
 
-extern char** environ;
 
 namespace pvback::test {
 namespace {
@@ -96,10 +95,7 @@ class SupervisorTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);  // its children follow (PR_SET_PDEATHSIG)
-      ::waitpid(pid_, nullptr, 0);
-    }
+    supervisor_.reset();  // SIGKILL; its children follow (PR_SET_PDEATHSIG)
     if (HasFailure()) std::fprintf(stderr, "--- supervisor log ---\n%s\n", read_text(log_).c_str());
     hv_.reset();
     std::error_code ec;
@@ -107,52 +103,20 @@ class SupervisorTest : public ::testing::Test {
   }
 
   void start_supervisor(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {PVBACK_SUPERVISOR,     "--blk-binary", PVBACK_BLK,          "--net-binary",
-                                     PVBACK_NET,            "--blk-arg",    "--stats-interval-ms", "--blk-arg",
-                                     "50",                  "--net-arg",    "--exit",              "--net-arg",
-                                     "dpdk",                "--net-arg",    "--dpdk-devargs",      "--net-arg",
-                                     "net_null0",           "--restart-delay-ms", "200"};
+    std::vector<std::string> args = {"--blk-binary", PVBACK_BLK,          "--net-binary", PVBACK_NET,
+                                     "--blk-arg",    "--stats-interval-ms", "--blk-arg",    "50",
+                                     "--net-arg",    "--exit",              "--net-arg",    "dpdk",
+                                     "--net-arg",    "--dpdk-devargs",      "--net-arg",    "net_null0",
+                                     "--restart-delay-ms", "200"};
     args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e)
-      if (!std::string_view(*e).starts_with("PVBACK_")) env_strings.emplace_back(*e);
-    env_strings.push_back("PVBACK_PLATFORM=sim");
-    env_strings.push_back("PVBACK_SIM_DIR=" + hv_->run_dir().string());
-    env_strings.push_back("PVBACK_DOMID=0");
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    const int rc = ::posix_spawn(&pid_, PVBACK_SUPERVISOR, &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    ASSERT_EQ(rc, 0);
+    supervisor_.emplace(PVBACK_SUPERVISOR, 30s);
+    supervisor_->spawn(hv_->run_dir(), std::move(args), log_);
     ASSERT_TRUE(eventually([&] { return log_text().find("watching") != std::string::npos; })) << log_text();
   }
 
-  std::optional<int> wait_supervisor_exit(std::chrono::milliseconds timeout = 30s) {
-    std::optional<int> result;
-    eventually(
-        [&] {
-          int status = 0;
-          if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-            result = status;
-            pid_ = -1;
-            return true;
-          }
-          return false;
-        },
-        timeout);
-    return result;
-  }
-  bool supervisor_running() {
-    int status = 0;
-    return pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == 0;
-  }
+  std::optional<int> wait_supervisor_exit() { return supervisor_->wait_exit(); }
+  bool supervisor_running() { return supervisor_ && supervisor_->running(); }
+  pid_t supervisor_pid() const { return supervisor_ ? supervisor_->pid() : -1; }
 
   std::string log_text() { return read_text(log_); }
   std::size_t log_count(const std::string& needle) {
@@ -180,7 +144,7 @@ class SupervisorTest : public ::testing::Test {
   }
   // The one backend the supervisor runs for `backend_path`, or -1.
   pid_t child_for(const std::string& backend_path) {
-    auto pids = children_of(pid_, backend_path + " ");
+    auto pids = children_of(supervisor_pid(), backend_path + " ");
     return pids.size() == 1 ? pids[0] : -1;
   }
 
@@ -199,7 +163,7 @@ class SupervisorTest : public ::testing::Test {
   std::optional<grant::Platform> guest_platform_;
   std::filesystem::path disk_;
   std::filesystem::path log_;
-  pid_t pid_ = -1;
+  std::optional<BackendProcess> supervisor_;
 };
 
 std::vector<std::byte> pattern(std::size_t bytes, unsigned seed) {
@@ -230,7 +194,7 @@ TEST_F(SupervisorTest, VifAddedIsServedByPvbackNet) {
   spec.frontend_domid = kGuest;
   ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
   ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s)) << state(vif_path());
-  EXPECT_EQ(children_of(pid_, "pvback-net --backend-path " + vif_path()).size(), 1u);
+  EXPECT_EQ(children_of(supervisor_pid(), "pvback-net --backend-path " + vif_path()).size(), 1u);
   EXPECT_EQ(log_count("vif 1/0: started"), 1u);
 }
 
@@ -314,7 +278,7 @@ TEST_F(SupervisorTest, UnpluggedDeviceIsNotRestarted) {
   ASSERT_TRUE(eventually([&] { return state(vbd_path(51728)) == XenbusStateInitWait; }));
   EXPECT_EQ(log_count("vbd 1/51712: started"), 1u);
   EXPECT_EQ(log_count("restarting"), 0u);
-  EXPECT_EQ(children_of(pid_, "pvback-blk").size(), 1u);
+  EXPECT_EQ(children_of(supervisor_pid(), "pvback-blk").size(), 1u);
 }
 
 TEST_F(SupervisorTest, SigtermStopsEveryBackendAndExitsZero) {
@@ -325,9 +289,9 @@ TEST_F(SupervisorTest, SigtermStopsEveryBackendAndExitsZero) {
   ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
   ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
   ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s));
-  const auto children = children_of(pid_);
+  const auto children = children_of(supervisor_pid());
   ASSERT_EQ(children.size(), 2u);
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
   auto status = wait_supervisor_exit();
   ASSERT_TRUE(status.has_value()) << log_text();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
@@ -346,7 +310,7 @@ TEST_F(SupervisorTest, RestartedSupervisorReattachesToAConnectedGuest) {
   ASSERT_NE(front, nullptr);
   const auto data = pattern(64 << 10, 4);
   ASSERT_EQ(front->write(8, data), 0);
-  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
   auto status = wait_supervisor_exit();
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
@@ -371,7 +335,7 @@ TEST_F(SupervisorTest, BogusEntriesAreIgnored) {
   add_vbd();  // served as usual next to the junk
   ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
   EXPECT_TRUE(supervisor_running());
-  EXPECT_EQ(children_of(pid_).size(), 1u);
+  EXPECT_EQ(children_of(supervisor_pid()).size(), 1u);
   const std::string text = log_text();
   for (const char* what : {"backend/vbd/abc: not a domain id", "backend/vbd/007: not a domain id",
                            "backend/vbd/40000: not a domain id", "backend/vbd/1/xvda: not a device id",
@@ -389,7 +353,7 @@ TEST_F(SupervisorTest, MaxDevicesCapsTheBackends) {
   ASSERT_TRUE(eventually([&] { return log_text().find("--max-devices 1 reached") != std::string::npos; }))
       << log_text();
   EXPECT_EQ(state(vbd_path(51728)), XenbusStateInitialising);
-  EXPECT_EQ(children_of(pid_).size(), 1u);
+  EXPECT_EQ(children_of(supervisor_pid()).size(), 1u);
   EXPECT_TRUE(supervisor_running());
 }
 

@@ -1,6 +1,7 @@
-// A backend daemon (pvback-blk, pvback-net) as a child process on a simulated host, as it runs in
-// production: sim platform environment, its statistics file written every 50 ms.
+// A daemon (pvback-blk, pvback-net, pvback-supervisor) as a child process on a simulated host, as
+// it runs in production: sim platform environment; backends write their statistics every 50 ms.
 #pragma once
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -36,9 +37,17 @@ class BackendProcess {
 
   void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
              const std::string& stats_file) {
-    std::vector<std::string> args = {binary_, "--backend-path", backend_path, "--stats-file", stats_file,
+    std::vector<std::string> args = {"--backend-path", backend_path, "--stats-file", stats_file,
                                      "--stats-interval-ms", "50"};
     args.insert(args.end(), extra.begin(), extra.end());
+    spawn(run_dir, std::move(args));
+  }
+
+  // Runs the binary with `args` in the simulated host's environment (PVBACK_* replaced), its
+  // stderr appended to `stderr_file` when one is given.
+  void spawn(const std::filesystem::path& run_dir, std::vector<std::string> args,
+             const std::filesystem::path& stderr_file = {}) {
+    args.insert(args.begin(), binary_);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -54,7 +63,13 @@ class BackendProcess {
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
-    ASSERT_EQ(::posix_spawn(&pid_, binary_.c_str(), nullptr, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!stderr_file.empty())
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int rc = ::posix_spawn(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ASSERT_EQ(rc, 0);
   }
 
   // Waits for the process to exit; its exit status (as from waitpid), or nullopt on timeout.
