@@ -68,15 +68,51 @@ echo "run.sh: scenarios $scenarios, timeout ${timeout}s, serial log $serial"
 # instruction otherwise). No comma may appear in a module's command line (-initrd splits on it).
 xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning smap=0 smep=0"
 dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenarios=$scenarios"
+# The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
+# the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
+# (Ctrl-A x3 switches the console's input to Xen; debug keys q: domains and vCPUs, r: scheduler
+# run queues, 0: dom0's registers and stacks, d: every CPU's stack), and stops the run after a
+# second quiet period instead of waiting for the total timeout.
+quiet=${PVBACK_XEN_QUIET:-150}
+mkfifo "$run_dir/console-in"
+exec 3<>"$run_dir/console-in"
+watchdog() {
+  local last=-1 size stamp dumps=0
+  stamp=$(date +%s)
+  while sleep 5; do
+    size=$(stat -c %s "$serial" 2>/dev/null || echo 0)
+    if [ "$size" != "$last" ]; then last=$size; stamp=$(date +%s); continue; fi
+    [ $(( $(date +%s) - stamp )) -ge "$quiet" ] || continue
+    if [ $dumps -ge 1 ]; then
+      echo "run.sh: console still quiet after the dump: stopping QEMU" >&2
+      pkill -f -- "$run_dir/dom0.cpio"
+      return
+    fi
+    echo "run.sh: console quiet for ${quiet}s: asking Xen for its state (debug keys q r 0 d)" >&2
+    echo "$size" > "$run_dir/xen-dump-offset"
+    printf '\001\001\001' >&3; sleep 2
+    for key in q r 0 d; do printf %s "$key" >&3; sleep 5; done
+    printf '\001\001\001' >&3
+    dumps=$((dumps + 1)); last=$(stat -c %s "$serial"); stamp=$(date +%s)
+  done
+}
+: > "$serial"
+watchdog & watchdog_pid=$!
 set +e
 # AVX/AVX2 are off: QEMU 7.2's TCG emulation of them is new, and with them on, dom0's bash
 # segfaulted inside glibc's vectorised string functions.
 timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -machine q35 -cpu max,avx=off,avx2=off -smp 2 -m 4096 \
-  -nographic -no-reboot -monitor none -serial stdio \
+  -display none -no-reboot -monitor none -serial stdio \
   -kernel "$cache/xen" -append "$xen_cmdline" -initrd "$cache/vmlinuz $dom0_cmdline,$run_dir/dom0.cpio" \
-  < /dev/null 2>&1 | sed -u 's/\r$//' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'
+  <&3 2>&1 | sed -u 's/\r$//' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'
 qemu_rc=${PIPESTATUS[0]}
 set -e
+kill "$watchdog_pid" 2>/dev/null; wait "$watchdog_pid" 2>/dev/null || true
+exec 3>&-
+if [ -f "$run_dir/xen-dump-offset" ]; then
+  echo "run.sh: what Xen said when dom0 went quiet (first 200 lines; all in $serial):"
+  tail -c +"$(( $(cat "$run_dir/xen-dump-offset") + 1 ))" "$serial" | head -200
+fi
 elapsed=$(( $(date +%s) - start ))
 result=$(grep -a '^e2e| pvback-e2e: RESULT' "$serial" | tail -1 | sed 's/^e2e| //')
 echo "run.sh: qemu exit $qemu_rc after ${elapsed}s total; ${result:-no RESULT line from dom0}"

@@ -10,11 +10,12 @@ failed_names=
 say() { echo "$*"; }
 # Lines the host harness shows as the run's verdicts.
 verdict() {  # PASS|FAIL NAME [DETAIL]
-  echo "pvback-e2e: $1 $2${3:+ ($3)}"
+  echo "pvback-e2e: $1 $2${3:+ ($3)}" | tee -a "$LOGS/verdicts"
   if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $2"; diagnose; fi
 }
 # What explains a failure: the backends' log, dom0's kernel, the guests' consoles, live statistics.
 diagnose() {
+  say "--- xl list"; xl list 2>&1 | sed 's/^/   /'
   say "--- pvback log (last 25 lines)"; tail -25 "$LOGS/supervisor.log" 2>/dev/null | sed 's/^/   /'
   say "--- dom0 dmesg (last 10)"; dmesg | tail -10 | sed 's/^/   /'
   local f
@@ -91,8 +92,11 @@ guest_do() {  # NAME TIMEOUT COMMAND...
   local guest_seq=$(( $(xenstore-read "$k/seq" 2>/dev/null || echo 0) + 1 ))
   xenstore-write "$k/cmd" "$*" "$k/seq" "$guest_seq" || return 1
   local i
+  local t0; t0=$(date +%s)
   for i in $(seq 1 $((limit * 4))); do
     [ "$(xenstore-read "$k/done" 2>/dev/null)" = "$guest_seq" ] && break
+    # A heartbeat: the host's watchdog tells a busy guest from a wedged dom0 by the console.
+    [ $((i % 120)) = 0 ] && say "guest $name: still running '$1' ($(( $(date +%s) - t0 )) s)"
     sleep 0.25
   done
   if [ "$(xenstore-read "$k/done" 2>/dev/null)" != "$guest_seq" ]; then

@@ -48,6 +48,7 @@ if want 1 || want 2 || want 3 || want 4; then
     "\"format=raw, vdev=xvda, access=rw, target=$d1\", \"format=raw, vdev=xvdb, access=ro, target=$d2\", \"format=raw, vdev=xvdc, access=ro, devtype=cdrom, target=$d3\""
   if step "create PV guest pv1 (xvda rw, xvdb ro, xvdc cdrom, eth0 on xenbr0)" guest_create "$WORK/pv1.cfg"; then
     pv1=$(domid_of pv1)
+    [ -n "$pv1" ] || verdict FAIL "pv-guest-alive" "pv1 was ready, then gone from xl list"
     blk_stats=$(stats_file vbd "$pv1" 51712)
   else
     verdict FAIL "pv-guest-boot" "xl create pv1 or its agent"
@@ -245,4 +246,9 @@ if want 6; then
 fi
 
 supervisor_stop || say "pvback processes left after stopping the supervisor"
+# A selected scenario that produced no verdict (its guest never came up) counts as failed.
+for n in ${selected//+/ }; do
+  grep -q "^pvback-e2e: \(PASS\|FAIL\) $n-" "$LOGS/verdicts" 2>/dev/null ||
+    verdict FAIL "$n-not-run" "scenario $n selected but never reached a verdict"
+done
 say "pvback-e2e: RESULT passed=$passed failed=$failed${failed_names:+ (failed:$failed_names)}"
