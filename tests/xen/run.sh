@@ -66,7 +66,7 @@ serial=$run_dir/serial.log
 echo "run.sh: scenarios $scenarios, timeout ${timeout}s, serial log $serial"
 # Xen's command line: smap=0 is required with -cpu max under TCG (dom0 faults at its first
 # instruction otherwise). No comma may appear in a module's command line (-initrd splits on it).
-xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning smap=0 smep=0"
+xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning smap=0 smep=0 ${PVBACK_XEN_EXTRA-spec-ctrl=eager-fpu}"
 dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenarios=$scenarios"
 # The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
 # the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
@@ -98,10 +98,12 @@ watchdog() {
 }
 : > "$serial"
 watchdog & watchdog_pid=$!
+cpu=${PVBACK_XEN_CPU:-max,avx=off,avx2=off}
+accel=${PVBACK_XEN_ACCEL:-tcg,thread=single}
 set +e
 # AVX/AVX2 are off: QEMU 7.2's TCG emulation of them is new, and with them on, dom0's bash
 # segfaulted inside glibc's vectorised string functions.
-timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel tcg -machine q35 -cpu max,avx=off,avx2=off -smp 2 -m 4096 \
+timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel "$accel" -machine q35 -cpu "$cpu" -smp 2 -m 4096 \
   -display none -no-reboot -monitor none -serial stdio \
   -kernel "$cache/xen" -append "$xen_cmdline" -initrd "$cache/vmlinuz $dom0_cmdline,$run_dir/dom0.cpio" \
   <&3 2>&1 | sed -u 's/\r$//' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'

@@ -18,6 +18,8 @@ diagnose() {
   say "--- xl list"; xl list 2>&1 | sed 's/^/   /'
   say "--- pvback log (last 25 lines)"; tail -25 "$LOGS/supervisor.log" 2>/dev/null | sed 's/^/   /'
   say "--- dom0 dmesg (last 10)"; dmesg | tail -10 | sed 's/^/   /'
+  # A kernel warning or oops names its cause in its first lines, which a tail misses.
+  dmesg | grep -A14 -E "WARNING:|BUG:|Oops|general protection" | head -45 | sed 's/^/   /'
   local f
   for f in /var/log/xen/console/guest-*.log; do
     [ -f "$f" ] && { say "--- $f (last 15)"; tail -15 "$f" | sed 's/^/   /'; }

@@ -147,8 +147,8 @@ if want 3 && [ -n "${pv1:-}" ]; then
   step "dom0: xl shutdown -w pv1" timeout 90 xl shutdown -w pv1 || ok=0
   sleep 2
   pgrep -f "backend/v(bd|if)/$pv1/" && { say "pvback processes of pv1 still running"; ok=0; }
-  grep -E "vbd/$pv1/51712|vif/$pv1/0" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
-  grep -E "vbd/$pv1/51712" "$LOGS/supervisor.log" | grep -qi "closed" || { say "pvback-blk did not report Closed"; ok=0; }
+  grep -E "vbd $pv1/51712:|vif $pv1/0:" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
+  grep -E "vbd $pv1/51712: .*-> Closed" "$LOGS/supervisor.log" -q || { say "pvback-blk did not report Closed"; ok=0; }
   if grep -i "timeout closing" "/var/log/xen/console/guest-pv1.log"; then say "the guest timed out closing a device"; ok=0; fi
   [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the guest, shutdown Closing->Closed" \
               || verdict FAIL "3-unplug-restart-shutdown"
