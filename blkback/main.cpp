@@ -36,7 +36,9 @@ void usage(FILE* out) {
                "  --max-persistent-grants N    per queue (default 1056)\n"
                "  --persistent-idle-ms N       unmap persistent grants unused this long (default 60000)\n"
                "  --data-path copy|map         for non-persistent grants (default copy)\n"
-               "  --no-direct                  never open the storage with O_DIRECT\n"
+               "  --direct auto|on|off         O_DIRECT on the storage (default auto: on, except on a PV dom0\n"
+               "                               when guest pages are mapped, i.e. persistent grants or --data-path map)\n"
+               "  --no-direct                  same as --direct off\n"
                "  --no-flush / --no-barrier    do not offer feature-flush-cache / feature-barrier\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n");
@@ -79,8 +81,14 @@ int main(int argc, char** argv) {
     } else if (arg == "--data-path" && value && (std::strcmp(value, "copy") == 0 || std::strcmp(value, "map") == 0)) {
       options.data_path = std::strcmp(value, "map") == 0 ? blkback::DataPath::Map : blkback::DataPath::Copy;
       ++i;
+    } else if (arg == "--direct" && value &&
+               (std::strcmp(value, "auto") == 0 || std::strcmp(value, "on") == 0 || std::strcmp(value, "off") == 0)) {
+      options.direct = std::strcmp(value, "on") == 0    ? blkback::BackendOptions::Direct::On
+                       : std::strcmp(value, "off") == 0 ? blkback::BackendOptions::Direct::Off
+                                                        : blkback::BackendOptions::Direct::Auto;
+      ++i;
     } else if (arg == "--no-direct") {
-      options.allow_direct = false;
+      options.direct = blkback::BackendOptions::Direct::Off;
     } else if (arg == "--no-flush") {
       options.flush = false;
     } else if (arg == "--no-barrier") {

@@ -16,7 +16,11 @@ struct BackendOptions {
   unsigned max_persistent_grants = 1056;   // per queue (Linux: xen_blkif_max_pgrants)
   std::chrono::milliseconds persistent_idle_expiry{60'000};  // Linux: pgrant_timeout = 60 s
   DataPath data_path = DataPath::Copy;     // for grants that are not persistent
-  bool allow_direct = true;                // O_DIRECT when the storage accepts it
+  // O_DIRECT when the storage accepts it. Auto: unless guest pages would be pinned for it where
+  // that is unsafe (grant::Platform::direct_io_into_mappings), i.e. on a PV dom0 with persistent
+  // grants or the map data path; there the storage is served buffered.
+  enum class Direct { Auto, On, Off };
+  Direct direct = Direct::Auto;
   bool flush = true;                       // feature-flush-cache
   bool barrier = true;                     // feature-barrier
 };

@@ -36,6 +36,18 @@ unsigned VbdDriver::effective_max_queues() const {
   return std::min(n, kMaxQueuesLimit);
 }
 
+// The storage is opened before the frontend says whether it uses persistent grants, so auto
+// decides on what this backend offers.
+bool VbdDriver::use_direct_io() const {
+  using Direct = BackendOptions::Direct;
+  if (options_.direct != Direct::Auto) return options_.direct == Direct::On;
+  const bool maps_guest_pages = options_.persistent_grants || options_.data_path == DataPath::Map;
+  if (!maps_guest_pages || platform_.direct_io_into_mappings()) return true;
+  PVBACK_LOG(Notice, "%s: PV dom0: serving the storage buffered, not with O_DIRECT into mapped grants "
+             "(--direct on overrides)", name_.c_str());
+  return false;
+}
+
 int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_path) {
   auto params = xs.read(backend_path + "/params");
   if (!params || params->empty()) {
@@ -63,7 +75,7 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
   StorageOptions so;
   so.path = *params;
   so.read_only = read_only_;
-  so.allow_direct = options_.allow_direct;
+  so.allow_direct = use_direct_io();
   so.discard = discard_enable_;
   auto storage = Storage::open(so);
   if (!storage) {

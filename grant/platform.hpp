@@ -38,6 +38,11 @@ class Platform {
   std::unique_ptr<GrantSharer> open_sharer() const;
   std::unique_ptr<EventChannels> open_event_channels() const;
 
+  // Whether O_DIRECT I/O may target pages mapped with open_mapper(). Not in a Xen PV domain: there
+  // gntdev installs grant mappings as special PTEs, and pinning them for direct I/O (Linux 6.1
+  // dom0, Xen 4.17) ends in "BUG: Bad page map" and failed grant unmaps in dom0's kernel.
+  bool direct_io_into_mappings() const;
+
  private:
   PlatformConfig config_;
 };

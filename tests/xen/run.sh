@@ -67,7 +67,11 @@ echo "run.sh: scenarios $scenarios, timeout ${timeout}s, serial log $serial"
 # Xen's command line: smap=0 is required with -cpu max under TCG (dom0 faults at its first
 # instruction otherwise). No comma may appear in a module's command line (-initrd splits on it).
 xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning smap=0 smep=0 ${PVBACK_XEN_EXTRA-spec-ctrl=eager-fpu}"
+# PVBACK_XEN_BLK_ARGS / PVBACK_XEN_NET_ARGS: extra options for every pvback-blk / pvback-net
+# (space-separated; they travel on dom0's command line joined by ':').
 dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenarios=$scenarios"
+[ -z "${PVBACK_XEN_BLK_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.blk_args=$(echo $PVBACK_XEN_BLK_ARGS | tr ' ' :)"
+[ -z "${PVBACK_XEN_NET_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.net_args=$(echo $PVBACK_XEN_NET_ARGS | tr ' ' :)"
 # The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
 # the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
 # (Ctrl-A x3 switches the console's input to Xen; debug keys q: domains and vCPUs, r: scheduler

@@ -1,7 +1,9 @@
 // pvback-blk as a whole device: what it advertises, read-only and cdrom devices, flush/barrier/
 // discard semantics, statistics, online resize, hot unplug, reconnect, a frontend that vanishes
 // mid-I/O and one that overflows the ring.
+#include <fcntl.h>
 #include <spawn.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -62,6 +64,31 @@ TEST_F(VbdTest, OptionsTurnFeaturesOff) {
   EXPECT_EQ(again->write(0, page), 0);
   EXPECT_TRUE(eventually([&] { return stat("unsupported") >= 1; }));
 }
+
+// --direct decides how the storage is opened; the statistics say which it got. On the simulated
+// hypervisor mapped grants may take O_DIRECT, so auto means on wherever the file system allows it.
+class VbdDirectTest : public VbdTest {
+ protected:
+  void check(const std::string& mode) {
+    make_disk(1 << 20);
+    const int probe = ::open(disk_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+    const bool fs_allows_direct = probe >= 0;
+    if (probe >= 0) ::close(probe);
+    add_vbd_and_start({"--direct", mode});
+    auto front = attach();
+    ASSERT_NE(front, nullptr);
+    std::vector<std::byte> page(4096, std::byte{0x5a}), back(4096);
+    ASSERT_EQ(front->write(8, page), 0);
+    ASSERT_EQ(front->read(8, back), 0);
+    EXPECT_EQ(back, page);
+    const bool want_direct = mode != "off" && fs_allows_direct;
+    const std::string expected = want_direct ? "\"direct\": true" : "\"direct\": false";
+    EXPECT_TRUE(eventually([&] { return stats_text().find(expected) != std::string::npos; })) << stats_text();
+  }
+};
+TEST_F(VbdDirectTest, AutoUsesODirectOnTheSimulatedHypervisor) { check("auto"); }
+TEST_F(VbdDirectTest, OnUsesODirect) { check("on"); }
+TEST_F(VbdDirectTest, OffServesBuffered) { check("off"); }
 
 TEST_F(VbdTest, ReadOnlyDeviceRefusesWritesAndServesReads) {
   make_disk(1 << 20);

@@ -40,8 +40,16 @@ step() {  # DESCRIPTION COMMAND...
 }
 
 # --- pvback ---------------------------------------------------------------------------------------
+# Extra backend options from dom0's command line (pvback.blk_args=--a:--b, pvback.net_args=...).
+backend_args() {
+  local a
+  for a in $(sed -n 's/.*pvback\.blk_args=\([^ ]*\).*/\1/p' /proc/cmdline | tr : ' '); do printf -- '--blk-arg\n%s\n' "$a"; done
+  for a in $(sed -n 's/.*pvback\.net_args=\([^ ]*\).*/\1/p' /proc/cmdline | tr : ' '); do printf -- '--net-arg\n%s\n' "$a"; done
+}
 supervisor_start() {
-  PVBACK_PLATFORM=xen pvback-supervisor "$@" >>"$LOGS/supervisor.log" 2>&1 &
+  local extra; mapfile -t extra < <(backend_args)
+  [ ${#extra[@]} = 0 ] || say "pvback-supervisor ${extra[*]}"
+  PVBACK_PLATFORM=xen pvback-supervisor "${extra[@]}" "$@" >>"$LOGS/supervisor.log" 2>&1 &
   echo $! > "$WORK/supervisor.pid"
   # Ready when it has set its watches; give it a moment to list what exists.
   sleep 0.5

@@ -67,6 +67,10 @@ if want 1 && [ -n "${pv1:-}" ]; then
       "flushes=$flushes discards=$discards sectors_discarded=$(stat_total "$blk_stats" sectors_discarded)"
   [ "${flushes:-0}" -gt "${flush0:-0}" ] || { say "no flush reached pvback-blk"; ok=0; }
   [ "${discards:-0}" -gt "${discard0:-0}" ] || { say "no discard reached pvback-blk"; ok=0; }
+  # A PV dom0 must not pin mapped grants for O_DIRECT (see grant::Platform::direct_io_into_mappings).
+  if ! grep -q -- "--direct" <<<"$(backend_args)"; then
+    grep -q '"direct": false' "$blk_stats" || { say "pvback-blk used O_DIRECT into mapped grants on a PV dom0"; ok=0; }
+  fi
   [ $ok = 1 ] && verdict PASS "1-pv-disk" "ext4+fsck+checksums, fio verify, flushes=$flushes discards=$discards" \
               || verdict FAIL "1-pv-disk"
 fi
@@ -246,6 +250,12 @@ if want 6; then
 fi
 
 supervisor_stop || say "pvback processes left after stopping the supervisor"
+# Whatever the scenarios did, dom0's kernel must not have complained (a bad page map from grant
+# mappings, a warning in gntdev, an oops).
+if dmesg | grep -qE "BUG:|WARNING:|Oops|general protection"; then
+  dmesg | grep -A6 -E "BUG:|WARNING:|Oops|general protection" | head -30 | sed 's/^/   /'
+  verdict FAIL "dom0-kernel" "dom0's kernel reported a bug or warning"
+fi
 # A selected scenario that produced no verdict (its guest never came up) counts as failed.
 for n in ${selected//+/ }; do
   grep -q "^pvback-e2e: \(PASS\|FAIL\) $n-" "$LOGS/verdicts" 2>/dev/null ||
