@@ -101,17 +101,26 @@ guest_do() {  # NAME TIMEOUT COMMAND...
   if [ -e "$WORK/unresponsive-$name" ]; then say "guest $name: not asked '$*' (it stopped answering)"; return 1; fi
   local guest_seq=$(( $(xenstore-read "$k/seq" 2>/dev/null || echo 0) + 1 ))
   xenstore-write "$k/cmd" "$*" "$k/seq" "$guest_seq" || return 1
-  local i
-  local t0; t0=$(date +%s)
-  for i in $(seq 1 $((limit * 4))); do
+  local t0 now beat checked; t0=$(date +%s); beat=$t0; checked=$t0
+  while :; do
     [ "$(xenstore-read "$k/done" 2>/dev/null)" = "$guest_seq" ] && break
+    now=$(date +%s)
+    [ $((now - t0)) -lt "$limit" ] || break
+    # A guest that crashed (on_crash = "destroy") will never answer: look every 5 s.
+    if [ $((now - checked)) -ge 5 ]; then
+      checked=$now
+      domid_of "$name" >/dev/null || { say "guest $name: gone (crashed?) while running '$1'"; break; }
+    fi
     # A heartbeat: the host's watchdog tells a busy guest from a wedged dom0 by the console.
-    [ $((i % 120)) = 0 ] && say "guest $name: still running '$1' ($(( $(date +%s) - t0 )) s)"
+    [ $((now - beat)) -ge 30 ] && { beat=$now; say "guest $name: still running '$1' ($((now - t0)) s)"; }
     sleep 0.25
   done
   if [ "$(xenstore-read "$k/done" 2>/dev/null)" != "$guest_seq" ]; then
     say "guest $name: no answer to '$*' within ${limit}s; console:"
-    tail -30 "/var/log/xen/console/guest-$name.log" 2>/dev/null
+    local log=/var/log/xen/console/guest-$name.log
+    # An oops names its cause in its first lines; the tail shows where the guest ended.
+    grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
+    tail -20 "$log" 2>/dev/null
     touch "$WORK/unresponsive-$name"
     return 1
   fi
