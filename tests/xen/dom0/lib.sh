@@ -80,10 +80,11 @@ guest_create() {  # CONFIG
   fi
   local d; d=$(domid_of "$name")
   say "xl create $name: domid $d"
-  local limit=${GUEST_BOOT_TIMEOUT:-240}
-  for _ in $(seq 1 $((limit * 2))); do
+  local limit=${GUEST_BOOT_TIMEOUT:-240} now beat=$t0
+  while now=$(date +%s); [ $((now - t0)) -lt "$limit" ]; do
     [ "$(xenstore-read /local/domain/$d/data/pvback/ready 2>/dev/null)" = 1 ] && {
-      say "$name: agent ready $(( $(date +%s) - t0 )) s after xl create"; return 0; }
+      say "$name: agent ready $((now - t0)) s after xl create"; return 0; }
+    [ $((now - beat)) -ge 30 ] && { beat=$now; say "$name: booting ($((now - t0)) s)"; }
     sleep 0.5
   done
   say "$name: agent not ready after ${limit}s; console:"
