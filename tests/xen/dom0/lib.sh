@@ -84,11 +84,14 @@ guest_create() {  # CONFIG
   while now=$(date +%s); [ $((now - t0)) -lt "$limit" ]; do
     [ "$(xenstore-read /local/domain/$d/data/pvback/ready 2>/dev/null)" = 1 ] && {
       say "$name: agent ready $((now - t0)) s after xl create"; return 0; }
-    [ $((now - beat)) -ge 30 ] && { beat=$now; say "$name: booting ($((now - t0)) s)"; }
+    [ $((now - beat)) -ge 30 ] && { beat=$now; say "$name: booting ($((now - t0)) s)";
+      domid_of "$name" >/dev/null || { say "$name: gone (crashed?) while booting"; break; }; }
     sleep 0.5
   done
-  say "$name: agent not ready after ${limit}s; console:"
-  tail -40 "/var/log/xen/console/guest-$name.log" 2>/dev/null
+  say "$name: agent not ready after $(( $(date +%s) - t0 ))s; console:"
+  local log=/var/log/xen/console/guest-$name.log
+  grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
+  tail -30 "$log" 2>/dev/null
   return 1
 }
 
