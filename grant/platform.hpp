@@ -39,8 +39,9 @@ class Platform {
   std::unique_ptr<EventChannels> open_event_channels() const;
 
   // Whether O_DIRECT I/O may target pages mapped with open_mapper(). Not in a Xen PV domain: there
-  // gntdev installs grant mappings as special PTEs, and pinning them for direct I/O (Linux 6.1
-  // dom0, Xen 4.17) ends in "BUG: Bad page map" and failed grant unmaps in dom0's kernel.
+  // gntdev's mappings are grant PTEs written by Xen, and in the real-Xen tier (Linux 6.1 dom0,
+  // Xen 4.17) O_DIRECT into them was followed by "BUG: Bad page map" and failed grant unmaps in
+  // dom0's kernel in 2 of 6 runs (none in the runs without it).
   bool direct_io_into_mappings() const;
 
  private:
