@@ -72,6 +72,14 @@ stat_total() {  # FILE COUNTER
 # --- guests ---------------------------------------------------------------------------------------
 domid_of() { xl domid "$1" 2>/dev/null; }
 
+# A guest's console as evidence: the start of its first oops (which names the cause), then its
+# last LINES lines (where the guest ended).
+guest_console() {  # NAME LINES
+  local log=/var/log/xen/console/guest-$1.log
+  grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
+  tail -"$2" "$log" 2>/dev/null
+}
+
 guest_create() {  # CONFIG
   local name; name=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$1")
   local t0; t0=$(date +%s)
@@ -89,9 +97,7 @@ guest_create() {  # CONFIG
     sleep 0.5
   done
   say "$name: agent not ready after $(( $(date +%s) - t0 ))s; console:"
-  local log=/var/log/xen/console/guest-$name.log
-  grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
-  tail -30 "$log" 2>/dev/null
+  guest_console "$name" 30
   return 1
 }
 
@@ -121,10 +127,7 @@ guest_do() {  # NAME TIMEOUT COMMAND...
   done
   if [ "$(xenstore-read "$k/done" 2>/dev/null)" != "$guest_seq" ]; then
     say "guest $name: no answer to '$*' within ${limit}s; console:"
-    local log=/var/log/xen/console/guest-$name.log
-    # An oops names its cause in its first lines; the tail shows where the guest ended.
-    grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
-    tail -20 "$log" 2>/dev/null
+    guest_console "$name" 20
     touch "$WORK/unresponsive-$name"
     return 1
   fi
