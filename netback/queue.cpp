@@ -1146,6 +1146,11 @@ void Queue::Impl::run() {
       break;
     }
     if (fds[1].revents != 0) break;
+    // A failed event-channel handle would report readable forever: the loop would spin on it.
+    if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      fatal(EIO, "event channel handle failed");
+      break;
+    }
     if (fds[0].revents != 0) {
       stats.events_received.add();
       for (;;) {
