@@ -20,13 +20,12 @@
 #include <gtest/gtest.h>
 
 #include "blkfront/blkfront.hpp"
-#include "grant/sim_control.hpp"
-#include "grant/sim_protocol.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
 #include "sim/toolstack/vif.hpp"
 #include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/sim_host.hpp"
 #include "xenbus/xenstore.hpp"
 
 
@@ -35,7 +34,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr DomId kGuest = 1;
 constexpr std::uint32_t kDevid = 51712;
 
 std::string read_text(const std::filesystem::path& path) {
@@ -68,24 +66,13 @@ std::vector<pid_t> children_of(pid_t parent, const std::string& needle = {}) {
   return out;
 }
 
-class SupervisorTest : public ::testing::Test {
+class SupervisorTest : public SimHostTest {
  protected:
+  SupervisorTest() : SimHostTest("pvback-sup") {}
+
   void SetUp() override {
-    char dir[] = "/tmp/pvback-sup-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
-    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
-    ASSERT_TRUE(ctl.has_value());
-    sim_protocol::Request req;
-    req.op = sim_protocol::Op::CreateDomain;
-    req.domid = kGuest;
-    req.memory_bytes = 256ull << 20;
-    ASSERT_TRUE(ctl->call(req).has_value());
-    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
-    ASSERT_TRUE(xs.has_value());
-    dom0_xs_ = std::move(*xs);
-    guest_platform_.emplace(hv_->platform(kGuest));
+    SimHostTest::SetUp();
+    if (HasFatalFailure()) return;
     disk_ = dir_ / "disk.img";
     int fd = ::open(disk_.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
     ASSERT_GE(fd, 0);
@@ -97,9 +84,7 @@ class SupervisorTest : public ::testing::Test {
   void TearDown() override {
     supervisor_.reset();  // SIGKILL; its children follow (PR_SET_PDEATHSIG)
     if (HasFailure()) std::fprintf(stderr, "--- supervisor log ---\n%s\n", read_text(log_).c_str());
-    hv_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    SimHostTest::TearDown();
   }
 
   void start_supervisor(std::vector<std::string> extra = {}) {
@@ -157,10 +142,6 @@ class SupervisorTest : public ::testing::Test {
     return front ? std::move(*front) : nullptr;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<sim::SimHypervisor> hv_;
-  xenbus::XenStore dom0_xs_;
-  std::optional<grant::Platform> guest_platform_;
   std::filesystem::path disk_;
   std::filesystem::path log_;
   std::optional<BackendProcess> supervisor_;

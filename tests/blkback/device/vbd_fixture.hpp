@@ -23,46 +23,31 @@
 #include <gtest/gtest.h>
 
 #include "blkfront/blkfront.hpp"
-#include "grant/sim_control.hpp"
-#include "grant/sim_protocol.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
 #include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/sim_host.hpp"
 #include "xenbus/xenstore.hpp"
 
 namespace pvback::test {
 
-inline constexpr DomId kGuest = 1;
 inline constexpr std::uint32_t kDevid = 51712;
 
-class VbdTest : public ::testing::Test {
+class VbdTest : public SimHostTest {
  protected:
+  VbdTest() : SimHostTest("pvback-vbd") {}
+
   void SetUp() override {
-    char dir[] = "/tmp/pvback-vbd-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
-    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
-    ASSERT_TRUE(ctl.has_value());
-    sim_protocol::Request req;
-    req.op = sim_protocol::Op::CreateDomain;
-    req.domid = kGuest;
-    req.memory_bytes = 256ull << 20;
-    ASSERT_TRUE(ctl->call(req).has_value());
-    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
-    ASSERT_TRUE(xs.has_value());
-    dom0_xs_ = std::move(*xs);
-    guest_platform_.emplace(hv_->platform(kGuest));
+    SimHostTest::SetUp();
+    if (HasFatalFailure()) return;
     disk_ = dir_ / "disk.img";
     stats_ = dir_ / "stats.json";
   }
 
   void TearDown() override {
     backend_.reset();
-    hv_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    SimHostTest::TearDown();
   }
 
   void make_disk(std::uint64_t bytes) {
@@ -116,10 +101,6 @@ class VbdTest : public ::testing::Test {
     return ss.str();
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<sim::SimHypervisor> hv_;
-  xenbus::XenStore dom0_xs_;
-  std::optional<grant::Platform> guest_platform_;
   std::filesystem::path disk_;
   std::filesystem::path stats_;
   std::unique_ptr<BackendProcess> backend_;
