@@ -72,6 +72,8 @@ xen_cmdline="console=com1 com1=115200,8n1 dom0_mem=2048M,max:2048M dom0_max_vcpu
 dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenarios=$scenarios"
 [ -z "${PVBACK_XEN_BLK_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.blk_args=$(echo $PVBACK_XEN_BLK_ARGS | tr ' ' :)"
 [ -z "${PVBACK_XEN_NET_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.net_args=$(echo $PVBACK_XEN_NET_ARGS | tr ' ' :)"
+# PVBACK_XEN_S5_GUESTS: which guests scenario 5 boots ("pvh+hvm", the default, or one of them).
+dom0_cmdline="$dom0_cmdline pvback.s5_guests=${PVBACK_XEN_S5_GUESTS:-pvh+hvm}"
 # The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
 # the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
 # (Ctrl-A x3 switches the console's input to Xen; debug keys q: domains and vCPUs, r: scheduler
@@ -103,11 +105,17 @@ watchdog() {
 : > "$serial"
 watchdog & watchdog_pid=$!
 cpu=${PVBACK_XEN_CPU:-max,avx=off,avx2=off}
+qemu=${PVBACK_XEN_QEMU:-qemu-system-x86_64}
+qemu_extra=()
+[ -z "${PVBACK_XEN_QEMU_DATA:-}" ] || for d in $PVBACK_XEN_QEMU_DATA; do qemu_extra+=(-L "$d"); done
+# A QEMU from elsewhere than the host's package must not probe the host's audio modules (built
+# for another QEMU, they abort it); 7.2's -audio wants a model, so only there.
+[ -z "${PVBACK_XEN_QEMU:-}" ] || qemu_extra+=(-audio none)
 accel=${PVBACK_XEN_ACCEL:-tcg,thread=single}
 set +e
 # AVX/AVX2 are off: QEMU 7.2's TCG emulation of them is new, and with them on, dom0's bash
 # segfaulted inside glibc's vectorised string functions.
-timeout --foreground -k 10 "$timeout" qemu-system-x86_64 -accel "$accel" -machine q35 -cpu "$cpu" -smp 2 -m 4096 \
+timeout --foreground -k 10 "$timeout" "$qemu" "${qemu_extra[@]}" -accel "$accel" -machine q35 -cpu "$cpu" -smp 2 -m 4096 \
   -display none -no-reboot -monitor none -serial stdio \
   -kernel "$cache/xen" -append "$xen_cmdline" -initrd "$cache/vmlinuz $dom0_cmdline,$run_dir/dom0.cpio" \
   <&3 2>&1 | sed -u 's/\r$//' | tee "$serial" | grep --line-buffered -E '^(e2e\||pvback-e2e)' | sed -u 's/^e2e| //'

@@ -21,8 +21,12 @@ diagnose() {
   # A kernel warning or oops names its cause in its first lines, which a tail misses.
   dmesg | grep -A14 -E "WARNING:|BUG:|Oops|general protection" | head -45 | sed 's/^/   /'
   local f
-  for f in /var/log/xen/console/guest-*.log; do
+  for f in /var/log/xen/console/guest-*.log "$LOGS"/serial-*.log; do
     [ -f "$f" ] && { say "--- $f (last 15)"; tail -15 "$f" | sed 's/^/   /'; }
+  done
+  # xl's own log of each guest: how and why it ended (shutdown reason, device model exit).
+  for f in /var/log/xen/xl-*.log /var/log/xen/qemu-dm-*.log; do
+    [ -s "$f" ] && { say "--- $f (last 8)"; tail -8 "$f" | sed 's/^/   /'; }
   done
   for f in /run/pvback/*.json; do
     [ -f "$f" ] && { say "--- $f"; tr -d '\n' < "$f" | cut -c1-1500; echo; }
@@ -76,6 +80,8 @@ domid_of() { xl domid "$1" 2>/dev/null; }
 # last LINES lines (where the guest ended).
 guest_console() {  # NAME LINES
   local log=/var/log/xen/console/guest-$1.log
+  # An HVM guest's emulated serial port (its kernel's console from the first line) goes to a file.
+  [ -s "$LOGS/serial-$1.log" ] && log=$LOGS/serial-$1.log
   grep -m1 -A12 -E "BUG:|Oops|general protection|double fault|traps:" "$log" 2>/dev/null && say "   ..."
   tail -"$2" "$log" 2>/dev/null
 }
