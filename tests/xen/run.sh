@@ -109,7 +109,7 @@ qemu=${PVBACK_XEN_QEMU:-qemu-system-x86_64}
 qemu_extra=()
 [ -z "${PVBACK_XEN_QEMU_DATA:-}" ] || for d in $PVBACK_XEN_QEMU_DATA; do qemu_extra+=(-L "$d"); done
 # A QEMU from elsewhere than the host's package must not probe the host's audio modules (built
-# for another QEMU, they abort it); 7.2's -audio wants a model, so only there.
+# for another QEMU, they abort it). Only there: the host's 7.2 refuses `-audio none`.
 [ -z "${PVBACK_XEN_QEMU:-}" ] || qemu_extra+=(-audio none)
 accel=${PVBACK_XEN_ACCEL:-tcg,thread=single}
 set +e

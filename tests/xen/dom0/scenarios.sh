@@ -192,8 +192,8 @@ if want 5 && s5_wants pvh; then
 fi
 if want 5 && s5_wants hvm; then
   d=$(make_disk "$WORK/hvm-xvda.img" 128)
-  # The emulated serial port (the kernel's console from its first line) goes to a file, which
-  # guest_console reads; the PV console (hvc0) comes up only with the Xen drivers.
+  # The emulated serial port, the HVM kernel's console from its first line, goes to a file that
+  # guest_console reads.
   guest_config hvm1 hvm 10.99.0.4 00:16:3e:00:00:04 "\"format=raw, vdev=xvda, access=rw, target=$d\"" \
     'cpuid = "host,rdtscp=0"' "serial = \"file:$LOGS/serial-hvm1.log\"" 'vnc = 0' 'sdl = 0' 'vga = "none"'
   if GUEST_BOOT_TIMEOUT=420 step "create HVM guest hvm1 (qemu-system-xen device model)" guest_create "$WORK/hvm1.cfg" &&
