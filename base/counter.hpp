@@ -18,4 +18,11 @@ class Counter {
   std::atomic<std::uint64_t> value_{0};
 };
 
+// Adds every counter of `from` into `into`, for a table of {name, pointer-to-Counter-member}
+// fields (the backends' kQueueStatsFields); gauges are summed too (a total over queues).
+template <class Stats, class Fields>
+void add_counters(Stats& into, const Stats& from, const Fields& fields) {
+  for (const auto& f : fields) (into.*f.member).add((from.*f.member).get());
+}
+
 }  // namespace pvback

@@ -1,6 +1,10 @@
 // Small text output helpers for the statistics files the backends keep.
 #pragma once
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "base/counter.hpp"
 
 namespace pvback {
 
@@ -26,6 +30,24 @@ void append_json_counters(std::string& out, const Stats& stats, const Fields& fi
     out += std::to_string((stats.*field.member).get());
   }
   out += '}';
+}
+
+// The closing part of a backend's statistics file: "total" (`past`, the queues of earlier
+// connections, plus every live queue), "queues" (each live queue), and the object's last brace.
+template <class Stats, class Fields>
+void append_json_queue_stats(std::string& out, const Stats& past, const std::vector<std::unique_ptr<Stats>>& queues,
+                             const Fields& fields) {
+  Stats total;
+  add_counters(total, past, fields);
+  for (const auto& q : queues) add_counters(total, *q, fields);
+  out += "  \"total\": ";
+  append_json_counters(out, total, fields);
+  out += ",\n  \"queues\": [";
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    out += i == 0 ? "\n    " : ",\n    ";
+    append_json_counters(out, *queues[i], fields);
+  }
+  out += queues.empty() ? "]\n}\n" : "\n  ]\n}\n";
 }
 
 }  // namespace pvback

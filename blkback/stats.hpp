@@ -58,9 +58,4 @@ inline constexpr QueueStatsField kQueueStatsFields[] = {
     {"batches", &QueueStats::batches},
 };
 
-// Adds every counter of `from` into `into` (gauges too: sums over queues).
-inline void accumulate(QueueStats& into, const QueueStats& from) {
-  for (const auto& f : kQueueStatsFields) (into.*f.member).add((from.*f.member).get());
-}
-
 }  // namespace pvback::blkback

@@ -18,7 +18,6 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
            "},\n";
   }
   const auto& n = driver.negotiated();
-  const auto& qs = driver.queue_stats();
   if (driver.connected()) {
     out += "  \"negotiated\": {\"queues\": " + std::to_string(n.queues) +
            ", \"ring_page_order\": " + std::to_string(n.ring_page_order) + ", \"abi\": \"" +
@@ -26,17 +25,7 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
            "\", \"persistent_grants\": " + (n.persistent_grants ? "true" : "false") + ", \"data_path\": \"" +
            (n.persistent_grants ? "persistent-map" : driver.options().data_path == DataPath::Map ? "map" : "copy") + "\"},\n";
   }
-  QueueStats total;
-  accumulate(total, driver.past_totals());
-  for (const auto& q : qs) accumulate(total, *q);
-  out += "  \"total\": ";
-  append_json_counters(out, total, kQueueStatsFields);
-  out += ",\n  \"queues\": [";
-  for (std::size_t i = 0; i < qs.size(); ++i) {
-    out += i == 0 ? "\n    " : ",\n    ";
-    append_json_counters(out, *qs[i], kQueueStatsFields);
-  }
-  out += qs.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }
 

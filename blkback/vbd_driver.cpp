@@ -248,7 +248,7 @@ void VbdDriver::disconnect() {
   for (auto& t : threads_) t.join();
   threads_.clear();
   queues_.clear();  // waits for in-flight I/O and unmaps everything
-  for (auto& s : stats_) accumulate(past_, *s);
+  for (auto& s : stats_) add_counters(past_, *s, kQueueStatsFields);
   stats_.clear();
   // Gauges of ended connections are not carried over.
   past_.in_flight.set(0);

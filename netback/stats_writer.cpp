@@ -23,18 +23,7 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VifDriv
            ", \"gso_tcpv4\": " + flag(n.offloads.gso_tcpv4) + ", \"gso_tcpv6\": " + flag(n.offloads.gso_tcpv6) +
            ", \"csum\": " + flag(n.offloads.csum) + ", \"ipv6_csum\": " + flag(n.offloads.ipv6_csum) + "},\n";
   }
-  const auto& qs = driver.queue_stats();
-  QueueStats total;
-  accumulate(total, driver.past_totals());
-  for (const auto& q : qs) accumulate(total, *q);
-  out += "  \"total\": ";
-  append_json_counters(out, total, kQueueStatsFields);
-  out += ",\n  \"queues\": [";
-  for (std::size_t i = 0; i < qs.size(); ++i) {
-    out += i == 0 ? "\n    " : ",\n    ";
-    append_json_counters(out, *qs[i], kQueueStatsFields);
-  }
-  out += qs.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }
 

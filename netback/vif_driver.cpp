@@ -311,7 +311,7 @@ void VifDriver::disconnect() {
   ctrl_.reset();
   queues_.clear();
   group_.reset();  // after the queues registered in it
-  for (auto& s : stats_) accumulate(past_, *s);
+  for (auto& s : stats_) add_counters(past_, *s, kQueueStatsFields);
   stats_.clear();
   // Gauges of ended connections are not carried over.
   past_.tx_ring_pending.set(0);
