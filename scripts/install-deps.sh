@@ -11,7 +11,8 @@ packages=(
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
   libgtest-dev googletest       # tests
-  dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore
+  dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore; dpkg-buildflags
+  python3 cpio gzip             # the real-Xen harness's initramfs join/check and its test
 )
 
 missing=()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds the release and the ASan+UBSan flavour,
-# and runs every default-tier test (labels unit, sim) in both. Long tiers (e2e) are opt-in.
+# The whole test suite: installs what is missing, builds the Release and the ASan+UBSan (Debug)
+# flavours and runs every default-tier test (labels unit, sim) in both, then compiles once more
+# with Debian's packaging flags (dpkg-buildflags), all with warnings as errors. The real-Xen tier
+# (tests/xen/run.sh) is separate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -20,6 +22,10 @@ for flavour in release asan; do
     ctest --test-dir "$dir" -L 'unit|sim' --output-on-failure -j2 --timeout 300 2>&1 | tee -a "$log" \
     || status=1
 done
+# A package build's flags (-O2, _FORTIFY_SOURCE, stack protector) bring their own diagnostics:
+# compiled here so that a warning they raise is seen before a packager sees it.
+echo "=== build with dpkg-buildflags ==="
+scripts/build.sh debian >/dev/null || { echo "test.sh: the build with dpkg-buildflags failed" >&2; status=1; }
 # One closing line over both flavours, from ctest's own summaries.
 read -r passed failed < <(awk '/tests passed, [0-9]+ tests? failed out of/ {
     total += $(NF); failed += $4 } END { print total - failed, failed + 0 }' "$log")

@@ -56,11 +56,19 @@ install -m 644 "$repo/tests/xen/dom0/lib.sh" "$stage/opt/pvback/e2e/"
 cp "$cache/vmlinux" "$cache/vmlinuz" "$stage/opt/pvback/e2e/"
 install -m 755 "$repo/tests/xen/guest/init" "$repo/tests/xen/guest/agent" "$run_dir/guest/"
 install -m 644 "$repo/tests/xen/guest/steps.sh" "$run_dir/guest/"
-{ cat "$cache/guest-base.cpio.gz"; (cd "$run_dir/guest" && find . | cpio -o -H newc --quiet); } \
-  > "$stage/opt/pvback/e2e/guest.cpio"
+# Archives are joined only through initramfs.py, which pads each one to the 4-byte boundary at
+# which the kernel looks for the next (a gzip is as long as its content makes it), and every image
+# is checked as the kernel will unpack it before anything boots.
+initramfs=$repo/tests/xen/initramfs.py
+(cd "$run_dir/guest" && find . | cpio -o -H newc --quiet) > "$run_dir/guest-overlay.cpio"
+"$initramfs" join "$stage/opt/pvback/e2e/guest.cpio" "$cache/guest-base.cpio.gz" "$run_dir/guest-overlay.cpio"
+"$initramfs" check "$stage/opt/pvback/e2e/guest.cpio" ||
+  { echo "run.sh: FAILED: the guests' ramdisk would not unpack (see above)" >&2; exit 1; }
 (cd "$stage" && find . | cpio -o -H newc --quiet) > "$run_dir/overlay.cpio"
-cat "$cache/dom0-base.cpio" "$run_dir/overlay.cpio" > "$run_dir/dom0.cpio"
-rm -rf "$stage"
+"$initramfs" join "$run_dir/dom0.cpio" "$cache/dom0-base.cpio" "$run_dir/overlay.cpio"
+"$initramfs" check "$run_dir/dom0.cpio" ||
+  { echo "run.sh: FAILED: dom0's initramfs would not unpack (see above)" >&2; exit 1; }
+rm -rf "$stage" "$run_dir/guest-overlay.cpio"
 
 serial=$run_dir/serial.log
 echo "run.sh: scenarios $scenarios, timeout ${timeout}s, serial log $serial"
