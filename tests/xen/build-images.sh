@@ -37,7 +37,18 @@ pvback_runtime_packages() {
 repo=$(cd "$here/../.." && pwd)
 read -r -a binaries <<< "${PVBACK_BINARIES:-$repo/build/blkback/pvback-blk $repo/build/netback/pvback-net}"
 runtime=$(pvback_runtime_packages "${binaries[@]}" | tr '\n' ' ')
-inputs_hash=$( { cat "$0"; echo "${dom0_packages[*]} $runtime $kernel_abi"; } | sha256sum | cut -c1-16)
+# The packages taken whole from the archive, at the version the archive has today: a new revision
+# of the kernel, the hypervisor or busybox rebuilds the images (dom0's own packages come from
+# `apt-get upgrade` inside its root, so the hypervisor must move with xen-utils).
+downloads=("$kernel_abi" xen-hypervisor-4.17-amd64 busybox-static)
+declare -A version
+for p in "${downloads[@]}"; do
+  version[$p]=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2; exit}')
+  [ -n "${version[$p]}" ] && [ "${version[$p]}" != "(none)" ] ||
+    { log "apt-cache has no candidate for $p (run apt-get update)"; exit 1; }
+done
+inputs_hash=$( { cat "$0"; echo "${dom0_packages[*]} $runtime $kernel_abi"
+                 for p in "${downloads[@]}"; do echo "$p=${version[$p]}"; done; } | sha256sum | cut -c1-16)
 stamp=$cache/.stamp-$inputs_hash
 if [ -f "$stamp" ]; then
   log "cached images are current ($cache)"
@@ -46,13 +57,21 @@ fi
 
 # --- downloads: kernel, hypervisor, busybox-static -------------------------------------------
 cd "$cache/debs"
-for p in "$kernel_abi" xen-hypervisor-4.17-amd64 busybox-static; do
-  ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2
+declare -A deb
+for p in "${downloads[@]}"; do
+  # apt-get download names the file with the version's ':' escaped as %3a.
+  deb[$p]=$(find . -maxdepth 1 -name "${p}_${version[$p]//:/%3a}_*.deb" -print -quit)
+  if [ -z "${deb[$p]}" ]; then
+    rm -f "${p}"_*.deb  # an older revision left by an earlier run
+    apt-get download "$p=${version[$p]}" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+    deb[$p]=$(find . -maxdepth 1 -name "${p}_${version[$p]//:/%3a}_*.deb" -print -quit)
+    [ -n "${deb[$p]}" ] || { log "apt-get download $p=${version[$p]} failed"; exit 1; }
+  fi
 done
 rm -rf "$cache/kernel" "$cache/hyp" "$cache/busybox"
-dpkg-deb -x "$(ls "${kernel_abi}"_*.deb | tail -1)" "$cache/kernel"
-dpkg-deb -x "$(ls xen-hypervisor-4.17-amd64_*.deb | tail -1)" "$cache/hyp"
-dpkg-deb -x "$(ls busybox-static_*.deb | tail -1)" "$cache/busybox"
+dpkg-deb -x "${deb[$kernel_abi]}" "$cache/kernel"
+dpkg-deb -x "${deb[xen-hypervisor-4.17-amd64]}" "$cache/hyp"
+dpkg-deb -x "${deb[busybox-static]}" "$cache/busybox"
 zcat "$cache/hyp/boot/xen-4.17-amd64.gz" > "$cache/xen"
 cp "$cache/kernel/boot/vmlinuz-$kernel_version" "$cache/vmlinuz"
 # PV and PVH guests get the ELF vmlinux: decompressing the bzImage inside dom0 costs ~7 s per
