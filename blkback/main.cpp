@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "base/log.hpp"
@@ -40,6 +41,8 @@ void usage(FILE* out) {
                "                               when guest pages are mapped, i.e. persistent grants or --data-path map)\n"
                "  --no-direct                  same as --direct off\n"
                "  --no-flush / --no-barrier    do not offer feature-flush-cache / feature-barrier\n"
+               "  --recovery-dir DIR           per-queue crash-recovery records (default /run/pvback/recovery)\n"
+               "  --no-recovery                no records: a killed or crashed process may lose or repeat answers\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n");
 }
@@ -49,7 +52,8 @@ void usage(FILE* out) {
 int main(int argc, char** argv) {
   log::set_program("pvback-blk");
   blkback::BackendOptions options;
-  std::string backend_path, stats_path;
+  std::string backend_path, stats_path, recovery_dir;
+  bool recovery = true;
   unsigned long interval_ms = 1000;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -93,6 +97,11 @@ int main(int argc, char** argv) {
       options.flush = false;
     } else if (arg == "--no-barrier") {
       options.barrier = false;
+    } else if (arg == "--recovery-dir" && value) {
+      recovery_dir = value;
+      ++i;
+    } else if (arg == "--no-recovery") {
+      recovery = false;
     } else if (arg == "--stats-file" && value) {
       stats_path = value;
       ++i;
@@ -124,6 +133,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
+  if (recovery) {
+    options.recovery_dir = recovery_dir.empty() ? platform_config.recovery_dir() : recovery_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(options.recovery_dir, ec);
+    if (ec) {
+      PVBACK_LOG(Warning, "%s: cannot create the recovery directory %s: %s; a crash of this process may lose or "
+                 "repeat answers", name.c_str(), options.recovery_dir.c_str(), ec.message().c_str());
+      options.recovery_dir.clear();
+    }
+  }
   xenbus::StatsFile stats(stats_path.empty() ? xenbus::StatsFile::default_path(platform_config.stats_dir(), *bp)
                                              : stats_path,
                          name);
@@ -149,6 +168,9 @@ int main(int argc, char** argv) {
   const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
   driver.disconnect();
   hooks.write_stats();
-  if (device.removed()) PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
+  if (device.removed()) {
+    driver.remove_recovery_records();  // nothing will resume this device
+    PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
+  }
   return exit_code;
 }

@@ -23,6 +23,8 @@ struct BackendOptions {
   Direct direct = Direct::Auto;
   bool flush = true;                       // feature-flush-cache
   bool barrier = true;                     // feature-barrier
+  // Where each queue keeps its crash-recovery record (blkback/recovery.hpp); empty: none.
+  std::string recovery_dir;
 };
 
 }  // namespace pvback::blkback

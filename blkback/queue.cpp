@@ -27,12 +27,14 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <system_error>
 
 #include "base/log.hpp"
 #include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
 #include "blkback/persistent_grants.hpp"
+#include "blkback/recovery.hpp"
 #include "ring/blkif.hpp"
 
 namespace pvback::blkback {
@@ -150,6 +152,8 @@ struct Queue::Impl {
   void put_response(const native::Response& r) {
     if (is32) ring32.put_response(blkif::to_x86_32(r)); else ring64.put_response(blkif::to_x86_64(r));
   }
+  ring::RingIdx req_cons() const { return is32 ? ring32.req_cons() : ring64.req_cons(); }
+  ring::RingIdx rsp_prod_pvt() const { return is32 ? ring32.rsp_prod_pvt() : ring64.rsp_prod_pvt(); }
   bool push_responses() { return is32 ? ring32.push_responses_and_check_notify() : ring64.push_responses_and_check_notify(); }
 
   // ---- main loop pieces ----
@@ -159,6 +163,14 @@ struct Queue::Impl {
   void handle_event();
   void process_ring();
   void take_one();
+  void take_recovered(std::uint32_t idx, const native::Request& req);
+  std::uint32_t bounce_pages_needed(const Slot& s) const {
+    const bool data = s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier;
+    return copy_path() && s.status == blkif::kRspOkay && data ? s.nsegs : 0;
+  }
+  void prepare_batch();
+  int open_recovery();
+  void resume_recovered();
   void parse_header(Slot& s);
   void copy_indirect_descriptors();
   void validate_segments(Slot& s);
@@ -240,8 +252,12 @@ struct Queue::Impl {
   std::vector<grant::CopySegment> ind_segs;
   std::vector<std::uint32_t> ind_owner;
 
-  std::vector<std::uint32_t> responses_done;  // scratch
   bool responses_pending = false;
+  // Slots answered but not yet pushed: freed only once the frontend can see the answer, so that
+  // the recovery record keeps each answer until then.
+  std::vector<std::uint32_t> unpushed;
+  RecoveryLog log;
+  std::optional<recovery::Recovered> recovered;  // what a predecessor left, until run() resumes it
 
   bool event_armed = false, stop_armed = false, timer_armed = false;
   __kernel_timespec timer_ts{};
@@ -298,6 +314,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
     ring64 = *r;
     ring_size = ring64.size();
   }
+  if (int e = open_recovery()) return e;
   auto local = channels->bind_interdomain(config.frontend_domid, config.remote_port);
   if (!local) {
     PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.remote_port,
@@ -326,16 +343,21 @@ int Queue::Impl::init(const grant::Platform& platform) {
   iov_store.resize(total);
   pg_store.assign(total, PersistentGrants::kNone);
   free_slots.reserve(ring_size);
+  std::vector<bool> kept(ring_size, false);  // slots a predecessor's requests and answers still hold
+  if (recovered) {
+    for (const auto& r : recovered->reexecute) kept[r.slot] = true;
+    for (const auto& a : recovered->reanswer) kept[a.slot] = true;
+  }
   for (std::uint32_t i = 0; i < ring_size; ++i) {
     Slot& s = slots[i];
     s.segs = &seg_store[std::size_t{i} * max_segs];
     s.iov = &iov_store[std::size_t{i} * max_segs];
     s.pg = &pg_store[std::size_t{i} * max_segs];
-    free_slots.push_back(ring_size - 1 - i);
+    if (!kept[ring_size - 1 - i]) free_slots.push_back(ring_size - 1 - i);
   }
   batch.reserve(ring_size);
   pending.resize(ring_size);
-  responses_done.reserve(ring_size);
+  unpushed.reserve(ring_size);
   ind_segs.resize(std::size_t{ring_size} * blkif::kMaxIndirectPagesPerRequest);
   ind_owner.resize(ind_segs.size());
 
@@ -369,6 +391,77 @@ int Queue::Impl::init(const grant::Platform& platform) {
   timer_ts.tv_nsec = (expiry.count() % 1000) * 1'000'000;
   last_purge = now_ns();
   return 0;
+}
+
+// The ring is attached at rsp_prod. With a record of this very ring left by a predecessor (a
+// crash, a kill, an upgrade), it is re-attached at the record's indices and run() first answers
+// what the predecessor answered invisibly and re-executes what it never answered.
+int Queue::Impl::open_recovery() {
+  if (config.recovery_path.empty()) return 0;
+  auto opened = RecoveryLog::open(config.recovery_path, ring_size);
+  if (!opened) {
+    PVBACK_LOG(Warning, "%s: cannot open the recovery record %s: %s; a crash of this process may lose or repeat "
+               "answers", name, config.recovery_path.c_str(), std::strerror(opened.error()));
+    return 0;
+  }
+  log = std::move(*opened);
+  const RecoveryKey key{config.frontend_domid, config.remote_port, ring_size, static_cast<std::uint32_t>(config.abi),
+                        config.ring_refs};
+  auto* base = static_cast<std::byte*>(ring_mapping.data());
+  const ring::RingIdx shared_rsp = ring::detail::shared_index(base, ring::detail::kRspProd).load(std::memory_order_acquire);
+  if (config.resume) {
+    const ring::RingIdx shared_req =
+        ring::detail::shared_index(base, ring::detail::kReqProd).load(std::memory_order_acquire);
+    auto r = recovery::recover(log.header(), log.entries(), key, shared_req, shared_rsp);
+    if (r) {
+      const std::size_t pages = config.ring_refs.size();
+      if (is32) {
+        auto ring = blkif::x86_32::BackRing::attach_resume(base, pages, r->req_cons, r->rsp_prod);
+        if (!ring) return ring.error();
+        ring32 = *ring;
+      } else {
+        auto ring = blkif::x86_64::BackRing::attach_resume(base, pages, r->req_cons, r->rsp_prod);
+        if (!ring) return ring.error();
+        ring64 = *ring;
+      }
+      log.pushed(r->rsp_prod);
+      for (std::uint32_t slot : r->forget) log.forget(slot);
+      PVBACK_LOG(Notice, "%s: resuming from the recovery record: %zu request(s) to execute again, %zu answer(s) to "
+                 "publish again, requests from index %u", name, r->reexecute.size(), r->reanswer.size(), r->req_cons);
+      recovered = std::move(*r);
+      return 0;
+    }
+    PVBACK_LOG(Warning, "%s: not resuming from the recovery record: %s; serving from the ring's rsp_prod", name,
+               r.error());
+  }
+  log.reset(key, shared_rsp);
+  return 0;
+}
+
+// Before anything new is taken: the predecessor's answers that never became visible, then its
+// requests that were never answered, through the usual path (validated again, from the copy), as
+// many at a time as the bounce pool allows. Their slots stay reserved until then.
+void Queue::Impl::resume_recovered() {
+  for (const auto& a : recovered->reanswer) {
+    const ring::RingIdx at = rsp_prod_pvt();
+    put_response(a.rsp);
+    log.answered(a.slot, at, a.rsp.status);
+    ++slots_used;
+    unpushed.push_back(a.slot);
+    responses_pending = true;
+  }
+  recovered->reanswer.clear();
+  batch.clear();
+  auto& todo = recovered->reexecute;
+  std::size_t taken = 0, bounce_reserved = 0;
+  while (taken < todo.size() && !(copy_path() && free_bounce.size() - bounce_reserved < max_segs)) {
+    take_recovered(todo[taken].slot, todo[taken].req);
+    bounce_reserved += bounce_pages_needed(slots[batch.back()]);
+    ++taken;
+  }
+  todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(taken));
+  if (todo.empty()) recovered.reset();
+  if (!batch.empty()) prepare_batch();
 }
 
 void Queue::Impl::drain_in_flight() {
@@ -526,6 +619,13 @@ void Queue::Impl::run() {
     }
     submit_pending();
     flush_responses();
+    // Slots are freed once their answers are visible: requests left in the ring for want of one
+    // are taken now rather than at the next event.
+    if (backlog && !free_slots.empty() && !stopping && !fatal_seen) {
+      process_ring();
+      submit_pending();
+      flush_responses();
+    }
   }
   flush_responses();
 }
@@ -533,7 +633,16 @@ void Queue::Impl::run() {
 void Queue::Impl::flush_responses() {
   if (!responses_pending) return;
   responses_pending = false;
-  if (push_responses()) {
+  const bool notify = push_responses();
+  // Visible now: the record forgets them and their slots are free again.
+  log.pushed(rsp_prod_pvt());
+  for (std::uint32_t idx : unpushed) {
+    log.forget(idx);
+    free_slots.push_back(idx);
+  }
+  slots_used -= static_cast<std::uint32_t>(unpushed.size());
+  unpushed.clear();
+  if (notify) {
     if (int err = port.notify(); err != 0) {
       PVBACK_LOG_RATELIMITED(Warning, "%s: notify failed: %s", name, std::strerror(err));
     } else {
@@ -546,6 +655,13 @@ void Queue::Impl::flush_responses() {
 // Taking requests
 
 void Queue::Impl::process_ring() {
+  if (recovered) {
+    resume_recovered();
+    if (recovered) {  // the rest once bounce pages are free again
+      backlog = true;
+      return;
+    }
+  }
   batch.clear();
   bool stalled = false;
   // Copy path: bounce pages are handed out after the whole batch is taken, so the take loop
@@ -572,15 +688,17 @@ void Queue::Impl::process_ring() {
         break;
       }
       take_one();
-      if (copy_path()) {
-        const Slot& s = slots[batch.back()];
-        if (s.status == blkif::kRspOkay && (s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier))
-          bounce_reserved += s.nsegs;
-      }
+      bounce_reserved += bounce_pages_needed(slots[batch.back()]);
     }
   }
   backlog = stalled;
+  log.consumed(req_cons());
   if (batch.empty()) return;
+  prepare_batch();
+}
+
+// Steps 2-3 for the requests taken into `batch`, then queues them for submission.
+void Queue::Impl::prepare_batch() {
   stats.batches.add();
   maybe_purge(now_ns());
   copy_indirect_descriptors();
@@ -605,10 +723,18 @@ void Queue::Impl::process_ring() {
 void Queue::Impl::take_one() {
   const std::uint32_t idx = free_slots.back();
   free_slots.pop_back();
+  const ring::RingIdx at = req_cons();
+  native::Request req = take_request();  // the one and only read of the shared slot
+  log.took(idx, at, req);
+  take_recovered(idx, req);
+}
+
+// Starts serving `req` in slot `idx` (taken from the ring now, or by a predecessor).
+void Queue::Impl::take_recovered(std::uint32_t idx, const native::Request& req) {
   ++slots_used;
   stats.in_flight.add();
   Slot& s = slots[idx];
-  s.req = take_request();  // the one and only read of the shared slot
+  s.req = req;
   s.kind = Kind::Other;
   s.indirect = false;
   s.deferred_copy = false;
@@ -1127,12 +1253,13 @@ void Queue::Impl::respond(std::uint32_t idx) {
     }
     if (s.indirect) stats.indirect.add();
   }
+  const ring::RingIdx at = rsp_prod_pvt();
   put_response(blkif::make_response(s.req, s.status));
+  log.answered(idx, at, s.status);
   responses_pending = true;
   s.kind = Kind::Other;
   s.nsegs = 0;
-  free_slots.push_back(idx);
-  --slots_used;
+  unpushed.push_back(idx);  // freed by flush_responses()
   stats.in_flight.sub();
 }
 

@@ -44,6 +44,10 @@ struct QueueConfig {
   bool flush_enabled = true;         // feature-flush-cache advertised
   bool barrier_enabled = true;       // feature-barrier advertised
   bool discard_enabled = false;      // feature-discard advertised
+  // The crash-recovery record (recovery.hpp); empty: none (a restart may then lose or repeat
+  // answers). `resume`: a predecessor left this ring connected, so its record is read first.
+  std::string recovery_path;
+  bool resume = false;
 };
 
 class Queue {

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unistd.h>
 
 #include "base/log.hpp"
 #include "ring/blkif.hpp"
@@ -117,6 +118,15 @@ int VbdDriver::publish_disk(xenbus::XenStore& xs, xenbus::Txn txn) {
 
 int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) {
   backend_path_ = backend_path;
+  if (!options_.recovery_dir.empty()) {
+    // backend_path ends in <domid>/<devid> (checked by the caller).
+    const auto devid_at = backend_path.rfind('/');
+    const auto domid_at = backend_path.rfind('/', devid_at - 1);
+    recovery_prefix_ = options_.recovery_dir + "/vbd-" + backend_path.substr(domid_at + 1, devid_at - domid_at - 1) +
+                       "-" + backend_path.substr(devid_at + 1);
+    auto state = xs.read_uint(backend_path + "/state", 255);
+    resume_next_connect_ = state && *state == XenbusStateConnected;
+  }
   if (!storage_) {
     if (int e = open_storage(xs, backend_path)) return e;
   }
@@ -141,6 +151,8 @@ std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, cons
   c.frontend_domid = frontend_domid_;
   c.abi = negotiated_.abi;
   c.data_path = options_.data_path;
+  if (!recovery_prefix_.empty()) c.recovery_path = recovery_prefix_ + "-q" + std::to_string(index);
+  c.resume = resume_next_connect_;
   c.persistent_grants = negotiated_.persistent_grants;
   c.max_persistent_grants = options_.max_persistent_grants;
   c.persistent_idle_expiry = options_.persistent_idle_expiry;
@@ -214,6 +226,7 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     if (!c) return c.error();
     configs.push_back(std::move(*c));
   }
+  resume_next_connect_ = false;  // any later connect is a new connection of the frontend
   const unsigned generation = ++generation_;
   auto on_fatal = [this, generation](int error, const std::string& reason) {
     fatal_generation_.store(generation);
@@ -253,6 +266,15 @@ void VbdDriver::disconnect() {
   // Gauges of ended connections are not carried over.
   past_.in_flight.set(0);
   past_.persistent_grants.set(0);
+}
+
+void VbdDriver::remove_recovery_records() {
+  if (recovery_prefix_.empty()) return;
+  // One record per queue a connection ever had: "<prefix>-q<N>".
+  for (unsigned i = 0; i < 256; ++i) {
+    const std::string path = recovery_prefix_ + "-q" + std::to_string(i);
+    if (::unlink(path.c_str()) != 0 && errno == ENOENT && i >= effective_max_queues()) break;
+  }
 }
 
 bool VbdDriver::check_resize(xenbus::XenStore& xs) {

@@ -55,6 +55,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   // belonged to, so the main loop can ignore an error of a connection that is already gone.
   unsigned generation() const { return generation_.load(); }
   unsigned fatal_generation() const { return fatal_generation_.load(); }
+  // Deletes this device's crash-recovery records (the device is gone: nothing will resume it).
+  void remove_recovery_records();
   bool read_only() const { return read_only_; }
   bool cdrom() const { return cdrom_; }
 
@@ -75,6 +77,10 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool cdrom_ = false;
   bool removable_ = false;
   bool discard_enable_ = true;
+  // The backend's state was Connected when this process started: a predecessor served the ring,
+  // so the first connect() resumes from its recovery record.
+  bool resume_next_connect_ = false;
+  std::string recovery_prefix_;  // "<recovery dir>/vbd-<domid>-<devid>"
   Negotiated negotiated_;
   std::vector<std::unique_ptr<QueueStats>> stats_;
   std::vector<std::unique_ptr<Queue>> queues_;

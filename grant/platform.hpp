@@ -26,6 +26,10 @@ struct PlatformConfig {
   std::string xenstore_path() const;
   // Where backends keep their live statistics files: <sim_dir>/stats, or /run/pvback on Xen.
   std::string stats_dir() const;
+  // Where backends keep the records that let a successor resume a ring exactly where a killed or
+  // crashed process left it (memory that outlives a process, gone at reboot as guests are):
+  // <sim_dir>/recovery, or /run/pvback/recovery on Xen.
+  std::string recovery_dir() const;
 };
 
 class Platform {

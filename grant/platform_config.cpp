@@ -38,6 +38,10 @@ PlatformConfig PlatformConfig::from_env() {
 
 std::string PlatformConfig::stats_dir() const { return kind == Kind::Sim ? sim_dir + "/stats" : "/run/pvback"; }
 
+std::string PlatformConfig::recovery_dir() const {
+  return kind == Kind::Sim ? sim_dir + "/recovery" : "/run/pvback/recovery";
+}
+
 std::string PlatformConfig::xenstore_path() const {
   if (kind != Kind::Sim) return {};
   return self == 0 ? sim_layout::xenstore_socket(sim_dir) : sim_layout::guest_xenstore_socket(sim_dir, self);

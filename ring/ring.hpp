@@ -217,6 +217,19 @@ class BackRing : public detail::RingBase<Req, Rsp> {
     return BackRing(base, *size, start);
   }
 
+  // Attaches with both private indices given (a backend resuming from its own record of the
+  // ring: requests before req_cons were taken, responses from rsp_prod_pvt on are still to come).
+  // EINVAL if they cannot both be true of one ring.
+  static std::expected<BackRing, int> attach_resume(void* area, std::size_t pages, RingIdx req_cons,
+                                                    RingIdx rsp_prod_pvt) noexcept {
+    auto size = Base::checked_size(area, pages);
+    if (!size) return std::unexpected(size.error());
+    if (static_cast<RingIdx>(req_cons - rsp_prod_pvt) > *size) return std::unexpected(EINVAL);
+    BackRing r(static_cast<std::byte*>(area), *size, rsp_prod_pvt);
+    r.req_cons_ = req_cons;
+    return r;
+  }
+
   RingIdx req_cons() const noexcept { return req_cons_; }
   RingIdx rsp_prod_pvt() const noexcept { return rsp_prod_pvt_; }
 
