@@ -493,6 +493,9 @@ Queue::Impl::~Impl() {
   drain_in_flight();
   // Requests still queued but never submitted (run() not running): answer nothing, release all.
   for (std::uint32_t i = 0; i < slots.size(); ++i) release(slots[i]);
+  // Everything taken was answered visibly: a successor starts at rsp_prod. Otherwise the record
+  // stays live for one.
+  if (slots_used == 0 && !recovered) log.retire();
   if (uring.initialised) {
     io_uring_queue_exit(&uring.ring);
     uring.initialised = false;

@@ -45,7 +45,7 @@ struct QueueConfig {
   bool barrier_enabled = true;       // feature-barrier advertised
   bool discard_enabled = false;      // feature-discard advertised
   // The crash-recovery record (recovery.hpp); empty: none (a restart may then lose or repeat
-  // answers). `resume`: a predecessor left this ring connected, so its record is read first.
+  // answers). `resume`: a live record of this very ring, left by a predecessor, is resumed.
   std::string recovery_path;
   bool resume = false;
 };

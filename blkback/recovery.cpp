@@ -32,7 +32,7 @@ std::expected<Recovered, const char*> recover(const Header& header, std::span<co
   if (std::memcmp(header.magic, kMagic, sizeof kMagic) != 0 || header.version != kVersion ||
       header.entry_size != sizeof(Entry))
     return std::unexpected("no record of this format");
-  if (load(header.valid) != 1) return std::unexpected("the record was being initialised");
+  if (load(header.valid) != 1) return std::unexpected("the record is not live (a clean end, or never completed)");
   const std::uint32_t size = key.ring_size;
   if (header.ring_size != size || entries.size() != size || header.abi != key.abi ||
       header.frontend_domid != key.frontend_domid || header.remote_port != key.remote_port ||
@@ -184,6 +184,10 @@ void RecoveryLog::pushed(ring::RingIdx rsp_prod) noexcept {
 
 void RecoveryLog::forget(std::uint32_t slot) noexcept {
   if (header_ != nullptr) store(entries_[slot].state, recovery::kFree);
+}
+
+void RecoveryLog::retire() noexcept {
+  if (header_ != nullptr) store(header_->valid, 0);
 }
 
 void RecoveryLog::remove() noexcept {

@@ -22,9 +22,13 @@
 // A re-executed write may reach the storage twice; that is what a guest sees of any device
 // across a reset (the data is the same, nothing overlapping was in flight, as blkif requires).
 //
-// The record is trusted only where it belongs to this very ring: same frontend domain, ring
-// references, event channel, size and ABI, and indices consistent with the shared ring.
-// Otherwise (a frontend that reconnected meanwhile, a stale file) the queue starts afresh.
+// The record is trusted only while it is live (written since the ring was connected, not retired
+// by an orderly end) and belongs to this very ring: same frontend domain, ring references, event
+// channel, size and ABI, and indices consistent with the shared ring. Otherwise (a frontend that
+// reconnected meanwhile, a stale file) the queue starts afresh. A frontend that reconnects with
+// a new ring on exactly the same grant references and event channel, with indices that happen
+// to fit the old record, while no backend runs, would be taken for the old ring: we know of no
+// frontend that does all of that.
 #pragma once
 #include <cstdint>
 #include <expected>
@@ -133,6 +137,9 @@ class RecoveryLog {
   // The slot's answer is visible (after pushed()) or the entry is stale: kFree.
   void forget(std::uint32_t slot) noexcept;
 
+  // An orderly end with nothing taken and unanswered: the record no longer describes a ring a
+  // successor must resume (it starts from the ring's rsp_prod, which is then exact).
+  void retire() noexcept;
   // Deletes the file (the device is gone: nothing will resume it).
   void remove() noexcept;
 

@@ -124,8 +124,9 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     const auto domid_at = backend_path.rfind('/', devid_at - 1);
     recovery_prefix_ = options_.recovery_dir + "/vbd-" + backend_path.substr(domid_at + 1, devid_at - domid_at - 1) +
                        "-" + backend_path.substr(devid_at + 1);
-    auto state = xs.read_uint(backend_path + "/state", 255);
-    resume_next_connect_ = state && *state == XenbusStateConnected;
+    // Not decided by the backend's XenBus state: a predecessor killed while it was itself
+    // resuming may have left it at InitWait. The record says whether it is live and whose it is.
+    resume_next_connect_ = true;
   }
   if (!storage_) {
     if (int e = open_storage(xs, backend_path)) return e;

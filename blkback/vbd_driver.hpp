@@ -77,8 +77,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool cdrom_ = false;
   bool removable_ = false;
   bool discard_enable_ = true;
-  // The backend's state was Connected when this process started: a predecessor served the ring,
-  // so the first connect() resumes from its recovery record.
+  // The first connect() of this process may resume a predecessor's rings from their recovery
+  // records (if they are live and belong to them); later ones are new connections.
   bool resume_next_connect_ = false;
   std::string recovery_prefix_;  // "<recovery dir>/vbd-<domid>-<devid>"
   Negotiated negotiated_;
