@@ -5,7 +5,9 @@
 #
 #   bench/blk_randread.sh [SECONDS]     (default 10 s per measurement; BENCH_DIR=dir for the file)
 #
-# Also measures the two data paths for a frontend without persistent grants (map vs copy).
+# Also measures the two data paths for a frontend without persistent grants (map vs copy), and
+# the default configuration without its crash-recovery record (--no-recovery), between two runs
+# with it.
 # Prints one line per measurement and the ratio; appends them to bench/results/blk_randread.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,9 @@ pvback_iops() {  # pvback_iops [frontend options...] -- [backend options...]
 
 direct=$(direct_iops)
 persistent=$(pvback_iops)
+# The crash-recovery record's cost: the same configuration without it, in the same run.
+norecord=$(pvback_iops -- --no-recovery)
+persistent2=$(pvback_iops)
 copy=$(pvback_iops --no-persistent -- --data-path copy)
 map=$(pvback_iops --no-persistent -- --data-path map)
 direct_after=$(direct_iops)
@@ -55,6 +60,8 @@ report=$(cat <<REPORT
 $(date -u +%Y-%m-%dT%H:%M:%SZ) 4k randread iodepth 32, ${seconds}s each, ${size_mib} MiB file, $(nproc) CPUs
   fio io_uring O_DIRECT (before)        : $direct IOPS
   pvback-blk, persistent grants         : $persistent IOPS  ($(python3 -c "print(f'{$persistent/$direct:.2f}')")x direct)
+  pvback-blk, persistent, --no-recovery : $norecord IOPS  (with the record, mean of the runs before and after: $(python3 -c "print(f'{($persistent+$persistent2)/2/$norecord:.3f}')")x)
+  pvback-blk, persistent grants (again) : $persistent2 IOPS
   pvback-blk, no persistent, grant copy : $copy IOPS
   pvback-blk, no persistent, grant map  : $map IOPS
   fio io_uring O_DIRECT (after)         : $direct_after IOPS
