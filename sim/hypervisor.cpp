@@ -39,12 +39,17 @@ SimHypervisor::SimHypervisor(std::filesystem::path run_dir) : run_dir_(std::move
 SimHypervisor::~SimHypervisor() {
   domains_->stop();
   domains_thread_.join();
+  stop_xenstore();
+}
+
+void SimHypervisor::stop_xenstore() {
   {
     std::lock_guard lock(toolstack_mutex_);
     toolstack_ = xenbus::XenStore();
+    xenstore_stopped_ = true;  // the hooks must not connect to a socket nobody answers on
   }
   xenstore_->stop();
-  xenstore_thread_.join();
+  if (xenstore_thread_.joinable()) xenstore_thread_.join();
 }
 
 grant::PlatformConfig SimHypervisor::platform(DomId self) const {
@@ -56,6 +61,10 @@ grant::PlatformConfig SimHypervisor::platform(DomId self) const {
 }
 
 xenbus::XenStore* SimHypervisor::toolstack() {
+  if (xenstore_stopped_) {
+    PVBACK_LOG(Error, "sim: the XenStore server is stopped");
+    return nullptr;
+  }
   if (!toolstack_) {
     auto xs = xenbus::XenStore::open(sim_layout::xenstore_socket(run_dir_));
     if (!xs) {

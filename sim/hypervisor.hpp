@@ -31,6 +31,11 @@ class SimHypervisor {
   // The platform a process acting as domain `self` uses to reach this hypervisor.
   grant::PlatformConfig platform(DomId self) const;
 
+  // Stops the XenStore server as if xenstored had died: every client connection is closed (the
+  // clients see the server hang up) and nothing is served any more; the domain manager keeps
+  // running. For tests of a lost XenStore connection. Idempotent.
+  void stop_xenstore();
+
  private:
   void domain_created(DomId domid, const std::string& name);
   void domain_destroyed(DomId domid);
@@ -43,6 +48,7 @@ class SimHypervisor {
   std::thread domains_thread_;
   std::mutex toolstack_mutex_;
   xenbus::XenStore toolstack_;  // Dom0 connection the hooks use, opened on first use
+  bool xenstore_stopped_ = false;  // under toolstack_mutex_
 };
 
 }  // namespace pvback::sim

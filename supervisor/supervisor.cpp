@@ -209,6 +209,10 @@ void Supervisor::reap() {
     d.pid = -1;
     if (stopping_) continue;
     auto state = xs_.read(d.path + "/state");
+    // A failed read may be the first sign of a lost connection (a backend that noticed first and
+    // exited); a probe settles it before anything is restarted. run() then stops everything.
+    if (!state && state.error() != ENOENT) static_cast<void>(xs_.probe(d.path));
+    if (xs_.connection_lost()) continue;
     if (!state && state.error() == ENOENT) {
       PVBACK_LOG(Info, "%s: device removed, not restarted", d.name.c_str());
       devices_.erase(it);
@@ -246,17 +250,45 @@ int Supervisor::run(const UniqueFd& signal_fd) {
              options_.serve_vbd && options_.serve_vif ? " and " : "",
              options_.serve_vif ? directory(DeviceType::Vif).c_str() : "");
   rescan();
+  // libxenstore tells of a dead connection only through the calls made on it (see
+  // kXenStoreProbeInterval): the loop probes while idle and checks after every step that used
+  // XenStore. A lost connection is handled like SIGTERM (the backends are stopped: they have lost
+  // theirs too, and would get SIGTERM from PR_SET_PDEATHSIG anyway), but the exit status is 1 so
+  // that the service manager starts the supervisor again.
+  const std::string probe_path = "/local/domain/" + std::to_string(self_);
+  auto next_probe = Clock::now() + xenbus::kXenStoreProbeInterval;
+  auto connection_lost = [&] {
+    if (!xs_.connection_lost()) return false;
+    PVBACK_LOG(Error, "lost the XenStore connection (%s): the XenStore server died or closed it; stopping the "
+               "backends and exiting with status 1 so that the supervisor is restarted",
+               std::strerror(xs_.connection_error()));
+    return true;
+  };
   int exit_code = 0;
   while (!stopping_) {
+    if (connection_lost()) {
+      exit_code = 1;
+      break;
+    }
     pollfd fds[] = {{xs_.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
-    const int r = ::poll(fds, 2, poll_timeout_ms());
+    const int until_probe = static_cast<int>(std::clamp<long long>(
+        std::chrono::ceil<std::chrono::milliseconds>(next_probe - Clock::now()).count(), 0,
+        xenbus::kXenStoreProbeInterval.count()));
+    const int until_restart = poll_timeout_ms();
+    const int r = ::poll(fds, 2, until_restart < 0 ? until_probe : std::min(until_restart, until_probe));
     if (r < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "poll: %s", std::strerror(errno));
       exit_code = 1;
       break;
     }
-    bool scan = r == 0;  // a restart came due
+    if (Clock::now() >= next_probe) {
+      if (int e = xs_.probe(probe_path); e != 0 && !xs_.connection_lost())
+        PVBACK_LOG_RATELIMITED(Warning, "XenStore liveness probe: %s", std::strerror(e));
+      next_probe = Clock::now() + xenbus::kXenStoreProbeInterval;
+    }
+    // A restart came due (the probe's own wake-ups are not worth a rescan).
+    bool scan = r == 0 && until_restart >= 0 && until_restart <= until_probe;
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo info{};
       while (::read(signal_fd.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
@@ -270,14 +302,13 @@ int Supervisor::run(const UniqueFd& signal_fd) {
       reap();  // SIGCHLD coalesces: reap() collects every exited child
       scan = true;
     }
-    if (fds[0].revents & (POLLERR | POLLHUP)) {
-      PVBACK_LOG(Error, "lost the XenStore connection");
-      exit_code = 1;
-      break;
-    }
     if (fds[0].revents & POLLIN) {
       while (auto event = xs_.read_watch())
         if (event->token == kWatchToken) scan = true;
+    }
+    if (connection_lost()) {
+      exit_code = 1;
+      break;
     }
     if (scan && !stopping_) rescan();
   }

@@ -30,7 +30,9 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Serves until SIGTERM/SIGINT arrives on `signal_fd` (which must also report SIGCHLD and
-  // SIGHUP), then stops every backend. 0, or 1 if the watches cannot be set up or XenStore is lost.
+  // SIGHUP), then stops every backend. 0, or 1 if the watches cannot be set up or the XenStore
+  // connection is lost (noticed within about xenbus::kXenStoreProbeInterval; the backends are
+  // then stopped as on SIGTERM and the error logged, so the service manager restarts us).
   int run(const UniqueFd& signal_fd);
 
  private:

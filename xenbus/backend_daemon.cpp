@@ -7,7 +7,9 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -82,18 +84,38 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
   };
   call(hooks.write_stats);
 
+  // libxenstore tells of a dead connection only through the calls made on it (see
+  // kXenStoreProbeInterval): the loop probes while idle and checks after every step that used
+  // XenStore. A lost connection ends the process with 1; the caller then disconnects the rings,
+  // so nothing is served on the strength of a XenStore the backend can no longer follow.
+  XenStore& xs = device.xenstore();
+  auto next_probe = std::chrono::steady_clock::now() + kXenStoreProbeInterval;
+  auto connection_lost = [&] {
+    if (!xs.connection_lost()) return false;
+    PVBACK_LOG(Error, "%s: lost the XenStore connection (%s): the XenStore server died or closed it; exiting with "
+               "status 1 so that the backend is restarted",
+               name, std::strerror(xs.connection_error()));
+    return true;
+  };
+
   int exit_code = 0;
   while (!device.removed()) {
+    const auto until_probe =
+        std::chrono::ceil<std::chrono::milliseconds>(next_probe - std::chrono::steady_clock::now()).count();
     pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal.fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
                     {signal_fd.get(), POLLIN, 0}};
-    if (::poll(fds, 4, -1) < 0) {
+    if (::poll(fds, 4, static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count()))) < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "%s: poll: %s", name, std::strerror(errno));
       exit_code = 1;
       break;
     }
-    if (fds[0].revents & (POLLERR | POLLHUP)) {
-      PVBACK_LOG(Error, "%s: lost the XenStore connection", name);
+    if (std::chrono::steady_clock::now() >= next_probe) {
+      if (int e = xs.probe(device.backend_path()); e != 0 && !xs.connection_lost())
+        PVBACK_LOG_RATELIMITED(Warning, "%s: XenStore liveness probe: %s", name, std::strerror(e));
+      next_probe = std::chrono::steady_clock::now() + kXenStoreProbeInterval;
+    }
+    if (connection_lost()) {
       exit_code = 1;
       break;
     }
@@ -102,6 +124,10 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
       device.handle_events();
       call(hooks.after_xenstore_events);
       if (device.state() != before) call(hooks.write_stats);  // a reader waiting for a state sees it at once
+      if (connection_lost()) {
+        exit_code = 1;
+        break;
+      }
     }
     if (fds[1].revents & POLLIN) {
       auto [error, reason] = fatal.take();
@@ -113,6 +139,10 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
       [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
       call(hooks.on_timer);
       call(hooks.write_stats);
+    }
+    if (connection_lost()) {
+      exit_code = 1;
+      break;
     }
     if (fds[3].revents & POLLIN) {
       signalfd_siginfo info{};

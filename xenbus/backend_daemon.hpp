@@ -1,7 +1,7 @@
 // The main loop every one-device backend process (pvback-blk, pvback-net) runs: XenStore watch
 // events into the BackendDevice, fatal protocol errors from data-path threads into
 // report_fatal(), a periodic timer (statistics, resize checks) and SIGTERM/SIGINT/SIGHUP, until
-// the device is removed or a signal arrives.
+// the device is removed, a signal arrives or the XenStore connection is lost.
 #pragma once
 #include <functional>
 #include <mutex>
@@ -61,7 +61,9 @@ struct DaemonHooks {
 };
 
 // Runs until the device is removed (exit code 0), a signal arrives (0) or the XenStore connection
-// fails (1).
+// is lost (1, logged naming the device and the cause). A lost connection is noticed by the
+// liveness probe every kXenStoreProbeInterval, or at once when any XenStore call fails with a
+// connection error; the caller must then stop serving (disconnect the driver) and exit.
 int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd& signal_fd, unsigned interval_ms,
                        const DaemonHooks& hooks);
 

@@ -78,6 +78,8 @@ class BackendDevice {
 
   // The XenStore connection's fd: poll it for readability, then call handle_events().
   int fd() const { return xs_.fd(); }
+  // The connection itself (the main loop checks it is still alive).
+  XenStore& xenstore() const { return xs_; }
   // Drains all pending watch events and runs the state machine once if any concerned this device.
   // Events for other watches on the same connection are dropped. Never throws.
   void handle_events();

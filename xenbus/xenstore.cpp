@@ -45,6 +45,20 @@ PermAccess from_native(unsigned bits) {
 
 }  // namespace
 
+bool is_connection_error(int error) {
+  switch (error) {
+    case EBADF:         // libxenstore closed its socket (EOF, a reply out of step, an earlier failure)
+    case EPIPE:         // the server closed its end before our request went out
+    case ECONNRESET:
+    case ECONNABORTED:
+    case ENOTCONN:
+    case ESHUTDOWN:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::expected<std::uint64_t, int> parse_uint(std::string_view text, std::uint64_t max) {
   if (text.empty()) return std::unexpected(EINVAL);
   std::uint64_t value = 0;
@@ -109,12 +123,14 @@ std::expected<XenStore, int> XenStore::open(const std::string& socket_path) {
   return store;
 }
 
-XenStore::XenStore(XenStore&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+XenStore::XenStore(XenStore&& other) noexcept
+    : handle_(std::exchange(other.handle_, nullptr)), connection_error_(other.connection_error_.exchange(0)) {}
 
 XenStore& XenStore::operator=(XenStore&& other) noexcept {
   if (this != &other) {
     close();
     handle_ = std::exchange(other.handle_, nullptr);
+    connection_error_.store(other.connection_error_.exchange(0));
   }
   return *this;
 }
@@ -126,12 +142,35 @@ void XenStore::close() {
   handle_ = nullptr;
 }
 
+int XenStore::failed() const {
+  const int error = last_error();
+  if (is_connection_error(error)) {
+    int none = 0;  // the first cause is the one worth reporting
+    connection_error_.compare_exchange_strong(none, error, std::memory_order_relaxed);
+  }
+  return error;
+}
+
+int XenStore::probe(const std::string& path) const {
+  int error = 0;
+  // A request already sent when libxenstore's reader thread sees the server hang up fails with
+  // EINVAL (no reply will come), which a server may also answer. libxenstore has closed its
+  // socket by then, so a second request fails at once with EBADF if that is what happened.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto value = read(path);
+    error = value ? 0 : value.error();
+    if (error == 0 || error == ENOENT || error == EACCES || error == EPERM) return 0;
+    if (connection_lost()) break;
+  }
+  return error;
+}
+
 std::expected<std::string, int> XenStore::read(const std::string& path, Txn txn) const {
   if (handle_ == nullptr) return std::unexpected(ENOTCONN);
   unsigned len = 0;
   errno = 0;
   MallocPtr<char> data(static_cast<char*>(xs_read(handle_, txn.id, path.c_str(), &len)));
-  if (!data) return std::unexpected(last_error());
+  if (!data) return std::unexpected(failed());
   return std::string(data.get(), len);
 }
 
@@ -161,7 +200,7 @@ std::expected<std::vector<std::string>, int> XenStore::directory(const std::stri
   unsigned count = 0;
   errno = 0;
   MallocPtr<char*> entries(xs_directory(handle_, txn.id, path.c_str(), &count));
-  if (!entries) return std::unexpected(last_error());
+  if (!entries) return std::unexpected(failed());
   std::vector<std::string> names;
   names.reserve(count);
   for (unsigned i = 0; i < count; ++i) names.emplace_back(entries.get()[i]);
@@ -172,14 +211,14 @@ int XenStore::write(const std::string& path, std::string_view value, Txn txn) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
   if (!xs_write(handle_, txn.id, path.c_str(), value.data(), static_cast<unsigned>(value.size())))
-    return last_error();
+    return failed();
   return 0;
 }
 
 int XenStore::mkdir(const std::string& path, Txn txn) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
-  if (!xs_mkdir(handle_, txn.id, path.c_str())) return last_error();
+  if (!xs_mkdir(handle_, txn.id, path.c_str())) return failed();
   return 0;
 }
 
@@ -187,7 +226,7 @@ int XenStore::rm(const std::string& path, Txn txn) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
   if (!xs_rm(handle_, txn.id, path.c_str())) {
-    const int error = last_error();
+    const int error = failed();
     return error == ENOENT ? 0 : error;
   }
   return 0;
@@ -198,7 +237,7 @@ std::expected<std::vector<Permission>, int> XenStore::get_permissions(const std:
   unsigned count = 0;
   errno = 0;
   MallocPtr<xs_permissions> perms(xs_get_permissions(handle_, txn.id, path.c_str(), &count));
-  if (!perms) return std::unexpected(last_error());
+  if (!perms) return std::unexpected(failed());
   std::vector<Permission> result;
   result.reserve(count);
   for (unsigned i = 0; i < count; ++i) {
@@ -218,7 +257,7 @@ int XenStore::set_permissions(const std::string& path, std::span<const Permissio
   }
   errno = 0;
   if (!xs_set_permissions(handle_, txn.id, path.c_str(), native.data(), static_cast<unsigned>(native.size())))
-    return last_error();
+    return failed();
   return 0;
 }
 
@@ -226,14 +265,14 @@ std::expected<Txn, int> XenStore::transaction_start() {
   if (handle_ == nullptr) return std::unexpected(ENOTCONN);
   errno = 0;
   const xs_transaction_t id = xs_transaction_start(handle_);
-  if (id == XBT_NULL) return std::unexpected(last_error());
+  if (id == XBT_NULL) return std::unexpected(failed());
   return Txn{id};
 }
 
 int XenStore::transaction_end(Txn txn, bool abort) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
-  if (!xs_transaction_end(handle_, txn.id, abort)) return last_error();
+  if (!xs_transaction_end(handle_, txn.id, abort)) return failed();
   return 0;
 }
 
@@ -265,14 +304,14 @@ int XenStore::transact(const std::function<int(Txn)>& body, unsigned max_attempt
 int XenStore::watch(const std::string& path, const std::string& token) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
-  if (!xs_watch(handle_, path.c_str(), token.c_str())) return last_error();
+  if (!xs_watch(handle_, path.c_str(), token.c_str())) return failed();
   return 0;
 }
 
 int XenStore::unwatch(const std::string& path, const std::string& token) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
-  if (!xs_unwatch(handle_, path.c_str(), token.c_str())) return last_error();
+  if (!xs_unwatch(handle_, path.c_str(), token.c_str())) return failed();
   return 0;
 }
 
@@ -282,7 +321,15 @@ std::expected<WatchEvent, int> XenStore::read_watch() {
   if (handle_ == nullptr) return std::unexpected(ENOTCONN);
   errno = 0;
   MallocPtr<char*> event(xs_check_watch(handle_));
-  if (!event) return std::unexpected(last_error());
+  if (!event) {
+    // With nothing queued, libxenstore answers EAGAIN while connected and EINVAL once its reader
+    // thread has closed the socket (the server hung up).
+    if (errno == EINVAL) {
+      errno = ECONNRESET;
+      return std::unexpected(failed());
+    }
+    return std::unexpected(last_error());
+  }
   return WatchEvent{event.get()[XS_WATCH_PATH], event.get()[XS_WATCH_TOKEN]};
 }
 

@@ -5,6 +5,8 @@
 // throwing: backends call these while handling watches and a misbehaving peer must never be able
 // to unwind a daemon. Values come from other domains, so the integer readers parse strictly.
 #pragma once
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <functional>
@@ -46,6 +48,21 @@ std::expected<std::uint64_t, int> parse_uint(std::string_view text, std::uint64_
 std::expected<std::int64_t, int> parse_int(std::string_view text, std::int64_t min = INT64_MIN,
                                            std::int64_t max = INT64_MAX);
 
+// True for the errno values a failed call gets only from a broken connection (EBADF, EPIPE,
+// ECONNRESET, ...), never from a server's error reply: XenStore's wire protocol has no such
+// error names, and libxenstore closes its socket (every later call then fails with EBADF) when the
+// server hangs up or answers out of step.
+bool is_connection_error(int error);
+
+// How often a daemon that holds a XenStore connection checks, with XenStore::probe(), that the
+// server still answers. libxenstore reports a dead connection only to the calls made on it: the
+// fd it offers for polling is its watch pipe, which never reports POLLHUP or POLLERR. So an idle
+// daemon would keep running on a dead connection until its next XenStore call, which may be
+// never. One small read a second per daemon is no load for xenstored, and a lost connection is
+// then noticed within about a second. Probes run from the daemons' main loops only, never on a
+// data path.
+inline constexpr std::chrono::milliseconds kXenStoreProbeInterval{1000};
+
 class XenStore {
  public:
   // Bounded so a path that is hammered by another writer cannot keep us retrying forever.
@@ -64,6 +81,17 @@ class XenStore {
   ~XenStore();
 
   explicit operator bool() const { return handle_ != nullptr; }
+
+  // The errno value of the first call that failed because the connection broke (see
+  // is_connection_error()), 0 while none did. Sticky: libxenstore never reconnects a handle, so
+  // from then on every call fails and the owner should give the connection (the process) up.
+  int connection_error() const { return connection_error_.load(std::memory_order_relaxed); }
+  bool connection_lost() const { return connection_error() != 0; }
+
+  // One round trip that tells whether the server still answers: a read of `path` (its value,
+  // ENOENT and EACCES are all answers). 0 if it answered, else the errno value; a broken connection
+  // also shows in connection_error(). Blocks like any call while the server is slow to answer.
+  [[nodiscard]] int probe(const std::string& path) const;
 
   std::expected<std::string, int> read(const std::string& path, Txn txn = {}) const;
   std::expected<std::uint64_t, int> read_uint(const std::string& path, std::uint64_t max = UINT64_MAX,
@@ -98,7 +126,8 @@ class XenStore {
   int watch(const std::string& path, const std::string& token);
   int unwatch(const std::string& path, const std::string& token);
 
-  // Becomes readable when watch events are pending; -1 if not connected.
+  // Becomes readable when watch events are pending; -1 if not connected. It is libxenstore's watch
+  // pipe, not the connection: it never reports a lost connection (see kXenStoreProbeInterval).
   int fd() const;
   // Next pending watch event without blocking. EAGAIN when nothing is pending.
   std::expected<WatchEvent, int> read_watch();
@@ -108,8 +137,12 @@ class XenStore {
  private:
   explicit XenStore(xs_handle* handle) : handle_(handle) {}
   void close();
+  // errno of the libxenstore call that just failed, remembered in connection_error_ when it
+  // says the connection is broken.
+  int failed() const;
 
   xs_handle* handle_ = nullptr;
+  mutable std::atomic<int> connection_error_{0};
 };
 
 }  // namespace pvback::xenbus

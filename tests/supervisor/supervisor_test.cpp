@@ -281,6 +281,28 @@ TEST_F(SupervisorTest, SigtermStopsEveryBackendAndExitsZero) {
   EXPECT_EQ(log_count("killing it"), 0u);
 }
 
+// The XenStore server dies (issue 14). The supervisor notices by itself (libxenstore's pollable
+// fd never reports it), stops its backends as on SIGTERM and exits with status 1, so that its
+// service manager (Restart=on-failure) starts it again; it restarts no backend meanwhile.
+TEST_F(SupervisorTest, LostXenStoreConnectionStopsTheBackendsAndExitsWithStatus1) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  const auto children = children_of(supervisor_pid());
+  ASSERT_EQ(children.size(), 1u);
+  hv_->stop_xenstore();
+  auto status = supervisor_->wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << "pvback-supervisor still runs 10 s after the XenStore server died\n"
+                                  << log_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status;
+  EXPECT_EQ(log_count("<3>pvback-supervisor: lost the XenStore connection"), 1u) << log_text();
+  for (pid_t c : children) EXPECT_TRUE(::kill(c, 0) != 0 && errno == ESRCH) << "child " << c << " still exists";
+  EXPECT_EQ(log_count("vbd 1/51712: pvback-blk (pid " + std::to_string(children[0]) + ")"), 1u) << log_text();
+  EXPECT_EQ(log_count("restarting"), 0u) << log_text();
+  EXPECT_EQ(log_count("vbd 1/51712: started"), 1u) << log_text();
+  EXPECT_EQ(log_count("killing it"), 0u) << log_text();
+}
+
 // Restarting the supervisor under a connected guest: its backends stop with SIGTERM (leaving the
 // device Connected), the new supervisor finds the device at startup and its backend resumes.
 TEST_F(SupervisorTest, RestartedSupervisorReattachesToAConnectedGuest) {

@@ -35,12 +35,13 @@ class BackendProcess {
     }
   }
 
+  // `stderr_file`, if given, receives the daemon's log instead of the test's stderr.
   void start(const std::filesystem::path& run_dir, const std::string& backend_path, std::vector<std::string> extra,
-             const std::string& stats_file) {
+             const std::string& stats_file, const std::filesystem::path& stderr_file = {}) {
     std::vector<std::string> args = {"--backend-path", backend_path, "--stats-file", stats_file,
                                      "--stats-interval-ms", "50"};
     args.insert(args.end(), extra.begin(), extra.end());
-    spawn(run_dir, std::move(args));
+    spawn(run_dir, std::move(args), stderr_file);
   }
 
   // Runs the binary with `args` in the simulated host's environment (PVBACK_* replaced), its

@@ -11,6 +11,15 @@
 namespace pvback::xenbus {
 namespace {
 
+TEST(ConnectionError, OnlyErrorsNoServerReplyCarries) {
+  for (int e : {EBADF, EPIPE, ECONNRESET, ECONNABORTED, ENOTCONN, ESHUTDOWN})
+    EXPECT_TRUE(is_connection_error(e)) << e;
+  // What xenstored answers (xsd_errors), and libxenstore's own EAGAIN/EINVAL/E2BIG.
+  for (int e : {0, ENOENT, EACCES, EPERM, EINVAL, EEXIST, EISDIR, ENOMEM, ENOSPC, EIO, ENOTEMPTY, ENOSYS, EROFS,
+                EBUSY, EAGAIN, EISCONN, E2BIG})
+    EXPECT_FALSE(is_connection_error(e)) << e;
+}
+
 TEST(ParseUint, AcceptsPlainDecimal) {
   EXPECT_EQ(parse_uint("0").value(), 0u);
   EXPECT_EQ(parse_uint("42").value(), 42u);

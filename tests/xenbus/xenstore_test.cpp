@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -181,6 +182,45 @@ TEST_F(XenStoreSim, WatchesDeliverThroughFdAndUnwatchStopsThem) {
   ASSERT_FALSE(after.empty());
   for (const auto& e : after) EXPECT_NE(e.token, "tok") << e.path;
   EXPECT_EQ(xs.unwatch("/nowatch", "tok"), ENOENT);
+}
+
+// The server goes away (issue 14): libxenstore closes its socket, every later call fails with a
+// connection error, which the handle remembers, and probe() says so at once. Once without and
+// once with libxenstore's reader thread (the first watch starts it), which see the hang-up in
+// different places.
+class XenStoreLoss : public testing::SimXenStoreTest {
+ protected:
+  void check_loss_is_noticed(XenStore& xs) {
+    EXPECT_EQ(xs.probe("/local"), 0) << "ENOENT is an answer";
+    EXPECT_FALSE(xs.connection_lost());
+    EXPECT_EQ(xs.read_watch().error(), EAGAIN);
+    server_->stop();
+    server_thread_.join();
+    EXPECT_NE(xs.probe("/local"), 0);
+    EXPECT_TRUE(xs.connection_lost());
+    EXPECT_TRUE(is_connection_error(xs.connection_error())) << std::strerror(xs.connection_error());
+    EXPECT_TRUE(is_connection_error(xs.read("/local").error()));
+    EXPECT_TRUE(is_connection_error(xs.write("/x", "1")));
+    auto event = xs.read_watch();
+    ASSERT_FALSE(event.has_value());
+    EXPECT_TRUE(is_connection_error(event.error())) << std::strerror(event.error());
+    XenStore moved = std::move(xs);
+    EXPECT_TRUE(moved.connection_lost()) << "the loss moves with the handle";
+  }
+};
+
+TEST_F(XenStoreLoss, NoticedWithoutWatches) {
+  XenStore xs = connect();
+  ASSERT_TRUE(xs);
+  check_loss_is_noticed(xs);
+}
+
+TEST_F(XenStoreLoss, NoticedWithTheReaderThreadRunning) {
+  XenStore xs = connect();
+  ASSERT_TRUE(xs);
+  ASSERT_EQ(xs.watch("/w", "tok"), 0);
+  ASSERT_FALSE(events_until_token(xs, "tok").empty());
+  check_loss_is_noticed(xs);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // pvback-blk as a whole device: what it advertises, read-only and cdrom devices, flush/barrier/
 // discard semantics, statistics, online resize, hot unplug, reconnect, a frontend that vanishes
-// mid-I/O and one that overflows the ring.
+// mid-I/O, one that overflows the ring, and a XenStore server that dies under the backend.
 #include <fcntl.h>
 #include <spawn.h>
 #include <unistd.h>
@@ -392,6 +392,32 @@ TEST_F(VbdTest, RestartedBackendRefusesAHostileRspProd) {
   ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateClosing; })) << stats_text();
   EXPECT_NE(read_key(dom0_xs_, backend_path() + "/error"), "<missing>");
   EXPECT_TRUE(backend_->running());
+}
+
+// The XenStore server dies under a connected, idle backend (issue 14). libxenstore's pollable fd is
+// its watch pipe, which never reports that; the backend must notice by itself within seconds, say
+// why naming the device, and exit non-zero so that its service manager restarts it, instead of
+// running on unable to follow the device.
+TEST_F(VbdTest, LostXenStoreConnectionEndsTheBackendWithStatus1) {
+  make_disk(1 << 20);
+  backend_log_ = dir_ / "pvback-blk.log";
+  add_vbd_and_start({"--max-queues", "1"});
+  blkfront::Options opts;
+  opts.max_queues = 1;
+  opts.close_timeout = std::chrono::milliseconds(200);  // nobody answers the frontend's goodbye
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(8192, std::byte{3});
+  ASSERT_EQ(front->write(0, data), 0);
+
+  hv_->stop_xenstore();
+  auto status = backend_->wait_exit(std::chrono::seconds(10));
+  std::ifstream in(backend_log_);
+  std::stringstream log;
+  log << in.rdbuf();
+  ASSERT_TRUE(status.has_value()) << "pvback-blk still runs 10 s after the XenStore server died\n" << log.str();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status << "\n" << log.str();
+  EXPECT_NE(log.str().find("vbd 1/51712: lost the XenStore connection"), std::string::npos) << log.str();
 }
 
 }  // namespace

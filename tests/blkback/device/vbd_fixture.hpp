@@ -67,7 +67,7 @@ class VbdTest : public SimHostTest {
     if (spec.params.empty()) spec.params = disk_.string();
     ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
     backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
-    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; })) << "backend never reached InitWait";
   }
 
@@ -103,6 +103,7 @@ class VbdTest : public SimHostTest {
 
   std::filesystem::path disk_;
   std::filesystem::path stats_;
+  std::filesystem::path backend_log_;  // set before starting: the backend's stderr goes there
   std::unique_ptr<BackendProcess> backend_;
 };
 

@@ -1,6 +1,7 @@
 // pvback-net as a whole device: the keys it advertises, the handshake with the netfront (one and
 // several queues, split and shared event channels) with frames round-tripping through a net_ring
-// exit, frontends it must refuse, the rate watch, hot unplug and SIGTERM.
+// exit, frontends it must refuse, the rate watch, hot unplug, SIGTERM and a XenStore server that
+// dies under the backend.
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -327,6 +328,23 @@ TEST_F(VifTest, SigtermWhileConnectedExitsZero) {
   auto status = backend_->wait_exit();
   ASSERT_TRUE(status.has_value()) << "pvback-net did not exit on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+}
+
+// As for pvback-blk (the main loop is the same, xenbus/backend_daemon.cpp): a XenStore server that
+// dies is noticed, logged naming the device, and ends the process with status 1 for a restart.
+TEST_F(VifTest, LostXenStoreConnectionEndsTheBackendWithStatus1) {
+  backend_log_ = dir_ / "pvback-net.log";
+  add_vif_and_start(dpdk("net_null", 62));
+  // Idle in its main loop (which writes the statistics) when the server goes.
+  ASSERT_TRUE(eventually([&] { return stats_text().find("InitWait") != std::string::npos; })) << stats_text();
+  hv_->stop_xenstore();
+  auto status = backend_->wait_exit(10s);
+  std::ifstream in(backend_log_);
+  std::stringstream log;
+  log << in.rdbuf();
+  ASSERT_TRUE(status.has_value()) << "pvback-net still runs 10 s after the XenStore server died\n" << log.str();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status << "\n" << log.str();
+  EXPECT_NE(log.str().find("vif 1/0: lost the XenStore connection"), std::string::npos) << log.str();
 }
 
 TEST_F(VifTest, SigtermBeforeAnyFrontendExitsZero) {

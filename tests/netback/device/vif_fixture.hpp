@@ -59,7 +59,7 @@ class VifTest : public SimHostTest {
     spec.handle = kHandle;
     ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
     backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
-    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string());
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; }, std::chrono::seconds(30)))
         << "backend never reached InitWait (state " << backend_state() << ")";
   }
@@ -96,6 +96,7 @@ class VifTest : public SimHostTest {
   }
 
   std::filesystem::path stats_;
+  std::filesystem::path backend_log_;  // set before starting: the backend's stderr goes there
   std::unique_ptr<BackendProcess> backend_;
 };
 
