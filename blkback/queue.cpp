@@ -46,6 +46,15 @@ constexpr bool kNativeIs32 = std::is_same_v<blkif::native::Request, blkif::x86_3
 constexpr std::uint64_t kTagEvent = ~std::uint64_t{0};
 constexpr std::uint64_t kTagStop = kTagEvent - 1;
 constexpr std::uint64_t kTagTimer = kTagEvent - 2;
+constexpr std::uint64_t kTagThrottle = kTagEvent - 3;
+// XSA-332's class: a guest can notify its event channel in a tight loop and keep the queue's
+// thread busy. A wake-up that finds no new request is spurious. After kSpuriousGrace of them in a
+// row (a well-behaved frontend, which notifies only with new requests, makes at most one now and
+// then) the event channel stays masked for a while before it is unmasked again: 1 ms more per
+// further spurious wake-up, up to kMaxThrottleMs. A storming guest then costs about
+// 1000 / kMaxThrottleMs wake-ups a second; any wake-up that finds requests ends the throttling.
+constexpr std::uint32_t kSpuriousGrace = 16;
+constexpr std::uint32_t kMaxThrottleMs = 100;
 constexpr std::int64_t kPurgeIntervalNs = 100'000'000;  // persistent-grant expiry check, at most
 constexpr std::uint32_t kMaxIov = IOV_MAX;
 constexpr std::uint32_t kSegsPerPage = blkif::kSegmentsPerIndirectPage;
@@ -161,7 +170,9 @@ struct Queue::Impl {
   void arm_polls();
   void arm_timer();
   void handle_event();
-  void process_ring();
+  void unmask_events();
+  void throttle_events();
+  std::uint32_t process_ring();
   void take_one();
   void take_recovered(std::uint32_t idx, const native::Request& req);
   std::uint32_t bounce_pages_needed(const Slot& s) const {
@@ -170,7 +181,7 @@ struct Queue::Impl {
   }
   void prepare_batch();
   int open_recovery();
-  void resume_recovered();
+  std::uint32_t resume_recovered();
   void parse_header(Slot& s);
   void copy_indirect_descriptors();
   void validate_segments(Slot& s);
@@ -261,6 +272,11 @@ struct Queue::Impl {
 
   bool event_armed = false, stop_armed = false, timer_armed = false;
   __kernel_timespec timer_ts{};
+  // Event storms (kSpuriousGrace): ports read from the channel and still masked.
+  std::vector<EvtchnPort> masked_ports;
+  std::uint32_t spurious_streak = 0;
+  bool throttle_armed = false;
+  __kernel_timespec throttle_ts{};
   bool stopping = false;
   bool fatal_seen = false;
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
@@ -441,7 +457,7 @@ int Queue::Impl::open_recovery() {
 // Before anything new is taken: the predecessor's answers that never became visible, then its
 // requests that were never answered, through the usual path (validated again, from the copy), as
 // many at a time as the bounce pool allows. Their slots stay reserved until then.
-void Queue::Impl::resume_recovered() {
+std::uint32_t Queue::Impl::resume_recovered() {
   for (const auto& a : recovered->reanswer) {
     const ring::RingIdx at = rsp_prod_pvt();
     put_response(a.rsp);
@@ -462,6 +478,7 @@ void Queue::Impl::resume_recovered() {
   todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(taken));
   if (todo.empty()) recovered.reset();
   if (!batch.empty()) prepare_batch();
+  return static_cast<std::uint32_t>(taken);
 }
 
 void Queue::Impl::drain_in_flight() {
@@ -570,7 +587,33 @@ void Queue::Impl::handle_event() {
   for (;;) {
     auto p = channels->pending();
     if (!p) break;
-    channels->unmask(*p);
+    masked_ports.push_back(*p);
+  }
+  if (spurious_streak < kSpuriousGrace) unmask_events(); else throttle_events();
+}
+
+void Queue::Impl::unmask_events() {
+  for (EvtchnPort p : masked_ports) channels->unmask(p);
+  masked_ports.clear();
+}
+
+// Leaves the ports masked (the guest's notifications latch meanwhile) and unmasks them when the
+// throttle timeout fires.
+void Queue::Impl::throttle_events() {
+  if (throttle_armed || masked_ports.empty()) return;
+  const std::uint32_t ms = std::min(spurious_streak - kSpuriousGrace + 1, kMaxThrottleMs);
+  throttle_ts.tv_sec = 0;
+  throttle_ts.tv_nsec = static_cast<long long>(ms) * 1'000'000;
+  if (io_uring_sqe* sqe = get_sqe()) {
+    io_uring_prep_timeout(sqe, &throttle_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, kTagThrottle);
+    throttle_armed = true;
+    stats.events_throttled.add();
+    if (spurious_streak == kSpuriousGrace)
+      PVBACK_LOG_RATELIMITED(Warning, "%s: the frontend notifies without requests (%u times in a row): its event "
+                             "channel is throttled", name, spurious_streak);
+  } else {
+    unmask_events();
   }
 }
 
@@ -610,6 +653,9 @@ void Queue::Impl::run() {
       } else if (tag == kTagTimer) {
         timer_armed = false;
         maybe_purge(now_ns());
+      } else if (tag == kTagThrottle) {
+        throttle_armed = false;
+        unmask_events();  // a notification latched meanwhile fires the event poll at once
       }
     }
     io_uring_cq_advance(&uring.ring, seen);
@@ -618,7 +664,16 @@ void Queue::Impl::run() {
     if (event && !stopping && !fatal_seen) handle_event();
     if (!stopping && !fatal_seen) {
       arm_polls();  // re-armed after unmask: an event from now on fires it again
-      if (event || (backlog && progressed)) process_ring();
+      if (event) {
+        if (process_ring() != 0 || backlog) {
+          spurious_streak = 0;
+          unmask_events();  // throttled, but there was work after all
+        } else if (++spurious_streak > kSpuriousGrace) {
+          stats.spurious_events.add();
+        }
+      } else if (backlog && progressed) {
+        process_ring();
+      }
     }
     submit_pending();
     flush_responses();
@@ -657,12 +712,14 @@ void Queue::Impl::flush_responses() {
 // ---------------------------------------------------------------------------------------------
 // Taking requests
 
-void Queue::Impl::process_ring() {
+// Returns the number of requests taken (from the ring or from a predecessor's record).
+std::uint32_t Queue::Impl::process_ring() {
+  std::uint32_t taken = 0;
   if (recovered) {
-    resume_recovered();
+    taken = resume_recovered();
     if (recovered) {  // the rest once bounce pages are free again
       backlog = true;
-      return;
+      return taken;
     }
   }
   batch.clear();
@@ -696,8 +753,10 @@ void Queue::Impl::process_ring() {
   }
   backlog = stalled;
   log.consumed(req_cons());
-  if (batch.empty()) return;
+  if (batch.empty()) return taken;
+  taken += static_cast<std::uint32_t>(batch.size());
   prepare_batch();
+  return taken;
 }
 
 // Steps 2-3 for the requests taken into `batch`, then queues them for submission.

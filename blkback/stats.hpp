@@ -23,6 +23,9 @@ struct QueueStats {
   Counter persistent_hits, persistent_misses, persistent_evictions;
   Counter grants_mapped, grants_copied;  // non-persistent map operations / grant-copy segments
   Counter events_received, notifications_sent;
+  // Wake-ups that found no request beyond the grace, and the times the event channel was then
+  // left masked for a while (an event storm, XSA-332's class).
+  Counter spurious_events, events_throttled;
   Counter batches;                   // wake-ups that found work (requests per batch = total / batches)
 };
 
@@ -55,6 +58,8 @@ inline constexpr QueueStatsField kQueueStatsFields[] = {
     {"grants_copied", &QueueStats::grants_copied},
     {"events_received", &QueueStats::events_received},
     {"notifications_sent", &QueueStats::notifications_sent},
+    {"spurious_events", &QueueStats::spurious_events},
+    {"events_throttled", &QueueStats::events_throttled},
     {"batches", &QueueStats::batches},
 };
 
