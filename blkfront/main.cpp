@@ -41,7 +41,9 @@ void usage(FILE* out) {
                "  randread     [--bs 4096] [--iodepth 32] [--seconds 5] [--bytes N]\n"
                "  randwrite    [--bs 4096] [--iodepth 32] [--seconds 5] [--bytes N]\n"
                "  seqread|seqwrite [--bs 131072] [--iodepth 8] [--seconds 5] [--bytes N]\n"
-               "  flush | discard --sector S --sectors N [--secure]\n");
+               "  flush | discard --sector S --sectors N [--secure]\n"
+               "  storm        [--seconds 5]   a hostile guest: notifies queue 0's event channel in a tight\n"
+               "                               loop without any request (XSA-332's class; bench/blk_event_storm.sh)\n");
 }
 
 bool parse_u64(const char* text, std::uint64_t* out) {
@@ -436,7 +438,7 @@ int main(int argc, char** argv) {
     }
   }
   static const char* const kCommands[] = {"info", "write-verify", "verify", "randread", "randwrite",
-                                          "seqread", "seqwrite", "flush", "discard"};
+                                          "seqread", "seqwrite", "flush", "discard", "storm"};
   if (!devid_set || std::find(std::begin(kCommands), std::end(kCommands), command) == std::end(kCommands)) {
     usage(stderr);
     return 2;
@@ -466,6 +468,15 @@ int main(int argc, char** argv) {
     int e = (*front)->flush();
     std::printf("flush: %s\n", e ? std::strerror(e) : "OK");
     rc = e ? 1 : 0;
+  } else if (command == "storm") {
+    auto& q = (*front)->queue(0);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.seconds ? a.seconds : 5);
+    std::uint64_t sent = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      for (int i = 0; i < 256; ++i) q.notify();
+      sent += 256;
+    }
+    std::printf("storm: %llu notifications\n", static_cast<unsigned long long>(sent));
   } else if (command == "discard") {
     int e = (*front)->discard(a.sector, a.sectors, a.secure);
     std::printf("discard: %s\n", e ? std::strerror(e) : "OK");
