@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   };
   hooks.on_timer = [&] { driver.check_resize(*xs); };
   const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
+  driver.keep_recovery_records();  // a successor may resume the rings
   driver.disconnect();
   hooks.write_stats();
   if (device.removed()) {

@@ -269,6 +269,7 @@ struct Queue::Impl {
   std::vector<std::uint32_t> unpushed;
   RecoveryLog log;
   std::optional<recovery::Recovered> recovered;  // what a predecessor left, until run() resumes it
+  bool notify_on_start = false;
 
   bool event_armed = false, stop_armed = false, timer_armed = false;
   __kernel_timespec timer_ts{};
@@ -424,8 +425,9 @@ int Queue::Impl::open_recovery() {
   const RecoveryKey key{config.frontend_domid, config.remote_port, ring_size, static_cast<std::uint32_t>(config.abi),
                         config.ring_refs};
   auto* base = static_cast<std::byte*>(ring_mapping.data());
-  const ring::RingIdx shared_rsp = ring::detail::shared_index(base, ring::detail::kRspProd).load(std::memory_order_acquire);
   if (config.resume) {
+    const ring::RingIdx shared_rsp =
+        ring::detail::shared_index(base, ring::detail::kRspProd).load(std::memory_order_acquire);
     const ring::RingIdx shared_req =
         ring::detail::shared_index(base, ring::detail::kReqProd).load(std::memory_order_acquire);
     auto r = recovery::recover(log.header(), log.entries(), key, shared_req, shared_rsp);
@@ -445,12 +447,17 @@ int Queue::Impl::open_recovery() {
       PVBACK_LOG(Notice, "%s: resuming from the recovery record: %zu request(s) to execute again, %zu answer(s) to "
                  "publish again, requests from index %u", name, r->reexecute.size(), r->reanswer.size(), r->req_cons);
       recovered = std::move(*r);
+      // The predecessor may have been killed between publishing answers and notifying: a
+      // frontend that reads answers only on an event (Linux's) would wait for ever.
+      notify_on_start = true;
       return 0;
     }
-    PVBACK_LOG(Warning, "%s: not resuming from the recovery record: %s; serving from the ring's rsp_prod", name,
-               r.error());
+    // A record that is not live (new, or retired by an orderly end) is the normal case.
+    if (std::atomic_ref<const std::uint32_t>(log.header().valid).load(std::memory_order_acquire) == 1)
+      PVBACK_LOG(Warning, "%s: not resuming from the recovery record: %s; serving from the ring's rsp_prod", name,
+                 r.error());
   }
-  log.reset(key, shared_rsp);
+  log.reset(key, rsp_prod_pvt());  // where the ring was attached (rsp_prod is read once)
   return 0;
 }
 
@@ -620,6 +627,7 @@ void Queue::Impl::throttle_events() {
 void Queue::Impl::run() {
   if (stop.requested()) stopping = true;
   arm_polls();
+  if (notify_on_start && port.notify() == 0) stats.notifications_sent.add();  // harmless if spurious
   if (!stopping && !fatal_seen) process_ring();  // the frontend may have queued before we bound
   submit_pending();
   flush_responses();

@@ -48,16 +48,20 @@ std::expected<Recovered, const char*> recover(const Header& header, std::span<co
     return std::unexpected("the frontend's req_prod does not fit the record");
 
   Recovered out;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> taken;     // (age in the window, slot)
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> taken;     // (~distance behind req_cons, slot)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> unpushed;  // (rsp_idx - pushed, slot)
   for (std::uint32_t slot = 0; slot < size; ++slot) {
     const Entry& e = entries[slot];
     const std::uint32_t state = load(e.state);
     if (state == kTaken) {
-      // Taken at an index in [req_cons - size, req_cons); an entry at or past req_cons belongs to
-      // a batch whose consumption was never recorded: its request is still in the ring.
-      const std::uint32_t back = req_cons - 1u - e.ring_idx;
-      if (back < size) taken.emplace_back(size - 1u - back, slot); else out.forget.push_back(slot);
+      // An entry at or past req_cons belongs to a batch whose consumption was never recorded: its
+      // request is still in the ring. Any other is a request taken and not answered, however far
+      // behind req_cons (a slow flush stays while many later requests come and go).
+      if (static_cast<std::uint32_t>(e.ring_idx - req_cons) < size) {
+        out.forget.push_back(slot);
+      } else {
+        taken.emplace_back(~static_cast<std::uint32_t>(req_cons - 1u - e.ring_idx), slot);  // oldest first
+      }
     } else if (state == kAnswered) {
       const std::uint32_t ahead = e.rsp_idx - pushed;
       if (ahead < size) unpushed.emplace_back(ahead, slot); else out.forget.push_back(slot);

@@ -67,7 +67,7 @@ struct alignas(64) Entry {
   blkif::native::Request req;
 };
 
-struct Header {
+struct alignas(64) Header {  // entries follow it, 64-byte aligned
   char magic[8];
   std::uint32_t version;
   std::uint32_t ring_size;
@@ -81,6 +81,8 @@ struct Header {
   std::uint32_t pushed;       // responses before this index are visible
   GrantRef ring_refs[kMaxRingRefs];
 };
+
+static_assert(sizeof(Header) % alignof(Entry) == 0);
 
 // What a successor does before serving the ring.
 struct Recovered {

@@ -4,13 +4,16 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "base/log.hpp"
 
@@ -57,6 +60,35 @@ Storage& Storage::operator=(Storage&& o) noexcept {
   return *this;
 }
 
+// A pvback-blk killed with I/O in flight leaves it running: the kernel finishes (or cancels) its
+// io_uring requests after the process is gone, and only then drops the open file. A successor
+// that answered those requests again could otherwise see a stale write land after its own. The
+// flock() belongs to the open file, so it is held until that moment: the successor waits for it
+// (LOCK_EX for a writable disk; LOCK_SH for a read-only one, which several guests may share).
+static int lock_storage(int fd, const StorageOptions& options) {
+  constexpr auto kWait = std::chrono::seconds(30);
+  const int how = options.read_only ? LOCK_SH : LOCK_EX;
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  bool said = false;
+  while (::flock(fd, how | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return errno == ENOLCK || errno == EOPNOTSUPP ? 0 : errno;  // no locks there
+    if (std::chrono::steady_clock::now() >= deadline) {
+      PVBACK_LOG(Error, "%s: still locked by another process after %llds (another backend serving it for writing, "
+                 "or a killed pvback-blk's I/O that never completes)", options.path.c_str(),
+                 static_cast<long long>(kWait.count()));
+      return EBUSY;
+    }
+    if (!said) {
+      PVBACK_LOG(Notice, "%s: locked by another process (a predecessor's I/O still in flight?): waiting",
+                 options.path.c_str());
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return 0;
+}
+
 std::expected<Storage, int> Storage::open(const StorageOptions& options) {
   if (options.path.empty()) return std::unexpected(EINVAL);
   Storage s;
@@ -73,6 +105,7 @@ std::expected<Storage, int> Storage::open(const StorageOptions& options) {
   if (fd < 0) fd = ::open(options.path.c_str(), access | O_CLOEXEC);
   if (fd < 0) return std::unexpected(errno);
   s.fd_.reset(fd);
+  if (int e = lock_storage(fd, options)) return std::unexpected(e);
 
   struct stat st {};
   if (::fstat(fd, &st) != 0) return std::unexpected(errno);

@@ -258,10 +258,15 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
 }
 
 void VbdDriver::disconnect() {
+  const bool had_connection = !queues_.empty();
   for (auto& q : queues_) q->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
   queues_.clear();  // waits for in-flight I/O and unmaps everything
+  // The frontend closed, the device failed or went: its rings will not be resumed, and a record
+  // left live could be taken for a new ring that happens to reuse the same grant references. Only
+  // this process ending (SIGTERM, a lost XenStore) keeps them for a successor.
+  if (had_connection && !keep_recovery_records_) remove_recovery_records();
   for (auto& s : stats_) add_counters(past_, *s, kQueueStatsFields);
   stats_.clear();
   // Gauges of ended connections are not carried over.

@@ -57,6 +57,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   unsigned fatal_generation() const { return fatal_generation_.load(); }
   // Deletes this device's crash-recovery records (the device is gone: nothing will resume it).
   void remove_recovery_records();
+  // The process is ending while the device lives on: disconnect() keeps the records (those with
+  // work pending stay live) for a successor instead of deleting them.
+  void keep_recovery_records() { keep_recovery_records_ = true; }
   bool read_only() const { return read_only_; }
   bool cdrom() const { return cdrom_; }
 
@@ -81,6 +84,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   // records (if they are live and belong to them); later ones are new connections.
   bool resume_next_connect_ = false;
   std::string recovery_prefix_;  // "<recovery dir>/vbd-<domid>-<devid>"
+  bool keep_recovery_records_ = false;
   Negotiated negotiated_;
   std::vector<std::unique_ptr<QueueStats>> stats_;
   std::vector<std::unique_ptr<Queue>> queues_;

@@ -44,15 +44,27 @@ class VbdKillTest : public VbdTest {
   // The repro: flush A, then read B; B completes first (its answer lands in A's ring
   // slot) while A waits on writeback; the backend is killed then. Returns false if A completed
   // before the kill (the window was missed; the caller tries again).
+  // With `overtakers` > 1, that many reads are answered one after the other behind the flush,
+  // more than the ring has slots: the flush's slot in the record stays taken far behind req_cons.
   bool overtake_and_kill(blkfront::BlkFront& front, std::vector<std::string> args, std::uint64_t a, std::uint64_t b,
-                         std::vector<std::byte>& page) {
+                         std::vector<std::byte>& page, unsigned overtakers = 1) {
     auto& q = front.queue(0);
-    dirty_page_cache(96 << 20);
+    dirty_page_cache(overtakers > 1 ? 400 << 20 : 96 << 20);
     EXPECT_EQ(q.submit_flush(a), 0);
-    EXPECT_EQ(q.submit_read(0, page, b), 0);
-    EXPECT_EQ(q.kick(), 0);
-    EXPECT_EQ(q.wait_for(b, 10s), 0);
-    if (q.in_flight() == 0) {  // the flush was quicker than the read: not the case under test
+    // In rounds of up to 20 (the ring has 32 slots, one is the flush's); `page` is overwritten by
+    // each, with the same data.
+    for (unsigned done = 0; done < overtakers;) {
+      const unsigned round = std::min(20u, overtakers - done);
+      for (unsigned i = 0; i < round; ++i) {
+        const std::uint64_t tag = done + i + 1 == overtakers ? b : b + 100000 + done + i;
+        EXPECT_EQ(q.submit_read(0, page, tag), 0);
+      }
+      EXPECT_EQ(q.kick(), 0);
+      for (unsigned i = 0; i < round; ++i)
+        EXPECT_EQ(q.wait_for(done + i + 1 == overtakers ? b : b + 100000 + done + i, 10s), 0);
+      done += round;
+    }
+    if (q.in_flight() == 0) {  // the flush was quicker than the reads: not the case under test
       EXPECT_EQ(q.wait_for(a, 10s), 0);
       return false;
     }
@@ -64,12 +76,16 @@ class VbdKillTest : public VbdTest {
   std::chrono::steady_clock::time_point killed_at_;
 };
 
-TEST_F(VbdKillTest, FlushOvertakenByAReadIsAnsweredOnceAfterSigkill) {
-  make_disk(128 << 20);
+class VbdOvertakeTest : public VbdKillTest, public ::testing::WithParamInterface<unsigned> {};
+
+// 1: the repro. 40: a 32-slot ring, the flush overtaken by more reads than it has slots.
+TEST_P(VbdOvertakeTest, FlushOvertakenByReadsIsAnsweredOnceAfterSigkill) {
+  make_disk(512 << 20);
   const std::vector<std::string> args{"--max-queues", "1", "--stats-interval-ms", "100"};
   add_vbd_and_start(args);
   blkfront::Options opts;
   opts.max_queues = 1;
+  opts.max_ring_page_order = 0;
   auto front = attach(opts);
   ASSERT_NE(front, nullptr);
   std::vector<std::byte> data(4096), page(4096);
@@ -79,7 +95,7 @@ TEST_F(VbdKillTest, FlushOvertakenByAReadIsAnsweredOnceAfterSigkill) {
   bool hit = false;
   for (std::uint64_t attempt = 0; attempt < 8 && !hit; ++attempt) {
     const std::uint64_t a = 1000 + 2 * attempt, b = a + 1;
-    hit = overtake_and_kill(*front, args, a, b, page);
+    hit = overtake_and_kill(*front, args, a, b, page, GetParam());
     if (!hit) continue;
     EXPECT_TRUE(page == data);
     EXPECT_EQ(q.wait_for(a, 20s), 0) << "the flush was never answered";
@@ -98,6 +114,7 @@ TEST_F(VbdKillTest, FlushOvertakenByAReadIsAnsweredOnceAfterSigkill) {
   EXPECT_EQ(q.error(), 0);
   EXPECT_TRUE(front->connected());
 }
+INSTANTIATE_TEST_SUITE_P(Overtakers, VbdOvertakeTest, ::testing::Values(1u, 40u));
 
 // The same kill with the record switched off is today's behaviour elsewhere and shows what the
 // record prevents: the successor starts at rsp_prod, executes B again and never answers A.
@@ -124,19 +141,25 @@ TEST_F(VbdKillTest, WithoutTheRecordTheSameKillRepeatsOneAnswerAndLosesAnother) 
 // check what the last acknowledged write left, flushes and discards, several in flight on each
 // queue, so that completions come back out of order. PVBACK_KILL_ROUNDS sets the number of kills
 // (default 40; the long run: PVBACK_KILL_ROUNDS=300).
-TEST_F(VbdKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills) {
+class VbdRandomKillTest : public VbdKillTest, public ::testing::WithParamInterface<bool> {};
+
+// Parameter: persistent grants (the default) or grant copy into bounce pages, whose pool limits how
+// many recovered requests are taken at once.
+TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills) {
   const char* env = std::getenv("PVBACK_KILL_ROUNDS");
   const int rounds = env != nullptr ? std::atoi(env) : 40;
   constexpr std::uint64_t kBlocks = 1024;  // 4 KiB blocks under test
   constexpr std::size_t kDepth = 8;        // per queue
   make_disk(kBlocks * 4096);
-  const std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100"};
+  std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100"};
+  if (!GetParam()) args.insert(args.end(), {"--no-persistent-grants", "--data-path", "copy"});
   add_vbd_and_start(args);
   blkfront::Options opts;
   opts.max_queues = 2;
   auto front = attach(opts);
   ASSERT_NE(front, nullptr);
   ASSERT_EQ(front->num_queues(), 2u);
+  ASSERT_EQ(front->negotiated().persistent, GetParam());
   const bool discard = front->negotiated().discard;
 
   // The disk as the guest knows it: the version of the last acknowledged write of each block
@@ -268,6 +291,8 @@ TEST_F(VbdKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills) {
   std::printf("%d SIGKILLs, %llu requests answered exactly once, disk verified\n", kills.load(),
               static_cast<unsigned long long>(completed));
 }
+INSTANTIATE_TEST_SUITE_P(DataPaths, VbdRandomKillTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "persistent" : "copy"; });
 
 }  // namespace
 }  // namespace pvback::test

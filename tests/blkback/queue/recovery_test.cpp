@@ -148,6 +148,32 @@ TEST_F(RecoveryTest, IndicesWrapAround) {
   EXPECT_EQ(r->reanswer[0].rsp.id, 3u);
 }
 
+// A slow request stays taken while many more than the ring's size come and go behind it (slots
+// are reused): it is still the successor's to execute (the review's finding: it was once
+// dropped as out of the window, and the whole record refused).
+TEST_F(RecoveryTest, SlowRequestFarBehindReqConsIsStillExecuted) {
+  log_.reset(key_, 100);
+  blkif::native::Request flush{};
+  flush.other.operation = blkif::kOpFlushDiskcache;
+  flush.other.id = 0xA;
+  log_.took(0, 100, flush);
+  log_.consumed(101);
+  ring::RingIdx rsp = 100;
+  for (ring::RingIdx idx = 101; idx < 101 + 5 * kSize; ++idx) {  // reads through slot 1, one at a time
+    log_.took(1, idx, read_request(idx));
+    log_.consumed(idx + 1);
+    log_.answered(1, rsp, blkif::kRspOkay);
+    log_.pushed(++rsp);
+    log_.forget(1);
+  }
+  const ring::RingIdx req_cons = 101 + 5 * kSize;
+  auto r = successor(req_cons, rsp);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  ASSERT_EQ(r->reexecute.size(), 1u);
+  EXPECT_EQ(r->reexecute[0].req.id(), 0xAu);
+  EXPECT_EQ(r->req_cons, req_cons);
+}
+
 // Requests re-executed keep ring order: a barrier must not overtake what came before it.
 TEST_F(RecoveryTest, ReexecutedRequestsKeepRingOrder) {
   log_.reset(key_, 100);
