@@ -91,6 +91,13 @@ using netif::TxResponse;
 
 constexpr std::uint32_t kEthHlen = 14;
 constexpr unsigned kPollSpinIterations = 2000;
+// XSA-332's class: a guest notifying in a tight loop keeps the queue's thread busy. An event
+// wake-up after which the loop finds no work is spurious; after kSpuriousGrace in a row the event
+// channels stay masked for 1 ms more per further one, up to kMaxThrottleMs (guest notifications
+// latch meanwhile); a loop that finds work ends it. A frontend that notifies only when the rings
+// say so makes at most one spurious wake-up now and then.
+constexpr std::uint32_t kSpuriousGrace = 16;
+constexpr std::int64_t kMaxThrottleMs = 100;
 constexpr int kPollIdleSleepMs = 1;
 constexpr unsigned kMaxExtras = netif::kExtraTypeMax - 1;
 // Most RX slots one packet may need: data slots of at least 2048 bytes (xdp_headroom < 2048) for
@@ -255,6 +262,15 @@ struct Queue::Impl {
   std::int64_t last_rx_buffers = 0;          // last time the guest had buffers posted
 
   unsigned idle_loops = 0;
+  // Event storms: ports read from the channel handle and left masked, until throttle_until.
+  std::vector<EvtchnPort> masked_ports;
+  std::uint32_t spurious_streak = 0;
+  std::int64_t throttle_until = 0;
+  void unmask_events() {
+    for (EvtchnPort p : masked_ports) channels->unmask(p);
+    masked_ports.clear();
+    throttle_until = 0;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1083,12 +1099,19 @@ void Queue::Impl::run() {
   const int rx_fd = port.rx_fd();
   const bool poll_mode = rx_fd < 0;
   pollfd fds[3];
+  bool event_woke = false;
   while (!stop.requested() && !fatal_seen) {
     refresh_shared();
     bool work = process_tx();
     if (fatal_seen) break;
     work |= process_rx();
     if (fatal_seen) break;
+    if (event_woke) {
+      event_woke = false;
+      if (work) spurious_streak = 0;
+      else if (++spurious_streak > kSpuriousGrace) stats.spurious_events.add();
+    }
+    if (throttle_until != 0 && (work || now_ns() >= throttle_until)) unmask_events();
 
     int timeout = 0;
     bool receive_ready = false;
@@ -1121,6 +1144,7 @@ void Queue::Impl::run() {
         if (deadline < 0 || d < deadline) deadline = d;
       };
       if (credit_deadline != 0) consider(credit_deadline);
+      if (throttle_until != 0) consider(throttle_until);
       if (!stalled && waiting_for_buffers && config.rx_stall_timeout.count() > 0)
         consider(last_rx_buffers + std::chrono::nanoseconds(config.rx_stall_timeout).count());
       if (poll_mode && receive_ready) {
@@ -1153,10 +1177,21 @@ void Queue::Impl::run() {
     }
     if (fds[0].revents != 0) {
       stats.events_received.add();
+      event_woke = true;
       for (;;) {
         auto p = channels->pending();
         if (!p) break;
-        channels->unmask(*p);
+        masked_ports.push_back(*p);
+      }
+      if (spurious_streak < kSpuriousGrace) {
+        unmask_events();
+      } else if (throttle_until == 0) {
+        const std::int64_t ms = std::min<std::int64_t>(spurious_streak - kSpuriousGrace + 1, kMaxThrottleMs);
+        throttle_until = now_ns() + ms * 1'000'000;
+        stats.events_throttled.add();
+        if (spurious_streak == kSpuriousGrace)
+          PVBACK_LOG_RATELIMITED(Warning, "%s: the frontend notifies without work (%u times in a row): its event "
+                                 "channels are throttled", name, spurious_streak);
       }
     }
   }

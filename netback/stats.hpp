@@ -45,6 +45,9 @@ struct QueueStats {
   Counter stalled;                       // gauge: 1 while stalled (the driver may drop the carrier)
 
   Counter events_received, notifications_sent;
+  // Event wake-ups that found no work beyond the grace, and the times the event channels were
+  // then left masked for a while (an event storm, XSA-332's class).
+  Counter spurious_events, events_throttled;
   Counter batches;                       // loop iterations that found work
   Counter grant_copy_segments;
 };
@@ -86,6 +89,8 @@ inline constexpr QueueStatsField kQueueStatsFields[] = {
     {"stalled", &QueueStats::stalled},
     {"events_received", &QueueStats::events_received},
     {"notifications_sent", &QueueStats::notifications_sent},
+    {"spurious_events", &QueueStats::spurious_events},
+    {"events_throttled", &QueueStats::events_throttled},
     {"batches", &QueueStats::batches},
     {"grant_copy_segments", &QueueStats::grant_copy_segments},
 };
