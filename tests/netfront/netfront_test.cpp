@@ -881,7 +881,8 @@ TEST_F(NetFrontSim, ReattachAfterDetach) {
 class GuestTap : public NetFrontSim {
  protected:
   void TearDown() override {
-    if (!ns_.empty()) std::system(("ip netns del " + ns_ + " 2>/dev/null").c_str());
+    if (!ns_.empty() && std::system(("ip netns del " + ns_ + " 2>/dev/null").c_str()) != 0)
+      std::fprintf(stderr, "cannot delete network namespace %s\n", ns_.c_str());
     NetFrontSim::TearDown();
   }
   // An AF_PACKET socket on `ifname` inside the namespace.
