@@ -147,6 +147,33 @@ if want 3 && [ -n "${pv1:-}" ]; then
   step "guest: read it back" guest_do pv1 120 disk_checksum xvda 8 || ok=0
   [ -n "$written" ] && [ "$(guest_out pv1 | tail -1)" = "$written" ] || { say "data read back differs"; ok=0; }
 
+  # SIGKILL under a busy guest: fio writes and verifies xvda while pvback-blk is killed; the
+  # supervisor starts a new one, which resumes the rings from the recovery record. The guest sees
+  # a pause: fio's verification is clean and its kernel logs no block error.
+  w0=$(stat_total "$(stats_file vbd "$pv1" 51712)" writes)
+  step "guest: fio verify on xvda, in the background" guest_do pv1 30 disk_fio_verify_start xvda 16M || ok=0
+  # Killed once fio's writes are flowing (fio starts slowly under emulation).
+  for _ in $(seq 1 120); do
+    [ "$(( $(stat_total "$(stats_file vbd "$pv1" 51712)" writes) - ${w0:-0} ))" -ge 300 ] 2>/dev/null && break
+    sleep 0.25
+  done
+  old=$(pgrep -f "backend/vbd/$pv1/51712")
+  say "kill -9 pvback-blk for xvda (pid $old) under fio"
+  kill -KILL $old
+  t0=$(date +%s%N)
+  new=
+  for _ in $(seq 1 200); do
+    new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$old" ] && break; new=; sleep 0.05
+  done
+  [ -n "$new" ] && say "pvback-blk for xvda restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
+                || { say "no new pvback-blk for xvda"; ok=0; }
+  step "guest: fio verify across the kill" guest_do pv1 600 disk_fio_verify_wait || ok=0
+  # Each queue logs it under its own name ("vbd 1/51712 q0: resuming ...").
+  grep -E "vbd $pv1/51712( q[0-9]+)?: (resuming from the recovery record|not resuming)" "$LOGS/supervisor.log" |
+    tail -4 | sed 's/^/   /'
+  grep -qE "vbd $pv1/51712( q[0-9]+)?: resuming from the recovery record" "$LOGS/supervisor.log" ||
+    { say "the new pvback-blk did not resume from the recovery record"; ok=0; }
+
   # Guest shutdown: each frontend goes Closing and waits for its backend to reach Closed.
   step "dom0: xl shutdown -w pv1" timeout 90 xl shutdown -w pv1 || ok=0
   sleep 2
@@ -154,7 +181,7 @@ if want 3 && [ -n "${pv1:-}" ]; then
   grep -E "vbd $pv1/51712:|vif $pv1/0:" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
   grep -E "vbd $pv1/51712: .*-> Closed" "$LOGS/supervisor.log" -q || { say "pvback-blk did not report Closed"; ok=0; }
   if grep -i "timeout closing" "/var/log/xen/console/guest-pv1.log"; then say "the guest timed out closing a device"; ok=0; fi
-  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the guest, shutdown Closing->Closed" \
+  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the idle guest and killed -9 under fio, shutdown Closing->Closed" \
               || verdict FAIL "3-unplug-restart-shutdown"
 fi
 [ -n "${pv1:-}" ] && guest_destroy pv1

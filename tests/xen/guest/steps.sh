@@ -46,6 +46,30 @@ disk_fio_verify() {  # DEV SIZE
   echo "fio verify: ok"
 }
 
+# Scenario 3: the same verification running while dom0 kills pvback-blk with SIGKILL. start returns
+# at once; wait collects fio's verdict and the kernel's: blkfront says "I/O error", "bad id" or
+# "wrong operation" when a backend loses, repeats or garbles an answer.
+disk_fio_verify_start() {  # DEV SIZE
+  dmesg -c > /dev/null
+  fio --name=verify --filename="/dev/$1" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k \
+      --iodepth=16 --size="${2:-16M}" --verify=crc32c --do_verify=1 --verify_fatal=1 \
+      --output-format=normal > /tmp/fio-bg 2>&1 &
+  echo $! > /tmp/fio-bg.pid
+  echo "fio started (pid $(cat /tmp/fio-bg.pid))"
+}
+
+disk_fio_verify_wait() {
+  pid=$(cat /tmp/fio-bg.pid)
+  wait "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+  grep -E "verify:|write:|read:|err=|crc32c" /tmp/fio-bg | head -8
+  grep -q "err= 0" /tmp/fio-bg || { tail -20 /tmp/fio-bg; fail "fio reported errors"; return 1; }
+  if dmesg | grep -iE "I/O error|bad id|wrong operation|blkfront.*(error|invalid)"; then
+    fail "the guest kernel logged block errors across the kill"; return 1
+  fi
+  echo "fio verify across the kill: ok; guest kernel: no block errors"
+}
+
 # Scenario 2: what the guest kernel negotiated, as it reports it.
 disk_features() {  # DEV
   d=$1
