@@ -15,7 +15,7 @@ scripts/build.sh release >/dev/null
 pauses=()
 for _ in $(seq "$runs"); do
   p=$(PVBACK_REPORT_PAUSE=1 build/tests/blkback/device/blkback_device_tests \
-        --gtest_filter='VbdKillTest.FlushOvertakenByAReadIsAnsweredOnceAfterSigkill' 2>/dev/null |
+        --gtest_filter='Overtakers/VbdOvertakeTest.FlushOvertakenByReadsIsAnsweredOnceAfterSigkill/0' 2>/dev/null |
       sed -n 's/^pause: \([0-9.]*\) ms.*/\1/p')
   [ -n "$p" ] && pauses+=("$p")
 done
