@@ -332,7 +332,8 @@ int Queue::Impl::init(const grant::Platform& platform) {
     ring_size = ring64.size();
   }
   if (int e = open_recovery()) return e;
-  auto local = channels->bind_interdomain(config.frontend_domid, config.remote_port);
+  auto local = grant::bind_interdomain_patiently(*channels, config.frontend_domid, config.remote_port,
+                                                config.bind_patience, name);
   if (!local) {
     PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.remote_port,
                config.frontend_domid, std::strerror(local.error()));

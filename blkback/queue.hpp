@@ -48,6 +48,8 @@ struct QueueConfig {
   // answers). `resume`: a live record of this very ring, left by a predecessor, is resumed.
   std::string recovery_path;
   bool resume = false;
+  // How long a port still bound by a killed predecessor is waited for (0: not a successor).
+  std::chrono::milliseconds bind_patience{0};
 };
 
 class Queue {

@@ -154,6 +154,7 @@ std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, cons
   c.data_path = options_.data_path;
   if (!recovery_prefix_.empty()) c.recovery_path = recovery_prefix_ + "-q" + std::to_string(index);
   c.resume = resume_next_connect_;
+  if (c.resume) c.bind_patience = grant::kSuccessorBindPatience;
   c.persistent_grants = negotiated_.persistent_grants;
   c.max_persistent_grants = options_.max_persistent_grants;
   c.persistent_idle_expiry = options_.persistent_idle_expiry;

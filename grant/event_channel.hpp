@@ -4,6 +4,7 @@
 // some port has a pending event. pending() returns one such port and leaves it masked until
 // unmask(port), exactly like libxenevtchn; events arriving while masked are latched.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <expected>
 
@@ -27,6 +28,17 @@ class EventChannels {
   virtual int unmask(EvtchnPort local) = 0;
   virtual int unbind(EvtchnPort local) = 0;
 };
+
+// bind_interdomain() for a process that may be taking over from a killed predecessor. Xen binds
+// only an unbound port (EINVAL otherwise), and a SIGKILLed process's ports are unbound when its
+// event channel file is released: after it is reaped when io_uring still holds that file for an
+// armed poll. So EINVAL is retried every few milliseconds for up to `patience` (0: one attempt),
+// with one line in the log. `who` names the device in that line.
+// What a backend process gives its first connect (it may be a successor). The storage lock already
+// waited for the predecessor's I/O, so what remains is the release of its files: short.
+inline constexpr std::chrono::milliseconds kSuccessorBindPatience{10'000};
+std::expected<EvtchnPort, int> bind_interdomain_patiently(EventChannels& channels, DomId remote, EvtchnPort remote_port,
+                                                          std::chrono::milliseconds patience, const char* who);
 
 // RAII ownership of one bound or allocated local port.
 class BoundPort {

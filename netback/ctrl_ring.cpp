@@ -106,7 +106,8 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
     return ring::kErrProducerOverflow;
   }
 
-  auto local = channels->bind_interdomain(config.frontend_domid, config.event_channel);
+  auto local = grant::bind_interdomain_patiently(*channels, config.frontend_domid, config.event_channel,
+                                                config.bind_patience, name);
   if (!local) {
     PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.event_channel,
                config.frontend_domid, std::strerror(local.error()));

@@ -19,6 +19,7 @@ struct ControlRingConfig {
   DomId frontend_domid = 0;
   GrantRef ring_ref = 0;
   EvtchnPort event_channel = 0;
+  std::chrono::milliseconds bind_patience{0};  // as QueueConfig::bind_patience
 };
 
 class ControlRing {

@@ -323,7 +323,8 @@ int Queue::Impl::init(const grant::Platform& platform) {
   rx = *r;
 
   auto bind = [&](EvtchnPort remote, grant::BoundPort& out) -> int {
-    auto local = channels->bind_interdomain(config.frontend_domid, remote);
+    auto local =
+        grant::bind_interdomain_patiently(*channels, config.frontend_domid, remote, config.bind_patience, name);
     if (!local) {
       PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, remote, config.frontend_domid,
                  std::strerror(local.error()));

@@ -56,6 +56,8 @@ struct QueueConfig {
   // Multi-queue RX steering: the vif's group (nullptr: every packet a port delivers stays on
   // this queue). `index` is this queue's place in it.
   QueueGroup* group = nullptr;
+  // How long a port still bound by a killed predecessor is waited for (0: not a successor).
+  std::chrono::milliseconds bind_patience{0};
 };
 
 class Queue {

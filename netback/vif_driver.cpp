@@ -153,6 +153,7 @@ std::expected<QueueConfig, int> VifDriver::read_queue(xenbus::XenStore& xs, cons
   c.max_slots = options_.max_slots;
   c.fatal_slots = options_.fatal_slots;
   c.rx_stall_timeout = options_.rx_stall_timeout;
+  if (first_connect_) c.bind_patience = grant::kSuccessorBindPatience;
   auto tx = read_required(xs, dir + "/tx-ring-ref", c.name);
   if (!tx) return std::unexpected(tx.error());
   auto rx = read_required(xs, dir + "/rx-ring-ref", c.name);
@@ -225,7 +226,8 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     if (!ref) return ref.error();
     auto port = read_required(xs, frontend_path + "/event-channel-ctrl", name_);
     if (!port) return port.error();
-    ctrl_config = ControlRingConfig{name_ + " ctrl", frontend_domid_, *ref, *port};
+    ctrl_config = ControlRingConfig{name_ + " ctrl", frontend_domid_, *ref, *port,
+                                    first_connect_ ? grant::kSuccessorBindPatience : std::chrono::milliseconds{0}};
     negotiated_.ctrl_ring = true;
   }
 
@@ -239,6 +241,7 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   shared_->set_rate(rate_);
   shared_->set_multicast_control(negotiated_.multicast_control);
 
+  first_connect_ = false;  // a later connect is the frontend's new connection, not a takeover
   const unsigned generation = ++generation_;
   auto on_fatal = [this, generation](int error, const std::string& reason) {
     fatal_generation_.store(generation);

@@ -80,6 +80,8 @@ class VifDriver final : public xenbus::BackendDriver {
   std::string rate_text_;
   bool link_up_ = false;
   VifNegotiated negotiated_;
+  // The process's first connect may take over from a killed predecessor (see bind_patience).
+  bool first_connect_ = true;
   std::unique_ptr<VifShared> shared_;
   std::unique_ptr<QueueGroup> group_;  // RX steering between the queues
   std::vector<std::unique_ptr<QueueStats>> stats_;

@@ -137,6 +137,44 @@ TEST_F(VbdKillTest, WithoutTheRecordTheSameKillRepeatsOneAnswerAndLosesAnother) 
   EXPECT_EQ(q.error(), EPROTO) << "B's second answer should have been refused as a bad id";
 }
 
+// A killed process's event channel is unbound when its file is released, which io_uring can delay
+// past the moment the process is reaped (an armed poll holds the file). The successor's bind then
+// fails with EINVAL for a while: it must wait, not fail the device (which would close a guest
+// that still has requests in its ring). Here the test itself holds the binding the predecessor
+// left, for 300 ms after the successor started.
+TEST_F(VbdKillTest, SuccessorWaitsForThePredecessorsEventChannelToBeReleased) {
+  make_disk(16 << 20);
+  const std::vector<std::string> args{"--max-queues", "1"};
+  add_vbd_and_start(args);
+  blkfront::Options opts;
+  opts.max_queues = 1;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(4096), back(4096);
+  fill_pattern(data, 8, 3);
+  ASSERT_EQ(front->write(8, data), 0);
+  auto port = dom0_xs_.read_uint(frontend_path() + "/event-channel", UINT32_MAX);
+  ASSERT_TRUE(port.has_value());
+
+  kill9();
+  grant::Platform dom0(hv_->platform(0));
+  auto channels = dom0.open_event_channels();
+  auto held = channels->bind_interdomain(kGuest, static_cast<EvtchnPort>(*port));
+  ASSERT_TRUE(held.has_value()) << "the predecessor's port was not released by the kill";
+  grant::BoundPort stale(*channels, *held);
+  auto& q = front->queue(0);
+  ASSERT_EQ(q.submit_read(8, back, 77), 0);  // waits in the ring across the takeover
+  ASSERT_EQ(q.kick(), 0);
+  restart(args);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(backend_state(), XenbusStateInitWait) << "the successor connected to a port it could not bind";
+  stale.reset();
+  EXPECT_EQ(q.wait_for(77, 20s), 0) << "the request queued across the takeover was never answered";
+  EXPECT_TRUE(back == data);
+  EXPECT_EQ(q.error(), 0);
+  EXPECT_TRUE(eventually([&] { return backend_state() == XenbusStateConnected; }));
+}
+
 // Many SIGKILLs at random moments of a verifying workload on two queues: writes, reads that
 // check what the last acknowledged write left, flushes and discards, several in flight on each
 // queue, so that completions come back out of order. PVBACK_KILL_ROUNDS sets the number of kills
@@ -178,9 +216,19 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
 
   std::atomic<bool> done{false};
   std::atomic<int> kills{0};
-  std::thread killer([&] {
+  std::thread killer;
+  // A failed assertion returns from the test: the killer stops and is joined on every path.
+  struct JoinOnExit {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~JoinOnExit() {
+      done.store(true);
+      if (t.joinable()) t.join();
+    }
+  } join_on_exit{done, killer};
+  killer = std::thread([&] {
     std::mt19937 krng(7);
-    for (int k = 0; k < rounds && !::testing::Test::HasFatalFailure(); ++k) {
+    for (int k = 0; k < rounds && !done.load(); ++k) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20 + krng() % 120));
       kill9();
       restart(args);
