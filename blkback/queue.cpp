@@ -35,6 +35,7 @@
 #include "base/unique_fd.hpp"
 #include "blkback/persistent_grants.hpp"
 #include "blkback/recovery.hpp"
+#include "blkback/request.hpp"
 #include "ring/blkif.hpp"
 
 namespace pvback::blkback {
@@ -102,7 +103,7 @@ struct PageBuffer {
   }
 };
 
-enum class Kind : std::uint8_t { Read, Write, Barrier, Flush, Discard, Other };
+using request::Kind;
 enum class Phase : std::uint8_t { Idle, Io, Sync };
 
 struct Slot {
@@ -185,6 +186,7 @@ struct Queue::Impl {
   void parse_header(Slot& s);
   void copy_indirect_descriptors();
   void validate_segments(Slot& s);
+  request::Limits limits() const;
   void prepare_map();
   void prepare_copy();
   void add_to_batch(MapBatch& batch, std::uint32_t slot, Access access);
@@ -828,65 +830,34 @@ void Queue::Impl::fail(Slot& s, std::int16_t status, const char* why) {
                          s.req.operation(), why);
 }
 
+request::Limits Queue::Impl::limits() const {
+  request::Limits l;
+  l.sectors = storage.sectors();  // read each time: the storage may grow while connected
+  l.logical_block_size = storage.logical_block_size();
+  l.max_indirect_segments = config.max_indirect_segments;
+  l.read_only = storage.read_only();
+  l.flush = config.flush_enabled;
+  l.barrier = config.barrier_enabled;
+  l.discard = config.discard_enabled;
+  l.discard_supported = storage.discard_supported();
+  l.secure_discard = storage.secure_discard_supported();
+  return l;
+}
+
 void Queue::Impl::parse_header(Slot& s) {
-  const native::Request& r = s.req;
-  std::uint32_t nsegs = 0;
-  switch (r.operation()) {
-    case blkif::kOpRead:
-      s.kind = Kind::Read;
-      nsegs = r.rw.nr_segments;
-      break;
-    case blkif::kOpWrite:
-      s.kind = Kind::Write;
-      nsegs = r.rw.nr_segments;
-      break;
-    case blkif::kOpWriteBarrier:
-      s.kind = Kind::Barrier;
-      nsegs = r.rw.nr_segments;
-      if (!config.barrier_enabled) return fail(s, blkif::kRspEopnotsupp, "barrier not advertised");
-      break;
-    case blkif::kOpFlushDiskcache:
-      s.kind = Kind::Flush;
-      if (!config.flush_enabled) return fail(s, blkif::kRspEopnotsupp, "flush not advertised");
-      return;  // segments of a flush are ignored
-    case blkif::kOpDiscard: {
-      s.kind = Kind::Discard;
-      if (!config.discard_enabled) return fail(s, blkif::kRspEopnotsupp, "discard not advertised");
-      if (storage.read_only()) return fail(s, blkif::kRspError, "discard on read-only storage");
-      if (!storage.discard_supported()) return fail(s, blkif::kRspEopnotsupp, "discard not supported by the storage");
-      if ((r.discard.flag & blkif::kDiscardSecure) != 0 && !storage.secure_discard_supported())
-        return fail(s, blkif::kRspEopnotsupp, "secure discard not supported");
-      const std::uint64_t size = storage.sectors();
-      if (r.discard.sector_number > size || r.discard.nr_sectors > size - r.discard.sector_number)
-        return fail(s, blkif::kRspError, "discard beyond the end of the disk");
-      s.offset = r.discard.sector_number << blkif::kSectorShift;
-      s.sectors = r.discard.nr_sectors;
-      return;
-    }
-    case blkif::kOpIndirect:
-      s.indirect = true;
-      if (r.indirect.indirect_op == blkif::kOpRead) s.kind = Kind::Read;
-      else if (r.indirect.indirect_op == blkif::kOpWrite) s.kind = Kind::Write;
-      else return fail(s, blkif::kRspError, "indirect request with an operation other than read/write");
-      nsegs = r.indirect.nr_segments;
-      if (nsegs == 0 || nsegs > config.max_indirect_segments ||
-          (nsegs + kSegsPerPage - 1) / kSegsPerPage > blkif::kMaxIndirectPagesPerRequest)
-        return fail(s, blkif::kRspError, "bad number of indirect segments");
-      s.nsegs = nsegs;
-      s.offset = r.indirect.sector_number << blkif::kSectorShift;
-      if (s.kind == Kind::Write && storage.read_only()) return fail(s, blkif::kRspError, "write on read-only storage");
-      return;  // descriptors are copied in copy_indirect_descriptors()
-    default:
-      return fail(s, blkif::kRspEopnotsupp, "unknown operation");
+  const request::Header h = request::parse_header(s.req, limits());
+  s.kind = h.kind;
+  s.indirect = h.indirect;
+  if (h.status != blkif::kRspOkay) return fail(s, h.status, h.why);
+  s.nsegs = h.nsegs;
+  if (s.kind == Kind::Discard) {
+    s.offset = h.sector << blkif::kSectorShift;
+    s.sectors = h.discard_sectors;
   }
-  // read / write / barrier (direct)
-  if ((nsegs == 0 && s.kind != Kind::Barrier) || nsegs > blkif::kMaxSegmentsPerRequest)
-    return fail(s, blkif::kRspError, "bad number of segments");
-  if (s.kind != Kind::Read && nsegs != 0 && storage.read_only())
-    return fail(s, blkif::kRspError, "write on read-only storage");
-  s.nsegs = nsegs;
-  s.offset = r.rw.sector_number << blkif::kSectorShift;
-  for (std::uint32_t i = 0; i < nsegs; ++i) s.segs[i] = r.rw.seg[i];
+  // A direct request's descriptors are in the request; an indirect one's are copied in
+  // copy_indirect_descriptors().
+  if (!s.indirect)
+    for (std::uint32_t i = 0; i < s.nsegs; ++i) s.segs[i] = s.req.rw.seg[i];
 }
 
 void Queue::Impl::copy_indirect_descriptors() {
@@ -919,25 +890,17 @@ void Queue::Impl::copy_indirect_descriptors() {
 }
 
 void Queue::Impl::validate_segments(Slot& s) {
-  if (s.kind != Kind::Read && s.kind != Kind::Write && s.kind != Kind::Barrier) return;
-  const std::uint32_t lbs = storage.logical_block_size();
-  const std::uint64_t sector = s.indirect ? s.req.indirect.sector_number : s.req.rw.sector_number;
-  if ((sector * blkif::kSectorSize) % lbs != 0) return fail(s, blkif::kRspError, "sector not aligned to the block size");
-  std::uint64_t total = 0;
-  for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-    const blkif::Segment& g = s.segs[i];
-    if (g.first_sect > g.last_sect || g.last_sect >= blkif::kSectorsPerPage)
-      return fail(s, blkif::kRspError, "bad first_sect/last_sect");
-    const std::uint32_t count = g.last_sect - g.first_sect + 1u;
-    if ((g.first_sect * blkif::kSectorSize) % lbs != 0 || (count * blkif::kSectorSize) % lbs != 0)
-      return fail(s, blkif::kRspError, "segment not aligned to the block size");
-    total += count;
-  }
-  const std::uint64_t size = storage.sectors();
-  if (sector > size || total > size - sector) return fail(s, blkif::kRspError, "access beyond the end of the disk");
-  s.sectors = total;
-  s.total_bytes = total * blkif::kSectorSize;
-  s.offset = sector * blkif::kSectorSize;
+  if (!request::moves_data(s.kind)) return;
+  request::Header h;
+  h.kind = s.kind;
+  h.indirect = s.indirect;
+  h.nsegs = s.nsegs;
+  h.sector = s.indirect ? s.req.indirect.sector_number : s.req.rw.sector_number;
+  const request::Extent e = request::check_segments(h, {s.segs, s.nsegs}, limits());
+  if (e.status != blkif::kRspOkay) return fail(s, e.status, e.why);
+  s.sectors = e.sectors;
+  s.total_bytes = e.sectors * blkif::kSectorSize;
+  s.offset = e.offset;
 }
 
 // ---------------------------------------------------------------------------------------------
