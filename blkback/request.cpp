@@ -1,10 +1,17 @@
 // The pure blkif request parser. See request.hpp.
 #include "blkback/request.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace pvback::blkback::request {
 namespace {
 
 constexpr std::uint32_t kSegsPerPage = blkif::kSegmentsPerIndirectPage;
+// The storage is addressed with off_t byte offsets: no range may end past this sector, whatever
+// size the limits claim (found by tests/fuzz/blkif_request_fuzz: with a size above 2^55 sectors a
+// sector number passed the size check and its byte offset wrapped around).
+constexpr std::uint64_t kAddressableSectors = std::uint64_t{INT64_MAX} / blkif::kSectorSize;
 
 Header refuse(Header h, std::int16_t status, const char* why) {
   h.status = status;
@@ -39,7 +46,8 @@ Header parse_header(const blkif::native::Request& r, const Limits& limits) noexc
       if (!limits.discard_supported) return refuse(h, blkif::kRspEopnotsupp, "discard not supported by the storage");
       if ((r.discard.flag & blkif::kDiscardSecure) != 0 && !limits.secure_discard)
         return refuse(h, blkif::kRspEopnotsupp, "secure discard not supported");
-      if (r.discard.sector_number > limits.sectors || r.discard.nr_sectors > limits.sectors - r.discard.sector_number)
+      const std::uint64_t end = std::min(limits.sectors, kAddressableSectors);
+      if (r.discard.sector_number > end || r.discard.nr_sectors > end - r.discard.sector_number)
         return refuse(h, blkif::kRspError, "discard beyond the end of the disk");
       h.sector = r.discard.sector_number;
       h.discard_sectors = r.discard.nr_sectors;
@@ -93,7 +101,8 @@ Extent check_segments(const Header& h, std::span<const blkif::Segment> segs, con
       return refuse_extent("segment not aligned to the block size");
     total += count;
   }
-  if (h.sector > limits.sectors || total > limits.sectors - h.sector)
+  const std::uint64_t end = std::min(limits.sectors, kAddressableSectors);
+  if (h.sector > end || total > end - h.sector)
     return refuse_extent("access beyond the end of the disk");
   e.offset = h.sector * blkif::kSectorSize;
   e.sectors = total;

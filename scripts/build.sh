@@ -6,6 +6,7 @@
 #   scripts/build.sh debian    build-debian/  Debian's packaging flags (dpkg-buildflags: -O2,
 #                                             _FORTIFY_SOURCE, stack protector, relro), as a
 #                                             package build would set them
+#   scripts/build.sh fuzz      build-fuzz/    the libFuzzer targets alone (tests/fuzz), clang 16
 #   scripts/build.sh relwithdebinfo | debug   build-relwithdebinfo/, build-debug/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ env_flags=()
 case "$flavour" in
   release) dir=build; extra=(-DCMAKE_BUILD_TYPE=Release) ;;
   asan) dir=build-asan; extra=(-DPVBACK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug) ;;
+  fuzz) dir=build-fuzz; extra=(-DPVBACK_FUZZ=ON)
+        env_flags=(CC=clang-16 CXX=clang++-16) ;;
   relwithdebinfo) dir=build-relwithdebinfo; extra=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   debug) dir=build-debug; extra=(-DCMAKE_BUILD_TYPE=Debug) ;;
   debian)
@@ -26,7 +29,7 @@ case "$flavour" in
                CXXFLAGS="$(dpkg-buildflags --get CXXFLAGS) $(dpkg-buildflags --get CPPFLAGS)"
                LDFLAGS="$(dpkg-buildflags --get LDFLAGS)")
     ;;
-  *) echo "usage: $0 [release|asan|debian|relwithdebinfo|debug]" >&2; exit 2 ;;
+  *) echo "usage: $0 [release|asan|debian|fuzz|relwithdebinfo|debug]" >&2; exit 2 ;;
 esac
 env "${env_flags[@]}" cmake -S . -B "$dir" -DPVBACK_WERROR=ON "${extra[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"

@@ -13,6 +13,7 @@ packages=(
   libgtest-dev googletest       # tests
   dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore; dpkg-buildflags
   python3 cpio gzip             # the real-Xen harness's initramfs join/check and its test
+  clang-16 libclang-rt-16-dev llvm-16  # libFuzzer targets (tests/fuzz, label fuzz) and their coverage
 )
 
 missing=()

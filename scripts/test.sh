@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds the Release and the ASan+UBSan (Debug)
-# flavours and runs every default-tier test (labels unit, sim) in both, then compiles once more
+# flavours and runs every default-tier test (labels unit, sim) in both, runs each libFuzzer target
+# for a bounded time (label fuzz, built with clang in build-fuzz), then compiles once more
 # with Debian's packaging flags (dpkg-buildflags), all with warnings as errors. The real-Xen tier
 # (tests/xen/run.sh) is separate.
 set -euo pipefail
@@ -22,6 +23,11 @@ for flavour in release asan; do
     ctest --test-dir "$dir" -L 'unit|sim' --output-on-failure -j2 --timeout 300 2>&1 | tee -a "$log" \
     || status=1
 done
+# Every libFuzzer target for a bounded time (label fuzz; PVBACK_FUZZ_SECONDS each, 20 by default),
+# from its seed corpus: any crash, sanitizer report or broken invariant fails it.
+scripts/build.sh fuzz
+echo "=== fuzz targets ==="
+ctest --test-dir build-fuzz -L fuzz --output-on-failure 2>&1 | tee -a "$log" || status=1
 # A package build's flags (-O2, _FORTIFY_SOURCE, stack protector) bring their own diagnostics:
 # compiled here so that a warning they raise is seen before a packager sees it.
 echo "=== build with dpkg-buildflags ==="

@@ -133,6 +133,16 @@ TEST(BlkifRequest, ASectorNumberThatWrapsIsBeyondTheEnd) {
     EXPECT_EQ(extent(rw(blkif::kOpWrite, sector, 1), disk()).status, blkif::kRspError) << sector;
 }
 
+// Found by tests/fuzz/blkif_request_fuzz: with a (claimed) size above 2^55 sectors, a sector past
+// 2^55 passed the size check and its byte offset wrapped to the start of the disk.
+TEST(BlkifRequest, NoRangeEndsPastWhatAFileOffsetCanAddressWhateverTheClaimedSize) {
+  const Limits huge = disk(~0ull);
+  EXPECT_STREQ(extent(rw(blkif::kOpRead, 1ull << 55, 1), huge).why, "access beyond the end of the disk");
+  EXPECT_EQ(extent(rw(blkif::kOpRead, (1ull << 54) - 16, 1), huge).status, blkif::kRspOkay);
+  EXPECT_EQ(parse_header(discard(1ull << 55, 8), huge).status, blkif::kRspError);
+  EXPECT_EQ(parse_header(discard(0, 1ull << 55), huge).status, blkif::kRspError);
+}
+
 TEST(BlkifRequest, SegmentSectorRangesMustStayInTheirPage) {
   const Limits l = disk();
   Request r = rw(blkif::kOpRead, 0, 1);
