@@ -13,19 +13,12 @@
 #include <vector>
 
 #include "blkback/request.hpp"
+#include "tests/fuzz/check.hpp"
 
 namespace {
 
 using namespace pvback;
 using namespace pvback::blkback::request;
-
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "blkif_request_fuzz: %s violated at line %d\n", #cond, __LINE__); \
-      std::abort();                                                                  \
-    }                                                                                \
-  } while (0)
 
 constexpr std::size_t kLimitBytes = 16;
 

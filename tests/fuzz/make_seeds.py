@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz (committed; rerun after a format change).
 
+packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
 x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends."""
 import os
@@ -31,7 +32,58 @@ def discard(is32, sector, count, flag=0):
     return (head + struct.pack("<QQQ", 11, sector, count)).ljust(108 if is32 else 112, b"\0")
 
 
+def ipv4(proto, payload, frag=0):
+    total = 20 + len(payload)
+    return struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 1, frag, 64, proto, 0, bytes([10, 0, 0, 1]),
+                       bytes([10, 0, 0, 2])) + payload
+
+
+def ipv6(nh, payload):
+    return struct.pack(">IHBB16s16s", 0x60000000, len(payload), nh, 64, b"\xfe\x80" + b"\0" * 13 + b"\1",
+                       b"\xfe\x80" + b"\0" * 13 + b"\2") + payload
+
+
+def tcp(data=b"hello", options=b""):
+    return struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, (5 + len(options) // 4) << 4, 0x18, 65535, 0, 0) + options + data
+
+
+def udp(data=b"hello"):
+    return struct.pack(">HHHH", 5353, 53, 8 + len(data), 0) + data
+
+
+def ether(ethertype, payload, vlans=0):
+    head = b"\x00\x16\x3e\x00\x00\x01" + b"\x00\x16\x3e\x00\x00\x02"
+    for _ in range(vlans):
+        head += struct.pack(">HH", 0x8100, 5)
+    return head + struct.pack(">H", ethertype) + payload
+
+
+def packet_seeds():
+    # 9 bytes of layout: chunks-1, seven chunk sizes, options (bit 0: pseudo-header, bit 1: bad meta).
+    one = bytes([0, 0, 0, 0, 0, 0, 0, 0, 0])
+    split = bytes([3, 14, 20, 7, 0, 0, 0, 0, 1])
+    frames = {
+        "ipv4-tcp": ether(0x0800, ipv4(6, tcp(options=b"\x02\x04\x05\xb4"))),
+        "ipv4-udp": ether(0x0800, ipv4(17, udp())),
+        "ipv4-fragment": ether(0x0800, ipv4(17, udp(), frag=0x2000)),
+        "ipv6-tcp": ether(0x86DD, ipv6(6, tcp())),
+        "ipv6-hop-by-hop-udp": ether(0x86DD, ipv6(0, bytes([17, 0, 1, 4, 0, 0, 0, 0]) + udp())),
+        "vlan-ipv4-tcp": ether(0x0800, ipv4(6, tcp()), vlans=2),
+        "arp": ether(0x0806, b"\0\1\x08\0\6\4\0\1" + b"\0" * 20),
+    }
+    seeds = {}
+    for name, frame in frames.items():
+        seeds[name] = one + frame
+        seeds[name + "-scattered"] = split + frame
+    return seeds
+
+
 def main():
+    out = os.path.join(HERE, "corpus", "packet_headers")
+    os.makedirs(out, exist_ok=True)
+    for name, data in packet_seeds().items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
     out = os.path.join(HERE, "corpus", "blkif_request")
     os.makedirs(out, exist_ok=True)
     seeds = {}
