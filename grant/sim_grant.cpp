@@ -1,6 +1,8 @@
 // GrantMapper and GrantSharer for the simulated hypervisor (sim/domains/): grant tables and
 // guest memory are memfds shared by all processes; permissions are enforced here, as Xen does.
+#include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <bit>
@@ -11,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "base/log.hpp"
@@ -52,6 +55,8 @@ struct ForeignDomain {
   GrantTableView table;
   void* status = nullptr;
   std::uint32_t* pins = nullptr;
+  std::uint32_t* holders = nullptr;  // pid holding each entry's pin lock, 0: none or not yet known
+  std::uint32_t self_pid = 0;
   std::byte* memory = nullptr;  // whole guest memory, for grant copy
   std::uint64_t memory_bytes = 0;
 
@@ -71,19 +76,37 @@ struct ForeignDomain {
 
   std::atomic_ref<std::uint32_t> pin_word(GrantRef ref) const { return std::atomic_ref<std::uint32_t>(pins[ref]); }
 
+  std::atomic_ref<std::uint32_t> holder(GrantRef ref) const { return std::atomic_ref<std::uint32_t>(holders[ref]); }
+
   std::uint32_t lock_pins(GrantRef ref) const {
     auto word = pin_word(ref);
-    for (;;) {
+    for (std::uint32_t spins = 1;; ++spins) {
       std::uint32_t old = word.load(std::memory_order_relaxed);
       if ((old & proto::pin::kLock) == 0 &&
-          word.compare_exchange_weak(old, old | proto::pin::kLock, std::memory_order_acquire))
+          word.compare_exchange_weak(old, old | proto::pin::kLock, std::memory_order_acquire)) {
+        holder(ref).store(self_pid, std::memory_order_relaxed);
         return old;
+      }
+      if ((spins & 0x3FFF) == 0 && take_over_from_dead_holder(ref)) return word.load(std::memory_order_acquire) & ~proto::pin::kLock;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
+#else
+      if ((spins & 0xFF) == 0) std::this_thread::yield();
 #endif
     }
   }
+  // A holder killed between taking the lock and releasing it never releases it. True if the lock
+  // is now ours. (A holder killed before it wrote its pid leaves 0: that window is two stores.)
+  bool take_over_from_dead_holder(GrantRef ref) const {
+    std::uint32_t pid = holder(ref).load(std::memory_order_relaxed);
+    if (pid == 0 || pid == self_pid || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) return false;
+    if (!holder(ref).compare_exchange_strong(pid, self_pid, std::memory_order_acq_rel)) return false;
+    PVBACK_LOG(Notice, "sim grants: domain %u ref %u: pin lock held by process %u, which is gone: taken over", domid,
+               ref, pid);
+    return true;
+  }
   void unlock_pins(GrantRef ref, std::uint32_t value) const {
+    holder(ref).store(0, std::memory_order_relaxed);
     pin_word(ref).store(value & ~proto::pin::kLock, std::memory_order_release);
   }
 
@@ -264,6 +287,9 @@ class SimGrantMapper final : public GrantMapper {
                                                               PROT_READ | PROT_WRITE, "mmap grant table"));
       d->status = map_shared(fds[2].get(), proto::kStatusBytes, PROT_READ | PROT_WRITE, "mmap grant status");
       d->pins = reinterpret_cast<std::uint32_t*>(static_cast<std::byte*>(d->status) + proto::kStatusHeaderBytes);
+      d->holders = reinterpret_cast<std::uint32_t*>(static_cast<std::byte*>(d->status) + proto::kStatusHeaderBytes +
+                                                    proto::kPinWordsBytes);
+      d->self_pid = static_cast<std::uint32_t>(::getpid());
       d->memory_bytes = reply->memory_bytes;
       d->memory = static_cast<std::byte*>(
           map_shared(fds[1].get(), reply->memory_bytes, PROT_READ | PROT_WRITE, "mmap guest memory"));

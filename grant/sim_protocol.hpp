@@ -11,7 +11,7 @@
 //  - grant table: kGrantEntries grant_entry_v1_t (written by the guest, in-use flags by mappers);
 //  - guest memory: memory_bytes, frame N at offset N * kXenPageSize (sparse);
 //  - hypervisor status (not given to the domain itself): a DomainStatus header page, then one
-//    std::uint32_t pin word per grant entry (see PinWord).
+//    std::uint32_t pin word per grant entry (see pin::), then one lock-holder pid per entry.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -96,11 +96,19 @@ struct DomainStatus {
   std::uint32_t domid;
 };
 inline constexpr std::size_t kStatusHeaderBytes = kXenPageSize;
-inline constexpr std::size_t kStatusBytes = kStatusHeaderBytes + kGrantEntries * sizeof(std::uint32_t);
+inline constexpr std::size_t kPinWordsBytes = kGrantEntries * sizeof(std::uint32_t);
+inline constexpr std::size_t kStatusBytes = kStatusHeaderBytes + 2 * kPinWordsBytes;
 
 // One pin word per grant entry, shared by every process mapping the domain's grants. The lock
 // bit serialises pin-count changes with the GTF_reading/GTF_writing updates of the entry, so the
 // last unpin cannot clear a flag that a concurrent pin has just relied on.
+//
+// Xen does this inside a hypercall, which no signal interrupts; here the mapping process does it,
+// and SIGKILL may strike while it holds the lock. So the holder writes its pid into the entry's
+// holder word right after taking the lock (and clears it before releasing), and a waiter that
+// finds the lock held by a process that no longer exists takes it over (the pin count is written
+// only at release, so a dead holder left it unchanged; in-use flags are re-derived from it at the
+// next unpin).
 namespace pin {
 inline constexpr std::uint32_t kLock = 1u << 31;
 inline constexpr std::uint32_t kReadMask = 0xFFFFu;        // read-only pins

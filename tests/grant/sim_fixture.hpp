@@ -131,6 +131,19 @@ class GrantTableSpy {
     auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
     return __atomic_load_n(&words[ref], __ATOMIC_ACQUIRE);
   }
+  // Acting as a mapping process that took the entry's pin lock (see sim_protocol::pin) and was
+  // then stopped or killed: the lock bit set, `pid` as its holder.
+  void hold_pin_lock(GrantRef ref, std::uint32_t pid) {
+    auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
+    auto* holders = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes +
+                                                     sim_protocol::kPinWordsBytes);
+    __atomic_fetch_or(&words[ref], sim_protocol::pin::kLock, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&holders[ref], pid, __ATOMIC_RELEASE);
+  }
+  void release_pin_lock(GrantRef ref) {
+    auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
+    __atomic_fetch_and(&words[ref], ~sim_protocol::pin::kLock, __ATOMIC_RELEASE);
+  }
   // Acting as the guest: writes an entry directly.
   void write_entry(GrantRef ref, std::uint16_t flags, DomId domid, std::uint32_t frame) {
     __atomic_store_n(&table_[ref].frame, frame, __ATOMIC_RELAXED);

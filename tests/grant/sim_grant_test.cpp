@@ -3,7 +3,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "tests/grant/sim_fixture.hpp"
 
@@ -303,6 +306,41 @@ TEST_F(SimGrantTest, DomainDestroyKeepsExistingMappingsAndRefusesNewOnes) {
   EXPECT_EQ(again.error(), ESRCH);
   EXPECT_EQ(destroy_domain(1), ESRCH);
   EXPECT_EQ(destroy_domain(0), EPERM);
+}
+
+// A mapping process killed while it held an entry's pin lock (it takes it around every pin and
+// unpin, where Xen's hypercall cannot be interrupted) left every later map or copy of that entry
+// spinning for ever: seen as a backend stuck in a grant copy after a SIGKILL in the kill tests.
+// A waiter now takes the lock over once its holder is gone, and only then.
+TEST_F(SimGrantTest, APinLockHeldByAProcessThatDiedIsTakenOverAndALiveHoldersIsNot) {
+  auto shared = guest_->share(0, 1, Access::ReadWrite);
+  ASSERT_TRUE(shared.has_value());
+  const GrantRef ref = shared->refs()[0];
+  const pid_t holder = ::fork();
+  ASSERT_GE(holder, 0);
+  if (holder == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  spy_->hold_pin_lock(ref, static_cast<std::uint32_t>(holder));
+  std::atomic<bool> mapped{false};
+  std::thread mapper([&] {
+    auto mapping = backend_->map(1, shared->refs(), Access::ReadWrite);
+    EXPECT_TRUE(mapping.has_value());
+    mapped.store(true);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(mapped.load()) << "the lock of a live holder was broken";
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!mapped.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(mapped.load()) << "the lock of a dead holder was never taken over";
+  if (!mapped.load()) spy_->release_pin_lock(ref);  // let the thread end, whatever happened
+  mapper.join();
+  EXPECT_EQ(spy_->pins(ref) & sim_protocol::pin::kLock, 0u);
+  EXPECT_EQ(spy_->flags(ref), GTF_permit_access) << "the mapping is gone: no in-use flag may stay";
 }
 
 }  // namespace
