@@ -40,7 +40,8 @@
 // buffers as above. Each queue's RX ring and rx_* counters are touched only under its RX lock;
 // the group's shared lock keeps the target alive during the delivery.
 //
-// Stall: a guest that posts no RX buffer for rx_stall_timeout makes the queue stalled (gauge
+// Stall: a guest that posts fewer RX buffers than the next packet needs (none, when nothing is
+// held) for rx_stall_timeout makes the queue stalled (gauge
 // `stalled`, rx_stalls counted): held packets and whatever the port delivers are dropped
 // (rx_stalled) until buffers appear again. The driver reads the gauge to drop the carrier.
 //
@@ -246,6 +247,7 @@ struct Queue::Impl {
   std::vector<PacketBuffer*> rx_held;        // this queue's packets waiting for buffers, in order
   std::vector<RxHash> rx_held_hash;
   unsigned rx_held_first = 0, rx_held_count = 0;
+  unsigned rx_head_needed = 1;  // slots the first held packet needs (when one is held)
   std::vector<RxHash> rx_hash;               // per rx_bufs entry
   std::vector<std::uint32_t> rx_target;      // per rx_bufs entry
   std::vector<PacketBuffer*> rx_out;         // scratch: packets for one other queue
@@ -818,7 +820,10 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
     unsigned needed = 0;
     if (!rx_acceptable(t, b, h.valid, &needed)) continue;
     if (needed > posted - used) {
-      if (hold) break;
+      if (hold) {
+        t.rx_head_needed = needed;  // what the stall check waits for
+        break;
+      }
       t.stats.rx_no_buffers.add();
       continue;
     }
@@ -1029,7 +1034,15 @@ bool Queue::Impl::process_rx() {
     posted = *avail;
     stats.rx_ring_posted.set(posted);
     const std::int64_t now = now_ns();
-    if (posted != 0) {
+    // Starved: fewer buffers posted than the packet at the head needs (any at all when none is
+    // held). Not just "none posted": a guest that keeps one buffer posted while the head packet
+    // needs three would otherwise never stall, and Dom0 would hold its packets for ever (the
+    // pattern of XSA-392 / CVE-2021-28714, as Linux's xenvif_rx_queue_stalled() checks it). A
+    // stall ends once the guest posts what the packet that caused it needed (its packets are
+    // dropped meanwhile), not at the first buffer, or the carrier would flap.
+    if (rx_held_count == 0 && !stalled) rx_head_needed = 1;
+    const bool starved = posted < rx_head_needed;
+    if (!starved) {
       last_rx_buffers = now;
       if (stalled) {
         stalled = false;
@@ -1041,8 +1054,9 @@ bool Queue::Impl::process_rx() {
       stalled = true;
       stats.rx_stalls.add();
       stats.stalled.set(1);
-      PVBACK_LOG_RATELIMITED(Warning, "%s: guest posted no rx buffers for %lld ms: stalled, dropping", name,
-                             static_cast<long long>(config.rx_stall_timeout.count()));
+      PVBACK_LOG_RATELIMITED(Warning, "%s: guest posted %u rx buffer(s) for %lld ms while the next packet needs %u: "
+                             "stalled, dropping", name, posted, static_cast<long long>(config.rx_stall_timeout.count()),
+                             rx_held_count != 0 ? rx_head_needed : 1u);
     }
     if (stalled) {
       if (rx_held_count != 0) work = true;

@@ -240,6 +240,27 @@ TEST_F(NetQueueTest, RxFloodWithoutBuffersStaysBounded) {
   EXPECT_EQ(q.stats.rx_stalls.get(), 1u);
 }
 
+// XSA-392 (CVE-2021-28714): a guest that keeps one RX buffer posted while the packet at the head
+// needs three never let the queue stall when only "no buffer at all" counted: the packet stayed
+// held for ever and the carrier on. Now too few buffers for the head packet stall the queue.
+TEST_F(NetQueueTest, RxTooFewBuffersForTheHeadPacketStall) {
+  NetFrontend fe(platform(1));
+  auto& q = start(fe, opt([](Options& o) { o.stall = std::chrono::milliseconds(300); }));
+  fe.post_rx(1);
+  q.port->inject(make_raw(9000, 1));  // three slots for a guest with feature-sg
+  ASSERT_TRUE(eventually([&] { return q.stats.stalled.get() == 1; })) << "one buffer kept the queue from stalling";
+  EXPECT_GE(q.stats.rx_stalls.get(), 1u);
+  ASSERT_TRUE(eventually([&] { return q.stats.rx_stalled.get() >= 1; })) << "the held packet was not dropped";
+  // Enough buffers: packets flow again, the big one included.
+  fe.post_rx(8);
+  const Bytes frame = make_raw(9000, 2);
+  q.port->inject(frame);
+  auto pkt = fe.next_rx();
+  ASSERT_TRUE(pkt);
+  EXPECT_EQ(pkt->bytes, frame);
+  EXPECT_EQ(q.stats.stalled.get(), 0u);
+}
+
 TEST_F(NetQueueTest, RxMulticastFilter) {
   NetFrontend fe(platform(1));
   make_vif(1);
