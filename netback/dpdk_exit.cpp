@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "base/log.hpp"
+#include "netback/headers.hpp"
 #include "ring/netif.hpp"
 
 namespace pvback::netback {
@@ -282,9 +283,7 @@ unsigned DpdkPort::receive(std::span<PacketBuffer> bufs) {
       b.meta = PacketMeta{};
       const std::uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
       const std::uint64_t ip = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
-      // NONE: the L4 data is known intact though the checksum field is not filled in.
-      if ((l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD || l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE) && ip != RTE_MBUF_F_RX_IP_CKSUM_BAD)
-        b.meta.csum_validated = true;
+      if (l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD && ip != RTE_MBUF_F_RX_IP_CKSUM_BAD) b.meta.csum_validated = true;
       // Bounded by the chain itself, not only by nb_segs: a driver's chain longer than its
       // count must not run past chunks[].
       unsigned c = 0;
@@ -302,6 +301,13 @@ unsigned DpdkPort::receive(std::span<PacketBuffer> bufs) {
       }
       b.nr_chunks = c;
       b.handle = m;
+      // NONE: the L4 data is intact but its checksum field holds only the pseudo-header sum (a
+      // local packet with a partial checksum, passed on by a virtio or tap PMD). The guest must be
+      // told "checksum blank" with the data validated, or a guest that forwards the packet sends
+      // it with a wrong checksum; csum_start/offset are found by parsing, as for a guest's own
+      // blank packets. What cannot be marked so goes on unvalidated, for the guest to check.
+      if (l4 == RTE_MBUF_F_RX_L4_CKSUM_NONE && ip != RTE_MBUF_F_RX_IP_CKSUM_BAD && setup_partial_checksum(b, false))
+        b.meta.csum_validated = true;
     }
     if (n < want) break;
   }

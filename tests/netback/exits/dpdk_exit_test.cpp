@@ -5,6 +5,8 @@
 #include <net/if.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include <thread>
 
@@ -100,6 +102,49 @@ TEST(DpdkExit, RingRoundTripsAreByteExactAcrossChains) {
   EXPECT_EQ(exit->dpdk_port(0).stats().tx_sent.get(), count);
   EXPECT_EQ(exit->dpdk_port(0).stats().rx_received.get(), count);
   EXPECT_EQ(exit->dpdk_port(0).stats().tx_dropped.get(), 0u);
+}
+
+// What a port reports as RTE_MBUF_F_RX_L4_CKSUM_NONE (a virtio or tap PMD passing on a local
+// packet with a partial checksum: the data is intact but the field holds only the pseudo-header
+// sum) must reach the guest as "checksum blank", not as "data validated" alone: a guest that
+// forwards the packet would send it with a wrong checksum. The mbuf is put straight into the
+// net_ring port's RX ring with the flags such a PMD sets.
+TEST(DpdkExit, RxChecksumNoneReachesTheGuestAsChecksumBlank) {
+  auto exit = make({.devargs = "net_ring5", .max_queues = 1});
+  ASSERT_TRUE(exit);
+  rte_ring* ring = rte_ring_lookup("ETH_RXTX0_net_ring5");
+  ASSERT_NE(ring, nullptr) << "net_ring's queue ring not found by its name";
+  rte_mempool* pool = rte_pktmbuf_pool_create("csum_none_pool", 63, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  ASSERT_NE(pool, nullptr);
+  for (const bool tcp : {true, false}) {
+    const auto frame = test::ipv4_frame(tcp, 300, 5555, 80, /*partial=*/true);
+    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+    ASSERT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(frame.size())), frame.data(), frame.size());
+    m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_NONE | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    ASSERT_EQ(rte_ring_enqueue(ring, m), 0);
+    std::vector<PacketMeta> metas;
+    auto got = rx_all(exit->port(0), 1, &metas);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0], frame);
+    EXPECT_TRUE(metas[0].csum_partial) << (tcp ? "tcp" : "udp") << ": told validated without checksum blank";
+    EXPECT_EQ(metas[0].csum_start, 34u);
+    EXPECT_EQ(metas[0].csum_offset, tcp ? 16u : 6u);
+  }
+  // Anything that cannot be marked blank (not TCP/UDP over IP) is passed on unvalidated: the guest
+  // checks it itself.
+  const auto other = test::test_frame(200, 9);
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);
+  ASSERT_NE(m, nullptr);
+  std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(other.size())), other.data(), other.size());
+  m->ol_flags = RTE_MBUF_F_RX_L4_CKSUM_NONE;
+  ASSERT_EQ(rte_ring_enqueue(ring, m), 0);
+  std::vector<PacketMeta> metas;
+  ASSERT_EQ(rx_all(exit->port(0), 1, &metas).size(), 1u);
+  EXPECT_FALSE(metas[0].csum_validated);
+  EXPECT_FALSE(metas[0].csum_partial);
+  exit.reset();
+  rte_mempool_free(pool);
 }
 
 TEST(DpdkExit, RingQueuesAreSeparate) {
