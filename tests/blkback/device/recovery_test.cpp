@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/blkback/device/vbd_fixture.hpp"
+#include "tests/support/stop_and_join.hpp"
 
 namespace pvback::test {
 namespace {
@@ -217,15 +218,7 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
   std::atomic<bool> done{false};
   std::atomic<int> kills{0};
   std::thread killer;
-  // A failed assertion returns from the test: the killer stops and is joined on every path.
-  struct JoinOnExit {
-    std::atomic<bool>& done;
-    std::thread& t;
-    ~JoinOnExit() {
-      done.store(true);
-      if (t.joinable()) t.join();
-    }
-  } join_on_exit{done, killer};
+  StopAndJoin join_on_exit(done, killer);  // a failed assertion returns from the test
   killer = std::thread([&] {
     std::mt19937 krng(7);
     for (int k = 0; k < rounds && !done.load(); ++k) {

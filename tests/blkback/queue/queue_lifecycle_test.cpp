@@ -1,6 +1,7 @@
 // A hostile or vanishing frontend: ring overflow, double fetch, the frontend destroyed with I/O in
 // flight; persistent grants bounded and expired; create() failures leave nothing behind.
 #include "tests/blkback/queue/queue_fixture.hpp"
+#include "tests/support/stop_and_join.hpp"
 
 namespace pvback::test {
 namespace {
@@ -60,14 +61,7 @@ TEST_F(QueueTest, DoubleFetchRaceIsHarmless) {
       }
     }
   });
-  struct Join {
-    std::atomic<bool>& done;
-    std::thread& t;
-    ~Join() {
-      done = true;
-      t.join();
-    }
-  } join{done, hostile};
+  StopAndJoin join(done, hostile);
   std::uint64_t next_id = 0;
   for (int round = 0; round < 300; ++round) {
     const std::uint32_t n = 1 + round % size;
