@@ -1,14 +1,9 @@
 // ControlRing: the vif's control ring served on its own thread. See ctrl_ring.hpp.
 //
-// Per wake-up: every unconsumed request is copied out of the ring once, answered on the copy, and
-// the responses of the batch are published together with at most one notification. Each request
-// that changes the hash configuration builds the new HashConfig locally (grant copies land in
-// local buffers, every value is checked there) and only then stores it in VifShared in one
-// set_hash(): the data path never sees a half-applied key or mapping, and a refused request leaves
-// the previous configuration as it was (XSA-270).
-//
-// The protocol is netif.h's "Control messages"; where netif.h leaves a choice, Linux netback's
-// (drivers/net/xen-netback/hash.c) answer is the one taken, so frontends written against it work.
+// Per wake-up: every unconsumed request is copied out of the ring once, answered on the copy by
+// handle_ctrl_request() (ctrl_messages.hpp: the new HashConfig is built and checked there, XSA-270)
+// which this stores in VifShared in one set_hash(), and the responses of the batch are published
+// together with at most one notification.
 #include "netback/ctrl_ring.hpp"
 
 #include <poll.h>
@@ -23,6 +18,7 @@
 #include "base/log.hpp"
 #include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
+#include "netback/ctrl_messages.hpp"
 #include "ring/netif.hpp"
 
 namespace pvback::netback {
@@ -36,9 +32,6 @@ struct Answer {
   std::uint32_t data = 0;
 };
 
-constexpr Answer ok(std::uint32_t data = 0) { return {netif::kCtrlStatusSuccess, data}; }
-constexpr Answer invalid() { return {netif::kCtrlStatusInvalidParameter, 0}; }
-constexpr Answer not_supported() { return {netif::kCtrlStatusNotSupported, 0}; }
 
 }  // namespace
 
@@ -50,12 +43,6 @@ struct ControlRing::Impl {
   void run();
   void process_ring();
   Answer handle(const CtrlRequest& req);
-  Answer set_hash_algorithm(std::uint32_t algorithm);
-  Answer get_hash_flags();
-  Answer set_hash_flags(std::uint32_t flags);
-  Answer set_hash_key(GrantRef gref, std::uint32_t len);
-  Answer set_hash_mapping_size(std::uint32_t size);
-  Answer set_hash_mapping(GrantRef gref, std::uint32_t len, std::uint32_t offset);
   // Copies `len` bytes from the start of the frontend's grant `gref`; false if the grant is bad.
   bool copy_from_guest(GrantRef gref, void* dest, std::uint32_t len);
   void fatal(int error, const char* reason);
@@ -183,59 +170,16 @@ void ControlRing::Impl::process_ring() {
 }
 
 Answer ControlRing::Impl::handle(const CtrlRequest& req) {
-  switch (req.type) {
-    case netif::kCtrlTypeSetHashAlgorithm:
-      return set_hash_algorithm(req.data[0]);
-    case netif::kCtrlTypeGetHashFlags:
-      return get_hash_flags();
-    case netif::kCtrlTypeSetHashFlags:
-      return set_hash_flags(req.data[0]);
-    case netif::kCtrlTypeSetHashKey:
-      return set_hash_key(req.data[0], req.data[1]);
-    case netif::kCtrlTypeGetHashMappingSize:
-      return ok(netif::kMaxHashMappingSize);
-    case netif::kCtrlTypeSetHashMappingSize:
-      return set_hash_mapping_size(req.data[0]);
-    case netif::kCtrlTypeSetHashMapping:
-      // netif.h: data[1] = size of the sub-table in entries, data[2] = its offset in entries.
-      return set_hash_mapping(req.data[0], req.data[1], req.data[2]);
-    default:
-      // The gref-mapping messages (staging grant mapping) and anything unknown.
-      PVBACK_LOG_RATELIMITED(Info, "%s: control request type %u not supported", name, req.type);
-      return not_supported();
+  const CtrlOutcome out = handle_ctrl_request(req, shared.hash(), shared.num_queues(),
+                                              [this](GrantRef gref, void* dest, std::uint32_t len) {
+                                                return copy_from_guest(gref, dest, len);
+                                              });
+  if (out.why[0] != '\0') {
+    if (out.status == netif::kCtrlStatusNotSupported) PVBACK_LOG_RATELIMITED(Info, "%s: %s", name, out.why.data());
+    else PVBACK_LOG_RATELIMITED(Warning, "%s: %s", name, out.why.data());
   }
-}
-
-Answer ControlRing::Impl::set_hash_algorithm(std::uint32_t algorithm) {
-  if (algorithm != netif::kHashAlgorithmNone && algorithm != netif::kHashAlgorithmToeplitz) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash algorithm %u", name, algorithm);
-    return invalid();
-  }
-  HashConfig h = shared.hash();
-  h.algorithm = algorithm;
-  shared.set_hash(h);
-  return ok();
-}
-
-Answer ControlRing::Impl::get_hash_flags() {
-  // netif.h: "A valid hash algorithm must be selected before this operation can succeed."
-  if (shared.hash().algorithm == netif::kHashAlgorithmNone) return not_supported();
-  return ok(netif::kHashTypeAll);
-}
-
-Answer ControlRing::Impl::set_hash_flags(std::uint32_t flags) {
-  if ((flags & ~netif::kHashTypeAll) != 0) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash flags %#x (unknown types)", name, flags);
-    return invalid();
-  }
-  HashConfig h = shared.hash();
-  if (h.algorithm == netif::kHashAlgorithmNone) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash flags %#x before a hash algorithm", name, flags);
-    return invalid();
-  }
-  h.flags = flags;
-  shared.set_hash(h);
-  return ok();
+  if (out.next) shared.set_hash(*out.next);
+  return {out.status, out.data};
 }
 
 bool ControlRing::Impl::copy_from_guest(GrantRef gref, void* dest, std::uint32_t len) {
@@ -248,70 +192,6 @@ bool ControlRing::Impl::copy_from_guest(GrantRef gref, void* dest, std::uint32_t
   c.flags = GNTCOPY_source_gref;
   const int err = mapper->copy({&c, 1});
   return err == 0 && c.status == GNTST_okay;
-}
-
-Answer ControlRing::Impl::set_hash_key(GrantRef gref, std::uint32_t len) {
-  // Linux answers a key longer than it supports with INVALID_PARAMETER (netif.h would allow
-  // BUFFER_OVERFLOW); frontends treat both as failure.
-  if (len > netif::kMaxHashKeySize) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash key of %u bytes (max %u)", name, len, netif::kMaxHashKeySize);
-    return invalid();
-  }
-  HashConfig h = shared.hash();
-  // Octets not given are zero (netif.h), so a zero-length key clears it. The Toeplitz hash pads
-  // a short key with zeros too, so key_len only records what the frontend sent.
-  h.key.fill(0);
-  if (len != 0 && !copy_from_guest(gref, h.key.data(), len)) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: cannot copy the hash key from grant %u", name, gref);
-    return invalid();
-  }
-  h.key_len = len;
-  shared.set_hash(h);
-  return ok();
-}
-
-Answer ControlRing::Impl::set_hash_mapping_size(std::uint32_t size) {
-  if (size > netif::kMaxHashMappingSize) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping size %u (max %u)", name, size,
-                           netif::kMaxHashMappingSize);
-    return invalid();
-  }
-  HashConfig h = shared.hash();
-  // "Any previous table is invalidated ... any new table is assumed to be zero filled."
-  h.mapping.fill(0);
-  h.mapping_size = size;
-  shared.set_hash(h);
-  return ok();
-}
-
-Answer ControlRing::Impl::set_hash_mapping(GrantRef gref, std::uint32_t len, std::uint32_t offset) {
-  HashConfig h = shared.hash();
-  // Written so that no sum can wrap: offset 0xffffffff with any len is out of range (XSA-270).
-  if (offset > h.mapping_size || len > h.mapping_size - offset) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping [%u, +%u) beyond the table size %u", name, offset, len,
-                           h.mapping_size);
-    return invalid();
-  }
-  if (len == 0) return ok();
-  std::uint32_t entries[netif::kMaxHashMappingSize];
-  static_assert(sizeof(entries) <= kXenPageSize);  // one grant holds a whole sub-table
-  if (!copy_from_guest(gref, entries, len * sizeof(std::uint32_t))) {
-    PVBACK_LOG_RATELIMITED(Warning, "%s: cannot copy the hash mapping from grant %u", name, gref);
-    return invalid();
-  }
-  // Every entry is checked on our copy before any is applied: a queue index past the vif's queues
-  // would send packets to a queue that does not exist.
-  const unsigned queues = shared.num_queues();
-  for (std::uint32_t i = 0; i < len; ++i) {
-    if (entries[i] >= queues) {
-      PVBACK_LOG_RATELIMITED(Warning, "%s: refused hash mapping: entry %u is queue %u of %u", name, offset + i,
-                             entries[i], queues);
-      return invalid();
-    }
-  }
-  std::memcpy(h.mapping.data() + offset, entries, len * sizeof(std::uint32_t));
-  shared.set_hash(h);
-  return ok();
 }
 
 std::expected<std::unique_ptr<ControlRing>, int> ControlRing::create(const grant::Platform& platform,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz (committed; rerun after a format change).
 
+ctrl_messages: byte 0 (queues, readable grants), 16-byte control requests, the grants' content.
 packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
 x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends."""
@@ -78,7 +79,31 @@ def packet_seeds():
     return seeds
 
 
+def ctrl(rtype, d0=0, d1=0, d2=0, rid=1):
+    return struct.pack("<HHIII", rid, rtype, d0, d1, d2)
+
+
+def ctrl_seeds():
+    # Byte 0: queues - 1 (low 3 bits), bit 7: odd grants readable. Then 16-byte requests, then the
+    # grants' content. What Linux's xen-netfront sends to configure Toeplitz steering, and more.
+    toeplitz, all_types = 1, 0xF
+    key = bytes(range(1, 41))
+    mapping = b"".join(struct.pack("<I", i % 4) for i in range(128))
+    return {
+        "linux-setup": bytes([3]) + ctrl(7, toeplitz) + ctrl(1) + ctrl(2, all_types) + ctrl(3, 2, 40) + ctrl(4)
+        + ctrl(5, 128) + ctrl(6, 2, 128, 0) + mapping,
+        "key-then-clear": bytes([0]) + ctrl(7, toeplitz) + ctrl(3, 4, 40) + ctrl(3, 4, 0) + key,
+        "mapping-pieces": bytes([0x87]) + ctrl(5, 64) + ctrl(6, 3, 32, 0) + ctrl(6, 5, 32, 32) + mapping,
+        "unsupported": bytes([1]) + ctrl(8) + ctrl(9, 1, 2, 3) + ctrl(10) + ctrl(0) + ctrl(0xFFFF),
+    }
+
+
 def main():
+    out = os.path.join(HERE, "corpus", "ctrl_messages")
+    os.makedirs(out, exist_ok=True)
+    for name, data in ctrl_seeds().items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
     out = os.path.join(HERE, "corpus", "packet_headers")
     os.makedirs(out, exist_ok=True)
     for name, data in packet_seeds().items():
