@@ -67,6 +67,7 @@
 #include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
 #include "netback/headers.hpp"
+#include "netback/tx_request.hpp"
 #include "ring/netif.hpp"
 
 namespace pvback::netback {
@@ -235,6 +236,7 @@ struct Queue::Impl {
 
   // TX scratch, sized at create: no allocation on the data path.
   std::vector<TxRequest> tx_reqs;
+  tx::Limits tx_limits;  // from config, set once in init()
   std::vector<TxPacket> tx_pkts;
   std::vector<PacketBuffer> tx_bufs;
   std::vector<std::uint32_t> tx_buf_owner;   // tx_bufs index -> tx_pkts index
@@ -289,6 +291,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
     PVBACK_LOG(Error, "%s: queue index %u outside its group of %u", name, config.index, config.group->size());
     return EINVAL;
   }
+  tx_limits = {config.max_slots, config.fatal_slots, config.guest.gso_tcpv4, config.guest.gso_tcpv6};
   try {
     mapper = platform.open_mapper();
     channels = platform.open_event_channels();
@@ -479,113 +482,72 @@ bool Queue::Impl::process_tx() {
   while (used < avail) {
     const TxRequest first = tx.copy_request(cons + used);
     if (limited && first.size > remaining_credit && credit_exceeded(first.size, now)) break;
+    const tx::Packet r = tx::read_packet(tx, cons + used, avail - used, first, tx_limits, &tx_reqs[nreq]);
+    switch (r.fatal) {
+      case tx::Fatal::None:
+        break;
+      case tx::Fatal::ExtraPastEnd:
+        fatal(EPROTO, "tx ring: extra info missing after the last request");
+        return false;
+      case tx::Fatal::DataPastEnd:
+        fatal(EPROTO, "tx ring: packet continues past the last request");
+        return false;
+      case tx::Fatal::TooManySlots:
+        PVBACK_LOG_RATELIMITED(Error, "%s: tx packet of more than %u slots", name, config.fatal_slots);
+        fatal(E2BIG, "tx ring: malicious frontend, packet of too many slots");
+        return false;
+    }
     TxPacket& p = tx_pkts[npkts];
     p = TxPacket{};
     p.first = nreq;
     p.flags = first.flags;
-    p.total = first.size;
-    tx_reqs[nreq++] = first;
-    ring::RingIdx i = used + 1;
-
-    bool bad_extra = false;
-    std::uint8_t mcast_type = 0;
-    netif::ExtraMcast mcast{};
-    if (first.flags & netif::kTxfExtraInfo) {
-      unsigned seen = 0;
-      ExtraInfo e{};
-      do {
-        if (i >= avail) {
-          fatal(EPROTO, "tx ring: extra info missing after the last request");
-          return false;
-        }
-        e = tx.copy_request<ExtraInfo>(cons + i);
-        ++i;
-        ++p.nextras;
-        if (e.type == netif::kExtraTypeNone || e.type >= netif::kExtraTypeMax || (seen & (1u << e.type)) != 0) {
-          bad_extra = true;
-          continue;
-        }
-        seen |= 1u << e.type;
-        switch (e.type) {
-          case netif::kExtraTypeGso: {
-            const bool v4 = e.u.gso.type == netif::kGsoTypeTcpv4 && config.guest.gso_tcpv4;
-            const bool v6 = e.u.gso.type == netif::kGsoTypeTcpv6 && config.guest.gso_tcpv6;
-            if ((!v4 && !v6) || e.u.gso.size == 0) bad_extra = true;
-            p.has_gso = true;
-            p.gso = e.u.gso;
-            break;
-          }
-          case netif::kExtraTypeMcastAdd:
-          case netif::kExtraTypeMcastDel:
-            mcast_type = e.type;
-            mcast = e.u.mcast;
-            break;
-          default:
-            break;  // hash and XDP extras carry nothing we use on TX
-        }
-      } while (e.flags & netif::kExtraFlagMore);
-    }
-
-    // Data slots chained by kTxfMoreData.
-    std::uint32_t remaining = first.size;
-    bool too_many = false, bad_size = false, bad_offset = false;
-    std::uint16_t flags = first.flags;
-    unsigned nslots = 1;
-    while (flags & netif::kTxfMoreData) {
-      if (i >= avail) {
-        fatal(EPROTO, "tx ring: packet continues past the last request");
-        return false;
-      }
-      if (nslots >= config.fatal_slots) {
-        PVBACK_LOG_RATELIMITED(Error, "%s: tx packet of more than %u slots", name, config.fatal_slots);
-        fatal(E2BIG, "tx ring: malicious frontend, packet of too many slots");
-        return false;
-      }
-      const TxRequest r = tx.copy_request(cons + i);
-      ++i;
-      tx_reqs[nreq++] = r;
-      ++nslots;
-      if (nslots > config.max_slots) too_many = true;
-      if (r.size > remaining) bad_size = true;
-      else remaining -= r.size;
-      if (std::uint32_t{r.offset} + r.size > kXenPageSize) bad_offset = true;
-      flags = r.flags;
-    }
-    p.nslots = static_cast<std::uint16_t>(nslots);
-    p.first_len = remaining;
-    used = i;
+    p.total = r.total;
+    p.nslots = r.nslots;
+    p.nextras = r.nextras;
+    p.first_len = r.first_len;
+    p.has_gso = r.has_gso;
+    p.gso = r.gso;
+    nreq += r.nslots;
+    used += r.consumed;
     ++npkts;
 
-    if (mcast_type != 0 && !bad_extra) {
-      p.verdict = TxVerdict::Control;
-      MacAddress mac;
-      std::memcpy(mac.data(), mcast.addr, mac.size());
-      if (mcast_type == netif::kExtraTypeMcastAdd) {
-        if (config.multicast_control && !shared.multicast_add(mac)) p.verdict = TxVerdict::ControlFailed;
-        stats.mcast_add.add();
-      } else {
-        if (config.multicast_control) shared.multicast_del(mac);
-        stats.mcast_del.add();
-      }
-      continue;
-    }
     p.verdict = TxVerdict::Drop;
-    if (too_many) {
-      stats.tx_too_many_slots.add();
-      PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet of %u slots dropped (limit %u)", name, nslots, config.max_slots);
-    } else if (bad_extra) {
-      stats.tx_bad_extra.add();
-      PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet with a bad extra-info segment dropped", name);
-    } else if (bad_size || p.first_len < kEthHlen || p.total > netif::kMaxTxSize) {
-      stats.tx_bad_size.add();
-      PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet of bad size dropped (size %u, first slot %u)", name, p.total,
-                             p.first_len);
-    } else if (bad_offset || std::uint32_t{first.offset} + p.first_len > kXenPageSize) {
-      stats.tx_bad_offset.add();
-      PVBACK_LOG_RATELIMITED(Warning, "%s: tx slot crossing its page dropped", name);
-    } else {
-      p.verdict = TxVerdict::Ok;
-      if (limited) remaining_credit -= std::min<std::uint64_t>(remaining_credit, p.total);
+    switch (r.verdict) {
+      case tx::Verdict::Control: {
+        p.verdict = TxVerdict::Control;
+        MacAddress mac;
+        std::memcpy(mac.data(), r.mcast.addr, mac.size());
+        if (r.mcast_type == netif::kExtraTypeMcastAdd) {
+          if (config.multicast_control && !shared.multicast_add(mac)) p.verdict = TxVerdict::ControlFailed;
+          stats.mcast_add.add();
+        } else {
+          if (config.multicast_control) shared.multicast_del(mac);
+          stats.mcast_del.add();
+        }
+        break;
+      }
+      case tx::Verdict::TooManySlots:
+        stats.tx_too_many_slots.add();
+        PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet of %u slots dropped (limit %u)", name, r.nslots,
+                               config.max_slots);
+        break;
+      case tx::Verdict::BadExtra:
+        stats.tx_bad_extra.add();
+        PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet with a bad extra-info segment dropped", name);
+        break;
+      case tx::Verdict::BadSize:
+        stats.tx_bad_size.add();
+        PVBACK_LOG_RATELIMITED(Warning, "%s: tx packet of bad size dropped (size %u, first slot %u)", name, p.total,
+                               p.first_len);
+        break;
+      case tx::Verdict::BadOffset:
+        stats.tx_bad_offset.add();
+        PVBACK_LOG_RATELIMITED(Warning, "%s: tx slot crossing its page dropped", name);
+        break;
+      case tx::Verdict::Ok:
+        p.verdict = TxVerdict::Ok;
+        if (limited) remaining_credit -= std::min<std::uint64_t>(remaining_credit, p.total);
+        break;
     }
   }
   if (used == 0) return false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz (committed; rerun after a format change).
 
+tx_slots: 2 bytes of limits, then 12-byte TX ring entries (see tx_slots_fuzz.cpp).
 ctrl_messages: byte 0 (queues, readable grants), 16-byte control requests, the grants' content.
 packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
@@ -98,7 +99,38 @@ def ctrl_seeds():
     }
 
 
+def txreq(gref, offset, flags, rid, size):
+    return struct.pack("<IHHHH", gref, offset, flags, rid, size)
+
+
+def extra(etype, flags, payload=b""):
+    return struct.pack("<BB", etype, flags) + payload.ljust(10, b"\0")
+
+
+def tx_seeds():
+    # 2 bytes of limits (byte 0: max_slots - 1 in the low 5 bits, 0x40/0x80 GSO v4/v6 negotiated;
+    # byte 1: fatal_slots - max_slots), then 12-byte ring entries.
+    csum_blank, data_validated, more_data, extra_info = 1, 2, 4, 8
+    limits = bytes([17 | 0xC0, 2])
+    gso = extra(1, 0, struct.pack("<HBBH", 1448, 1, 0, 0))  # GSO tcpv4, mss 1448
+    mcast = extra(2, 0, b"\x01\x00\x5e\x00\x00\x01")
+    return {
+        "one-slot": limits + txreq(8, 0, csum_blank | data_validated, 0, 1514),
+        "three-slots": limits + txreq(8, 100, more_data, 0, 9000) + txreq(9, 0, more_data, 1, 4096)
+        + txreq(10, 0, 0, 2, 4096),
+        "gso": limits + txreq(8, 0, csum_blank | more_data | extra_info, 0, 5000) + gso + txreq(9, 0, 0, 1, 1000),
+        "mcast-add": limits + txreq(8, 0, extra_info, 0, 0) + mcast,
+        "eighteen-slots": limits + txreq(8, 0, more_data, 0, 18 * 100)
+        + b"".join(txreq(9 + i, 0, more_data if i < 16 else 0, 1 + i, 100) for i in range(17)),
+    }
+
+
 def main():
+    out = os.path.join(HERE, "corpus", "tx_slots")
+    os.makedirs(out, exist_ok=True)
+    for name, data in tx_seeds().items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
     out = os.path.join(HERE, "corpus", "ctrl_messages")
     os.makedirs(out, exist_ok=True)
     for name, data in ctrl_seeds().items():
