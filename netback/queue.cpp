@@ -1108,7 +1108,10 @@ void Queue::Impl::run() {
       bool waiting_for_buffers;
       {
         std::lock_guard lock(rx_mutex);
-        waiting_for_buffers = rx_held_count != 0 || rx.unconsumed_requests().value_or(0) == 0;
+        // Stalled, the queue waits for what the packet that stalled it needed, and must hear of
+        // every post until then (an unarmed req_event would leave it stalled for ever).
+        waiting_for_buffers = rx_held_count != 0 ||
+                              rx.unconsumed_requests().value_or(0) < (stalled ? rx_head_needed : 1u);
         if (waiting_for_buffers) more |= arm_rx_event();
       }
       if (more) continue;
