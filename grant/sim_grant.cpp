@@ -78,16 +78,19 @@ struct ForeignDomain {
 
   std::atomic_ref<std::uint32_t> holder(GrantRef ref) const { return std::atomic_ref<std::uint32_t>(holders[ref]); }
 
+  // Takes the entry's pin lock (see sim_protocol::pin) and returns its pin count.
   std::uint32_t lock_pins(GrantRef ref) const {
-    auto word = pin_word(ref);
+    auto owner = holder(ref);
     for (std::uint32_t spins = 1;; ++spins) {
-      std::uint32_t old = word.load(std::memory_order_relaxed);
-      if ((old & proto::pin::kLock) == 0 &&
-          word.compare_exchange_weak(old, old | proto::pin::kLock, std::memory_order_acquire)) {
-        holder(ref).store(self_pid, std::memory_order_relaxed);
-        return old;
+      std::uint32_t free = 0;
+      if (owner.load(std::memory_order_relaxed) == 0 &&
+          owner.compare_exchange_weak(free, self_pid, std::memory_order_acquire, std::memory_order_relaxed))
+        return pin_word(ref).load(std::memory_order_relaxed);
+      if ((spins & 0x3FFF) == 0 && take_over_from_dead_holder(ref)) {
+        const std::uint32_t pins_value = pin_word(ref).load(std::memory_order_relaxed);
+        sync_in_use_flags(ref, pins_value);  // the dead holder may have changed them
+        return pins_value;
       }
-      if ((spins & 0x3FFF) == 0 && take_over_from_dead_holder(ref)) return word.load(std::memory_order_acquire) & ~proto::pin::kLock;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #else
@@ -95,19 +98,19 @@ struct ForeignDomain {
 #endif
     }
   }
-  // A holder killed between taking the lock and releasing it never releases it. True if the lock
-  // is now ours. (A holder killed before it wrote its pid leaves 0: that window is two stores.)
+  // True if the lock's holder no longer exists and the lock is now ours.
   bool take_over_from_dead_holder(GrantRef ref) const {
     std::uint32_t pid = holder(ref).load(std::memory_order_relaxed);
     if (pid == 0 || pid == self_pid || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) return false;
-    if (!holder(ref).compare_exchange_strong(pid, self_pid, std::memory_order_acq_rel)) return false;
+    if (!holder(ref).compare_exchange_strong(pid, self_pid, std::memory_order_acquire, std::memory_order_relaxed))
+      return false;
     PVBACK_LOG(Notice, "sim grants: domain %u ref %u: pin lock held by process %u, which is gone: taken over", domid,
                ref, pid);
     return true;
   }
   void unlock_pins(GrantRef ref, std::uint32_t value) const {
-    holder(ref).store(0, std::memory_order_relaxed);
-    pin_word(ref).store(value & ~proto::pin::kLock, std::memory_order_release);
+    pin_word(ref).store(value, std::memory_order_relaxed);
+    holder(ref).store(0, std::memory_order_release);
   }
 
   // Makes GTF_reading/GTF_writing reflect `pins` (called with the pin lock held).

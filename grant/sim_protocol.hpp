@@ -99,20 +99,20 @@ inline constexpr std::size_t kStatusHeaderBytes = kXenPageSize;
 inline constexpr std::size_t kPinWordsBytes = kGrantEntries * sizeof(std::uint32_t);
 inline constexpr std::size_t kStatusBytes = kStatusHeaderBytes + 2 * kPinWordsBytes;
 
-// One pin word per grant entry, shared by every process mapping the domain's grants. The lock
-// bit serialises pin-count changes with the GTF_reading/GTF_writing updates of the entry, so the
-// last unpin cannot clear a flag that a concurrent pin has just relied on.
+// One pin word per grant entry, shared by every process mapping the domain's grants, and one lock
+// word per entry after them: 0 when free, else the pid of the process holding the entry's pin
+// lock. The lock serialises pin-count changes with the GTF_reading/GTF_writing updates of the
+// entry, so the last unpin cannot clear a flag that a concurrent pin has just relied on.
 //
 // Xen does this inside a hypercall, which no signal interrupts; here the mapping process does it,
-// and SIGKILL may strike while it holds the lock. So the holder writes its pid into the entry's
-// holder word right after taking the lock (and clears it before releasing), and a waiter that
-// finds the lock held by a process that no longer exists takes it over (the pin count is written
-// only at release, so a dead holder left it unchanged; in-use flags are re-derived from it at the
-// next unpin).
+// and SIGKILL may strike while it holds the lock. Taking the lock and naming its holder are one
+// compare-and-swap (0 -> pid), releasing it is one store, so no kill leaves a lock without its
+// holder's name; a waiter that finds the holder gone (kill(pid, 0): ESRCH) takes the lock over
+// with another compare-and-swap (dead pid -> its own) and re-derives the in-use flags from the
+// pin count, which a holder writes only just before it releases.
 namespace pin {
-inline constexpr std::uint32_t kLock = 1u << 31;
 inline constexpr std::uint32_t kReadMask = 0xFFFFu;        // read-only pins
-inline constexpr std::uint32_t kWriteShift = 16;            // writable pins in bits 16..30
+inline constexpr std::uint32_t kWriteShift = 16;            // writable pins in bits 16..30 (31 unused)
 inline constexpr std::uint32_t kWriteMask = 0x7FFFu << kWriteShift;
 inline constexpr std::uint32_t kMaxReadPins = 0xFFFFu;
 inline constexpr std::uint32_t kMaxWritePins = 0x7FFFu;

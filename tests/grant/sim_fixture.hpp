@@ -127,23 +127,18 @@ class GrantTableSpy {
   std::uint16_t flags(GrantRef ref) const { return __atomic_load_n(&table_[ref].flags, __ATOMIC_ACQUIRE); }
   std::uint16_t domid(GrantRef ref) const { return __atomic_load_n(&table_[ref].domid, __ATOMIC_ACQUIRE); }
   std::uint32_t frame(GrantRef ref) const { return __atomic_load_n(&table_[ref].frame, __ATOMIC_ACQUIRE); }
+  std::uint32_t* lock_words() const {
+    return reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes + sim_protocol::kPinWordsBytes);
+  }
   std::uint32_t pins(GrantRef ref) const {
     auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
     return __atomic_load_n(&words[ref], __ATOMIC_ACQUIRE);
   }
   // Acting as a mapping process that took the entry's pin lock (see sim_protocol::pin) and was
-  // then stopped or killed: the lock bit set, `pid` as its holder.
-  void hold_pin_lock(GrantRef ref, std::uint32_t pid) {
-    auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
-    auto* holders = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes +
-                                                     sim_protocol::kPinWordsBytes);
-    __atomic_fetch_or(&words[ref], sim_protocol::pin::kLock, __ATOMIC_ACQUIRE);
-    __atomic_store_n(&holders[ref], pid, __ATOMIC_RELEASE);
-  }
-  void release_pin_lock(GrantRef ref) {
-    auto* words = reinterpret_cast<std::uint32_t*>(status_ + sim_protocol::kStatusHeaderBytes);
-    __atomic_fetch_and(&words[ref], ~sim_protocol::pin::kLock, __ATOMIC_RELEASE);
-  }
+  // then stopped or killed: `pid` in the entry's lock word.
+  void hold_pin_lock(GrantRef ref, std::uint32_t pid) { __atomic_store_n(&lock_words()[ref], pid, __ATOMIC_RELEASE); }
+  void release_pin_lock(GrantRef ref) { __atomic_store_n(&lock_words()[ref], 0u, __ATOMIC_RELEASE); }
+  std::uint32_t pin_lock_holder(GrantRef ref) const { return __atomic_load_n(&lock_words()[ref], __ATOMIC_ACQUIRE); }
   // Acting as the guest: writes an entry directly.
   void write_entry(GrantRef ref, std::uint16_t flags, DomId domid, std::uint32_t frame) {
     __atomic_store_n(&table_[ref].frame, frame, __ATOMIC_RELAXED);

@@ -339,7 +339,7 @@ TEST_F(SimGrantTest, APinLockHeldByAProcessThatDiedIsTakenOverAndALiveHoldersIsN
   EXPECT_TRUE(mapped.load()) << "the lock of a dead holder was never taken over";
   if (!mapped.load()) spy_->release_pin_lock(ref);  // let the thread end, whatever happened
   mapper.join();
-  EXPECT_EQ(spy_->pins(ref) & sim_protocol::pin::kLock, 0u);
+  EXPECT_EQ(spy_->pin_lock_holder(ref), 0u);
   EXPECT_EQ(spy_->flags(ref), GTF_permit_access) << "the mapping is gone: no in-use flag may stay";
 }
 
