@@ -334,8 +334,11 @@ int Queue::Impl::init(const grant::Platform& platform) {
     ring_size = ring64.size();
   }
   if (int e = open_recovery()) return e;
+  // Patient only when taking over a ring a predecessor left live: a fresh connect (or a frontend
+  // naming a port that will never be bindable) fails at once.
   auto local = grant::bind_interdomain_patiently(*channels, config.frontend_domid, config.remote_port,
-                                                config.bind_patience, name);
+                                                recovered ? config.bind_patience : std::chrono::milliseconds{0},
+                                                name);
   if (!local) {
     PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, config.remote_port,
                config.frontend_domid, std::strerror(local.error()));

@@ -34,9 +34,10 @@ class EventChannels {
 // event channel file is released: after it is reaped when io_uring still holds that file for an
 // armed poll. So EINVAL is retried every few milliseconds for up to `patience` (0: one attempt),
 // with one line in the log. `who` names the device in that line.
-// What a backend process gives its first connect (it may be a successor). The storage lock already
-// waited for the predecessor's I/O, so what remains is the release of its files: short.
-inline constexpr std::chrono::milliseconds kSuccessorBindPatience{10'000};
+// What a successor gives the bind. The storage lock already waited for the predecessor's I/O, so
+// what remains is the release of its files: short, and well below the 10 s a supervisor gives a
+// backend to stop (the control thread waits here).
+inline constexpr std::chrono::milliseconds kSuccessorBindPatience{5'000};
 std::expected<EvtchnPort, int> bind_interdomain_patiently(EventChannels& channels, DomId remote, EvtchnPort remote_port,
                                                           std::chrono::milliseconds patience, const char* who);
 
