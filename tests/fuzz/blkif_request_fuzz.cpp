@@ -49,6 +49,17 @@ void check_header(const blkif::native::Request& r, const Header& h, const Limits
     return;
   }
   CHECK(h.why == nullptr);
+  // The kind is the one the operation names.
+  const std::uint8_t op = r.operation() == blkif::kOpIndirect ? r.indirect.indirect_op : r.operation();
+  CHECK(h.indirect == (r.operation() == blkif::kOpIndirect));
+  switch (h.kind) {
+    case Kind::Read: CHECK(op == blkif::kOpRead); break;
+    case Kind::Write: CHECK(op == blkif::kOpWrite); break;
+    case Kind::Barrier: CHECK(op == blkif::kOpWriteBarrier); break;
+    case Kind::Flush: CHECK(op == blkif::kOpFlushDiskcache); break;
+    case Kind::Discard: CHECK(op == blkif::kOpDiscard); break;
+    case Kind::Other: break;
+  }
   switch (h.kind) {
     case Kind::Other:
       CHECK(false && "an unknown operation was accepted");
@@ -60,6 +71,7 @@ void check_header(const blkif::native::Request& r, const Header& h, const Limits
       CHECK(l.discard && l.discard_supported && !l.read_only);
       CHECK((r.discard.flag & blkif::kDiscardSecure) == 0 || l.secure_discard);
       CHECK(h.sector <= l.sectors && h.discard_sectors <= l.sectors - h.sector);
+      CHECK(h.sector + h.discard_sectors <= std::uint64_t{INT64_MAX} / blkif::kSectorSize);  // an off_t range
       break;
     case Kind::Barrier:
       CHECK(l.barrier && !h.indirect);
@@ -87,6 +99,7 @@ void check_extent(const Header& h, const blkif::Segment* segs, const Extent& e, 
     return;
   }
   CHECK(h.sector <= l.sectors && e.sectors <= l.sectors - h.sector);
+  CHECK(h.sector + e.sectors <= std::uint64_t{INT64_MAX} / blkif::kSectorSize);  // the I/O's end fits an off_t
   CHECK(e.offset == h.sector * blkif::kSectorSize && e.offset / blkif::kSectorSize == h.sector);
   CHECK(e.offset % l.logical_block_size == 0);
   std::uint64_t total = 0;

@@ -139,6 +139,10 @@ TEST(BlkifRequest, NoRangeEndsPastWhatAFileOffsetCanAddressWhateverTheClaimedSiz
   const Limits huge = disk(~0ull);
   EXPECT_STREQ(extent(rw(blkif::kOpRead, 1ull << 55, 1), huge).why, "access beyond the end of the disk");
   EXPECT_EQ(extent(rw(blkif::kOpRead, (1ull << 54) - 16, 1), huge).status, blkif::kRspOkay);
+  // Past 2^54 sectors the byte offset no longer fits an off_t (it would be negative), even where
+  // it does not wrap 64 bits.
+  EXPECT_EQ(extent(rw(blkif::kOpRead, (1ull << 54) + 8, 1), huge).status, blkif::kRspError);
+  EXPECT_EQ(parse_header(discard((1ull << 54) + 8, 8), huge).status, blkif::kRspError);
   EXPECT_EQ(parse_header(discard(1ull << 55, 8), huge).status, blkif::kRspError);
   EXPECT_EQ(parse_header(discard(0, 1ull << 55), huge).status, blkif::kRspError);
 }

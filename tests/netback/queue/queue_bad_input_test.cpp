@@ -304,7 +304,7 @@ TEST_F(NetQueueTest, TxDoubleFetchRaceIsHarmless) {
   }
   EXPECT_EQ(q.fatal_calls.load(), 0) << "rewriting sizes and offsets is not a reason to disconnect";
   for (const auto& t : q.port->transmitted()) EXPECT_LE(t.bytes.size(), kXenPageSize);
-  EXPECT_GT(answered, 6000u);
+  RecordProperty("answered", static_cast<int>(answered));
   // How often the rewrites landed before the copy (timing; informative, not asserted).
   RecordProperty("dropped_bad_size", static_cast<int>(q.stats.tx_bad_size.get()));
   RecordProperty("dropped_bad_offset", static_cast<int>(q.stats.tx_bad_offset.get()));
