@@ -8,7 +8,8 @@
 //   3. data: Map path: persistent-cache lookups, then at most one ReadWrite map (reads) and one
 //      ReadOnly map (writes) for the rest of the batch (per-request retry if a batch map fails);
 //      Copy path: bounce pages from the queue's pool and one batched grant copy for all writes;
-//   4. readv/writev/fsync of the batch are queued to io_uring in ring order and submitted together
+//   4. the batch's reads, writes, flushes and discards go to the storage engine's channel in ring
+//      order; it queues them on the queue's io_uring (storage::Loop), and they start together
 //      with the wait (io_uring_submit_and_wait);
 //   5. completions reaped together are answered together (Copy path reads: one batched grant copy
 //      bounce->guest first), then one push_responses_and_check_notify and at most one notify.
@@ -16,7 +17,6 @@
 // starts only when everything submitted before it completed (write phase, then fdatasync).
 #include "blkback/queue.hpp"
 
-#include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -37,6 +37,7 @@
 #include "blkback/recovery.hpp"
 #include "blkback/request.hpp"
 #include "ring/blkif.hpp"
+#include "storage/loop.hpp"
 
 namespace pvback::blkback {
 namespace {
@@ -44,10 +45,11 @@ namespace {
 namespace native = blkif::native;
 constexpr bool kNativeIs32 = std::is_same_v<blkif::native::Request, blkif::x86_32::Request>;
 
-constexpr std::uint64_t kTagEvent = ~std::uint64_t{0};
-constexpr std::uint64_t kTagStop = kTagEvent - 1;
-constexpr std::uint64_t kTagTimer = kTagEvent - 2;
-constexpr std::uint64_t kTagThrottle = kTagEvent - 3;
+// The queue's own completions; the storage engine's carry storage::Loop::kEngineTag.
+constexpr std::uint64_t kTagEvent = 1;
+constexpr std::uint64_t kTagStop = 2;
+constexpr std::uint64_t kTagTimer = 3;
+constexpr std::uint64_t kTagThrottle = 4;
 // XSA-332's class: a guest can notify its event channel in a tight loop and keep the queue's
 // thread busy. A wake-up that finds no new request is spurious. After kSpuriousGrace of them in a
 // row (a well-behaved frontend, which notifies only with new requests, makes at most one now and
@@ -64,24 +66,6 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-// Owns an io_uring instance.
-struct IoUring {
-  io_uring ring{};
-  bool initialised = false;
-  IoUring() = default;
-  IoUring(const IoUring&) = delete;
-  IoUring& operator=(const IoUring&) = delete;
-  ~IoUring() {
-    if (initialised) io_uring_queue_exit(&ring);
-  }
-  int init(unsigned entries) {
-    int r = io_uring_queue_init(entries, &ring, 0);
-    if (r < 0) return -r;
-    initialised = true;
-    return 0;
-  }
-};
 
 // Page-aligned anonymous memory, unmapped on destruction.
 struct PageBuffer {
@@ -104,7 +88,7 @@ struct PageBuffer {
 };
 
 using request::Kind;
-enum class Phase : std::uint8_t { Idle, Io, Sync };
+enum class Phase : std::uint8_t { Idle, Io, Sync, Discard };
 
 struct Slot {
   native::Request req{};
@@ -142,9 +126,9 @@ struct MapBatch {
 
 }  // namespace
 
-struct Queue::Impl {
-  Impl(const Storage& s, QueueConfig c, QueueStats& st, FatalHandler f)
-      : storage(s), config(std::move(c)), stats(st), on_fatal(std::move(f)), name(config.name.c_str()) {}
+struct Queue::Impl final : storage::CompletionSink {
+  Impl(storage::Engine& e, QueueConfig c, QueueStats& st, FatalHandler f)
+      : engine(e), config(std::move(c)), stats(st), on_fatal(std::move(f)), name(config.name.c_str()) {}
   ~Impl();
 
   // ---- set-up ----
@@ -196,8 +180,10 @@ struct Queue::Impl {
   bool submit_slot(std::uint32_t idx);
   bool submit_io(std::uint32_t idx);
   bool submit_sync(std::uint32_t idx);
-  bool fail_submission(std::uint32_t idx);
-  io_uring_sqe* get_sqe();
+  bool submit_discard(std::uint32_t idx);
+  bool fail_submission(std::uint32_t idx, int error);
+  void route(std::uint64_t tag, int res);
+  void completed(std::uint32_t tag, int res) override { handle_completion(tag, res); }
   void handle_completion(std::uint32_t idx, int res);
   void complete(std::uint32_t idx, std::int16_t status);
   void finish_copybacks();
@@ -213,7 +199,7 @@ struct Queue::Impl {
   // is the data path (its overflow is mapped per batch), whatever data_path says.
   bool copy_path() const { return config.data_path == DataPath::Copy && !config.persistent_grants; }
 
-  const Storage& storage;
+  storage::Engine& engine;
   QueueConfig config;
   QueueStats& stats;
   FatalHandler on_fatal;
@@ -229,7 +215,8 @@ struct Queue::Impl {
   blkif::x86_64::BackRing ring64;
   ring::RingIdx ring_size = 0;
   StopSignal stop;
-  IoUring uring;
+  storage::Loop loop;
+  std::unique_ptr<storage::Channel> channel;  // on `loop`; destroyed first
 
   std::uint32_t max_segs = 0;  // per request: max(11, max_indirect_segments)
   std::vector<Slot> slots;
@@ -348,15 +335,17 @@ int Queue::Impl::init(const grant::Platform& platform) {
 
   if (int e = stop.open()) return e;
   const unsigned entries = std::min(4096u, std::bit_ceil(ring_size * 2u + 8u));
-  if (int err = uring.init(entries); err != 0) {
+  if (int err = loop.init(entries); err != 0) {
     PVBACK_LOG(Error, "%s: io_uring_queue_init(%u): %s", name, entries, std::strerror(err));
     return err;
   }
-  const int fd = storage.fd();
-  if (int r = io_uring_register_files(&uring.ring, &fd, 1); r < 0) {
-    PVBACK_LOG(Error, "%s: io_uring_register_files: %s", name, std::strerror(-r));
-    return -r;
+  auto opened = engine.open_channel(loop);
+  if (!opened) {
+    PVBACK_LOG(Error, "%s: cannot open a channel to %s: %s", name, engine.describe().c_str(),
+               std::strerror(opened.error()));
+    return opened.error();
   }
+  channel = std::move(*opened);
 
   // Slots and their per-segment arrays, for a full ring at the configured limits.
   max_segs = std::max<std::uint32_t>(blkif::kMaxSegmentsPerRequest, config.max_indirect_segments);
@@ -496,25 +485,31 @@ std::uint32_t Queue::Impl::resume_recovered() {
 
 void Queue::Impl::drain_in_flight() {
   // Wait for every submitted I/O so no kernel write lands in memory we are about to unmap.
-  while (submitted > 0 && uring.initialised) {
-    io_uring_cqe* cqe = nullptr;
-    int r = io_uring_wait_cqe(&uring.ring, &cqe);
+  while (submitted > 0 && loop.initialised() && channel) {
+    std::uint64_t tag = 0;
+    int res = 0;
+    const int r = loop.wait_one(tag, res);
     if (r == -EINTR) continue;
     if (r < 0) break;
-    const std::uint64_t tag = cqe->user_data;
-    const int res = cqe->res;
-    io_uring_cqe_seen(&uring.ring, cqe);
-    if (tag < slots.size()) {
-      handle_completion(static_cast<std::uint32_t>(tag), res);
-      finish_copybacks();
-    } else if (tag == kTagEvent) {
-      event_armed = false;
-    } else if (tag == kTagStop) {
-      stop_armed = false;
-    } else if (tag == kTagTimer) {
-      timer_armed = false;
-    }
-    io_uring_submit(&uring.ring);  // a barrier's fdatasync or a short transfer's remainder
+    route(tag, res);
+    finish_copybacks();
+    loop.submit();  // a barrier's fdatasync or a short transfer's remainder
+  }
+}
+
+// One completion of the loop: the engine's (a request's I/O), or one of the queue's polls and
+// timers.
+void Queue::Impl::route(std::uint64_t tag, int res) {
+  if ((tag & storage::Loop::kEngineTag) != 0) {
+    channel->on_completion(tag, res, *this);
+  } else if (tag == kTagEvent) {
+    event_armed = false;
+  } else if (tag == kTagStop) {
+    stop_armed = false;
+  } else if (tag == kTagTimer) {
+    timer_armed = false;
+  } else if (tag == kTagThrottle) {
+    throttle_armed = false;
   }
 }
 
@@ -526,10 +521,8 @@ Queue::Impl::~Impl() {
   // Everything taken was answered visibly: a successor starts at rsp_prod. Otherwise the record
   // stays live for one.
   if (slots_used == 0 && !recovered) log.retire();
-  if (uring.initialised) {
-    io_uring_queue_exit(&uring.ring);
-    uring.initialised = false;
-  }
+  channel.reset();
+  loop.close();
   if (persistent) {
     persistent->clear();
     stats.persistent_grants.set(0);
@@ -549,25 +542,16 @@ void Queue::Impl::fatal(int error, const char* reason) {
   if (on_fatal) on_fatal(error, reason);
 }
 
-io_uring_sqe* Queue::Impl::get_sqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&uring.ring);
-  if (sqe == nullptr) {
-    io_uring_submit(&uring.ring);
-    sqe = io_uring_get_sqe(&uring.ring);
-  }
-  return sqe;
-}
-
 void Queue::Impl::arm_polls() {
   if (!event_armed && !stopping && !fatal_seen) {
-    if (io_uring_sqe* sqe = get_sqe()) {
+    if (io_uring_sqe* sqe = loop.sqe()) {
       io_uring_prep_poll_add(sqe, channels->fd(), POLLIN);
       io_uring_sqe_set_data64(sqe, kTagEvent);
       event_armed = true;
     }
   }
   if (!stop_armed && !stopping) {
-    if (io_uring_sqe* sqe = get_sqe()) {
+    if (io_uring_sqe* sqe = loop.sqe()) {
       io_uring_prep_poll_add(sqe, stop.fd(), POLLIN);
       io_uring_sqe_set_data64(sqe, kTagStop);
       stop_armed = true;
@@ -577,7 +561,7 @@ void Queue::Impl::arm_polls() {
 
 void Queue::Impl::arm_timer() {
   if (timer_armed || !persistent || persistent->size() == 0 || stopping || fatal_seen) return;
-  if (io_uring_sqe* sqe = get_sqe()) {
+  if (io_uring_sqe* sqe = loop.sqe()) {
     io_uring_prep_timeout(sqe, &timer_ts, 0, 0);
     io_uring_sqe_set_data64(sqe, kTagTimer);
     timer_armed = true;
@@ -617,7 +601,7 @@ void Queue::Impl::throttle_events() {
   const std::uint32_t ms = std::min(spurious_streak - kSpuriousGrace + 1, kMaxThrottleMs);
   throttle_ts.tv_sec = 0;
   throttle_ts.tv_nsec = static_cast<long long>(ms) * 1'000'000;
-  if (io_uring_sqe* sqe = get_sqe()) {
+  if (io_uring_sqe* sqe = loop.sqe()) {
     io_uring_prep_timeout(sqe, &throttle_ts, 0, 0);
     io_uring_sqe_set_data64(sqe, kTagThrottle);
     throttle_armed = true;
@@ -641,7 +625,7 @@ void Queue::Impl::run() {
     if ((stopping || fatal_seen) && slots_used == 0) break;
     arm_polls();
     arm_timer();
-    int r = io_uring_submit_and_wait(&uring.ring, 1);
+    int r = loop.submit_and_wait(1);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
       PVBACK_LOG(Error, "%s: io_uring_submit_and_wait: %s", name, std::strerror(-r));
       fatal(-r, "io_uring failed");
@@ -649,30 +633,14 @@ void Queue::Impl::run() {
     }
     bool event = false;
     bool progressed = false;
-    io_uring_cqe* cqe;
-    unsigned head;
-    unsigned seen = 0;
-    io_uring_for_each_cqe(&uring.ring, head, cqe) {
-      ++seen;
-      const std::uint64_t tag = cqe->user_data;
-      if (tag < slots.size()) {
-        handle_completion(static_cast<std::uint32_t>(tag), cqe->res);
-        progressed = true;
-      } else if (tag == kTagEvent) {
-        event_armed = false;
-        event = true;
-      } else if (tag == kTagStop) {
-        stop_armed = false;
-        stopping = true;
-      } else if (tag == kTagTimer) {
-        timer_armed = false;
-        maybe_purge(now_ns());
-      } else if (tag == kTagThrottle) {
-        throttle_armed = false;
-        unmask_events();  // a notification latched meanwhile fires the event poll at once
-      }
-    }
-    io_uring_cq_advance(&uring.ring, seen);
+    loop.for_each_completion([&](std::uint64_t tag, int res) {
+      route(tag, res);
+      if ((tag & storage::Loop::kEngineTag) != 0) progressed = true;
+      else if (tag == kTagEvent) event = true;
+      else if (tag == kTagStop) stopping = true;
+      else if (tag == kTagTimer) maybe_purge(now_ns());
+      else if (tag == kTagThrottle) unmask_events();  // a notification latched meanwhile fires the poll at once
+    });
     if (stop.requested()) stopping = true;
     finish_copybacks();
     if (event && !stopping && !fatal_seen) handle_event();
@@ -835,15 +803,16 @@ void Queue::Impl::fail(Slot& s, std::int16_t status, const char* why) {
 
 request::Limits Queue::Impl::limits() const {
   request::Limits l;
-  l.sectors = storage.sectors();  // read each time: the storage may grow while connected
-  l.logical_block_size = storage.logical_block_size();
+  const storage::Capabilities& caps = engine.capabilities();
+  l.sectors = engine.sectors();  // read each time: the storage may grow while connected
+  l.logical_block_size = caps.logical_block_size;
   l.max_indirect_segments = config.max_indirect_segments;
-  l.read_only = storage.read_only();
+  l.read_only = caps.read_only;
   l.flush = config.flush_enabled;
   l.barrier = config.barrier_enabled;
   l.discard = config.discard_enabled;
-  l.discard_supported = storage.discard_supported();
-  l.secure_discard = storage.secure_discard_supported();
+  l.discard_supported = caps.discard;
+  l.secure_discard = caps.secure_discard;
   return l;
 }
 
@@ -1107,24 +1076,13 @@ void Queue::Impl::submit_pending() {
   }
 }
 
-// Starts a request's I/O; false if it was answered at once (discard, or no SQE).
+// Starts a request's I/O; false if it was answered at once (an empty discard, or the channel
+// refused it).
 bool Queue::Impl::submit_slot(std::uint32_t idx) {
   Slot& s = slots[idx];
   switch (s.kind) {
-    case Kind::Discard: {
-      int err = s.sectors == 0 ? 0
-                               : storage.discard(s.offset, s.sectors << blkif::kSectorShift,
-                                                 (s.req.discard.flag & blkif::kDiscardSecure) != 0);
-      if (err == EOPNOTSUPP) {
-        fail(s, blkif::kRspEopnotsupp, "discard not supported by the storage");
-      } else if (err != 0) {
-        s.status = blkif::kRspError;
-        stats.io_errors.add();
-        PVBACK_LOG_RATELIMITED(Warning, "%s: discard failed: %s", name, std::strerror(err));
-      }
-      respond(idx);
-      return false;
-    }
+    case Kind::Discard:
+      return submit_discard(idx);
     case Kind::Flush:
       return submit_sync(idx);
     case Kind::Barrier:
@@ -1139,29 +1097,36 @@ bool Queue::Impl::submit_slot(std::uint32_t idx) {
   return false;
 }
 
-// No submission entry: answer the request with an error. Also reached when resubmitting the rest
-// of a short transfer or the flush of a barrier, so undo what submission counted.
-bool Queue::Impl::fail_submission(std::uint32_t idx) {
+// The channel refused the operation: answer the request with an error. Also reached when
+// resubmitting the rest of a short transfer or the flush of a barrier, so undo what submission
+// counted.
+bool Queue::Impl::fail_submission(std::uint32_t idx, int error) {
   Slot& s = slots[idx];
   if (s.phase != Phase::Idle) --submitted;
   if (s.kind == Kind::Barrier) barrier_active = false;
   s.phase = Phase::Idle;
-  s.status = blkif::kRspError;
-  stats.io_errors.add();
+  if (error == EOPNOTSUPP) {
+    fail(s, blkif::kRspEopnotsupp, "not supported by the storage");
+  } else {
+    s.status = blkif::kRspError;
+    stats.io_errors.add();
+    PVBACK_LOG_RATELIMITED(Warning, "%s: request id %llu: the storage refused it: %s", name,
+                           static_cast<unsigned long long>(s.req.id()), std::strerror(error));
+  }
   respond(idx);
   return false;
 }
 
 bool Queue::Impl::submit_io(std::uint32_t idx) {
   Slot& s = slots[idx];
-  io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) return fail_submission(idx);
-  const std::uint32_t count = std::min(s.iov_count - s.iov_first, kMaxIov);
-  const std::uint64_t offset = s.offset + s.done_bytes;
-  if (s.kind == Kind::Read) io_uring_prep_readv(sqe, 0, s.iov + s.iov_first, count, offset);
-  else io_uring_prep_writev(sqe, 0, s.iov + s.iov_first, count, offset);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, idx);
+  storage::Request rq;
+  rq.op = s.kind == Kind::Read ? storage::Op::Read : storage::Op::Write;
+  rq.offset = s.offset + s.done_bytes;
+  rq.iov = s.iov + s.iov_first;
+  rq.iovcnt = std::min(s.iov_count - s.iov_first, kMaxIov);
+  for (std::uint32_t i = 0; i < rq.iovcnt; ++i) rq.length += rq.iov[i].iov_len;
+  rq.tag = idx;
+  if (int e = channel->submit(rq)) return fail_submission(idx, e);
   if (s.phase == Phase::Idle) ++submitted;
   s.phase = Phase::Io;
   return true;
@@ -1169,13 +1134,31 @@ bool Queue::Impl::submit_io(std::uint32_t idx) {
 
 bool Queue::Impl::submit_sync(std::uint32_t idx) {
   Slot& s = slots[idx];
-  io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) return fail_submission(idx);
-  io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, idx);
+  storage::Request rq;
+  rq.op = storage::Op::Flush;
+  rq.tag = idx;
+  if (int e = channel->submit(rq)) return fail_submission(idx, e);
   if (s.phase == Phase::Idle) ++submitted;
   s.phase = Phase::Sync;
+  return true;
+}
+
+// Asynchronous like any other operation: a discard of the whole disk keeps neither this queue's
+// thread nor its disconnect waiting.
+bool Queue::Impl::submit_discard(std::uint32_t idx) {
+  Slot& s = slots[idx];
+  if (s.sectors == 0) {
+    respond(idx);
+    return false;
+  }
+  storage::Request rq;
+  rq.op = (s.req.discard.flag & blkif::kDiscardSecure) != 0 ? storage::Op::SecureDiscard : storage::Op::Discard;
+  rq.offset = s.offset;
+  rq.length = s.sectors << blkif::kSectorShift;
+  rq.tag = idx;
+  if (int e = channel->submit(rq)) return fail_submission(idx, e);
+  ++submitted;
+  s.phase = Phase::Discard;
   return true;
 }
 
@@ -1218,6 +1201,19 @@ void Queue::Impl::handle_completion(std::uint32_t idx, int res) {
   if (s.phase == Phase::Sync) {
     if (res < 0) {
       PVBACK_LOG_RATELIMITED(Warning, "%s: fdatasync failed: %s", name, std::strerror(-res));
+      stats.io_errors.add();
+      return complete(idx, blkif::kRspError);
+    }
+    return complete(idx, blkif::kRspOkay);
+  }
+  if (s.phase == Phase::Discard) {
+    if (res == -EOPNOTSUPP) {
+      fail(s, blkif::kRspEopnotsupp, "discard not supported by the storage");
+      return complete(idx, blkif::kRspEopnotsupp);
+    }
+    if (res < 0) {
+      PVBACK_LOG_RATELIMITED(Warning, "%s: discard at byte %llu failed: %s", name,
+                             static_cast<unsigned long long>(s.offset), std::strerror(-res));
       stats.io_errors.add();
       return complete(idx, blkif::kRspError);
     }
@@ -1304,11 +1300,11 @@ void Queue::Impl::respond(std::uint32_t idx) {
 
 namespace pvback::blkback {
 
-std::expected<std::unique_ptr<Queue>, int> Queue::create(const grant::Platform& platform, const Storage& storage,
+std::expected<std::unique_ptr<Queue>, int> Queue::create(const grant::Platform& platform, storage::Engine& engine,
                                                          QueueConfig config, QueueStats& stats, FatalHandler on_fatal) {
   std::unique_ptr<Impl> impl;
   try {
-    impl = std::make_unique<Impl>(storage, std::move(config), stats, std::move(on_fatal));
+    impl = std::make_unique<Impl>(engine, std::move(config), stats, std::move(on_fatal));
     if (int err = impl->init(platform); err != 0) return std::unexpected(err);
   } catch (const std::bad_alloc&) {
     return std::unexpected(ENOMEM);

@@ -3,9 +3,10 @@
 //
 // Hot path per wake-up: take every unconsumed request out of the ring (one copy each, validated on
 // the copy), map all grants the batch needs (or find them in the persistent cache, or grant-copy
-// them into bounce pages), submit every readv/writev/fsync/discard of the batch to io_uring with
-// one io_uring_submit, then reap completions, push all responses and notify once if the frontend's
-// event index asks for it.
+// them into bounce pages), hand every read/write/flush/discard of the batch to the storage
+// engine's channel (storage/engine.hpp), which queues them on the queue's io_uring, start them all
+// with one io_uring_submit, then reap completions, push all responses and notify once if the
+// frontend's event index asks for it.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -16,9 +17,9 @@
 #include <vector>
 
 #include "blkback/stats.hpp"
-#include "blkback/storage.hpp"
 #include "grant/platform.hpp"
 #include "grant/types.hpp"
+#include "storage/engine.hpp"
 
 namespace pvback::blkback {
 
@@ -58,9 +59,9 @@ class Queue {
   // a mapping of the ring that fails) that the device must be disconnected. errno + reason.
   using FatalHandler = std::function<void(int error, const std::string& reason)>;
 
-  // Maps the ring, binds the event channel, creates the io_uring. errno value on failure (the
-  // caller reports it; nothing stays mapped or bound).
-  static std::expected<std::unique_ptr<Queue>, int> create(const grant::Platform& platform, const Storage& storage,
+  // Maps the ring, binds the event channel, creates the io_uring and opens the engine's channel
+  // on it. errno value on failure (the caller reports it; nothing stays mapped or bound).
+  static std::expected<std::unique_ptr<Queue>, int> create(const grant::Platform& platform, storage::Engine& engine,
                                                            QueueConfig config, QueueStats& stats, FatalHandler on_fatal);
   ~Queue();  // waits for every in-flight I/O, then unmaps everything (persistent grants included)
 

@@ -10,11 +10,13 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
   out += "  \"device\": " + json_string(device.name()) + ",\n";
   out += "  \"backend_path\": " + json_string(device.backend_path()) + ",\n";
   out += "  \"state\": " + json_string(std::string(xenbus::state_name(device.state()))) + ",\n";
-  if (const Storage* s = driver.storage()) {
-    out += "  \"storage\": {\"path\": " + json_string(s->path()) + ", \"sectors\": " + std::to_string(s->sectors()) +
-           ", \"sector_size\": " + std::to_string(s->logical_block_size()) +
-           ", \"direct\": " + (s->direct() ? "true" : "false") + ", \"read_only\": " +
-           (driver.read_only() ? "true" : "false") + ", \"discard\": " + (s->discard_supported() ? "true" : "false") +
+  if (const storage::Engine* e = driver.engine()) {
+    const storage::Capabilities& c = e->capabilities();
+    out += "  \"storage\": {\"engine\": " + json_string(e->kind()) + ", \"target\": " + json_string(e->describe()) +
+           ", \"sectors\": " + std::to_string(e->sectors()) +
+           ", \"sector_size\": " + std::to_string(c.logical_block_size) +
+           ", \"direct\": " + (c.direct ? "true" : "false") + ", \"read_only\": " +
+           (driver.read_only() ? "true" : "false") + ", \"discard\": " + (c.discard ? "true" : "false") +
            "},\n";
   }
   const auto& n = driver.negotiated();

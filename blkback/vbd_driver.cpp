@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/log.hpp"
+#include "storage/file_engine.hpp"
 #include "ring/blkif.hpp"
 #include "xenbus/state.hpp"
 
@@ -73,42 +74,42 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
   auto discard = xs.read_uint(backend_path + "/discard-enable", 1);
   discard_enable_ = !discard || *discard == 1;  // libxl omits it when enabled
 
-  StorageOptions so;
+  storage::FileOptions so;
   so.path = *params;
   so.read_only = read_only_;
   so.allow_direct = use_direct_io();
   so.discard = discard_enable_;
-  auto storage = Storage::open(so);
-  if (!storage) {
-    PVBACK_LOG(Error, "%s: cannot open %s: %s", name_.c_str(), params->c_str(), std::strerror(storage.error()));
-    return storage.error();
+  auto engine = storage::FileEngine::open(so);
+  if (!engine) {
+    PVBACK_LOG(Error, "%s: cannot open %s: %s", name_.c_str(), params->c_str(), std::strerror(engine.error()));
+    return engine.error();
   }
-  storage_.emplace(std::move(*storage));
+  engine_ = std::move(*engine);
   return 0;
 }
 
 int VbdDriver::publish_disk(xenbus::XenStore& xs, xenbus::Txn txn) {
-  const Storage& s = *storage_;
+  const storage::Capabilities& caps = engine_->capabilities();
   std::uint32_t info = 0;
   if (read_only_) info |= blkif::kVdiskReadonly;
   if (cdrom_) info |= blkif::kVdiskCdrom;
   if (removable_) info |= blkif::kVdiskRemovable;
   const std::pair<const char*, std::string> keys[] = {
-      {"sectors", std::to_string(s.sectors())},
+      {"sectors", std::to_string(engine_->sectors())},
       {"info", std::to_string(info)},
-      {"sector-size", std::to_string(s.logical_block_size())},
-      {"physical-sector-size", std::to_string(s.physical_block_size())},
+      {"sector-size", std::to_string(caps.logical_block_size)},
+      {"physical-sector-size", std::to_string(caps.physical_block_size)},
       {"feature-flush-cache", options_.flush ? "1" : "0"},
       {"feature-barrier", options_.barrier ? "1" : "0"},
   };
   for (const auto& [key, value] : keys)
     if (int e = xs.write(backend_path_ + "/" + key, value, txn)) return e;
-  if (s.discard_supported()) {
+  if (caps.discard) {
     const std::pair<const char*, std::string> discard_keys[] = {
         {"feature-discard", "1"},
-        {"discard-granularity", std::to_string(s.discard_granularity())},
-        {"discard-alignment", std::to_string(s.discard_alignment())},
-        {"discard-secure", s.secure_discard_supported() ? "1" : "0"},
+        {"discard-granularity", std::to_string(caps.discard_granularity)},
+        {"discard-alignment", std::to_string(caps.discard_alignment)},
+        {"discard-secure", caps.secure_discard ? "1" : "0"},
     };
     for (const auto& [key, value] : discard_keys)
       if (int e = xs.write(backend_path_ + "/" + key, value, txn)) return e;
@@ -128,7 +129,7 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     // resuming may have left it at InitWait. The record says whether it is live and whose it is.
     resume_next_connect_ = true;
   }
-  if (!storage_) {
+  if (!engine_) {
     if (int e = open_storage(xs, backend_path)) return e;
   }
   return xs.transact([&](xenbus::Txn txn) -> int {
@@ -161,7 +162,7 @@ std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, cons
   c.max_indirect_segments = options_.max_indirect_segments;
   c.flush_enabled = options_.flush;
   c.barrier_enabled = options_.barrier;
-  c.discard_enabled = storage_->discard_supported();
+  c.discard_enabled = engine_->capabilities().discard;
 
   auto evtchn = xs.read_uint(dir + "/event-channel", UINT32_MAX);
   if (!evtchn) {
@@ -188,7 +189,7 @@ std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, cons
 
 int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   disconnect();
-  if (!storage_) return ENODEV;
+  if (!engine_) return ENODEV;
   negotiated_ = Negotiated{};
 
   if (auto protocol = xs.read(frontend_path + "/protocol"); protocol) {
@@ -236,7 +237,7 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   };
   for (unsigned i = 0; i < negotiated_.queues; ++i) {
     stats_.push_back(std::make_unique<QueueStats>());
-    auto q = Queue::create(platform_, *storage_, std::move(configs[i]), *stats_.back(), on_fatal);
+    auto q = Queue::create(platform_, *engine_, std::move(configs[i]), *stats_.back(), on_fatal);
     if (!q) {
       PVBACK_LOG(Error, "%s: queue %u: cannot map the ring or bind the event channel: %s", name_.c_str(), i,
                  std::strerror(q.error()));
@@ -285,11 +286,11 @@ void VbdDriver::remove_recovery_records() {
 }
 
 bool VbdDriver::check_resize(xenbus::XenStore& xs) {
-  if (!storage_ || !storage_->refresh_size()) return false;
+  if (!engine_ || !engine_->refresh_size()) return false;
   PVBACK_LOG(Notice, "%s: storage size changed to %llu sectors", name_.c_str(),
-             static_cast<unsigned long long>(storage_->sectors()));
+             static_cast<unsigned long long>(engine_->sectors()));
   const int rc = xs.transact([&](xenbus::Txn txn) -> int {
-    if (int e = xs.write(backend_path_ + "/sectors", std::to_string(storage_->sectors()), txn)) return e;
+    if (int e = xs.write(backend_path_ + "/sectors", std::to_string(engine_->sectors()), txn)) return e;
     if (!connected()) return 0;
     // Rewriting the unchanged state fires the frontend's watch on it; that is how Linux
     // frontends learn about a resize.

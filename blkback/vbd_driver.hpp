@@ -11,8 +11,8 @@
 #include "blkback/options.hpp"
 #include "blkback/queue.hpp"
 #include "blkback/stats.hpp"
-#include "blkback/storage.hpp"
 #include "grant/platform.hpp"
+#include "storage/engine.hpp"
 #include "xenbus/backend_device.hpp"
 
 namespace pvback::blkback {
@@ -42,7 +42,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   // xen_vbd_resize does). Returns true if the size changed.
   bool check_resize(xenbus::XenStore& xs);
 
-  const Storage* storage() const { return storage_ ? &*storage_ : nullptr; }
+  // The engine serving the disk, once advertise() opened it.
+  const storage::Engine* engine() const { return engine_.get(); }
   const BackendOptions& options() const { return options_; }
   unsigned effective_max_queues() const;
   bool connected() const { return !queues_.empty(); }
@@ -75,7 +76,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   DomId frontend_domid_;
   Queue::FatalHandler on_fatal_;
   std::string backend_path_;
-  std::optional<Storage> storage_;
+  std::unique_ptr<storage::Engine> engine_;
   bool read_only_ = false;
   bool cdrom_ = false;
   bool removable_ = false;

@@ -252,7 +252,7 @@ TEST_F(QueueTest, FlushAndBarrierComplete) {
 TEST_F(QueueTest, DiscardReadsBackZeros) {
   RawFrontend<X64> fe(platform(1), 0);
   ASSERT_NO_FATAL_FAILURE(start(fe, Options{}));
-  if (!storage->discard_supported()) GTEST_SKIP() << "no punch hole on /tmp";
+  if (!engine->capabilities().discard) GTEST_SKIP() << "no punch hole on /tmp";
   grant::SharedPages data = fe.share(4);
   std::memset(data.data(), 0x5A, 4 * kXenPageSize);
   for (std::uint32_t i = 0; i < 4; ++i)
@@ -277,7 +277,7 @@ TEST_F(QueueTest, DiscardReadsBackZeros) {
   EXPECT_EQ(rsps[0].operation, blkif::kOpDiscard);
   EXPECT_EQ(rsps[0].status, blkif::kRspOkay);
   EXPECT_EQ(rsps[1].id, 78u);
-  EXPECT_EQ(rsps[1].status, storage->secure_discard_supported() ? blkif::kRspOkay : blkif::kRspEopnotsupp);
+  EXPECT_EQ(rsps[1].status, engine->capabilities().secure_discard ? blkif::kRspOkay : blkif::kRspEopnotsupp);
   grant::SharedPages back = fe.share(4);
   std::memset(back.data(), 0xFF, 4 * kXenPageSize);
   std::vector<blkif::Segment> segs;

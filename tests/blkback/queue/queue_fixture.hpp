@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -16,10 +17,12 @@
 #include <gtest/gtest.h>
 
 #include "blkback/queue.hpp"
-#include "blkback/storage.hpp"
+#include "storage/fault_engine.hpp"
+#include "storage/file_engine.hpp"
 #include "ring/blkif.hpp"
 #include "tests/grant/sim_fixture.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/temp_file.hpp"
 
 namespace pvback::test {
 
@@ -127,26 +130,6 @@ typename Ns::Request indirect_request(RawFrontend<Ns>& fe, std::vector<grant::Sh
   return r;
 }
 
-// A temp file of `bytes` in /tmp.
-struct TempFile {
-  explicit TempFile(std::uint64_t bytes) {
-    char name[] = "/tmp/pvback-queue-XXXXXX";
-    int fd = ::mkstemp(name);
-    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("temp file");
-    ::close(fd);
-    path = name;
-  }
-  ~TempFile() { ::unlink(path.c_str()); }
-  std::vector<std::byte> read(std::uint64_t offset, std::size_t len) const {
-    std::vector<std::byte> out(len);
-    int fd = ::open(path.c_str(), O_RDONLY);
-    EXPECT_EQ(::pread(fd, out.data(), len, static_cast<off_t>(offset)), static_cast<ssize_t>(len));
-    ::close(fd);
-    return out;
-  }
-  std::string path;
-};
-
 class QueueTest : public SimHypervisorTest {
  protected:
   struct Options {
@@ -158,19 +141,27 @@ class QueueTest : public SimHypervisorTest {
     bool direct = true;
     std::uint64_t disk_bytes = 64ull << 20;
     std::function<void(blkback::QueueConfig&)> tweak;
+    // Set: the file is served through a FaultEngine with this plan (`faults` points at it).
+    std::optional<storage::FaultPlan> fault_plan;
   };
 
   // Starts storage + queue for a frontend already created; false on failure.
   template <class Ns>
   void start(RawFrontend<Ns>& fe, const Options& o) {
     file = std::make_unique<TempFile>(o.disk_bytes);
-    blkback::StorageOptions so;
+    storage::FileOptions so;
     so.path = file->path;
     so.read_only = o.read_only;
     so.allow_direct = o.direct;
-    auto st = blkback::Storage::open(so);
+    auto st = storage::FileEngine::open(so);
     ASSERT_TRUE(st) << std::strerror(st.error());
-    storage = std::make_unique<blkback::Storage>(std::move(*st));
+    engine = std::move(*st);
+    faults = nullptr;
+    if (o.fault_plan) {
+      auto wrapped = std::make_unique<storage::FaultEngine>(std::move(engine), *o.fault_plan);
+      faults = wrapped.get();
+      engine = std::move(wrapped);
+    }
     blkback::QueueConfig config;
     config.name = "vbd 1/51712 q0";
     config.frontend_domid = 1;
@@ -181,7 +172,7 @@ class QueueTest : public SimHypervisorTest {
     config.persistent_grants = o.persistent;
     config.discard_enabled = true;
     if (o.tweak) o.tweak(config);
-    auto q = blkback::Queue::create(platform(0), *storage, config, stats, [this](int err, const std::string& why) {
+    auto q = blkback::Queue::create(platform(0), *engine, config, stats, [this](int err, const std::string& why) {
       fatal_error = err;
       fatal_reason = why;
       fatal_calls.fetch_add(1);
@@ -204,13 +195,14 @@ class QueueTest : public SimHypervisorTest {
 
   void TearDown() override {
     stop_queue();
-    storage.reset();
+    engine.reset();
     file.reset();
     SimHypervisorTest::TearDown();
   }
 
   std::unique_ptr<TempFile> file;
-  std::unique_ptr<blkback::Storage> storage;
+  std::unique_ptr<storage::Engine> engine;
+  storage::FaultEngine* faults = nullptr;  // engine, when it injects faults
   blkback::QueueStats stats;
   std::unique_ptr<blkback::Queue> queue;
   std::thread runner;

@@ -171,9 +171,9 @@ TEST_F(QueueTest, StopBeforeRunAndIdleStop) {
 TEST_F(QueueTest, CreateFailuresLeaveNothingMapped) {
   RawFrontend<X64> fe(platform(1), 0);
   TempFile f(1 << 20);
-  blkback::StorageOptions so;
+  storage::FileOptions so;
   so.path = f.path;
-  auto st = blkback::Storage::open(so);
+  auto st = storage::FileEngine::open(so);
   ASSERT_TRUE(st);
   GrantTableSpy spy(run_dir_, 1);
   blkback::QueueConfig config;
@@ -181,18 +181,18 @@ TEST_F(QueueTest, CreateFailuresLeaveNothingMapped) {
   config.frontend_domid = 1;
   config.ring_refs = {9997};
   config.remote_port = fe.port;
-  auto bad_ring = blkback::Queue::create(platform(0), *st, config, stats, nullptr);
+  auto bad_ring = blkback::Queue::create(platform(0), **st, config, stats, nullptr);
   EXPECT_FALSE(bad_ring);
   config.ring_refs = {fe.ring_pages.refs()[0]};
   config.remote_port = 4000;  // nobody's port
-  auto bad_port = blkback::Queue::create(platform(0), *st, config, stats, nullptr);
+  auto bad_port = blkback::Queue::create(platform(0), **st, config, stats, nullptr);
   EXPECT_FALSE(bad_port);
   EXPECT_EQ(spy.pins(fe.ring_pages.refs()[0]), 0u);
   config.ring_refs = {fe.ring_pages.refs()[0], fe.ring_pages.refs()[0], fe.ring_pages.refs()[0]};
-  EXPECT_FALSE(blkback::Queue::create(platform(0), *st, config, stats, nullptr));
+  EXPECT_FALSE(blkback::Queue::create(platform(0), **st, config, stats, nullptr));
   config.ring_refs = {fe.ring_pages.refs()[0]};
   config.remote_port = fe.port;
-  auto good = blkback::Queue::create(platform(0), *st, config, stats, nullptr);
+  auto good = blkback::Queue::create(platform(0), **st, config, stats, nullptr);
   ASSERT_TRUE(good) << std::strerror(good.error());
   EXPECT_NE(spy.pins(fe.ring_pages.refs()[0]), 0u);
   good->reset();

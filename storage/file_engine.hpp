@@ -1,0 +1,47 @@
+// The io_uring engine: a regular file or a block device, read and written with readv/writev on
+// the queue's own io_uring (the file registered as a fixed file), flushed with fdatasync. Discard
+// and write-zeroes of a file are fallocate() on the same ring; a block device's discard, which has
+// no io_uring form on the kernels pvback supports, runs on one helper thread per channel, so a
+// whole-disk discard never blocks the queue's thread.
+#pragma once
+#include <atomic>
+#include <string>
+
+#include "base/unique_fd.hpp"
+#include "storage/engine.hpp"
+
+namespace pvback::storage {
+
+struct FileOptions {
+  std::string path;
+  bool read_only = false;
+  bool allow_direct = true;  // O_DIRECT when the file system accepts it
+  bool discard = true;       // the toolstack's discard-enable
+};
+
+class FileEngine final : public Engine {
+ public:
+  // Opens, locks (see file_engine.cpp) and probes. errno value on failure.
+  static std::expected<std::unique_ptr<FileEngine>, int> open(const FileOptions& options);
+
+  const Capabilities& capabilities() const override { return caps_; }
+  std::uint64_t sectors() const override { return sectors_.load(std::memory_order_acquire); }
+  bool refresh_size() override;
+  std::string describe() const override;
+  const char* kind() const override { return block_device_ ? "block" : "file"; }
+  std::expected<std::unique_ptr<Channel>, int> open_channel(Loop& loop) override;
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_.get(); }
+  bool block_device() const { return block_device_; }
+
+ private:
+  FileEngine() = default;
+  UniqueFd fd_;
+  std::string path_;
+  bool block_device_ = false;
+  Capabilities caps_;
+  std::atomic<std::uint64_t> sectors_{0};
+};
+
+}  // namespace pvback::storage
