@@ -5,21 +5,20 @@
 //      header is validated on the copy;
 //   2. the segment descriptors of all indirect requests are grant-copied into the slots' own
 //      arrays with one batched grant copy (a single copy, no mapping to keep), then validated;
-//   3. data: Map path: persistent-cache lookups, then at most one ReadWrite map (reads) and one
-//      ReadOnly map (writes) for the rest of the batch (per-request retry if a batch map fails);
-//      Copy path: bounce pages from the queue's pool and one batched grant copy for all writes;
+//   3. the segment path (segments.hpp: persistent cache and batch maps, or bounce pages and one
+//      batched grant copy) makes every data segment of the batch reachable;
 //   4. the batch's reads, writes, flushes and discards go to the storage engine's channel in ring
 //      order; it queues them on the queue's io_uring (storage::Loop), and they start together
 //      with the wait (io_uring_submit_and_wait);
-//   5. completions reaped together are answered together (Copy path reads: one batched grant copy
-//      bounce->guest first), then one push_responses_and_check_notify and at most one notify.
+//   5. completions reaped together are answered together (reads the segment path holds in its own
+//      pages: one batched copy to the guest first), then one push_responses_and_check_notify and at
+//      most one notify.
 // Barriers: nothing submitted after a barrier starts before the barrier completes, and the barrier
 // starts only when everything submitted before it completed (write phase, then fdatasync).
 #include "blkback/queue.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -33,9 +32,10 @@
 #include "base/log.hpp"
 #include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
-#include "blkback/persistent_grants.hpp"
 #include "blkback/recovery.hpp"
 #include "blkback/request.hpp"
+#include "blkback/segments.hpp"
+#include "blkback/slot.hpp"
 #include "ring/blkif.hpp"
 #include "storage/loop.hpp"
 
@@ -67,66 +67,9 @@ std::int64_t now_ns() {
       .count();
 }
 
-// Page-aligned anonymous memory, unmapped on destruction.
-struct PageBuffer {
-  std::byte* data = nullptr;
-  std::size_t bytes = 0;
-  PageBuffer() = default;
-  PageBuffer(const PageBuffer&) = delete;
-  PageBuffer& operator=(const PageBuffer&) = delete;
-  ~PageBuffer() {
-    if (data != nullptr) ::munmap(data, bytes);
-  }
-  int allocate(std::size_t n) {
-    if (n == 0) return 0;
-    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return errno;
-    data = static_cast<std::byte*>(p);
-    bytes = n;
-    return 0;
-  }
-};
-
-using request::Kind;
-enum class Phase : std::uint8_t { Idle, Io, Sync, Discard };
-
-struct Slot {
-  native::Request req{};
-  Kind kind = Kind::Other;
-  bool indirect = false;
-  bool deferred_copy = false;    // Copy path read waiting for the batched bounce->guest copy
-  Phase phase = Phase::Idle;
-  std::int16_t status = blkif::kRspOkay;
-  std::uint32_t nsegs = 0;
-  blkif::Segment* segs = nullptr;   // the slot's own copy of the descriptors (capacity max_segs)
-  iovec* iov = nullptr;
-  std::int32_t* pg = nullptr;       // persistent entry per segment, or kNone
-  std::uint32_t* bounce = nullptr;  // bounce page per segment (Copy path)
-  std::uint32_t iov_count = 0;
-  std::uint32_t iov_first = 0;      // first iovec not fully transferred (short I/O resume)
-  std::int32_t batch_map = -1;      // index into batch_maps_, or -1
-  std::uint32_t map_first = 0;      // first page of this slot in its batch mapping
-  std::uint32_t np_count = 0;       // segments not served by the persistent cache
-  std::uint64_t offset = 0;         // byte offset on the storage
-  std::uint64_t total_bytes = 0;
-  std::uint64_t done_bytes = 0;
-  std::uint64_t sectors = 0;        // 512-byte sectors of the request
-};
-
-struct BatchMap {
-  grant::Mapping mapping;
-  std::uint32_t users = 0;
-};
-
-// Grant refs collected for one batched map() call.
-struct MapBatch {
-  std::vector<GrantRef> refs;
-  std::vector<std::uint32_t> slots;
-};
-
 }  // namespace
 
-struct Queue::Impl final : storage::CompletionSink {
+struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   Impl(storage::Engine& e, QueueConfig c, QueueStats& st, FatalHandler f)
       : engine(e), config(std::move(c)), stats(st), on_fatal(std::move(f)), name(config.name.c_str()) {}
   ~Impl();
@@ -160,10 +103,6 @@ struct Queue::Impl final : storage::CompletionSink {
   std::uint32_t process_ring();
   void take_one();
   void take_recovered(std::uint32_t idx, const native::Request& req);
-  std::uint32_t bounce_pages_needed(const Slot& s) const {
-    const bool data = s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier;
-    return copy_path() && s.status == blkif::kRspOkay && data ? s.nsegs : 0;
-  }
   void prepare_batch();
   int open_recovery();
   std::uint32_t resume_recovered();
@@ -171,11 +110,6 @@ struct Queue::Impl final : storage::CompletionSink {
   void copy_indirect_descriptors();
   void validate_segments(Slot& s);
   request::Limits limits() const;
-  void prepare_map();
-  void prepare_copy();
-  void add_to_batch(MapBatch& batch, std::uint32_t slot, Access access);
-  void flush_batch(MapBatch& batch, Access access);
-  void build_iov(Slot& s);
   void submit_pending();
   bool submit_slot(std::uint32_t idx);
   bool submit_io(std::uint32_t idx);
@@ -188,16 +122,11 @@ struct Queue::Impl final : storage::CompletionSink {
   void complete(std::uint32_t idx, std::int16_t status);
   void finish_copybacks();
   void respond(std::uint32_t idx);
-  void release(Slot& s);
   void flush_responses();
   void fatal(int error, const char* reason);
   void maybe_purge(std::int64_t now);
   void drain_in_flight();
-  void fail(Slot& s, std::int16_t status, const char* why);
-
-  // Grant copy serves frontends without persistent grants; with them, the cache of mapped grants
-  // is the data path (its overflow is mapped per batch), whatever data_path says.
-  bool copy_path() const { return config.data_path == DataPath::Copy && !config.persistent_grants; }
+  void fail(Slot& s, std::int16_t status, const char* why) override;
 
   storage::Engine& engine;
   QueueConfig config;
@@ -222,8 +151,6 @@ struct Queue::Impl final : storage::CompletionSink {
   std::vector<Slot> slots;
   std::vector<blkif::Segment> seg_store;
   std::vector<iovec> iov_store;
-  std::vector<std::int32_t> pg_store;
-  std::vector<std::uint32_t> bounce_store;
   std::vector<std::uint32_t> free_slots;
   std::uint32_t slots_used = 0;
 
@@ -233,20 +160,8 @@ struct Queue::Impl final : storage::CompletionSink {
   std::uint32_t submitted = 0;                // slots whose I/O is in the io_uring
   bool barrier_active = false;
 
-  // Map path.
-  std::unique_ptr<PersistentGrants> persistent;
-  std::vector<BatchMap> batch_maps;
-  std::vector<std::int32_t> free_batch_maps;
-  MapBatch read_batch, write_batch;
-  std::vector<GrantRef> scratch_refs;
-  std::uint32_t max_map_batch = 0;
-
-  // Copy path.
-  PageBuffer bounce_pages;
-  std::vector<std::uint32_t> free_bounce;
-  std::vector<grant::CopySegment> copy_segs;
-  std::vector<std::uint32_t> copy_owner;
-  std::vector<std::uint32_t> copyback;        // completed reads awaiting the bounce->guest copy
+  std::unique_ptr<SegmentPath> segments;      // how data segments reach memory (segments.hpp)
+  std::vector<std::uint32_t> copyback;        // finished reads whose data is still to reach the guest
 
   // Indirect descriptors.
   std::vector<grant::CopySegment> ind_segs;
@@ -353,7 +268,6 @@ int Queue::Impl::init(const grant::Platform& platform) {
   slots.resize(ring_size);
   seg_store.resize(total);
   iov_store.resize(total);
-  pg_store.assign(total, PersistentGrants::kNone);
   free_slots.reserve(ring_size);
   std::vector<bool> kept(ring_size, false);  // slots a predecessor's requests and answers still hold
   if (recovered) {
@@ -364,40 +278,29 @@ int Queue::Impl::init(const grant::Platform& platform) {
     Slot& s = slots[i];
     s.segs = &seg_store[std::size_t{i} * max_segs];
     s.iov = &iov_store[std::size_t{i} * max_segs];
-    s.pg = &pg_store[std::size_t{i} * max_segs];
     if (!kept[ring_size - 1 - i]) free_slots.push_back(ring_size - 1 - i);
   }
   batch.reserve(ring_size);
   pending.resize(ring_size);
   unpushed.reserve(ring_size);
+  copyback.reserve(ring_size);
   ind_segs.resize(std::size_t{ring_size} * blkif::kMaxIndirectPagesPerRequest);
   ind_owner.resize(ind_segs.size());
 
-  if (copy_path()) {
-    // Bounded pool with back-pressure: a request is taken from the ring only while a worst-case
-    // request still fits, so the pool never runs dry mid-request.
-    const std::uint32_t pool =
-        std::max<std::uint32_t>(std::min<std::uint32_t>(ring_size * blkif::kMaxSegmentsPerRequest, 4096), 2 * max_segs);
-    if (int err = bounce_pages.allocate(std::size_t{pool} * kXenPageSize); err != 0) return err;
-    free_bounce.reserve(pool);
-    for (std::uint32_t i = pool; i > 0; --i) free_bounce.push_back(i - 1);
-    bounce_store.resize(total);
-    for (std::uint32_t i = 0; i < ring_size; ++i) slots[i].bounce = &bounce_store[std::size_t{i} * max_segs];
-    copy_segs.resize(pool);
-    copy_owner.resize(pool);
-    copyback.reserve(ring_size);
-  } else {
-    if (config.persistent_grants) persistent = std::make_unique<PersistentGrants>(config.max_persistent_grants);
-    batch_maps.resize(ring_size);
-    free_batch_maps.reserve(ring_size);
-    for (std::uint32_t i = ring_size; i > 0; --i) free_batch_maps.push_back(static_cast<std::int32_t>(i - 1));
-    max_map_batch = std::max<std::uint32_t>(2048, max_segs);
-    read_batch.refs.reserve(max_map_batch);
-    write_batch.refs.reserve(max_map_batch);
-    read_batch.slots.reserve(ring_size);
-    write_batch.slots.reserve(ring_size);
-    scratch_refs.reserve(max_segs);
-  }
+  // Once persistent grants are negotiated, the cache of mapped grants is the data path (its
+  // overflow mapped per batch), whatever data_path says; grant copy serves frontends without.
+  SegmentPathConfig sc;
+  sc.way = config.persistent_grants           ? SegmentPathConfig::Way::Persistent
+           : config.data_path == DataPath::Copy ? SegmentPathConfig::Way::Copy
+                                                : SegmentPathConfig::Way::Map;
+  sc.name = name;
+  sc.frontend_domid = config.frontend_domid;
+  sc.ring_size = ring_size;
+  sc.max_segs = max_segs;
+  sc.max_persistent_grants = config.max_persistent_grants;
+  auto path = SegmentPath::create(sc, *mapper, stats, *this);
+  if (!path) return path.error();
+  segments = std::move(*path);
   const auto expiry = std::max(std::chrono::milliseconds(100), config.persistent_idle_expiry / 2);
   timer_ts.tv_sec = expiry.count() / 1000;
   timer_ts.tv_nsec = (expiry.count() % 1000) * 1'000'000;
@@ -471,10 +374,10 @@ std::uint32_t Queue::Impl::resume_recovered() {
   recovered->reanswer.clear();
   batch.clear();
   auto& todo = recovered->reexecute;
-  std::size_t taken = 0, bounce_reserved = 0;
-  while (taken < todo.size() && !(copy_path() && free_bounce.size() - bounce_reserved < max_segs)) {
+  std::size_t taken = 0, reserved = 0;
+  while (taken < todo.size() && segments->room_for_one_more(reserved)) {
     take_recovered(todo[taken].slot, todo[taken].req);
-    bounce_reserved += bounce_pages_needed(slots[batch.back()]);
+    reserved += segments->pages_taken(slots[batch.back()]);
     ++taken;
   }
   todo.erase(todo.begin(), todo.begin() + static_cast<std::ptrdiff_t>(taken));
@@ -517,17 +420,14 @@ Queue::Impl::~Impl() {
   stopping = true;
   drain_in_flight();
   // Requests still queued but never submitted (run() not running): answer nothing, release all.
-  for (std::uint32_t i = 0; i < slots.size(); ++i) release(slots[i]);
+  if (segments)
+    for (std::uint32_t i = 0; i < slots.size(); ++i) segments->release(i, slots[i]);
   // Everything taken was answered visibly: a successor starts at rsp_prod. Otherwise the record
   // stays live for one.
   if (slots_used == 0 && !recovered) log.retire();
   channel.reset();
   loop.close();
-  if (persistent) {
-    persistent->clear();
-    stats.persistent_grants.set(0);
-  }
-  for (BatchMap& b : batch_maps) b.mapping.reset();
+  segments.reset();
   port.reset();
   ring_mapping.reset();
 }
@@ -560,7 +460,7 @@ void Queue::Impl::arm_polls() {
 }
 
 void Queue::Impl::arm_timer() {
-  if (timer_armed || !persistent || persistent->size() == 0 || stopping || fatal_seen) return;
+  if (timer_armed || !segments->keeps_idle_state() || stopping || fatal_seen) return;
   if (io_uring_sqe* sqe = loop.sqe()) {
     io_uring_prep_timeout(sqe, &timer_ts, 0, 0);
     io_uring_sqe_set_data64(sqe, kTagTimer);
@@ -569,14 +469,9 @@ void Queue::Impl::arm_timer() {
 }
 
 void Queue::Impl::maybe_purge(std::int64_t now) {
-  if (!persistent || now - last_purge < kPurgeIntervalNs) return;
+  if (!segments->keeps_idle_state() || now - last_purge < kPurgeIntervalNs) return;
   last_purge = now;
-  const std::int64_t expiry = std::chrono::duration_cast<std::chrono::nanoseconds>(config.persistent_idle_expiry).count();
-  const std::uint32_t removed = persistent->expire(now - expiry);
-  if (removed != 0) {
-    stats.persistent_evictions.add(removed);
-    stats.persistent_grants.set(persistent->size());
-  }
+  segments->expire(now - std::chrono::duration_cast<std::chrono::nanoseconds>(config.persistent_idle_expiry).count());
 }
 
 void Queue::Impl::handle_event() {
@@ -706,9 +601,9 @@ std::uint32_t Queue::Impl::process_ring() {
   }
   batch.clear();
   bool stalled = false;
-  // Copy path: bounce pages are handed out after the whole batch is taken, so the take loop
-  // reserves them as it goes; a request is taken only while a largest one would still fit.
-  std::size_t bounce_reserved = 0;
+  // The segment path hands out its pages (bounce pages) after the whole batch is taken, so the
+  // take loop reserves them as it goes; a request is taken only while a largest one would fit.
+  std::size_t reserved = 0;
   while (!stalled && !fatal_seen) {
     auto n = unconsumed();
     if (!n) {
@@ -725,12 +620,12 @@ std::uint32_t Queue::Impl::process_ring() {
       continue;
     }
     for (ring::RingIdx i = 0; i < *n; ++i) {
-      if (free_slots.empty() || (copy_path() && free_bounce.size() - bounce_reserved < max_segs)) {
+      if (free_slots.empty() || !segments->room_for_one_more(reserved)) {
         stalled = true;
         break;
       }
       take_one();
-      bounce_reserved += bounce_pages_needed(slots[batch.back()]);
+      reserved += segments->pages_taken(slots[batch.back()]);
     }
   }
   backlog = stalled;
@@ -750,14 +645,14 @@ void Queue::Impl::prepare_batch() {
     Slot& s = slots[idx];
     if (s.status == blkif::kRspOkay) validate_segments(s);
   }
-  if (copy_path()) prepare_copy(); else prepare_map();
+  segments->prepare(batch, slots);
   for (std::uint32_t idx : batch) {
     Slot& s = slots[idx];
     if (s.status != blkif::kRspOkay) {
       respond(idx);
       continue;
     }
-    if (s.kind == Kind::Read || s.kind == Kind::Write || (s.kind == Kind::Barrier && s.nsegs != 0)) build_iov(s);
+    if (s.has_data()) segments->build_iov(idx, s);
     pending[(pending_head + pending_count) % ring_size] = idx;
     ++pending_count;
   }
@@ -781,13 +676,10 @@ void Queue::Impl::take_recovered(std::uint32_t idx, const native::Request& req) 
   s.req = req;
   s.kind = Kind::Other;
   s.indirect = false;
-  s.deferred_copy = false;
   s.phase = Phase::Idle;
   s.status = blkif::kRspOkay;
   s.nsegs = 0;
   s.iov_count = s.iov_first = 0;
-  s.batch_map = -1;
-  s.map_first = s.np_count = 0;
   s.offset = s.total_bytes = s.done_bytes = s.sectors = 0;
   parse_header(s);
   batch.push_back(idx);
@@ -875,194 +767,16 @@ void Queue::Impl::validate_segments(Slot& s) {
   s.offset = e.offset;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Map path
-
-void Queue::Impl::prepare_map() {
-  const std::int64_t now = persistent ? now_ns() : 0;
-  for (std::uint32_t idx : batch) {
-    Slot& s = slots[idx];
-    if (s.status != blkif::kRspOkay || s.nsegs == 0 || s.kind == Kind::Flush || s.kind == Kind::Discard ||
-        s.kind == Kind::Other)
-      continue;
-    s.np_count = 0;
-    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-      s.pg[i] = PersistentGrants::kNone;
-      if (!persistent) {
-        ++s.np_count;
-        continue;
-      }
-      const GrantRef gref = s.segs[i].gref;
-      std::int32_t e = persistent->find(gref);
-      if (e != PersistentGrants::kNone) {
-        stats.persistent_hits.add();
-      } else {
-        stats.persistent_misses.add();
-        if (!persistent->full()) {
-          auto m = mapper->map(config.frontend_domid, {&gref, 1}, Access::ReadWrite);
-          if (m) {
-            e = persistent->insert(gref, std::move(*m), now);
-            stats.persistent_grants.set(persistent->size());
-          }
-        }
-      }
-      if (e == PersistentGrants::kNone) {
-        ++s.np_count;
-        continue;
-      }
-      persistent->at(e).users++;
-      persistent->touch(e, now);
-      s.pg[i] = e;
-    }
-    if (s.np_count != 0) {
-      if (s.kind == Kind::Read) add_to_batch(read_batch, idx, Access::ReadWrite);
-      else add_to_batch(write_batch, idx, Access::ReadOnly);
-    }
-  }
-  flush_batch(read_batch, Access::ReadWrite);
-  flush_batch(write_batch, Access::ReadOnly);
-}
-
-void Queue::Impl::add_to_batch(MapBatch& b, std::uint32_t idx, Access access) {
-  Slot& s = slots[idx];
-  if (b.refs.size() + s.np_count > max_map_batch) flush_batch(b, access);
-  s.map_first = static_cast<std::uint32_t>(b.refs.size());
-  for (std::uint32_t i = 0; i < s.nsegs; ++i)
-    if (s.pg[i] == PersistentGrants::kNone) b.refs.push_back(s.segs[i].gref);
-  b.slots.push_back(idx);
-}
-
-void Queue::Impl::flush_batch(MapBatch& b, Access access) {
-  if (b.slots.empty()) return;
-  auto m = mapper->map(config.frontend_domid, b.refs, access);
-  if (m) {
-    const std::int32_t bm = free_batch_maps.back();
-    free_batch_maps.pop_back();
-    batch_maps[bm].mapping = std::move(*m);
-    batch_maps[bm].users = static_cast<std::uint32_t>(b.slots.size());
-    for (std::uint32_t idx : b.slots) slots[idx].batch_map = bm;
-    stats.grants_mapped.add(b.refs.size());
-  } else if (b.slots.size() == 1) {
-    fail(slots[b.slots[0]], blkif::kRspError,
-         access == Access::ReadWrite ? "cannot map the grants for writing" : "cannot map the grants");
-  } else {
-    // map() is all-or-nothing: find the culprits one request at a time.
-    for (std::uint32_t idx : b.slots) {
-      Slot& s = slots[idx];
-      scratch_refs.clear();
-      for (std::uint32_t i = 0; i < s.np_count; ++i) scratch_refs.push_back(b.refs[s.map_first + i]);
-      auto one = mapper->map(config.frontend_domid, scratch_refs, access);
-      if (!one) {
-        fail(s, blkif::kRspError, access == Access::ReadWrite ? "cannot map the grants for writing" : "cannot map the grants");
-        continue;
-      }
-      const std::int32_t bm = free_batch_maps.back();
-      free_batch_maps.pop_back();
-      batch_maps[bm].mapping = std::move(*one);
-      batch_maps[bm].users = 1;
-      s.batch_map = bm;
-      s.map_first = 0;
-      stats.grants_mapped.add(scratch_refs.size());
-    }
-  }
-  b.refs.clear();
-  b.slots.clear();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Copy path
-
-void Queue::Impl::prepare_copy() {
-  std::size_t n = 0;
-  for (std::uint32_t idx : batch) {
-    Slot& s = slots[idx];
-    if (s.status != blkif::kRspOkay || s.nsegs == 0 ||
-        (s.kind != Kind::Read && s.kind != Kind::Write && s.kind != Kind::Barrier))
-      continue;
-    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-      s.bounce[i] = free_bounce.back();  // back-pressure guarantees max_segs pages were free
-      free_bounce.pop_back();
-      s.pg[i] = PersistentGrants::kNone;
-      if (s.kind == Kind::Read) continue;
-      const blkif::Segment& g = s.segs[i];
-      grant::CopySegment& c = copy_segs[n];
-      c = {};
-      c.source.foreign.ref = g.gref;
-      c.source.foreign.domid = config.frontend_domid;
-      c.source.foreign.offset = static_cast<std::uint16_t>(g.first_sect * blkif::kSectorSize);
-      c.dest.virt = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize + g.first_sect * blkif::kSectorSize;
-      c.len = static_cast<std::uint16_t>((g.last_sect - g.first_sect + 1u) * blkif::kSectorSize);
-      c.flags = GNTCOPY_source_gref;
-      copy_owner[n] = idx;
-      ++n;
-    }
-    s.np_count = s.nsegs;
-  }
-  if (n == 0) return;
-  const int err = mapper->copy({copy_segs.data(), n});
-  stats.grants_copied.add(n);
-  for (std::size_t i = 0; i < n; ++i)
-    if (err != 0 || copy_segs[i].status != GNTST_okay)
-      fail(slots[copy_owner[i]], blkif::kRspError, "cannot copy from the guest's grant");
-}
-
+// Reads finished together whose data the segment path still holds reach the guest together.
 void Queue::Impl::finish_copybacks() {
   if (copyback.empty()) return;
-  std::size_t n = 0;
-  for (std::uint32_t idx : copyback) {
-    Slot& s = slots[idx];
-    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-      const blkif::Segment& g = s.segs[i];
-      grant::CopySegment& c = copy_segs[n];
-      c = {};
-      c.source.virt = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize + g.first_sect * blkif::kSectorSize;
-      c.dest.foreign.ref = g.gref;
-      c.dest.foreign.domid = config.frontend_domid;
-      c.dest.foreign.offset = static_cast<std::uint16_t>(g.first_sect * blkif::kSectorSize);
-      c.len = static_cast<std::uint16_t>((g.last_sect - g.first_sect + 1u) * blkif::kSectorSize);
-      c.flags = GNTCOPY_dest_gref;
-      copy_owner[n] = idx;
-      ++n;
-    }
-  }
-  const int err = n != 0 ? mapper->copy({copy_segs.data(), n}) : 0;
-  stats.grants_copied.add(n);
-  for (std::size_t i = 0; i < n; ++i)
-    if (err != 0 || copy_segs[i].status != GNTST_okay)
-      fail(slots[copy_owner[i]], blkif::kRspError, "cannot copy into the guest's grant");
+  segments->copy_back(copyback, slots);
   for (std::uint32_t idx : copyback) respond(idx);
   copyback.clear();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Submission
-
-void Queue::Impl::build_iov(Slot& s) {
-  std::uint32_t k = 0;
-  std::uint32_t np = 0;
-  for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-    const blkif::Segment& g = s.segs[i];
-    std::byte* page;
-    if (copy_path()) {
-      page = bounce_pages.data + std::size_t{s.bounce[i]} * kXenPageSize;
-    } else if (s.pg[i] != PersistentGrants::kNone) {
-      page = static_cast<std::byte*>(persistent->at(s.pg[i]).mapping.data());
-    } else {
-      page = batch_maps[s.batch_map].mapping.page(s.map_first + np++);
-    }
-    std::byte* base = page + g.first_sect * blkif::kSectorSize;
-    const std::size_t len = (g.last_sect - g.first_sect + 1u) * blkif::kSectorSize;
-    if (k != 0 && static_cast<std::byte*>(s.iov[k - 1].iov_base) + s.iov[k - 1].iov_len == base) {
-      s.iov[k - 1].iov_len += len;
-    } else {
-      s.iov[k].iov_base = base;
-      s.iov[k].iov_len = len;
-      ++k;
-    }
-  }
-  s.iov_count = k;
-  s.iov_first = 0;
-}
 
 void Queue::Impl::submit_pending() {
   while (pending_count != 0 && !barrier_active) {
@@ -1227,39 +941,16 @@ void Queue::Impl::complete(std::uint32_t idx, std::int16_t status) {
   if (s.kind == Kind::Barrier) barrier_active = false;
   s.phase = Phase::Idle;
   if (status != blkif::kRspOkay) s.status = status;
-  if (copy_path() && s.kind == Kind::Read && s.status == blkif::kRspOkay) {
+  if (s.kind == Kind::Read && s.status == blkif::kRspOkay && !segments->read_done_in_place()) {
     copyback.push_back(idx);
     return;
   }
   respond(idx);
 }
 
-void Queue::Impl::release(Slot& s) {
-  if (persistent && (s.kind == Kind::Read || s.kind == Kind::Write || s.kind == Kind::Barrier)) {
-    for (std::uint32_t i = 0; i < s.nsegs; ++i) {
-      if (s.pg[i] != PersistentGrants::kNone) {
-        persistent->at(s.pg[i]).users--;
-        s.pg[i] = PersistentGrants::kNone;
-      }
-    }
-  }
-  if (s.batch_map >= 0) {
-    BatchMap& b = batch_maps[s.batch_map];
-    if (--b.users == 0) {
-      b.mapping.reset();
-      free_batch_maps.push_back(s.batch_map);
-    }
-    s.batch_map = -1;
-  }
-  if (copy_path() && s.np_count != 0) {
-    for (std::uint32_t i = 0; i < s.np_count; ++i) free_bounce.push_back(s.bounce[i]);
-    s.np_count = 0;
-  }
-}
-
 void Queue::Impl::respond(std::uint32_t idx) {
   Slot& s = slots[idx];
-  release(s);
+  segments->release(idx, s);
   if (s.status == blkif::kRspOkay) {
     switch (s.kind) {
       case Kind::Read:
