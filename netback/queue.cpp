@@ -66,6 +66,7 @@
 #include "base/log.hpp"
 #include "base/stop_signal.hpp"
 #include "base/unique_fd.hpp"
+#include "grant/spurious_wakeups.hpp"
 #include "netback/headers.hpp"
 #include "netback/tx_request.hpp"
 #include "ring/netif.hpp"
@@ -93,13 +94,6 @@ using netif::TxResponse;
 
 constexpr std::uint32_t kEthHlen = 14;
 constexpr unsigned kPollSpinIterations = 2000;
-// XSA-332's class: a guest notifying in a tight loop keeps the queue's thread busy. An event
-// wake-up after which the loop finds no work is spurious; after kSpuriousGrace in a row the event
-// channels stay masked for 1 ms more per further one, up to kMaxThrottleMs (guest notifications
-// latch meanwhile); a loop that finds work ends it. A frontend that notifies only when the rings
-// say so makes at most one spurious wake-up now and then.
-constexpr std::uint32_t kSpuriousGrace = 16;
-constexpr std::int64_t kMaxThrottleMs = 100;
 constexpr int kPollIdleSleepMs = 1;
 constexpr unsigned kMaxExtras = netif::kExtraTypeMax - 1;
 // Most RX slots one packet may need: data slots of at least 2048 bytes (xdp_headroom < 2048) for
@@ -268,7 +262,7 @@ struct Queue::Impl {
   unsigned idle_loops = 0;
   // Event storms: ports read from the channel handle and left masked, until throttle_until.
   std::vector<EvtchnPort> masked_ports;
-  std::uint32_t spurious_streak = 0;
+  grant::SpuriousWakeups wakeups;  // XSA-332 (grant/spurious_wakeups.hpp)
   std::int64_t throttle_until = 0;
   void unmask_events() {
     for (EvtchnPort p : masked_ports) channels->unmask(p);
@@ -1085,8 +1079,8 @@ void Queue::Impl::run() {
     if (fatal_seen) break;
     if (event_woke) {
       event_woke = false;
-      if (work) spurious_streak = 0;
-      else if (++spurious_streak > kSpuriousGrace) stats.spurious_events.add();
+      if (work) wakeups.work_found();
+      else if (wakeups.nothing_found()) stats.spurious_events.add();
     }
     if (throttle_until != 0 && (work || now_ns() >= throttle_until)) unmask_events();
 
@@ -1163,15 +1157,14 @@ void Queue::Impl::run() {
         if (!p) break;
         masked_ports.push_back(*p);
       }
-      if (spurious_streak < kSpuriousGrace) {
+      if (wakeups.mask_ms() == 0) {
         unmask_events();
       } else if (throttle_until == 0) {
-        const std::int64_t ms = std::min<std::int64_t>(spurious_streak - kSpuriousGrace + 1, kMaxThrottleMs);
-        throttle_until = now_ns() + ms * 1'000'000;
+        throttle_until = now_ns() + std::int64_t{wakeups.mask_ms()} * 1'000'000;
         stats.events_throttled.add();
-        if (spurious_streak == kSpuriousGrace)
+        if (wakeups.masking_starts())
           PVBACK_LOG_RATELIMITED(Warning, "%s: the frontend notifies without work (%u times in a row): its event "
-                                 "channels are throttled", name, spurious_streak);
+                                 "channels are throttled", name, wakeups.streak());
       }
     }
   }
