@@ -44,7 +44,9 @@ void usage(FILE* out) {
                "  --recovery-dir DIR           per-queue crash-recovery records (default /run/pvback/recovery)\n"
                "  --no-recovery                no records: a killed or crashed process may lose or repeat answers\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
-               "  --stats-interval-ms N        statistics and resize check period (default 1000)\n");
+               "  --stats-interval-ms N        statistics and resize check period (default 1000)\n"
+               "  --inject-latency-us N        testing: each storage operation waits a random 0..N us first, so\n"
+               "                               completions come back out of order (default 0: off)\n");
 }
 
 }  // namespace
@@ -107,6 +109,8 @@ int main(int argc, char** argv) {
       ++i;
     } else if (arg == "--stats-interval-ms") {
       interval_ms = std::max(10ul, number(3'600'000));
+    } else if (arg == "--inject-latency-us") {
+      options.inject_latency = std::chrono::microseconds(number(10'000'000));
     } else if (arg == "-h" || arg == "--help") {
       usage(stdout);
       return 0;

@@ -25,6 +25,9 @@ struct BackendOptions {
   bool barrier = true;                     // feature-barrier
   // Where each queue keeps its crash-recovery record (blkback/recovery.hpp); empty: none.
   std::string recovery_dir;
+  // Testing: every storage operation first waits a random 0..N microseconds (storage::FaultEngine),
+  // so that completions come back out of order. 0: off.
+  std::chrono::microseconds inject_latency{0};
 };
 
 }  // namespace pvback::blkback

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/log.hpp"
+#include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
 #include "ring/blkif.hpp"
 #include "xenbus/state.hpp"
@@ -85,6 +86,14 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
     return engine.error();
   }
   engine_ = std::move(*engine);
+  if (options_.inject_latency.count() > 0) {
+    storage::FaultPlan plan;
+    plan.max_latency = options_.inject_latency;
+    plan.seed = static_cast<std::uint64_t>(::getpid());
+    engine_ = std::make_unique<storage::FaultEngine>(std::move(engine_), plan);
+    PVBACK_LOG(Warning, "%s: testing: every storage operation waits up to %lld us first", name_.c_str(),
+               static_cast<long long>(options_.inject_latency.count()));
+  }
   return 0;
 }
 

@@ -199,7 +199,9 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
   constexpr std::uint64_t kBlocks = 1024;  // 4 KiB blocks under test
   constexpr std::size_t kDepth = 8;        // per queue
   make_disk(kBlocks * 4096);
-  std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100"};
+  // Storage latency that varies per operation: completions come back out of order, and a kill
+  // finds requests in every state.
+  std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100", "--inject-latency-us", "2000"};
   if (!GetParam()) args.insert(args.end(), {"--no-persistent-grants", "--data-path", "copy"});
   add_vbd_and_start(args);
   blkfront::Options opts;
