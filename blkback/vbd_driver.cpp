@@ -7,6 +7,7 @@
 #include "base/log.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
+#include "storage/nbd_engine.hpp"
 #include "ring/blkif.hpp"
 #include "xenbus/state.hpp"
 
@@ -51,6 +52,49 @@ bool VbdDriver::use_direct_io() const {
   return false;
 }
 
+// What "params" names, as libxl writes it: a path (the phy backend: a file or block device), an
+// NBD URI, or "<format>:<path>" (the qdisk backend; "aio" is libxl's word for raw). A raw image
+// is served by the io_uring engine; other formats through a qemu-storage-daemon of its own.
+std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(const std::string& params) const {
+  for (const char* scheme : {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://"}) {
+    if (params.starts_with(scheme)) {
+      storage::NbdOptions o;
+      o.uri = params;
+      o.read_only = read_only_;
+      o.discard = discard_enable_;
+      return storage::NbdEngine::open(o);
+    }
+  }
+  std::string path = params;
+  const auto colon = params.find(':');
+  const char* format = nullptr;
+  if (colon != std::string::npos && params.find('/') > colon) {
+    format = storage::qemu_format_name(params.substr(0, colon));
+    if (format == nullptr) {
+      PVBACK_LOG(Error, "%s: \"%s\" names no format pvback serves (raw, aio, qcow2, qcow, vhd, vhdx, vmdk, qed, luks)",
+                 name_.c_str(), params.substr(0, colon).c_str());
+      return std::unexpected(EINVAL);
+    }
+    path = params.substr(colon + 1);
+  }
+  if (format != nullptr && std::string_view(format) != "raw") {
+    storage::NbdOptions o;
+    o.image = path;
+    o.format = format;
+    o.read_only = read_only_;
+    o.discard = discard_enable_;
+    return storage::NbdEngine::open(o);
+  }
+  storage::FileOptions so;
+  so.path = path;
+  so.read_only = read_only_;
+  so.allow_direct = use_direct_io();
+  so.discard = discard_enable_;
+  auto file = storage::FileEngine::open(so);
+  if (!file) return std::unexpected(file.error());
+  return std::unique_ptr<storage::Engine>(std::move(*file));
+}
+
 int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_path) {
   auto params = xs.read(backend_path + "/params");
   if (!params || params->empty()) {
@@ -75,12 +119,7 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
   auto discard = xs.read_uint(backend_path + "/discard-enable", 1);
   discard_enable_ = !discard || *discard == 1;  // libxl omits it when enabled
 
-  storage::FileOptions so;
-  so.path = *params;
-  so.read_only = read_only_;
-  so.allow_direct = use_direct_io();
-  so.discard = discard_enable_;
-  auto engine = storage::FileEngine::open(so);
+  auto engine = open_engine(*params);
   if (!engine) {
     PVBACK_LOG(Error, "%s: cannot open %s: %s", name_.c_str(), params->c_str(), std::strerror(engine.error()));
     return engine.error();

@@ -66,6 +66,7 @@ class VbdDriver final : public xenbus::BackendDriver {
 
  private:
   int open_storage(xenbus::XenStore& xs, const std::string& backend_path);
+  std::expected<std::unique_ptr<storage::Engine>, int> open_engine(const std::string& params) const;
   bool use_direct_io() const;
   int publish_disk(xenbus::XenStore& xs, xenbus::Txn txn);
   std::expected<QueueConfig, int> read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index);

@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config git
   libxen-dev xenstore-utils     # real libxengnttab/libxenevtchn/libxenstore + CLIs for tests
   liburing-dev                  # blkback data path
+  libnbd-dev                    # storage: the NBD engine
+  qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
   fio                           # bench: the direct io_uring baseline next to pvback-blk
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx

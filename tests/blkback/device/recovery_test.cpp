@@ -21,22 +21,6 @@ using namespace std::chrono_literals;
 
 class VbdKillTest : public VbdTest {
  protected:
-  void restart(std::vector<std::string> args) {
-    backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
-    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
-  }
-  bool log_contains(const std::string& text) {
-    std::ifstream in(backend_log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str().find(text) != std::string::npos;
-  }
-  void kill9() {
-    ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
-    auto status = backend_->wait_exit();
-    ASSERT_TRUE(status.has_value());
-    ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "status " << *status;
-  }
   // Dirties `bytes` of the disk file's page cache from this process, so that the backend's next
   // fdatasync has real writeback to wait for.
   void dirty_page_cache(std::size_t bytes) {

@@ -71,6 +71,24 @@ class VbdTest : public SimHostTest {
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; })) << "backend never reached InitWait";
   }
 
+  // A successor pvback-blk on the same device (after kill9(), or to replace a running one).
+  void restart(std::vector<std::string> args) {
+    backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
+  }
+  bool log_contains(const std::string& text) {
+    std::ifstream in(backend_log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str().find(text) != std::string::npos;
+  }
+  void kill9() {
+    ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+    auto status = backend_->wait_exit();
+    ASSERT_TRUE(status.has_value());
+    ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "status " << *status;
+  }
+
   int backend_state() {
     auto v = dom0_xs_.read_uint(backend_path() + "/state", 100);
     return v ? static_cast<int>(*v) : -1;

@@ -1,0 +1,392 @@
+#include "storage/nbd_engine.hpp"
+
+#include <libnbd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "base/log.hpp"
+#include "storage/loop.hpp"
+
+namespace pvback::storage {
+namespace {
+
+struct CloseNbd {
+  void operator()(nbd_handle* h) const { nbd_close(h); }
+};
+using Handle = std::unique_ptr<nbd_handle, CloseNbd>;
+
+int nbd_errno_or(int fallback) {
+  const int e = nbd_get_errno();
+  return e != 0 ? e : fallback;
+}
+
+// A connected handle, or an errno value (the cause logged when `log` is set).
+std::expected<Handle, int> connect(const std::string& uri, bool log) {
+  Handle h(nbd_create());
+  if (!h) return std::unexpected(nbd_errno_or(ENOMEM));
+  if (nbd_connect_uri(h.get(), uri.c_str()) == -1) {
+    const int e = nbd_errno_or(ECONNREFUSED);
+    if (log) PVBACK_LOG(Error, "nbd: cannot connect to %s: %s", uri.c_str(), nbd_get_error());
+    return std::unexpected(e);
+  }
+  return h;
+}
+
+// QEMU's option syntax doubles a comma inside a value.
+std::string qemu_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+// user_data of an NbdChannel's completions.
+constexpr std::uint64_t kPollIn = Loop::kEngineTag | 1;
+constexpr std::uint64_t kPollOut = Loop::kEngineTag | 2;
+constexpr std::uint64_t kNop = Loop::kEngineTag | 3;
+// Largest trim or zero sent as one command (the protocol's length is 32 bits).
+constexpr std::uint64_t kMaxRangeCommand = 1ull << 30;
+
+class NbdChannel final : public Channel {
+ public:
+  NbdChannel(Loop& loop, const NbdEngine& engine, Handle h) : loop_(loop), engine_(engine), h_(std::move(h)) {}
+
+  int submit(const Request& rq) override {
+    const Capabilities& caps = engine_.capabilities();
+    if (caps.read_only && rq.op != Op::Read && rq.op != Op::Flush) return EROFS;
+    if ((rq.op == Op::Discard && !caps.discard) || rq.op == Op::SecureDiscard ||
+        (rq.op == Op::WriteZeroes && !caps.write_zeroes))
+      return EOPNOTSUPP;
+    Command& c = command(rq.tag);
+    // `left` holds one extra count while the parts are being queued, so that a callback run from
+    // inside libnbd meanwhile cannot finish the request early.
+    c = Command{this, rq.tag, 0, 1, rq.op == Op::Read || rq.op == Op::Write ? rq.length : 0, 0};
+    const nbd_completion_callback done{.callback = &NbdChannel::on_done, .user_data = &c, .free = nullptr};
+    std::uint64_t offset = rq.offset;
+    int error = 0;
+    auto queued = [&](std::int64_t cookie) {
+      if (cookie == -1) {
+        --c.left;
+        error = nbd_errno_or(EIO);
+        PVBACK_LOG_RATELIMITED(Warning, "nbd: %s of %s failed: %s", op_name(rq.op), engine_.uri().c_str(),
+                               nbd_get_error());
+        return false;
+      }
+      ++c.parts;
+      return true;
+    };
+    // Counted before each call, for the same reason.
+    auto count = [&] { ++c.left; };
+    switch (rq.op) {
+      case Op::Read:
+      case Op::Write:
+        for (std::uint32_t i = 0; i < rq.iovcnt; ++i) {
+          const iovec& v = rq.iov[i];
+          count();
+          const std::int64_t cookie =
+              rq.op == Op::Read ? nbd_aio_pread(h_.get(), v.iov_base, v.iov_len, offset, done, 0)
+                                : nbd_aio_pwrite(h_.get(), v.iov_base, v.iov_len, offset, done, 0);
+          if (!queued(cookie)) break;
+          offset += v.iov_len;
+        }
+        break;
+      case Op::Flush:
+        if (!caps.flush_needed) {  // the server says its writes are durable: nothing to wait for
+          done_.push_back(rq.tag);
+          ++in_flight_;
+          arm_nop();
+          return 0;
+        }
+        count();
+        queued(nbd_aio_flush(h_.get(), done, 0));
+        break;
+      case Op::Discard:
+      case Op::WriteZeroes:
+      case Op::SecureDiscard:
+        for (std::uint64_t left = rq.length; left != 0;) {
+          const std::uint64_t n = std::min(left, kMaxRangeCommand);
+          count();
+          const std::int64_t cookie = rq.op == Op::WriteZeroes ? nbd_aio_zero(h_.get(), n, offset, done, 0)
+                                                               : nbd_aio_trim(h_.get(), n, offset, done, 0);
+          if (!queued(cookie)) break;
+          offset += n;
+          left -= n;
+        }
+        break;
+    }
+    if (c.parts == 0) return error != 0 ? error : EIO;  // nothing went out: refused now
+    if (error != 0 && c.error == 0) c.error = error;    // some went out: it fails once they are back
+    ++in_flight_;
+    if (--c.left == 0) {  // every part already answered
+      done_.push_back(rq.tag);
+      arm_nop();
+    }
+    arm();
+    return 0;
+  }
+
+  void on_completion(std::uint64_t user_data, int res, CompletionSink& sink) override {
+    if (user_data == kPollIn || user_data == kPollOut) {
+      (user_data == kPollIn ? in_armed_ : out_armed_) = false;
+      if (res >= 0) {
+        const int r = user_data == kPollIn ? nbd_aio_notify_read(h_.get()) : nbd_aio_notify_write(h_.get());
+        if (r == -1)
+          PVBACK_LOG_RATELIMITED(Error, "nbd: connection to %s: %s", engine_.uri().c_str(), nbd_get_error());
+      }
+    } else if (user_data == kNop) {
+      nop_armed_ = false;
+    }
+    // Commands the dead connection will never answer are failed by libnbd itself (their
+    // callbacks run with an error), so nothing is left in flight for ever.
+    for (std::uint32_t tag : done_) {
+      const Command& c = commands_[tag];
+      --in_flight_;
+      sink.completed(tag, c.error != 0 ? -c.error : static_cast<int>(c.bytes));
+    }
+    done_.clear();
+    arm();
+  }
+
+  std::uint32_t in_flight() const override { return in_flight_; }
+
+ private:
+  struct Command {
+    NbdChannel* channel = nullptr;
+    std::uint32_t tag = 0;
+    std::uint32_t parts = 0;
+    std::uint32_t left = 0;
+    std::uint64_t bytes = 0;  // reported on success (NBD transfers all or nothing)
+    int error = 0;
+  };
+
+  // Stable addresses (libnbd holds a pointer until the callback), grown on first use of a tag.
+  Command& command(std::uint32_t tag) {
+    while (commands_.size() <= tag) commands_.emplace_back();
+    return commands_[tag];
+  }
+
+  static int on_done(void* user_data, int* error) {
+    auto* c = static_cast<Command*>(user_data);
+    if (*error != 0 && c->error == 0) c->error = *error;
+    if (--c->left == 0) c->channel->done_.push_back(c->tag);
+    return 1;  // retire the command
+  }
+
+  // Polls the socket in the directions libnbd waits for, while anything is in flight.
+  void arm() {
+    if (in_flight_ == 0 || nbd_aio_is_dead(h_.get()) == 1 || nbd_aio_is_closed(h_.get()) == 1) return;
+    const unsigned dir = nbd_aio_get_direction(h_.get());
+    const int fd = nbd_aio_get_fd(h_.get());
+    if (fd < 0) return;
+    if ((dir & LIBNBD_AIO_DIRECTION_READ) != 0 && !in_armed_) in_armed_ = poll(fd, POLLIN, kPollIn);
+    if ((dir & LIBNBD_AIO_DIRECTION_WRITE) != 0 && !out_armed_) out_armed_ = poll(fd, POLLOUT, kPollOut);
+  }
+  bool poll(int fd, unsigned events, std::uint64_t tag) {
+    io_uring_sqe* sqe = loop_.sqe();
+    if (sqe == nullptr) return false;
+    io_uring_prep_poll_add(sqe, fd, events);
+    io_uring_sqe_set_data64(sqe, tag);
+    return true;
+  }
+  void arm_nop() {
+    if (nop_armed_) return;
+    if (io_uring_sqe* sqe = loop_.sqe()) {
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, kNop);
+      nop_armed_ = true;
+    }
+  }
+
+  Loop& loop_;
+  const NbdEngine& engine_;
+  Handle h_;
+  std::deque<Command> commands_;
+  std::vector<std::uint32_t> done_;
+  std::uint32_t in_flight_ = 0;
+  bool in_armed_ = false, out_armed_ = false, nop_armed_ = false;
+};
+
+}  // namespace
+
+const char* qemu_format_name(const std::string& f) {
+  if (f == "raw" || f == "aio") return "raw";
+  if (f == "vhd" || f == "vpc") return "vpc";
+  for (const char* known : {"qcow2", "qcow", "vhdx", "vmdk", "qed", "luks"})
+    if (f == known) return known;
+  return nullptr;
+}
+
+std::expected<std::unique_ptr<NbdEngine>, int> NbdEngine::open(const NbdOptions& options) {
+  std::unique_ptr<NbdEngine> e(new NbdEngine);
+  if (!options.image.empty()) {
+    if (int err = e->start_storage_daemon(options)) return std::unexpected(err);
+  } else if (options.uri.empty()) {
+    return std::unexpected(EINVAL);
+  } else {
+    e->uri_ = options.uri;
+    e->description_ = "nbd " + options.uri;
+  }
+  auto h = connect(e->uri_, true);
+  if (!h) return std::unexpected(h.error());
+  const std::int64_t size = nbd_get_size(h->get());
+  if (size < 0) {
+    PVBACK_LOG(Error, "nbd: %s: no size: %s", e->uri_.c_str(), nbd_get_error());
+    return std::unexpected(nbd_errno_or(EIO));
+  }
+  Capabilities& c = e->caps_;
+  c.read_only = options.read_only || nbd_is_read_only(h->get()) == 1;
+  c.flush_needed = nbd_can_flush(h->get()) == 1;
+  c.discard = options.discard && !c.read_only && nbd_can_trim(h->get()) == 1;
+  c.write_zeroes = !c.read_only && nbd_can_zero(h->get()) == 1;
+  auto block = [&](int which, std::uint64_t fallback) {
+    const std::int64_t v = nbd_get_block_size(h->get(), which);
+    return v > 0 ? static_cast<std::uint64_t>(v) : fallback;
+  };
+  const std::uint64_t minimum = block(LIBNBD_SIZE_MINIMUM, 512);
+  c.logical_block_size = minimum >= 512 && minimum <= 4096 && (minimum & (minimum - 1)) == 0
+                             ? static_cast<std::uint32_t>(minimum) : 512;
+  const std::uint64_t preferred = block(LIBNBD_SIZE_PREFERRED, 4096);
+  c.physical_block_size = preferred >= c.logical_block_size && preferred <= 65536 && (preferred & (preferred - 1)) == 0
+                              ? static_cast<std::uint32_t>(preferred) : c.logical_block_size;
+  c.dma_alignment = 1;  // memory goes through a socket
+  c.max_transfer = block(LIBNBD_SIZE_MAXIMUM, 32u << 20);
+  c.discard_granularity = c.physical_block_size;
+  const auto bytes = static_cast<std::uint64_t>(size) - static_cast<std::uint64_t>(size) % c.logical_block_size;
+  e->sectors_.store(bytes / 512);
+  PVBACK_LOG(Info, "%s: %llu sectors, sector-size %u%s%s%s", e->description_.c_str(),
+             static_cast<unsigned long long>(bytes / 512), c.logical_block_size, c.read_only ? ", read-only" : "",
+             c.discard ? ", discard" : "", c.flush_needed ? "" : ", no flush needed");
+  return e;
+}
+
+NbdEngine::~NbdEngine() { stop_storage_daemon(); }
+
+std::expected<std::unique_ptr<Channel>, int> NbdEngine::open_channel(Loop& loop) {
+  auto h = connect(uri_, true);
+  if (!h) return std::unexpected(h.error());
+  if (nbd_get_size(h->get()) / 512 < static_cast<std::int64_t>(sectors())) {
+    PVBACK_LOG(Error, "nbd: %s shrank since it was opened", uri_.c_str());
+    return std::unexpected(EIO);
+  }
+  return std::make_unique<NbdChannel>(loop, *this, std::move(*h));
+}
+
+// qemu-storage-daemon exporting the image on a UNIX socket in a private directory. It dies with
+// this process (PR_SET_PDEATHSIG): a successor starts its own once the image's lock is free.
+int NbdEngine::start_storage_daemon(const NbdOptions& o) {
+  const char* fmt = qemu_format_name(o.format);
+  if (fmt == nullptr) {
+    PVBACK_LOG(Error, "%s: unknown image format \"%s\"", o.image.c_str(), o.format.c_str());
+    return EINVAL;
+  }
+  if (::access(o.image.c_str(), o.read_only ? R_OK : R_OK | W_OK) != 0) {
+    const int e = errno;
+    PVBACK_LOG(Error, "%s: %s", o.image.c_str(), std::strerror(e));
+    return e;
+  }
+  std::string dir = (std::filesystem::temp_directory_path() / "pvback-qsd-XXXXXX").string();
+  if (::mkdtemp(dir.data()) == nullptr) return errno;
+  qsd_dir_ = dir;
+  const std::string socket = dir + "/nbd.sock";
+  const std::string ro = o.read_only ? ",read-only=on" : "";
+  const std::vector<std::string> args = {
+      o.qsd_binary,
+      "--blockdev", "driver=file,node-name=file0,filename=" + qemu_escape(o.image) + ro,
+      "--blockdev", std::string("driver=") + fmt + ",node-name=disk0,file=file0" + ro +
+                        (o.discard && !o.read_only ? ",discard=unmap" : ""),
+      "--nbd-server", "addr.type=unix,addr.path=" + qemu_escape(socket),
+      "--export", std::string("type=nbd,id=export0,node-name=disk0,name=disk,writable=") +
+                      (o.read_only ? "off" : "on"),
+  };
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  uri_ = "nbd+unix:///disk?socket=" + socket;
+  // A predecessor's daemon (pvback-blk killed, its daemon told by PR_SET_PDEATHSIG) may still hold
+  // the image's lock for a moment: a daemon that exits before serving is started again until then.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto retry_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int last_status = 0;
+  for (unsigned attempt = 0;; ++attempt) {
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) return errno;
+    if (pid == 0) {
+      // pvback-blk takes its termination signals through a signalfd, so they are blocked here: the
+      // daemon must get them (from stop_storage_daemon, and as its parent-death signal).
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
+    }
+    qsd_pid_ = pid;
+    description_ = std::string(fmt) + " " + o.image + " (qemu-storage-daemon, pid " + std::to_string(pid) + ")";
+    // Ready once an NBD client gets through the handshake.
+    for (;;) {
+      if (::waitpid(pid, &last_status, WNOHANG) == pid) {
+        qsd_pid_ = 0;
+        break;
+      }
+      if (std::filesystem::exists(socket) && connect(uri_, false)) return 0;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        PVBACK_LOG(Error, "%s: qemu-storage-daemon does not serve it after 20 s", o.image.c_str());
+        return ETIMEDOUT;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const bool missing = WIFEXITED(last_status) && WEXITSTATUS(last_status) == 127;
+    if (missing || std::chrono::steady_clock::now() >= retry_until) break;
+    if (attempt == 0)
+      PVBACK_LOG(Notice, "%s: qemu-storage-daemon exited before serving it (the image locked by a predecessor's "
+                 "daemon?): trying again", o.image.c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  PVBACK_LOG(Error, "%s: qemu-storage-daemon exited (%s %d) without serving it", o.image.c_str(),
+             WIFEXITED(last_status) ? "status" : "signal",
+             WIFEXITED(last_status) ? WEXITSTATUS(last_status) : WTERMSIG(last_status));
+  return EIO;
+}
+
+void NbdEngine::stop_storage_daemon() {
+  if (qsd_pid_ > 0) {
+    ::kill(qsd_pid_, SIGTERM);  // it flushes and closes the image
+
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (::waitpid(qsd_pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        PVBACK_LOG(Warning, "%s: qemu-storage-daemon (pid %d) ignored SIGTERM for 10 s: killing it",
+                   description_.c_str(), static_cast<int>(qsd_pid_));
+        ::kill(qsd_pid_, SIGKILL);
+        ::waitpid(qsd_pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    qsd_pid_ = 0;
+  }
+  if (!qsd_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(qsd_dir_, ec);
+    qsd_dir_.clear();
+  }
+}
+
+}  // namespace pvback::storage

@@ -1,0 +1,149 @@
+// pvback-blk serving disk images in QEMU's formats, named as libxl's qdisk backend names them in
+// "params" ("qcow2:/path", "vhd:/path", "aio:/path"): a qemu-storage-daemon of its own exports the
+// image over NBD and the storage engine speaks NBD to it; what the guest writes is in the image.
+#include <signal.h>
+
+#include <cstdlib>
+#include <iterator>
+
+#include "storage/nbd_engine.hpp"
+#include "tests/blkback/device/vbd_fixture.hpp"
+
+namespace pvback::test {
+namespace {
+
+class VbdImageTest : public VbdTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  // A fresh image of the format libxl calls `libxl_format`.
+  std::string make_image(const char* libxl_format, const char* size) {
+    const std::string qemu = std::string(libxl_format) == "vhd" ? "vpc" : libxl_format == std::string("aio") ? "raw"
+                                                                                                             : libxl_format;
+    const std::string path = (dir_ / ("disk." + qemu)).string();
+    EXPECT_EQ(std::system(("qemu-img create -q -f " + qemu + " " + path + " " + size).c_str()), 0);
+    return path;
+  }
+};
+
+TEST_P(VbdImageTest, TheGuestsWritesLandInTheImage) {
+  const char* format = GetParam();
+  const std::string image = make_image(format, "32M");
+  sim::VbdSpec spec;
+  spec.params = std::string(format) + ":" + image;
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_start({}, spec));
+  std::vector<std::byte> data(3 << 20);
+  {
+    auto front = attach();
+    ASSERT_NE(front, nullptr);
+    EXPECT_GE(front->negotiated().sectors, (32u << 20) / 512 - 2048);  // vpc rounds to its geometry
+    fill_pattern(data, 2048, 77);
+    ASSERT_EQ(front->write(2048, data), 0);
+    ASSERT_EQ(front->flush(), 0);
+    std::vector<std::byte> back(data.size());
+    ASSERT_EQ(front->read(2048, back), 0);
+    EXPECT_TRUE(back == data);
+  }
+  // Unplugged: pvback-blk ends, and its storage daemon with it; the image holds the data.
+  EXPECT_EQ(sim::remove_vbd(dom0_xs_, 0, kGuest, kDevid), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value()) << "pvback-blk did not exit after the unplug";
+  const std::string raw = (dir_ / "out.raw").string();
+  const std::string qemu_format = std::string(format) == "vhd" ? "vpc" : std::string(format) == "aio" ? "raw" : format;
+  ASSERT_EQ(std::system(("qemu-img convert -f " + qemu_format + " -O raw " + image + " " + raw).c_str()), 0)
+      << "the image is still locked or damaged";
+  std::ifstream in(raw, std::ios::binary);
+  in.seekg(2048 * 512);
+  std::vector<std::byte> on_disk(data.size());
+  in.read(reinterpret_cast<char*>(on_disk.data()), static_cast<std::streamsize>(on_disk.size()));
+  EXPECT_TRUE(on_disk == data);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, VbdImageTest, ::testing::Values("qcow2", "vhd", "vhdx", "aio"));
+
+// "params" as an NBD URI: a server someone else runs (here a daemon this test starts).
+TEST_F(VbdTest, AnNbdServerNamedByUriIsServed) {
+  make_disk(8 << 20);
+  storage::NbdOptions server;
+  server.image = disk_.string();
+  server.format = "raw";
+  auto owner = storage::NbdEngine::open(server);
+  ASSERT_TRUE(owner) << std::strerror(owner.error());
+  sim::VbdSpec spec;
+  spec.params = (*owner)->uri();
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_start({}, spec));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  EXPECT_EQ(front->negotiated().sectors, (8u << 20) / 512);
+  std::vector<std::byte> data(256 * 1024), back(data.size());
+  fill_pattern(data, 64, 5);
+  ASSERT_EQ(front->write(64, data), 0);
+  ASSERT_EQ(front->read(64, back), 0);
+  EXPECT_TRUE(back == data);
+  EXPECT_NE(stats_text().find("\"engine\": \"nbd\""), std::string::npos) << stats_text();
+}
+
+// How many qemu-storage-daemon processes serve `image`.
+int daemons_serving(const std::string& image) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find("qemu-storage-daemon") != std::string::npos && cmdline.find(image) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// pvback-blk killed with writes in flight to its daemon: the daemon goes with it, a successor's
+// daemon takes the image once its lock is free, and the successor answers every write the guest
+// is owed, from the recovery record.
+TEST_F(VbdTest, AKilledBackendsDaemonGoesWithItAndTheSuccessorServesTheImage) {
+  const std::string image = (dir_ / "disk.qcow2").string();
+  ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image + " 32M").c_str()), 0);
+  sim::VbdSpec spec;
+  spec.params = "qcow2:" + image;
+  // Up to 200 ms per storage operation, and statistics every 20 ms: the kill below comes while the
+  // writes are at the daemon.
+  const std::vector<std::string> args{"--recovery-dir", (dir_ / "recovery").string(), "--inject-latency-us", "200000",
+                                      "--stats-interval-ms", "20"};
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_start(args, spec));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  EXPECT_EQ(daemons_serving(image), 1);
+  auto& q = front->queue(0);
+  std::vector<std::vector<std::byte>> blocks(8, std::vector<std::byte>(32 * 1024));
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    fill_pattern(blocks[i], i * 128, 1000 + i);
+    ASSERT_EQ(q.submit_write(i * 128, blocks[i], i + 1), 0);
+  }
+  ASSERT_EQ(q.kick(), 0);
+  ASSERT_TRUE(eventually([&] { return stat("in_flight") >= 1; })) << stats_text();
+  ASSERT_NO_FATAL_FAILURE(kill9());
+  ASSERT_TRUE(eventually([&] { return daemons_serving(image) == 0; })) << "the daemon outlived pvback-blk";
+  restart(args);
+  for (std::size_t i = 0; i < blocks.size(); ++i)
+    ASSERT_EQ(q.wait_for(i + 1, std::chrono::seconds(30)), 0) << "write " << i + 1 << " failed or left unanswered";
+  EXPECT_EQ(daemons_serving(image), 1);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    std::vector<std::byte> back(blocks[i].size());
+    ASSERT_EQ(front->read(i * 128, back), 0);
+    EXPECT_TRUE(back == blocks[i]) << "block " << i;
+  }
+}
+
+TEST_F(VbdTest, AnUnknownImageFormatIsRefusedWithTheReason) {
+  make_disk(1 << 20);
+  sim::VbdSpec spec;
+  spec.params = "tap2:" + disk_.string();
+  spec.frontend_domid = kGuest;
+  spec.devid = kDevid;
+  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  backend_log_ = dir_ / "blk.log";
+  backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
+  backend_->start(hv_->run_dir(), backend_path(), {}, stats_.string(), backend_log_);
+  ASSERT_TRUE(backend_->wait_exit().has_value()) << "pvback-blk kept running";
+  std::ifstream log(backend_log_);
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("\"tap2\" names no format"), std::string::npos) << text.str();
+}
+
+}  // namespace
+}  // namespace pvback::test
