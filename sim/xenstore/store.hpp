@@ -1,5 +1,5 @@
 // The XenStore tree: nodes, permissions, path rules and transactions, without any I/O.
-// XenStoreServer (server.cpp) puts the wire protocol and watches on top of it.
+// The wire protocol and watches (protocol.cpp) sit on top of it, the sockets (server.cpp) on those.
 #pragma once
 #include <cstdint>
 #include <expected>
