@@ -391,6 +391,14 @@ void Protocol::send_watch_event(Session& conn, const Watch& watch, std::string_v
   payload.push_back('\0');
   payload += watch.token;
   payload.push_back('\0');
+  // A long token on a watch of a deep path can make an event no client may accept (libxenstore
+  // refuses more than XENSTORE_PAYLOAD_MAX and fails the connection). Dropped, as cxenstored does
+  // ("tools/xenstore: drop watch event messages exceeding maximum size").
+  if (payload.size() > XENSTORE_PAYLOAD_MAX) {
+    PVBACK_LOG_RATELIMITED(Warning, "xenstore: dom%u: a %zu-byte watch event dropped", conn.caller.domid,
+                           payload.size());
+    return;
+  }
   send_message(conn, XS_WATCH_EVENT, 0, 0, payload);
 }
 
