@@ -106,6 +106,9 @@ class Store {
                 std::vector<Change>& changes);
 
   std::size_t node_count() const { return tree_.size(); }
+  // The live tree, read only: for checks from outside (the fuzz target compares it before and
+  // after each request against what the caller's permissions allowed).
+  const Tree& tree() const { return tree_; }
 
  private:
   class View;
