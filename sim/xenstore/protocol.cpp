@@ -290,7 +290,7 @@ void Protocol::handle_transaction_end(Session& conn, const xsd_sockmsg& request,
   conn.transactions.erase(it);
   if ((*args)[0] == "F") return reply_ok(conn, request);
   std::vector<Change> changes;
-  const int err = store_.commit(*tx, changes);
+  const int err = store_.commit(*tx, conn.caller, changes);
   reply_status(conn, request, err);
   fire(changes);
 }

@@ -85,8 +85,10 @@ class Store {
   Store();  // "/", "/local", "/local/domain", "/tool", "/local/domain/0", all owned by Dom0 ("n0")
 
   std::unique_ptr<Transaction> begin() const;
-  // On success the transaction's changes are applied and appended to `changes`. EAGAIN on conflict.
-  int commit(Transaction& tx, std::vector<Change>& changes);
+  // On success the transaction's changes are applied and appended to `changes`. EAGAIN on conflict;
+  // ENOSPC if an unprivileged caller would own more than kMaxNodesPerGuest after it (each
+  // transaction checks the quota against its own copy, so concurrent ones could add up past it).
+  [[nodiscard]] int commit(Transaction& tx, const Caller& caller, std::vector<Change>& changes);
 
   // Operations take absolute paths (canonical_path) and a transaction or nullptr. Changes made
   // outside a transaction are appended to `changes`; inside one they wait for commit.

@@ -227,6 +227,10 @@ def xs_seeds():
         + b"".join(m(GUEST7, "WATCH", s("data", "t%d" % i)) for i in range(129))
         + w(GUEST5, "data/" + "/".join(["q"] * 700), b"", tx=1) + w(GUEST5, "data/r", b"", tx=1)
         + w(GUEST7, "data/" + "/".join(["n"] * 1000), b""),
+        # Two transactions within the quota each, past it together (the second commit: ENOSPC).
+        "guest-quota-two-transactions": m(GUEST5, "TRANSACTION_START", s("")) + m(GUEST5, "TRANSACTION_START", s(""))
+        + w(GUEST5, "data/" + "/".join(["q"] * 600), b"", tx=1) + w(GUEST5, "device/" + "/".join(["q"] * 600), b"", tx=2)
+        + m(GUEST5, "TRANSACTION_END", s("T"), tx=1) + m(GUEST5, "TRANSACTION_END", s("T"), tx=2),
         "dom0-limits": w(DOM0, "/" + "p" * 3100, b"") + w(DOM0, "p" * 2100, b"") + w(DOM0, "/v", b"x" * 4090)
         + m(DOM0, "RM", s("/")) + m(DOM0, "WATCH", s("/e", "k" * 3000)) + w(DOM0, "/e/" + "/".join(["z" * 60] * 20), b"")
         + b"".join(w(DOM0, "/wide/a-child-with-a-name-of-thirty-%03d" % i, b"") for i in range(130))

@@ -76,5 +76,35 @@ TEST_F(XenStoreProtocolTest, OverlongWatchEventIsDroppedNotSent) {
   EXPECT_EQ(replies[1].payload, z("/e/short") + z(token));
 }
 
+TEST_F(XenStoreProtocolTest, GuestNodeQuotaHoldsAcrossConcurrentTransactions) {
+  ASSERT_EQ(request(dom0_, XS_INTRODUCE, z("5") + z("1") + z("1"))[0].payload, z("OK"));
+  ASSERT_EQ(request(dom0_, XS_MKDIR, z("/local/domain/5"))[0].payload, z("OK"));
+  ASSERT_EQ(request(dom0_, XS_SET_PERMS, z("/local/domain/5") + z("n5"))[0].payload, z("OK"));
+  Session guest;
+  guest.caller = Caller{5, false};
+  protocol_.attach(guest);
+  ASSERT_EQ(request(guest, XS_MKDIR, z("a"))[0].payload, z("OK"));
+  ASSERT_EQ(request(guest, XS_MKDIR, z("b"))[0].payload, z("OK"));
+
+  // Each transaction alone stays within the quota, and they touch no common node (so neither
+  // conflicts), but together they would make the guest own more than kMaxNodesPerGuest.
+  std::string deep;
+  for (int i = 0; i < 600; ++i) deep += "/q";
+  ASSERT_EQ(request(guest, XS_TRANSACTION_START, z(""))[0].payload, z("1"));
+  ASSERT_EQ(request(guest, XS_TRANSACTION_START, z(""))[0].payload, z("2"));
+  ASSERT_EQ(request(guest, XS_WRITE, z("a" + deep), 1)[0].payload, z("OK"));
+  ASSERT_EQ(request(guest, XS_WRITE, z("b" + deep), 2)[0].payload, z("OK"));
+  ASSERT_EQ(request(guest, XS_TRANSACTION_END, z("T"), 1)[0].payload, z("OK"));
+  const auto second = request(guest, XS_TRANSACTION_END, z("T"), 2);
+  EXPECT_EQ(second[0].header.type, static_cast<std::uint32_t>(XS_ERROR));
+  EXPECT_EQ(second[0].payload, z("ENOSPC"));
+
+  std::size_t owned = 0;
+  for (const auto& [path, node] : protocol_.store().tree()) owned += node.perms.front().domid == 5;
+  EXPECT_LE(owned, kMaxNodesPerGuest);
+  EXPECT_FALSE(protocol_.store().tree().contains("/local/domain/5/b/q"));  // nothing of it applied
+  protocol_.detach(guest);
+}
+
 }  // namespace
 }  // namespace pvback::test
