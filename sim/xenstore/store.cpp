@@ -48,6 +48,17 @@ std::string child_path(const std::string& parent, const std::string& name) {
   return parent == "/" ? "/" + name : parent + "/" + name;
 }
 
+bool owned_by(Tree::const_iterator it, const Tree& tree, DomId domid) {
+  return it != tree.end() && it->second.perms.front().domid == domid;
+}
+
+// A linear scan: guests create nodes rarely, and the simulator's trees are small.
+std::size_t count_owned_by(const Tree& tree, DomId domid) {
+  return static_cast<std::size_t>(std::count_if(tree.begin(), tree.end(), [domid](const auto& entry) {
+    return entry.second.perms.front().domid == domid;
+  }));
+}
+
 }  // namespace
 
 bool may_read(const PermList& perms, const Caller& caller) {
@@ -124,12 +135,7 @@ class Store::View {
     return tx_ && !caller.privileged && tx_->base_generation_.size() >= kMaxTransactionNodesGuest;
   }
 
-  // A linear scan: guests create nodes rarely, and the simulator's trees are small.
-  std::size_t nodes_owned_by(DomId domid) const {
-    return static_cast<std::size_t>(std::count_if(tree_.begin(), tree_.end(), [domid](const auto& entry) {
-      return entry.second.perms.front().domid == domid;
-    }));
-  }
+  std::size_t nodes_owned_by(DomId domid) const { return count_owned_by(tree_, domid); }
 
  private:
   Store& store_;
@@ -152,11 +158,19 @@ std::unique_ptr<Transaction> Store::begin() const {
   return tx;
 }
 
-int Store::commit(Transaction& tx, std::vector<Change>& changes) {
+int Store::commit(Transaction& tx, const Caller& caller, std::vector<Change>& changes) {
   for (const auto& [path, generation] : tx.base_generation_) {
     auto it = tree_.find(path);
     const std::optional<std::uint64_t> live = it == tree_.end() ? std::nullopt : std::optional(it->second.generation);
     if (live != generation) return EAGAIN;
+  }
+  if (!caller.privileged) {
+    // How many nodes the caller gains, against the live tree as it is now.
+    std::ptrdiff_t gained = 0;
+    for (const auto& path : tx.modified_)
+      gained += owned_by(tx.tree_.find(path), tx.tree_, caller.domid) - owned_by(tree_.find(path), tree_, caller.domid);
+    if (gained > 0 && count_owned_by(tree_, caller.domid) + static_cast<std::size_t>(gained) > kMaxNodesPerGuest)
+      return ENOSPC;
   }
   for (const auto& path : tx.modified_) {
     auto it = tx.tree_.find(path);

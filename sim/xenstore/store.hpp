@@ -1,5 +1,5 @@
 // The XenStore tree: nodes, permissions, path rules and transactions, without any I/O.
-// XenStoreServer (server.cpp) puts the wire protocol and watches on top of it.
+// The wire protocol and watches (protocol.cpp) sit on top of it, the sockets (server.cpp) on those.
 #pragma once
 #include <cstdint>
 #include <expected>
@@ -85,8 +85,10 @@ class Store {
   Store();  // "/", "/local", "/local/domain", "/tool", "/local/domain/0", all owned by Dom0 ("n0")
 
   std::unique_ptr<Transaction> begin() const;
-  // On success the transaction's changes are applied and appended to `changes`. EAGAIN on conflict.
-  int commit(Transaction& tx, std::vector<Change>& changes);
+  // On success the transaction's changes are applied and appended to `changes`. EAGAIN on conflict;
+  // ENOSPC if an unprivileged caller would own more than kMaxNodesPerGuest after it (each
+  // transaction checks the quota against its own copy, so concurrent ones could add up past it).
+  [[nodiscard]] int commit(Transaction& tx, const Caller& caller, std::vector<Change>& changes);
 
   // Operations take absolute paths (canonical_path) and a transaction or nullptr. Changes made
   // outside a transaction are appended to `changes`; inside one they wait for commit.
@@ -106,6 +108,9 @@ class Store {
                 std::vector<Change>& changes);
 
   std::size_t node_count() const { return tree_.size(); }
+  // The live tree, read only: for checks from outside (the fuzz target compares it before and
+  // after each request against what the caller's permissions allowed).
+  const Tree& tree() const { return tree_; }
 
  private:
   class View;

@@ -11,7 +11,8 @@ scripts/build.sh fuzz >/dev/null
 CC=clang-16 CXX=clang++-16 cmake -S . -B build-fuzz-cov -DPVBACK_FUZZ=ON -DPVBACK_FUZZ_COVERAGE=ON >/dev/null
 cmake --build build-fuzz-cov -j"$(nproc)" >/dev/null
 # target -> the parser sources it covers
-declare -A sources=([blkif_request]="blkback/request.cpp" [packet_headers]="netback/headers.cpp" [ctrl_messages]="netback/ctrl_messages.cpp" [tx_slots]="netback/tx_request.hpp")
+declare -A sources=([blkif_request]="blkback/request.cpp" [packet_headers]="netback/headers.cpp" [ctrl_messages]="netback/ctrl_messages.cpp" [tx_slots]="netback/tx_request.hpp"
+                    [xenstore_wire]="sim/xenstore/protocol.cpp sim/xenstore/store.cpp")
 for corpus in "${!sources[@]}"; do
   scratch=build-fuzz/tests/fuzz/corpus-$corpus
   mkdir -p "$scratch"

@@ -5,7 +5,9 @@ tx_slots: 2 bytes of limits, then 12-byte TX ring entries (see tx_slots_fuzz.cpp
 ctrl_messages: byte 0 (queues, readable grants), 16-byte control requests, the grants' content.
 packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
-x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends."""
+x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends.
+xenstore_wire: records for four connections (0, 1 Dom0; 2 guest 5; 3 guest 7), see
+xenstore_wire_fuzz.cpp. One seed per kind of client conversation, well-formed or not."""
 import os
 import struct
 
@@ -125,7 +127,123 @@ def tx_seeds():
     }
 
 
+# xsd_sockmsg_type values (xen/io/xs_wire.h).
+XS = dict(CONTROL=0, DIRECTORY=1, READ=2, GET_PERMS=3, WATCH=4, UNWATCH=5, TRANSACTION_START=6,
+          TRANSACTION_END=7, INTRODUCE=8, RELEASE=9, GET_DOMAIN_PATH=10, WRITE=11, MKDIR=12, RM=13,
+          SET_PERMS=14, WATCH_EVENT=15, ERROR=16, IS_DOMAIN_INTRODUCED=17, RESUME=18, SET_TARGET=19,
+          RESET_WATCHES=21, DIRECTORY_PART=22)
+DOM0, DOM0_B, GUEST5, GUEST7 = 0, 1, 2, 3
+
+
+def xs_strings(*args):
+    return b"".join(a.encode() + b"\0" if isinstance(a, str) else a + b"\0" for a in args)
+
+
+def xs_msg(conn, type_name, payload=b"", tx=0, req=1):
+    """A record: a message whose header length is the truth."""
+    return struct.pack("<BBBBH", conn, XS[type_name], req, tx, len(payload)) + payload
+
+
+def xs_lying(conn, type_name, claimed, payload, tx=0, req=1):
+    """A record: a message whose header claims `claimed` bytes (see the harness for the mapping)."""
+    return struct.pack("<BBBBIH", conn | 8, XS[type_name], req, tx, claimed, len(payload)) + payload
+
+
+def xs_raw(conn, data):
+    return struct.pack("<BH", conn | 12, len(data)) + data
+
+
+def xs_reopen(conn):
+    return bytes([conn | 0x1C])
+
+
+def xs_write(conn, path, value, tx=0):
+    return xs_msg(conn, "WRITE", path.encode() + b"\0" + value, tx)
+
+
+def xs_seeds():
+    m, w = xs_msg, xs_write
+    s = xs_strings
+    g5 = "/local/domain/5"
+    backend = "/local/domain/0/backend/vbd/5/51712"
+    return {
+        "dom0-nodes": w(DOM0, "/a/b", b"v") + m(DOM0, "READ", s("/a/b")) + m(DOM0, "DIRECTORY", s("/a"))
+        + m(DOM0, "MKDIR", s("/a/c")) + m(DOM0, "GET_PERMS", s("/a/b")) + m(DOM0, "SET_PERMS", s("/a/b", "n0", "r5"))
+        + m(DOM0, "RM", s("/a/gone")) + m(DOM0, "RM", s("/a")) + m(DOM0, "READ", s("/a/b"))
+        + w(DOM0, "rel/node", b"1") + m(DOM0, "DIRECTORY", s("/local/domain/0")),
+        "dom0-watches": m(DOM0, "WATCH", s("/w", "tok")) + w(DOM0_B, "/w/x", b"1") + m(DOM0, "WATCH", s("/", "all"))
+        + m(DOM0, "WATCH", s("/w", "tok")) + m(DOM0_B, "RM", s("/w")) + m(DOM0, "UNWATCH", s("/w", "tok"))
+        + m(DOM0, "UNWATCH", s("/never", "tok")) + m(DOM0, "RESET_WATCHES"),
+        "dom0-domains": m(DOM0, "WATCH", s("@introduceDomain", "in")) + m(DOM0, "WATCH", s("@releaseDomain", "out"))
+        + m(DOM0, "INTRODUCE", s("9", "4660", "3")) + m(DOM0, "IS_DOMAIN_INTRODUCED", s("9"))
+        + m(DOM0, "GET_DOMAIN_PATH", s("9")) + m(DOM0, "RELEASE", s("9")) + m(DOM0, "RELEASE", s("9"))
+        + m(DOM0, "INTRODUCE", s("13", "1", "2")) + m(DOM0, "IS_DOMAIN_INTRODUCED", s("0")),
+        "dom0-transactions": m(DOM0, "TRANSACTION_START", s("")) + w(DOM0, "/tx/a", b"1", tx=1)
+        + m(DOM0, "READ", s("/tx/a"), tx=1) + m(DOM0, "DIRECTORY", s("/tx"), tx=1) + m(DOM0, "TRANSACTION_END", s("T"), tx=1)
+        + m(DOM0, "TRANSACTION_START", s("")) + m(DOM0, "RM", s("/tx"), tx=2) + m(DOM0, "TRANSACTION_END", s("F"), tx=2)
+        + m(DOM0, "TRANSACTION_START", s("")) + m(DOM0, "READ", s("/tx/a"), tx=3) + w(DOM0_B, "/tx/a", b"2")
+        + w(DOM0, "/tx/b", b"3", tx=3) + m(DOM0, "SET_PERMS", s("/tx/b", "n0", "b5"), tx=3)
+        + m(DOM0, "TRANSACTION_END", s("T"), tx=3),
+        "dom0-directory-part": b"".join(w(DOM0, "/big/child-with-a-long-name-%d" % i, b"") for i in range(40))
+        + m(DOM0, "DIRECTORY_PART", s("/big", "0")) + m(DOM0, "DIRECTORY_PART", s("/big", "31"))
+        + m(DOM0, "DIRECTORY_PART", s("/big", "4000")),
+        "guest-frontend": w(GUEST5, "device/vbd/51712/state", b"1") + m(GUEST5, "READ", s("name"))
+        + m(GUEST5, "WATCH", s("device/vbd/51712", "fe")) + m(GUEST5, "WATCH", s(backend + "/state", "be"))
+        + w(DOM0, backend + "/state", b"4") + m(GUEST5, "READ", s(backend + "/state"))
+        + w(GUEST5, backend + "/state", b"6") + m(GUEST5, "DIRECTORY", s("device/vbd"))
+        + m(GUEST5, "GET_PERMS", s("device/vbd/51712/state")) + w(GUEST5, "control/shutdown", b"")
+        + w(DOM0, g5 + "/control/shutdown", b"poweroff") + m(GUEST5, "READ", s("control/shutdown"))
+        + m(GUEST5, "RM", s("control/shutdown")) + m(GUEST5, "RM", s("name")),
+        "guest-sharing": w(GUEST5, "data/shared", b"hello") + m(GUEST5, "SET_PERMS", s("data/shared", "n5", "r7"))
+        + m(GUEST7, "READ", s(g5 + "/data/shared")) + w(GUEST7, g5 + "/data/shared", b"x")
+        + m(GUEST5, "SET_PERMS", s("data/shared", "n7")) + m(GUEST7, "WATCH", s("/", "root"))
+        + w(GUEST5, "data/shared", b"again") + m(GUEST7, "DIRECTORY", s(g5))
+        + m(GUEST7, "GET_PERMS", s("/local/domain/0")) + m(GUEST5, "SET_PERMS", s("/tool", "n5")),
+        "guest-transactions": m(GUEST5, "TRANSACTION_START", s("")) + w(GUEST5, "data/t", b"1", tx=1)
+        + m(GUEST5, "RM", s("control/shutdown"), tx=1) + w(GUEST5, "control/shutdown", b"mine", tx=1)
+        + m(GUEST5, "TRANSACTION_END", s("T"), tx=1) + m(GUEST5, "TRANSACTION_START", s(""))
+        + m(GUEST5, "READ", s("data/t"), tx=2) + w(DOM0, g5 + "/data/t", b"2") + w(GUEST5, "data/u", b"", tx=2)
+        + m(GUEST5, "TRANSACTION_END", s("T"), tx=2) + m(GUEST5, "TRANSACTION_START", s(""), tx=9)
+        + m(GUEST5, "TRANSACTION_END", s("T"), tx=77),
+        "guest-privileged-ops": m(GUEST7, "INTRODUCE", s("8", "1", "1")) + m(GUEST7, "RELEASE", s("5"))
+        + m(GUEST7, "IS_DOMAIN_INTRODUCED", s("5")) + m(GUEST7, "GET_DOMAIN_PATH", s("7"))
+        + m(GUEST7, "WATCH", s("@releaseDomain", "r")) + m(GUEST7, "CONTROL", s("print", "x"))
+        + m(GUEST7, "SET_TARGET", s("7", "5")) + m(GUEST7, "RESUME", s("7")),
+        "release-while-connected": m(GUEST7, "WATCH", s("data", "d")) + m(DOM0, "RELEASE", s("7"))
+        + w(GUEST7, "data/after", b"1") + xs_reopen(GUEST7) + m(DOM0, "INTRODUCE", s("7", "1", "1"))
+        + xs_reopen(GUEST7) + w(GUEST7, "data/after", b"1"),
+        "malformed": m(DOM0, "READ", b"/local") + m(DOM0, "READ", s("/a", "/b")) + m(DOM0, "READ", s("/local"), tx=99)
+        + m(DOM0, "WRITE", b"/no-nul") + m(DOM0, "SET_PERMS", s("/local", "x9")) + m(DOM0, "SET_PERMS", s("/local", "r99999"))
+        + m(DOM0, "DIRECTORY_PART", s("/local", "abc")) + m(DOM0, "TRANSACTION_END", s("maybe"))
+        + m(DOM0, "GET_DOMAIN_PATH", s("-1")) + m(DOM0, "WATCH", s("@bogus", "t")) + m(DOM0, "WATCH_EVENT")
+        + m(DOM0, "ERROR", s("x")) + m(GUEST5, "READ", s("/a//b")) + m(GUEST5, "WRITE", s("trailing/") + b"v")
+        + m(GUEST5, "MKDIR", s("/bad char")) + m(GUEST5, "READ", b""),
+        "framing": xs_lying(GUEST5, "READ", 3, s("name")) + xs_raw(GUEST5, b"\0" * 7)
+        + xs_raw(DOM0, struct.pack("<IIII", XS["READ"], 5, 0, 7)[:10]) + xs_raw(DOM0, struct.pack("<IIII", XS["READ"], 5, 0, 7)[10:] + b"/local\0")
+        + xs_lying(DOM0_B, "WRITE", 0x80001000, b"/x\0y") + xs_lying(GUEST7, "WRITE", 4097 + 0x80000000, b"")
+        + xs_raw(GUEST5, b"\xff" * 16),
+        # At the limits: these are larger than libFuzzer's default -max_len, so they raise it.
+        "guest-quotas": b"".join(m(GUEST5, "TRANSACTION_START", s("")) for _ in range(11))
+        + b"".join(m(GUEST7, "WATCH", s("data", "t%d" % i)) for i in range(129))
+        + w(GUEST5, "data/" + "/".join(["q"] * 700), b"", tx=1) + w(GUEST5, "data/r", b"", tx=1)
+        + w(GUEST7, "data/" + "/".join(["n"] * 1000), b""),
+        # Two transactions within the quota each, past it together (the second commit: ENOSPC).
+        "guest-quota-two-transactions": m(GUEST5, "TRANSACTION_START", s("")) + m(GUEST5, "TRANSACTION_START", s(""))
+        + w(GUEST5, "data/" + "/".join(["q"] * 600), b"", tx=1) + w(GUEST5, "device/" + "/".join(["q"] * 600), b"", tx=2)
+        + m(GUEST5, "TRANSACTION_END", s("T"), tx=1) + m(GUEST5, "TRANSACTION_END", s("T"), tx=2),
+        "dom0-limits": w(DOM0, "/" + "p" * 3100, b"") + w(DOM0, "p" * 2100, b"") + w(DOM0, "/v", b"x" * 4090)
+        + m(DOM0, "RM", s("/")) + m(DOM0, "WATCH", s("/e", "k" * 3000)) + w(DOM0, "/e/" + "/".join(["z" * 60] * 20), b"")
+        + b"".join(w(DOM0, "/wide/a-child-with-a-name-of-thirty-%03d" % i, b"") for i in range(130))
+        + m(DOM0, "DIRECTORY", s("/wide")) + m(DOM0, "DIRECTORY_PART", s("/wide", "4000")),
+    }
+
+
 def main():
+    out = os.path.join(HERE, "corpus", "xenstore_wire")
+    os.makedirs(out, exist_ok=True)
+    for name, data in xs_seeds().items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
     out = os.path.join(HERE, "corpus", "tx_slots")
     os.makedirs(out, exist_ok=True)
     for name, data in tx_seeds().items():
