@@ -69,13 +69,15 @@ std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(cons
   const auto colon = params.find(':');
   const char* format = nullptr;
   if (colon != std::string::npos && params.find('/') > colon) {
-    format = storage::qemu_format_name(params.substr(0, colon));
-    if (format == nullptr) {
+    const std::string prefix = params.substr(0, colon);
+    format = storage::qemu_format_name(prefix);
+    if (format != nullptr) {
+      path = params.substr(colon + 1);
+    } else if (::access(params.c_str(), F_OK) != 0) {  // not a file named so either
       PVBACK_LOG(Error, "%s: \"%s\" names no format pvback serves (raw, aio, qcow2, qcow, vhd, vhdx, vmdk, qed, luks)",
-                 name_.c_str(), params.substr(0, colon).c_str());
+                 name_.c_str(), prefix.c_str());
       return std::unexpected(EINVAL);
     }
-    path = params.substr(colon + 1);
   }
   if (format != nullptr && std::string_view(format) != "raw") {
     storage::NbdOptions o;
@@ -139,7 +141,7 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
 int VbdDriver::publish_disk(xenbus::XenStore& xs, xenbus::Txn txn) {
   const storage::Capabilities& caps = engine_->capabilities();
   std::uint32_t info = 0;
-  if (read_only_) info |= blkif::kVdiskReadonly;
+  if (read_only()) info |= blkif::kVdiskReadonly;  // "mode" r, or storage that refuses writes
   if (cdrom_) info |= blkif::kVdiskCdrom;
   if (removable_) info |= blkif::kVdiskRemovable;
   const std::pair<const char*, std::string> keys[] = {

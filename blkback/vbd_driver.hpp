@@ -61,7 +61,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   // The process is ending while the device lives on: disconnect() keeps the records (those with
   // work pending stay live) for a successor instead of deleting them.
   void keep_recovery_records() { keep_recovery_records_ = true; }
-  bool read_only() const { return read_only_; }
+  // "mode" is r, or the storage refuses writes (a read-only NBD export).
+  bool read_only() const { return read_only_ || (engine_ && engine_->capabilities().read_only); }
   bool cdrom() const { return cdrom_; }
 
  private:

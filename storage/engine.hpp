@@ -68,7 +68,7 @@ class CompletionSink {
 // One queue's path to the disk. Used only from its loop's thread.
 class Channel {
  public:
-  virtual ~Channel() = default;  // the loop has drained every operation submitted (Loop::drain)
+  virtual ~Channel() = default;  // call only once in_flight() is 0: every operation reported
   // Queues one operation. 0, or an errno value when it cannot be queued now (the caller answers
   // it with an error); the result of a queued one always comes back through on_completion.
   [[nodiscard]] virtual int submit(const Request& request) = 0;

@@ -65,7 +65,8 @@ class FaultChannel final : public Channel, private CompletionSink {
       engine_.delayed_.fetch_add(1, std::memory_order_relaxed);
       return 0;
     }
-    return start(e) ? 0 : undo(e, EAGAIN);
+    if (int err = start(e)) return undo(e, err);
+    return 0;
   }
 
   void on_completion(std::uint64_t user_data, int res, CompletionSink& sink) override {
@@ -75,7 +76,7 @@ class FaultChannel final : public Channel, private CompletionSink {
     const auto e = static_cast<std::uint32_t>(user_data & 0xffffffffu);
     switch (what) {
       case kDelayDone:  // the timeout's -ETIME is the expected result
-        if (!start(e)) finish(e, -EAGAIN);
+        if (int err = start(e)) finish(e, -err);
         break;
       case kErrorDone:
         finish(e, -entries_[e].error);
@@ -87,7 +88,7 @@ class FaultChannel final : public Channel, private CompletionSink {
         std::vector<std::uint32_t> held;
         held.swap(held_);
         for (std::uint32_t h : held)
-          if (!start(h)) finish(h, -EAGAIN);
+          if (int err = start(h)) finish(h, -err);
         break;
       }
     }
@@ -137,25 +138,27 @@ class FaultChannel final : public Channel, private CompletionSink {
     return nullptr;
   }
 
-  // Runs (or fails, or holds) an entry whose latency has passed. false: no submission entry.
-  bool start(std::uint32_t e) {
+  // Runs (or fails, or holds) an entry whose latency has passed. 0, or the errno value with which
+  // it was refused (nothing of it left queued then).
+  int start(std::uint32_t e) {
     Entry& entry = entries_[e];
     if (entry.error != 0) {
       io_uring_sqe* sqe = loop_.sqe();
-      if (sqe == nullptr) return false;
+      if (sqe == nullptr) return EAGAIN;
       io_uring_prep_nop(sqe);
       io_uring_sqe_set_data64(sqe, own(kErrorDone, e));
       engine_.failed_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return 0;
     }
     if (engine_.stalled_.load(std::memory_order_acquire)) {
+      if (!arm_resume_poll()) return EAGAIN;
       held_.push_back(e);
       engine_.held_.fetch_add(1, std::memory_order_relaxed);
-      return arm_resume_poll();
+      return 0;
     }
     Request inner = entry.rq;
     inner.tag = e;
-    return inner_->submit(inner) == 0;
+    return inner_->submit(inner);
   }
 
   bool arm_resume_poll() {

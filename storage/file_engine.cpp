@@ -20,6 +20,7 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -102,12 +103,17 @@ class DiscardWorker {
   }
   int open() {
     done_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    return done_fd_ ? 0 : errno;
+    if (!done_fd_) return errno;
+    try {
+      thread_ = std::thread([this] { work(); });
+    } catch (const std::system_error& e) {
+      return e.code().value() != 0 ? e.code().value() : EAGAIN;
+    }
+    return 0;
   }
   int done_fd() const { return done_fd_.get(); }
 
   void add(const Job& job) {
-    if (!thread_.joinable()) thread_ = std::thread([this] { work(); });
     {
       std::lock_guard lock(mutex_);
       todo_.push_back(job);

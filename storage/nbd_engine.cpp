@@ -1,9 +1,11 @@
 #include "storage/nbd_engine.hpp"
 
 #include <libnbd.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +46,18 @@ std::expected<Handle, int> connect(const std::string& uri, bool log) {
   return h;
 }
 
+// Whether some process holds a lock on `path` (QEMU's image locks are OFD byte-range locks).
+bool image_locked(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  const bool locked = ::fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  ::close(fd);
+  return locked;
+}
+
 // QEMU's option syntax doubles a comma inside a value.
 std::string qemu_escape(const std::string& s) {
   std::string out;
@@ -64,6 +78,9 @@ constexpr std::uint64_t kMaxRangeCommand = 1ull << 30;
 class NbdChannel final : public Channel {
  public:
   NbdChannel(Loop& loop, const NbdEngine& engine, Handle h) : loop_(loop), engine_(engine), h_(std::move(h)) {}
+  // Closed first: nbd_close runs the callbacks of commands still queued, which write into
+  // commands_ and done_.
+  ~NbdChannel() override { h_.reset(); }
 
   int submit(const Request& rq) override {
     const Capabilities& caps = engine_.capabilities();
@@ -94,14 +111,19 @@ class NbdChannel final : public Channel {
     switch (rq.op) {
       case Op::Read:
       case Op::Write:
-        for (std::uint32_t i = 0; i < rq.iovcnt; ++i) {
-          const iovec& v = rq.iov[i];
-          count();
-          const std::int64_t cookie =
-              rq.op == Op::Read ? nbd_aio_pread(h_.get(), v.iov_base, v.iov_len, offset, done, 0)
-                                : nbd_aio_pwrite(h_.get(), v.iov_base, v.iov_len, offset, done, 0);
-          if (!queued(cookie)) break;
-          offset += v.iov_len;
+        for (std::uint32_t i = 0; i < rq.iovcnt && error == 0; ++i) {
+          auto* base = static_cast<std::byte*>(rq.iov[i].iov_base);
+          // One command per contiguous piece, no larger than the server takes.
+          for (std::size_t at = 0; at < rq.iov[i].iov_len && error == 0;) {
+            const std::size_t n = std::min<std::size_t>(rq.iov[i].iov_len - at, caps.max_transfer);
+            count();
+            const std::int64_t cookie =
+                rq.op == Op::Read ? nbd_aio_pread(h_.get(), base + at, n, offset, done, 0)
+                                  : nbd_aio_pwrite(h_.get(), base + at, n, offset, done, 0);
+            if (!queued(cookie)) break;
+            offset += n;
+            at += n;
+          }
         }
         break;
       case Op::Flush:
@@ -151,13 +173,17 @@ class NbdChannel final : public Channel {
       nop_armed_ = false;
     }
     // Commands the dead connection will never answer are failed by libnbd itself (their
-    // callbacks run with an error), so nothing is left in flight for ever.
-    for (std::uint32_t tag : done_) {
-      const Command& c = commands_[tag];
-      --in_flight_;
-      sink.completed(tag, c.error != 0 ? -c.error : static_cast<int>(c.bytes));
+    // callbacks run with an error), so nothing is left in flight for ever. A report may submit
+    // again (a barrier's flush after its write) and finish at once: taken in rounds until none.
+    while (!done_.empty()) {
+      reporting_.swap(done_);
+      for (std::uint32_t tag : reporting_) {
+        const Command& c = commands_[tag];
+        --in_flight_;
+        sink.completed(tag, c.error != 0 ? -c.error : static_cast<int>(c.bytes));
+      }
+      reporting_.clear();
     }
-    done_.clear();
     arm();
   }
 
@@ -216,6 +242,7 @@ class NbdChannel final : public Channel {
   Handle h_;
   std::deque<Command> commands_;
   std::vector<std::uint32_t> done_;
+  std::vector<std::uint32_t> reporting_;
   std::uint32_t in_flight_ = 0;
   bool in_armed_ = false, out_armed_ = false, nop_armed_ = false;
 };
@@ -263,7 +290,12 @@ std::expected<std::unique_ptr<NbdEngine>, int> NbdEngine::open(const NbdOptions&
   c.physical_block_size = preferred >= c.logical_block_size && preferred <= 65536 && (preferred & (preferred - 1)) == 0
                               ? static_cast<std::uint32_t>(preferred) : c.logical_block_size;
   c.dma_alignment = 1;  // memory goes through a socket
-  c.max_transfer = block(LIBNBD_SIZE_MAXIMUM, 32u << 20);
+  c.max_transfer = std::max<std::uint64_t>(block(LIBNBD_SIZE_MAXIMUM, 32u << 20), 4096);
+  if (minimum > 4096) {
+    PVBACK_LOG(Error, "nbd: %s needs requests aligned to %llu bytes; blkif sectors are at most 4096", e->uri_.c_str(),
+               static_cast<unsigned long long>(minimum));
+    return std::unexpected(EINVAL);
+  }
   c.discard_granularity = c.physical_block_size;
   const auto bytes = static_cast<std::uint64_t>(size) - static_cast<std::uint64_t>(size) % c.logical_block_size;
   e->sectors_.store(bytes / 512);
@@ -303,11 +335,14 @@ int NbdEngine::start_storage_daemon(const NbdOptions& o) {
   qsd_dir_ = dir;
   const std::string socket = dir + "/nbd.sock";
   const std::string ro = o.read_only ? ",read-only=on" : "";
+  // Discards reach the file (holes punched) only if both nodes pass them down.
+  const std::string unmap = o.discard && !o.read_only ? ",discard=unmap" : "";
+  struct stat st {};
+  const char* protocol = ::stat(o.image.c_str(), &st) == 0 && S_ISBLK(st.st_mode) ? "host_device" : "file";
   const std::vector<std::string> args = {
       o.qsd_binary,
-      "--blockdev", "driver=file,node-name=file0,filename=" + qemu_escape(o.image) + ro,
-      "--blockdev", std::string("driver=") + fmt + ",node-name=disk0,file=file0" + ro +
-                        (o.discard && !o.read_only ? ",discard=unmap" : ""),
+      "--blockdev", std::string("driver=") + protocol + ",node-name=file0,filename=" + qemu_escape(o.image) + ro + unmap,
+      "--blockdev", std::string("driver=") + fmt + ",node-name=disk0,file=file0" + ro + unmap,
       "--nbd-server", "addr.type=unix,addr.path=" + qemu_escape(socket),
       "--export", std::string("type=nbd,id=export0,node-name=disk0,name=disk,writable=") +
                       (o.read_only ? "off" : "on"),
@@ -319,7 +354,8 @@ int NbdEngine::start_storage_daemon(const NbdOptions& o) {
   // A predecessor's daemon (pvback-blk killed, its daemon told by PR_SET_PDEATHSIG) may still hold
   // the image's lock for a moment: a daemon that exits before serving is started again until then.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  const auto retry_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  // Past the first 2 s, only while another process still holds a lock on the image.
+  const auto retry_until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   int last_status = 0;
   for (unsigned attempt = 0;; ++attempt) {
     const pid_t parent = ::getpid();
@@ -331,6 +367,7 @@ int NbdEngine::start_storage_daemon(const NbdOptions& o) {
       sigset_t none;
       ::sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::setsid();  // a signal to pvback-blk's process group (a terminal's ^C) is not for it
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(1);
       ::execvp(argv[0], argv.data());
@@ -352,7 +389,8 @@ int NbdEngine::start_storage_daemon(const NbdOptions& o) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     const bool missing = WIFEXITED(last_status) && WEXITSTATUS(last_status) == 127;
-    if (missing || std::chrono::steady_clock::now() >= retry_until) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (missing || now >= deadline || (now >= retry_until && !image_locked(o.image))) break;
     if (attempt == 0)
       PVBACK_LOG(Notice, "%s: qemu-storage-daemon exited before serving it (the image locked by a predecessor's "
                  "daemon?): trying again", o.image.c_str());

@@ -30,6 +30,7 @@ std::unique_ptr<FaultEngine> faulty(const TempFile& disk, FaultPlan plan) {
 TEST(FaultEngine, LatenciesReorderCompletionsAndEachComesBackOnce) {
   TempFile disk(1 << 20);
   FaultPlan plan;
+  plan.min_latency = 1us;  // every operation delayed (a draw of 0 would start it at once)
   plan.max_latency = 5ms;
   plan.seed = 42;
   auto engine = faulty(disk, plan);

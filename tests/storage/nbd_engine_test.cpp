@@ -68,13 +68,26 @@ TEST(NbdEngine, AQcow2ImageIsReadAndWrittenThroughItsOwnStorageDaemon) {
     ASSERT_EQ(d.channel->submit({Op::Write, 1 << 20, 12288, wv, 2, 1}), 0);
     ASSERT_EQ(d.wait_for(1).size(), 1u);
     EXPECT_EQ(d.sink.done[0].res, 12288);
+    // Data around 4 MiB, then zeroes written over the middle 8 KiB of it.
+    Aligned around(4 * 4096);
+    std::memset(around.data, 0x3C, around.bytes);
+    const iovec av{around.data, around.bytes};
+    ASSERT_EQ(d.channel->submit({Op::Write, (4 << 20) - 4096, around.bytes, &av, 1, 6}), 0);
+    ASSERT_EQ(d.wait_for(2).size(), 2u);
     ASSERT_EQ(d.channel->submit({Op::Flush, 0, 0, nullptr, 0, 2}), 0);
     ASSERT_EQ(d.channel->submit({Op::WriteZeroes, 4 << 20, 8192, nullptr, 0, 3}), 0);
     ASSERT_EQ(d.channel->submit({Op::Discard, 8 << 20, 1 << 20, nullptr, 0, 4}), 0);
     EXPECT_EQ(d.channel->submit({Op::SecureDiscard, 0, 4096, nullptr, 0, 5}), EOPNOTSUPP);
-    const auto& done = d.wait_for(4);
-    ASSERT_EQ(done.size(), 4u);
+    const auto& done = d.wait_for(5);
+    ASSERT_EQ(done.size(), 5u);
     for (const Done& x : done) EXPECT_GE(x.res, 0) << "tag " << x.tag;
+    std::memset(around.data, 0xFF, around.bytes);
+    ASSERT_EQ(d.channel->submit({Op::Read, (4 << 20) - 4096, around.bytes, &av, 1, 7}), 0);
+    ASSERT_EQ(d.wait_for(6).size(), 6u);
+    for (std::size_t i = 0; i < around.bytes; ++i) {
+      const bool zeroed = i >= 4096 && i < 3 * 4096;
+      ASSERT_EQ(around.data[i], zeroed ? std::byte{0} : std::byte{0x3C}) << "byte " << i;
+    }
     EXPECT_EQ(d.channel->in_flight(), 0u);
   }
   // The engine stopped its daemon; a new one (another connection, another daemon) reads the data.

@@ -80,6 +80,34 @@ TEST_F(VbdTest, AnNbdServerNamedByUriIsServed) {
   EXPECT_NE(stats_text().find("\"engine\": \"nbd\""), std::string::npos) << stats_text();
 }
 
+// An export the server offers read-only is advertised read-only, whatever "mode" says, and a
+// write is refused without reaching it.
+TEST_F(VbdTest, AReadOnlyNbdExportIsAdvertisedReadOnly) {
+  make_disk(1 << 20);
+  storage::NbdOptions server;
+  server.image = disk_.string();
+  server.format = "raw";
+  server.read_only = true;
+  auto owner = storage::NbdEngine::open(server);
+  ASSERT_TRUE(owner) << std::strerror(owner.error());
+  sim::VbdSpec spec;
+  spec.params = (*owner)->uri();
+  spec.mode = "w";
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_start({}, spec));
+  EXPECT_EQ(dom0_xs_.read(backend_path() + "/info").value_or(""), std::to_string(blkif::kVdiskReadonly));
+  EXPECT_EQ(dom0_xs_.exists(backend_path() + "/feature-discard").value_or(true), false);
+  blkfront::Options opts;
+  opts.enforce_features = false;
+  auto front = attach(opts);
+  ASSERT_NE(front, nullptr);
+  EXPECT_TRUE(front->negotiated().readonly());
+  std::vector<std::byte> data(4096, std::byte{1});
+  EXPECT_EQ(front->write(0, data), EIO);
+  std::vector<std::byte> back(4096, std::byte{7});
+  ASSERT_EQ(front->read(0, back), 0);
+  EXPECT_EQ(back, std::vector<std::byte>(4096, std::byte{0}));
+}
+
 // How many qemu-storage-daemon processes serve `image`.
 int daemons_serving(const std::string& image) {
   int n = 0;
@@ -91,16 +119,16 @@ int daemons_serving(const std::string& image) {
   return n;
 }
 
-// pvback-blk killed with writes in flight to its daemon: the daemon goes with it, a successor's
-// daemon takes the image once its lock is free, and the successor answers every write the guest
-// is owed, from the recovery record.
+// pvback-blk killed with writes in flight (taken from the ring, held by the injected latency or
+// at the daemon): the daemon goes with it, a successor's daemon takes the image once its lock is
+// free, and the successor answers every write the guest is owed, from the recovery record.
 TEST_F(VbdTest, AKilledBackendsDaemonGoesWithItAndTheSuccessorServesTheImage) {
   const std::string image = (dir_ / "disk.qcow2").string();
   ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image + " 32M").c_str()), 0);
   sim::VbdSpec spec;
   spec.params = "qcow2:" + image;
-  // Up to 200 ms per storage operation, and statistics every 20 ms: the kill below comes while the
-  // writes are at the daemon.
+  // Up to 200 ms per storage operation, and statistics every 20 ms: the kill below comes while
+  // writes are in flight.
   const std::vector<std::string> args{"--recovery-dir", (dir_ / "recovery").string(), "--inject-latency-us", "200000",
                                       "--stats-interval-ms", "20"};
   ASSERT_NO_FATAL_FAILURE(add_vbd_and_start(args, spec));

@@ -40,6 +40,7 @@ std::map<std::uint64_t, std::int16_t> by_id(const std::vector<blkif::x86_64::Res
 TEST_P(QueueEngineTest, OutOfOrderCompletionsAnswerEveryIdOnceWithTheRightData) {
   RawFrontend<X64> fe(platform(1), 0);
   FaultPlan plan;
+  plan.min_latency = 1us;
   plan.max_latency = 3ms;
   plan.seed = 7;
   ASSERT_NO_FATAL_FAILURE(start(fe, options(plan)));
