@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/log.hpp"
+#include "blkback/frontend_keys.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
 #include "storage/nbd_engine.hpp"
@@ -196,12 +197,14 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
   });
 }
 
-std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index) {
+QueueConfig VbdDriver::queue_config(const FrontendRing& ring, unsigned index) const {
   QueueConfig c;
   c.name = negotiated_.queues > 1 ? name_ + " q" + std::to_string(index) : name_;
   c.index = index;
   c.frontend_domid = frontend_domid_;
   c.abi = negotiated_.abi;
+  c.ring_refs = ring.refs;
+  c.remote_port = ring.event_channel;
   c.data_path = options_.data_path;
   if (!recovery_prefix_.empty()) c.recovery_path = recovery_prefix_ + "-q" + std::to_string(index);
   c.resume = resume_next_connect_;
@@ -213,27 +216,6 @@ std::expected<QueueConfig, int> VbdDriver::read_queue(xenbus::XenStore& xs, cons
   c.flush_enabled = options_.flush;
   c.barrier_enabled = options_.barrier;
   c.discard_enabled = engine_->capabilities().discard;
-
-  auto evtchn = xs.read_uint(dir + "/event-channel", UINT32_MAX);
-  if (!evtchn) {
-    PVBACK_LOG(Error, "%s: %s/event-channel: %s", c.name.c_str(), dir.c_str(),
-               evtchn.error() == ENOENT ? "missing" : "invalid");
-    return std::unexpected(evtchn.error() == ENOENT ? ENOENT : EINVAL);
-  }
-  c.remote_port = static_cast<EvtchnPort>(*evtchn);
-  const unsigned pages = 1u << negotiated_.ring_page_order;
-  for (unsigned i = 0; i < pages; ++i) {
-    // A single-page ring may use the legacy "ring-ref" key (Linux accepts both).
-    const std::string key = negotiated_.ring_page_order == 0 && !xs.exists(dir + "/ring-ref0").value_or(false)
-                                ? dir + "/ring-ref"
-                                : dir + "/ring-ref" + std::to_string(i);
-    auto ref = xs.read_uint(key, UINT32_MAX);
-    if (!ref) {
-      PVBACK_LOG(Error, "%s: %s: %s", c.name.c_str(), key.c_str(), ref.error() == ENOENT ? "missing" : "invalid");
-      return std::unexpected(ref.error() == ENOENT ? ENOENT : EINVAL);
-    }
-    c.ring_refs.push_back(static_cast<GrantRef>(*ref));
-  }
   return c;
 }
 
@@ -241,44 +223,21 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   disconnect();
   if (!engine_) return ENODEV;
   negotiated_ = Negotiated{};
-
-  if (auto protocol = xs.read(frontend_path + "/protocol"); protocol) {
-    if (*protocol == blkif::kProtocolX86_32) negotiated_.abi = Abi::X86_32;
-    else if (*protocol == blkif::kProtocolX86_64) negotiated_.abi = Abi::X86_64;
-    else {
-      PVBACK_LOG(Error, "%s: unknown protocol \"%.64s\"", name_.c_str(), protocol->c_str());
-      return EINVAL;
-    }
-  } else if (protocol.error() != ENOENT) {
-    return protocol.error();
+  FrontendLimits limits;
+  limits.max_queues = effective_max_queues();
+  limits.max_ring_page_order = options_.max_ring_page_order;
+  limits.persistent_offered = options_.persistent_grants;
+  auto request = read_frontend([&](const std::string& key) { return xs.read(frontend_path + "/" + key); }, limits);
+  if (!request) {
+    PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), request.error().why.c_str());
+    return request.error().error;
   }
-
-  auto queues = xs.read_uint(frontend_path + "/multi-queue-num-queues", UINT32_MAX);
-  if (!queues && queues.error() != ENOENT) return EINVAL;
-  negotiated_.queues = queues ? static_cast<unsigned>(*queues) : 1;
-  if (negotiated_.queues == 0 || negotiated_.queues > effective_max_queues()) {
-    PVBACK_LOG(Error, "%s: frontend asked for %u queues (1..%u allowed)", name_.c_str(), negotiated_.queues,
-               effective_max_queues());
-    return EINVAL;
-  }
-  auto order = xs.read_uint(frontend_path + "/ring-page-order", UINT32_MAX);
-  if (!order && order.error() != ENOENT) return EINVAL;
-  negotiated_.ring_page_order = order ? static_cast<unsigned>(*order) : 0;
-  if (negotiated_.ring_page_order > options_.max_ring_page_order) {
-    PVBACK_LOG(Error, "%s: frontend asked for ring-page-order %u (max %u)", name_.c_str(), negotiated_.ring_page_order,
-               options_.max_ring_page_order);
-    return EINVAL;
-  }
-  auto persistent = xs.read_uint(frontend_path + "/feature-persistent", UINT32_MAX);
-  negotiated_.persistent_grants = options_.persistent_grants && persistent && *persistent == 1;
-
+  negotiated_.abi = request->abi;
+  negotiated_.queues = request->queues;
+  negotiated_.ring_page_order = request->ring_page_order;
+  negotiated_.persistent_grants = request->persistent_grants;
   std::vector<QueueConfig> configs;
-  for (unsigned i = 0; i < negotiated_.queues; ++i) {
-    const std::string dir = negotiated_.queues > 1 ? frontend_path + "/queue-" + std::to_string(i) : frontend_path;
-    auto c = read_queue(xs, dir, i);
-    if (!c) return c.error();
-    configs.push_back(std::move(*c));
-  }
+  for (unsigned i = 0; i < negotiated_.queues; ++i) configs.push_back(queue_config(request->rings[i], i));
   resume_next_connect_ = false;  // any later connect is a new connection of the frontend
   const unsigned generation = ++generation_;
   auto on_fatal = [this, generation](int error, const std::string& reason) {

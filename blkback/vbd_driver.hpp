@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "blkback/frontend_keys.hpp"
 #include "blkback/options.hpp"
 #include "blkback/queue.hpp"
 #include "blkback/stats.hpp"
@@ -70,7 +71,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::expected<std::unique_ptr<storage::Engine>, int> open_engine(const std::string& params) const;
   bool use_direct_io() const;
   int publish_disk(xenbus::XenStore& xs, xenbus::Txn txn);
-  std::expected<QueueConfig, int> read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index);
+  QueueConfig queue_config(const FrontendRing& ring, unsigned index) const;
 
   const grant::Platform& platform_;
   BackendOptions options_;

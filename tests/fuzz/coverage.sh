@@ -2,7 +2,7 @@
 # Line and branch coverage of each parser by its fuzz target: fuzzes for SECONDS (default 60)
 # into a scratch corpus, replays seeds + scratch on a coverage-instrumented build and prints
 # llvm-cov's report for the parser's own source files.
-#   tests/fuzz/coverage.sh [SECONDS]
+#   tests/fuzz/coverage.sh [SECONDS]        (PVBACK_FUZZ_ONLY="target ..." for some of them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
@@ -12,7 +12,16 @@ CC=clang-16 CXX=clang++-16 cmake -S . -B build-fuzz-cov -DPVBACK_FUZZ=ON -DPVBAC
 cmake --build build-fuzz-cov -j"$(nproc)" >/dev/null
 # target -> the parser sources it covers
 declare -A sources=([blkif_request]="blkback/request.cpp" [packet_headers]="netback/headers.cpp" [ctrl_messages]="netback/ctrl_messages.cpp" [tx_slots]="netback/tx_request.hpp"
-                    [xenstore_wire]="sim/xenstore/protocol.cpp sim/xenstore/store.cpp")
+                    [xenstore_wire]="sim/xenstore/protocol.cpp sim/xenstore/store.cpp"
+                    [frontend_keys]="blkback/frontend_keys.cpp xenbus/parse_number.cpp")
+# Only some targets: PVBACK_FUZZ_ONLY="frontend_keys blkif_request"
+if [ -n "${PVBACK_FUZZ_ONLY:-}" ]; then
+  declare -A chosen=()
+  for t in $PVBACK_FUZZ_ONLY; do chosen[$t]=${sources[$t]}; done
+  unset sources
+  declare -A sources=()
+  for t in "${!chosen[@]}"; do sources[$t]=${chosen[$t]}; done
+fi
 for corpus in "${!sources[@]}"; do
   scratch=build-fuzz/tests/fuzz/corpus-$corpus
   mkdir -p "$scratch"

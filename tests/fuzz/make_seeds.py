@@ -238,7 +238,29 @@ def xs_seeds():
     }
 
 
+def frontend_seeds():
+    """blkfront directories: limits (max queues - 1, max order, persistent offered), key=value lines."""
+    def d(limits, **keys):
+        return bytes(limits) + "\n".join(f"{k.replace('__', '/').replace('_', '-')}={v}" for k, v in keys.items()).encode()
+    return {
+        "single-legacy": d((0, 0, 1), ring_ref=8, event_channel=15, feature_persistent=1),
+        "single-order2": d((0, 2, 0), ring_page_order=2, event_channel=3, ring_ref0=1, ring_ref1=2, ring_ref2=3,
+                           ring_ref3=4, protocol="x86_64-abi"),
+        "two-queues": d((3, 1, 1), multi_queue_num_queues=2, ring_page_order=1, protocol="x86_32-abi",
+                        queue_0__event_channel=5, queue_0__ring_ref0=10, queue_0__ring_ref1=11,
+                        queue_1__event_channel=6, queue_1__ring_ref0=20, queue_1__ring_ref1=21),
+        "too-many-queues": d((1, 0, 0), multi_queue_num_queues=9, event_channel=1, ring_ref=1),
+        "bad-protocol": d((0, 0, 0), protocol="x86_16-abi", event_channel=1, ring_ref=1),
+        "read-error": bytes((0, 0, 1)) + b"ring-ref=8\nevent-channel=\x01",
+    }
+
+
 def main():
+    out = os.path.join(HERE, "corpus", "frontend_keys")
+    os.makedirs(out, exist_ok=True)
+    for name, data in frontend_seeds().items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
     out = os.path.join(HERE, "corpus", "xenstore_wire")
     os.makedirs(out, exist_ok=True)
     for name, data in xs_seeds().items():
