@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <set>
 
 #include "storage/nbd_engine.hpp"
 #include "tests/storage/engine_fixture.hpp"
@@ -139,6 +140,38 @@ TEST(NbdEngine, AServerNamedByUriIsServedAndReadOnlyRefusesWrites) {
   ASSERT_EQ(d.wait_for(1).size(), 1u);
   EXPECT_EQ(buf.data[0], std::byte{0x6B});
   EXPECT_EQ(buf.data[4095], std::byte{0x6B});
+}
+
+// The server dies with commands in flight: every one is still reported, once, as done or failed
+// (libnbd fails what a dead connection will never answer), and later ones fail at once.
+TEST(NbdEngine, AServerDyingWithCommandsInFlightLeavesNoneUnreported) {
+  Image img("qcow2", "64M");
+  auto engine = open_image(img, "qcow2");
+  Driven d(*engine);
+  constexpr std::uint32_t kOps = 16;
+  std::vector<std::byte> buf(kOps * 65536);
+  std::vector<iovec> iov(kOps);
+  for (std::uint32_t i = 0; i < kOps; ++i) {
+    iov[i] = {buf.data() + i * 65536, 65536};
+    ASSERT_EQ(d.channel->submit({i % 2 ? Op::Write : Op::Read, i * 65536ull, 65536, &iov[i], 1, i}), 0);
+  }
+  d.loop.submit();
+  ASSERT_EQ(::kill(engine->storage_daemon(), SIGKILL), 0);
+  const auto& done = d.wait_for(kOps);
+  ASSERT_EQ(done.size(), kOps) << "commands left unreported after the server died";
+  std::set<std::uint32_t> tags;
+  for (const Done& x : done) {
+    EXPECT_TRUE(x.res == 65536 || x.res < 0) << "tag " << x.tag << " res " << x.res;
+    tags.insert(x.tag);
+  }
+  EXPECT_EQ(tags.size(), kOps);
+  EXPECT_EQ(d.channel->in_flight(), 0u);
+  // The connection is gone: a new command is refused now or fails, never hangs.
+  const int rc = d.channel->submit({Op::Read, 0, 65536, &iov[0], 1, 99});
+  if (rc == 0) {
+    ASSERT_EQ(d.wait_for(kOps + 1).size(), kOps + 1u);
+    EXPECT_LT(d.sink.done.back().res, 0);
+  }
 }
 
 TEST(NbdEngine, AnImageTheDaemonCannotOpenFailsAtOnceWithTheReason) {
