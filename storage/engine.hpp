@@ -65,6 +65,10 @@ class CompletionSink {
   ~CompletionSink() = default;
 };
 
+// 0, or why `op` cannot go to a disk with these capabilities: EROFS (a change to a read-only
+// disk), EOPNOTSUPP (an operation it does not offer). What every channel refuses at submit().
+[[nodiscard]] int refusal(const Capabilities& caps, Op op);
+
 // One queue's path to the disk. Used only from its loop's thread.
 class Channel {
  public:

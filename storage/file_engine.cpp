@@ -173,11 +173,7 @@ class FileChannel final : public Channel {
   }
 
   int submit(const Request& rq) override {
-    const Capabilities& caps = engine_.capabilities();
-    if (caps.read_only && rq.op != Op::Read && rq.op != Op::Flush) return EROFS;
-    if ((rq.op == Op::Discard && !caps.discard) || (rq.op == Op::SecureDiscard && !caps.secure_discard) ||
-        (rq.op == Op::WriteZeroes && !caps.write_zeroes))
-      return EOPNOTSUPP;
+    if (int e = refusal(engine_.capabilities(), rq.op)) return e;
     if (engine_.block_device() && (rq.op == Op::Discard || rq.op == Op::SecureDiscard)) {
       if (!arm_worker_poll()) return EAGAIN;
       worker_->add({rq.tag, {rq.offset, rq.length}, rq.op == Op::SecureDiscard, 0});

@@ -84,10 +84,7 @@ class NbdChannel final : public Channel {
 
   int submit(const Request& rq) override {
     const Capabilities& caps = engine_.capabilities();
-    if (caps.read_only && rq.op != Op::Read && rq.op != Op::Flush) return EROFS;
-    if ((rq.op == Op::Discard && !caps.discard) || rq.op == Op::SecureDiscard ||
-        (rq.op == Op::WriteZeroes && !caps.write_zeroes))
-      return EOPNOTSUPP;
+    if (int e = refusal(caps, rq.op)) return e;  // secure discard: never offered over NBD
     Command& c = command(rq.tag);
     // `left` holds one extra count while the parts are being queued, so that a callback run from
     // inside libnbd meanwhile cannot finish the request early.

@@ -16,8 +16,7 @@ class VbdImageTest : public VbdTest, public ::testing::WithParamInterface<const 
  protected:
   // A fresh image of the format libxl calls `libxl_format`.
   std::string make_image(const char* libxl_format, const char* size) {
-    const std::string qemu = std::string(libxl_format) == "vhd" ? "vpc" : libxl_format == std::string("aio") ? "raw"
-                                                                                                             : libxl_format;
+    const std::string qemu = storage::qemu_format_name(libxl_format);
     const std::string path = (dir_ / ("disk." + qemu)).string();
     EXPECT_EQ(std::system(("qemu-img create -q -f " + qemu + " " + path + " " + size).c_str()), 0);
     return path;
@@ -46,7 +45,7 @@ TEST_P(VbdImageTest, TheGuestsWritesLandInTheImage) {
   EXPECT_EQ(sim::remove_vbd(dom0_xs_, 0, kGuest, kDevid), 0);
   ASSERT_TRUE(backend_->wait_exit().has_value()) << "pvback-blk did not exit after the unplug";
   const std::string raw = (dir_ / "out.raw").string();
-  const std::string qemu_format = std::string(format) == "vhd" ? "vpc" : std::string(format) == "aio" ? "raw" : format;
+  const std::string qemu_format = storage::qemu_format_name(format);
   ASSERT_EQ(std::system(("qemu-img convert -f " + qemu_format + " -O raw " + image + " " + raw).c_str()), 0)
       << "the image is still locked or damaged";
   std::ifstream in(raw, std::ios::binary);
