@@ -255,34 +255,7 @@ def frontend_seeds():
     }
 
 
-def main():
-    out = os.path.join(HERE, "corpus", "frontend_keys")
-    os.makedirs(out, exist_ok=True)
-    for name, data in frontend_seeds().items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    out = os.path.join(HERE, "corpus", "xenstore_wire")
-    os.makedirs(out, exist_ok=True)
-    for name, data in xs_seeds().items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    out = os.path.join(HERE, "corpus", "tx_slots")
-    os.makedirs(out, exist_ok=True)
-    for name, data in tx_seeds().items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    out = os.path.join(HERE, "corpus", "ctrl_messages")
-    os.makedirs(out, exist_ok=True)
-    for name, data in ctrl_seeds().items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    out = os.path.join(HERE, "corpus", "packet_headers")
-    os.makedirs(out, exist_ok=True)
-    for name, data in packet_seeds().items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-    out = os.path.join(HERE, "corpus", "blkif_request")
-    os.makedirs(out, exist_ok=True)
+def blkif_seeds():
     seeds = {}
     for is32 in (False, True):
         abi = "x86_32" if is32 else "x86_64"
@@ -297,9 +270,24 @@ def main():
         seeds[f"{abi}-indirect-write-4k"] = limits(is32, lbs_shift=3) + indirect(is32, 1, 512, 40, 1) + descs
         seeds[f"{abi}-read-readonly"] = limits(is32, flags=0x3F) + rw(is32, 0, 0, [(1, 0, 7)])
         seeds[f"{abi}-last-sector"] = limits(is32, sectors=1000) + rw(is32, 0, 992, [(1, 0, 7)])
+    return seeds
+
+
+def write_corpus(target, seeds):
+    out = os.path.join(HERE, "corpus", target)
+    os.makedirs(out, exist_ok=True)
     for name, data in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
+
+
+def main():
+    write_corpus("frontend_keys", frontend_seeds())
+    write_corpus("xenstore_wire", xs_seeds())
+    write_corpus("tx_slots", tx_seeds())
+    write_corpus("ctrl_messages", ctrl_seeds())
+    write_corpus("packet_headers", packet_seeds())
+    write_corpus("blkif_request", blkif_seeds())
 
 
 if __name__ == "__main__":
