@@ -9,6 +9,9 @@
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
 #include "storage/nbd_engine.hpp"
+#ifdef PVBACK_HAVE_RBD
+#include "storage/rbd_engine.hpp"
+#endif
 #include "ring/blkif.hpp"
 #include "xenbus/state.hpp"
 
@@ -54,9 +57,29 @@ bool VbdDriver::use_direct_io() const {
 }
 
 // What "params" names, as libxl writes it: a path (the phy backend: a file or block device), an
-// NBD URI, or "<format>:<path>" (the qdisk backend; "aio" is libxl's word for raw). A raw image
-// is served by the io_uring engine; other formats through a qemu-storage-daemon of its own.
+// NBD URI, an RBD image ("rbd:pool/image...", or "aio:rbd:..." from the qdisk backend), or
+// "<format>:<path>" (the qdisk backend; "aio" is libxl's word for raw). A raw image is served by
+// the io_uring engine; other formats through a qemu-storage-daemon of its own.
 std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(const std::string& params) const {
+#ifdef PVBACK_HAVE_RBD
+  if (storage::names_rbd(params)) {
+    auto o = storage::parse_rbd_params(params);
+    if (!o) {
+      PVBACK_LOG(Error, "%s: \"%s\": %s", name_.c_str(), params.c_str(), o.error().c_str());
+      return std::unexpected(EINVAL);
+    }
+    o->read_only = read_only_;
+    o->discard = discard_enable_;
+    auto rbd = storage::RbdEngine::open(*o);
+    if (!rbd) return std::unexpected(rbd.error());
+    return std::unique_ptr<storage::Engine>(std::move(*rbd));
+  }
+#else
+  if (params.starts_with("rbd:") || params.starts_with("aio:rbd:")) {
+    PVBACK_LOG(Error, "%s: this pvback-blk was built without RBD support (PVBACK_RBD=OFF)", name_.c_str());
+    return std::unexpected(EOPNOTSUPP);
+  }
+#endif
   for (const char* scheme : {"nbd://", "nbds://", "nbd+unix://", "nbds+unix://"}) {
     if (params.starts_with(scheme)) {
       storage::NbdOptions o;
@@ -75,7 +98,7 @@ std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(cons
     if (format != nullptr) {
       path = params.substr(colon + 1);
     } else if (::access(params.c_str(), F_OK) != 0) {  // not a file named so either
-      PVBACK_LOG(Error, "%s: \"%s\" names no format pvback serves (raw, aio, qcow2, qcow, vhd, vhdx, vmdk, qed, luks)",
+      PVBACK_LOG(Error, "%s: \"%s\" names no format pvback serves (raw, aio, qcow2, qcow, vhd, vhdx, vmdk, qed, luks; rbd:pool/image)",
                  name_.c_str(), prefix.c_str());
       return std::unexpected(EINVAL);
     }

@@ -8,6 +8,8 @@ packages=(
   libxen-dev xenstore-utils     # real libxengnttab/libxenevtchn/libxenstore + CLIs for tests
   liburing-dev                  # blkback data path
   libnbd-dev                    # storage: the NBD engine
+  librbd-dev librados-dev       # storage: the RBD engine (librbd's asynchronous API)
+  ceph-mon ceph-osd ceph-common # tests: a real one-monitor, one-OSD Ceph cluster for the RBD engine
   qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
   fio                           # bench: the direct io_uring baseline next to pvback-blk
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
