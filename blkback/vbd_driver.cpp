@@ -148,6 +148,7 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
   auto engine = open_engine(*params);
   if (!engine) {
     PVBACK_LOG(Error, "%s: cannot open %s: %s", name_.c_str(), params->c_str(), std::strerror(engine.error()));
+    storage_failure_ = "opening " + *params;  // the error node: "<errno> opening <params>"
     return engine.error();
   }
   engine_ = std::move(*engine);

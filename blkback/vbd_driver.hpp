@@ -37,6 +37,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   int advertise(xenbus::XenStore& xs, const std::string& backend_path) override;
   int connect(xenbus::XenStore& xs, const std::string& frontend_path) override;
   void disconnect() override;
+  std::string advertise_failure() const override { return storage_failure_; }
 
   // Re-reads the storage size; when it changed and the frontend is connected, publishes the new
   // "sectors" and rewrites "state" in one transaction, so the frontend's watch fires (as Linux's
@@ -81,6 +82,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::string backend_path_;
   std::unique_ptr<storage::Engine> engine_;
   bool read_only_ = false;
+  std::string storage_failure_;  // "opening <params>" once opening the storage failed
   bool cdrom_ = false;
   bool removable_ = false;
   bool discard_enable_ = true;

@@ -135,7 +135,8 @@ int BackendDevice::start() {
   PVBACK_LOG(Info, "%s: frontend %s", name_.c_str(), frontend_path_.c_str());
 
   if (int rc = driver_.advertise(xs_, backend_path_); rc != 0) {
-    fail(rc, "writing backend features");
+    const std::string what = driver_.advertise_failure();
+    fail(rc, what.empty() ? "writing backend features" : what.c_str());
     return rc;
   }
   switch_state(XenbusStateInitWait);

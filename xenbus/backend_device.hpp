@@ -44,6 +44,9 @@ struct BackendDriver {
   // headroom): re-read what changed. 0 moves the backend to Reconfigured, then back to Connected
   // when the frontend is Connected again; an errno value fails the device.
   virtual int reconfigure(XenStore& /*xs*/, const std::string& /*frontend_path*/) { return EOPNOTSUPP; }
+  // What the last failed advertise() was doing, in the operator's words ("opening <params>"), for
+  // the error node; empty for the generic text.
+  virtual std::string advertise_failure() const { return {}; }
 };
 
 // The pieces of a backend path: /local/domain/<backend_domid>/backend/<type>/<frontend_domid>/<devid>.

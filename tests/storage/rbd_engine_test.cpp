@@ -1,13 +1,12 @@
 // RbdEngine against a real Ceph cluster (one monitor, one BlueStore OSD on a file, pool "rbd" of
 // size 1) started by scripts/lib/ceph-cluster.sh: ctest starts one for all these tests (fixture
 // "ceph", PVBACK_CEPH_CONF names its ceph.conf); run by hand, the binary starts its own.
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <set>
+#include <thread>
 
 #include "storage/rbd_engine.hpp"
 #include "tests/storage/engine_fixture.hpp"
+#include "tests/support/ceph_cluster.hpp"
 
 namespace pvback::test {
 namespace {
@@ -16,78 +15,15 @@ using storage::Op;
 using storage::RbdEngine;
 using storage::RbdOptions;
 
-std::string g_conf;  // the cluster's ceph.conf
-
-class CephCluster : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (const char* conf = std::getenv("PVBACK_CEPH_CONF"); conf != nullptr && *conf != '\0') {
-      g_conf = conf;
-      return;
-    }
-    char dir[] = "/tmp/pvback-ceph-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
-    const std::string cmd = std::string(PVBACK_SOURCE_DIR "/scripts/lib/ceph-cluster.sh start ") + dir_ + " >/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "could not start a Ceph cluster; its logs are in " << dir_;
-    g_conf = dir_ + "/ceph.conf";
-  }
-  void TearDown() override {
-    if (dir_.empty()) return;
-    [[maybe_unused]] int rc = std::system((std::string(PVBACK_SOURCE_DIR "/scripts/lib/ceph-cluster.sh stop ") + dir_).c_str());
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
- private:
-  std::string dir_;
-};
 const auto* const g_cluster = ::testing::AddGlobalTestEnvironment(new CephCluster);
 
-// Runs a ceph CLI (rbd, rados) against the cluster; its stdout.
-std::string ceph_cli(const std::string& args) {
-  const std::string cmd = args.substr(0, args.find(' ')) + " -c " + g_conf + args.substr(args.find(' '));
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    if (::pclose(p) != 0) throw std::runtime_error("failed: " + cmd);
-  }
-  return out;
+RbdOptions options_for(const RbdImage& img) {
+  RbdOptions o;
+  o.pool = "rbd";
+  o.image = img.name;
+  o.conf = CephCluster::conf();
+  return o;
 }
-
-// An image of its own per test, removed afterwards.
-struct Image {
-  explicit Image(const char* size) {
-    name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    ceph_cli("rbd create --size " + std::string(size) + " rbd/" + name);
-  }
-  ~Image() {
-    try {
-      ceph_cli("rbd snap purge rbd/" + name + " >/dev/null 2>&1");
-      ceph_cli("rbd rm rbd/" + name + " >/dev/null 2>&1");
-    } catch (...) {
-    }
-  }
-  RbdOptions options() const {
-    RbdOptions o;
-    o.pool = "rbd";
-    o.image = name;
-    o.conf = g_conf;
-    return o;
-  }
-  // RADOS objects holding the image's data (4 MiB each).
-  std::size_t data_objects() const {
-    const std::string id = ceph_cli("rbd info --format plain rbd/" + name + " | sed -n 's/.*block_name_prefix: //p'");
-    const std::string prefix = id.substr(0, id.find('\n'));
-    const std::string list = ceph_cli("rados -p rbd ls");
-    std::size_t n = 0;
-    for (std::size_t at = list.find(prefix); at != std::string::npos; at = list.find(prefix, at + 1)) ++n;
-    return n;
-  }
-  std::string name;
-};
 
 std::unique_ptr<RbdEngine> open_engine(const RbdOptions& o) {
   auto e = RbdEngine::open(o);
@@ -100,12 +36,12 @@ void fill(Aligned& a, unsigned seed) {
 }
 
 TEST(RbdEngine, ManyWritesInFlightReadBackThroughAnotherHandle) {
-  Image img("64M");
+  RbdImage img("64M");
   constexpr unsigned kRequests = 48;  // each 3 pieces of 4 KiB + 8 KiB + 4 KiB at scattered offsets
   Aligned out(kRequests * 16384);
   fill(out, 1);
   {
-    auto engine = open_engine(img.options());
+    auto engine = open_engine(options_for(img));
     EXPECT_STREQ(engine->kind(), "rbd");
     EXPECT_EQ(engine->sectors(), (64u << 20) / 512);
     EXPECT_FALSE(engine->capabilities().read_only);
@@ -134,7 +70,7 @@ TEST(RbdEngine, ManyWritesInFlightReadBackThroughAnotherHandle) {
     ASSERT_EQ(d.wait_for(kRequests + 1).back().res, 0);
   }
   // A new connection and image handle: what the first one acknowledged and flushed is there.
-  auto engine = open_engine(img.options());
+  auto engine = open_engine(options_for(img));
   Driven d(*engine);
   Aligned in(out.bytes);
   for (unsigned i = 0; i < kRequests; ++i) {
@@ -147,8 +83,8 @@ TEST(RbdEngine, ManyWritesInFlightReadBackThroughAnotherHandle) {
 }
 
 TEST(RbdEngine, WriteZeroesReadsBackZeroesAndDiscardFreesTheObjects) {
-  Image img("32M");
-  auto engine = open_engine(img.options());
+  RbdImage img("32M");
+  auto engine = open_engine(options_for(img));
   Driven d(*engine);
   Aligned data(16 << 20);
   fill(data, 2);
@@ -179,8 +115,8 @@ TEST(RbdEngine, WriteZeroesReadsBackZeroesAndDiscardFreesTheObjects) {
 }
 
 TEST(RbdEngine, AResizeWithTheRbdToolIsSeenByRefreshSize) {
-  Image img("32M");
-  auto engine = open_engine(img.options());
+  RbdImage img("32M");
+  auto engine = open_engine(options_for(img));
   EXPECT_EQ(engine->sectors(), (32u << 20) / 512);
   EXPECT_FALSE(engine->refresh_size());
   ceph_cli("rbd resize --size 48M rbd/" + img.name + " >/dev/null 2>&1");
@@ -203,12 +139,12 @@ TEST(RbdEngine, AResizeWithTheRbdToolIsSeenByRefreshSize) {
 }
 
 TEST(RbdEngine, ASnapshotIsServedReadOnlyWithItsOwnContents) {
-  Image img("16M");
+  RbdImage img("16M");
   Aligned first(8192), second(8192);
   fill(first, 4);
   fill(second, 5);
   {
-    auto engine = open_engine(img.options());
+    auto engine = open_engine(options_for(img));
     Driven d(*engine);
     const iovec v{first.data, first.bytes};
     ASSERT_EQ(d.channel->submit({Op::Write, 1 << 20, first.bytes, &v, 1, 1}), 0);
@@ -217,8 +153,8 @@ TEST(RbdEngine, ASnapshotIsServedReadOnlyWithItsOwnContents) {
     ASSERT_EQ(d.wait_for(2)[1].res, 0);
   }
   ceph_cli("rbd snap create rbd/" + img.name + "@before >/dev/null 2>&1");
-  auto head = open_engine(img.options());
-  RbdOptions snap = img.options();
+  auto head = open_engine(options_for(img));
+  RbdOptions snap = options_for(img);
   snap.snapshot = "before";
   auto old = open_engine(snap);
   EXPECT_TRUE(old->capabilities().read_only);
@@ -243,7 +179,7 @@ TEST(RbdEngine, AMissingImageOrPoolOrClusterFailsWithItsErrno) {
   RbdOptions o;
   o.pool = "rbd";
   o.image = "no-such-image";
-  o.conf = g_conf;
+  o.conf = CephCluster::conf();
   auto missing = RbdEngine::open(o);
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error(), ENOENT);

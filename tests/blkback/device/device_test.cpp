@@ -12,7 +12,6 @@
 namespace pvback::test {
 namespace {
 
-std::string read_key(xenbus::XenStore& xs, const std::string& path) { return xs.read(path).value_or("<missing>"); }
 
 TEST_F(VbdTest, AdvertisesFeaturesAndGeometryAtInitWait) {
   make_disk(8 << 20);

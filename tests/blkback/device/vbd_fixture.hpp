@@ -126,6 +126,9 @@ class VbdTest : public SimHostTest {
 };
 
 // Deterministic test data: byte i of sector s under `seed`.
+// A XenStore node's value, or "<missing>".
+inline std::string read_key(xenbus::XenStore& xs, const std::string& path) { return xs.read(path).value_or("<missing>"); }
+
 inline void fill_pattern(std::span<std::byte> out, std::uint64_t first_sector, std::uint64_t seed) {
   for (std::size_t i = 0; i < out.size(); i += 8) {
     std::uint64_t x = (first_sector * 512 + i) ^ (seed * 0x9E3779B97F4A7C15ull);
