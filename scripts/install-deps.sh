@@ -9,6 +9,7 @@ packages=(
   liburing-dev                  # blkback data path
   libnbd-dev                    # storage: the NBD engine
   qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
+  nbdkit                        # tests: a remote NBD server (its memory plugin) for the integrity matrix
   fio                           # bench: the direct io_uring baseline next to pvback-blk
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
