@@ -11,6 +11,7 @@ packages=(
   librbd-dev librados-dev       # storage: the RBD engine (librbd's asynchronous API)
   ceph-mon ceph-osd ceph-common # tests: a real one-monitor, one-OSD Ceph cluster for the RBD engine
   qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
+  nbdkit                        # tests: a remote NBD server (its memory plugin) for the integrity matrix
   fio                           # bench: the direct io_uring baseline next to pvback-blk
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx

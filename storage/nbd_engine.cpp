@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "storage/daemon_dir.hpp"
 #include "storage/loop.hpp"
 
 namespace pvback::storage {
@@ -327,8 +328,12 @@ int NbdEngine::start_storage_daemon(const NbdOptions& o) {
     PVBACK_LOG(Error, "%s: %s", o.image.c_str(), std::strerror(e));
     return e;
   }
-  std::string dir = (std::filesystem::temp_directory_path() / "pvback-qsd-XXXXXX").string();
-  if (::mkdtemp(dir.data()) == nullptr) return errno;
+  // What SIGKILLed predecessors (of any device) left behind goes first.
+  const std::filesystem::path tmp = std::filesystem::temp_directory_path();
+  sweep_stale_daemon_dirs(tmp);
+  auto made = make_daemon_dir(tmp);
+  if (!made) return made.error();
+  const std::string dir = made->string();
   qsd_dir_ = dir;
   const std::string socket = dir + "/nbd.sock";
   const std::string ro = o.read_only ? ",read-only=on" : "";

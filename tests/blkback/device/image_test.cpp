@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iterator>
 
+#include "storage/daemon_dir.hpp"
 #include "storage/nbd_engine.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
 
@@ -118,9 +119,21 @@ int daemons_serving(const std::string& image) {
   return n;
 }
 
+// The storage-daemon directory ($TMPDIR/pvback-qsd-*) whose owner file names `pid`, or empty.
+std::filesystem::path daemon_dir_of(pid_t pid) {
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path())) {
+    if (!entry.path().filename().string().starts_with(storage::kDaemonDirPrefix)) continue;
+    std::ifstream in(entry.path() / "owner");
+    long long owner = 0;
+    if (in >> owner && owner == pid) return entry.path();
+  }
+  return {};
+}
+
 // pvback-blk killed with writes in flight (taken from the ring, held by the injected latency or
 // at the daemon): the daemon goes with it, a successor's daemon takes the image once its lock is
-// free, and the successor answers every write the guest is owed, from the recovery record.
+// free, the successor answers every write the guest is owed, from the recovery record, and it
+// removes the private directory its killed predecessor left behind.
 TEST_F(VbdTest, AKilledBackendsDaemonGoesWithItAndTheSuccessorServesTheImage) {
   const std::string image = (dir_ / "disk.qcow2").string();
   ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image + " 32M").c_str()), 0);
@@ -142,12 +155,18 @@ TEST_F(VbdTest, AKilledBackendsDaemonGoesWithItAndTheSuccessorServesTheImage) {
   }
   ASSERT_EQ(q.kick(), 0);
   ASSERT_TRUE(eventually([&] { return stat("in_flight") >= 1; })) << stats_text();
+  const std::filesystem::path killed_dir = daemon_dir_of(backend_->pid());
+  ASSERT_FALSE(killed_dir.empty()) << "no storage-daemon directory names pvback-blk as its owner";
   ASSERT_NO_FATAL_FAILURE(kill9());
   ASSERT_TRUE(eventually([&] { return daemons_serving(image) == 0; })) << "the daemon outlived pvback-blk";
+  EXPECT_TRUE(std::filesystem::exists(killed_dir));  // nobody removed it
   restart(args);
   for (std::size_t i = 0; i < blocks.size(); ++i)
     ASSERT_EQ(q.wait_for(i + 1, std::chrono::seconds(30)), 0) << "write " << i + 1 << " failed or left unanswered";
   EXPECT_EQ(daemons_serving(image), 1);
+  // The successor swept the directory its killed predecessor left behind.
+  EXPECT_FALSE(std::filesystem::exists(killed_dir)) << killed_dir;
+  EXPECT_FALSE(daemon_dir_of(backend_->pid()).empty());
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     std::vector<std::byte> back(blocks[i].size());
     ASSERT_EQ(front->read(i * 128, back), 0);

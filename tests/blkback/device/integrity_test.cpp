@@ -1,16 +1,21 @@
 // Data integrity through pvback-blk for every combination of the negotiable features: persistent
 // grants, indirect descriptors, 1 or 4 queues, ring order 0 or 4, each ring ABI, and both data
-// paths for non-persistent grants. Each case writes disjoint extents of random sizes (partial
-// pages included) asynchronously on all queues, reads everything back with different extents,
-// then rewrites sub-page pieces synchronously and checks again.
+// paths for non-persistent grants, on a raw file; and on every other kind of disk (test_disks.hpp:
+// qcow2, qcow2 over a backing file, nbdkit over TCP) a smaller matrix that still crosses the
+// features with the engine. Each case first reads the disk's initial contents (a backing file's
+// data, zeroes elsewhere), writes disjoint extents of random sizes (partial pages included)
+// asynchronously on all queues, reads everything back with different extents, then rewrites
+// sub-page pieces synchronously and checks again; once pvback-blk is gone, the disk's own checks
+// (qemu-img check, backing file unchanged).
 #include <tuple>
 
+#include "tests/blkback/device/test_disks.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
 
 namespace pvback::test {
 namespace {
 
-using Params = std::tuple<bool /*persistent*/, bool /*indirect*/, unsigned /*queues*/, unsigned /*order*/,
+using Params = std::tuple<DiskKind, bool /*persistent*/, bool /*indirect*/, unsigned /*queues*/, unsigned /*order*/,
                           blkfront::Protocol, bool /*map data path*/>;
 
 constexpr std::uint64_t kDiskBytes = 6ull << 20;
@@ -58,10 +63,13 @@ void run_async(blkfront::BlkFront& front, std::vector<std::pair<std::uint64_t, s
 }
 
 TEST_P(FeatureMatrix, RandomPatternedWritesReadBackIdentical) {
-  const auto [persistent, indirect, queues, order, protocol, map_path] = GetParam();
-  make_disk(kDiskBytes);
+  const auto [kind, persistent, indirect, queues, order, protocol, map_path] = GetParam();
+  TestDisk disk;
+  ASSERT_NO_FATAL_FAILURE(make_test_disk(kind, dir_, kDiskBytes, disk));
   std::vector<std::string> args = {"--max-queues", "4", "--data-path", map_path ? "map" : "copy"};
-  add_vbd_and_start(args);
+  sim::VbdSpec spec;
+  spec.params = disk.params;
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_start(args, spec));
   blkfront::Options opts;
   opts.persistent = persistent;
   opts.max_indirect_segments = indirect ? 256 : 0;
@@ -77,6 +85,11 @@ TEST_P(FeatureMatrix, RandomPatternedWritesReadBackIdentical) {
   EXPECT_EQ(neg.indirect, indirect);
   ASSERT_EQ(neg.sectors, kDiskBytes / 512);
   const std::uint32_t unit = neg.sector_size / 512;  // requests must respect sector-size
+
+  // What the disk holds before the guest wrote anything (a backing file's data) is read first.
+  std::vector<std::byte> readback(kDiskBytes, std::byte{0x5a});
+  ASSERT_EQ(front->read(0, readback), 0);
+  ASSERT_TRUE(readback == disk.initial) << "the disk's initial contents read back differently";
 
   std::mt19937_64 rng(std::hash<std::string>{}(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   std::vector<std::byte> model(kDiskBytes);
@@ -94,7 +107,6 @@ TEST_P(FeatureMatrix, RandomPatternedWritesReadBackIdentical) {
   std::shuffle(extents.begin(), extents.end(), rng);
   run_async(*front, extents, model, /*is_write=*/true, 16);
 
-  std::vector<std::byte> readback(kDiskBytes);
   std::vector<std::pair<std::uint64_t, std::uint32_t>> reads;
   for (std::uint64_t s = 0; s < neg.sectors;) {
     std::uint64_t n = std::min<std::uint64_t>((1 + rng() % max_sectors) * unit, neg.sectors - s);
@@ -136,23 +148,38 @@ TEST_P(FeatureMatrix, RandomPatternedWritesReadBackIdentical) {
   if (indirect) {
     EXPECT_GT(stat("indirect"), 0);
   }
+  // Unplugged: pvback-blk and its storage daemon end, and the image is closed for the checks.
+  EXPECT_EQ(sim::remove_vbd(dom0_xs_, 0, kGuest, kDevid), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value()) << "pvback-blk did not exit after the unplug";
+  disk.check_after();
 }
 
 std::string name_of(const ::testing::TestParamInfo<Params>& info) {
-  const auto [persistent, indirect, queues, order, protocol, map_path] = info.param;
+  const auto [kind, persistent, indirect, queues, order, protocol, map_path] = info.param;
   std::string p = std::string(blkfront::protocol_name(protocol));
   for (char& c : p)
     if (c == '-') c = '_';
-  return std::string(persistent ? "persistent" : "nonpersistent") + (indirect ? "_indirect" : "_direct") + "_q" +
+  return std::string(disk_kind_name(kind)) + "_" + (persistent ? "persistent" : "nonpersistent") + (indirect ? "_indirect" : "_direct") + "_q" +
          std::to_string(queues) + "_order" + std::to_string(order) + "_" + p + (map_path ? "_map" : "_copy");
 }
 
+// Every feature combination, on a raw file.
 INSTANTIATE_TEST_SUITE_P(Blkback, FeatureMatrix,
-                         ::testing::Combine(::testing::Bool(), ::testing::Bool(), ::testing::Values(1u, 4u),
+                         ::testing::Combine(::testing::Values(DiskKind::RawFile), ::testing::Bool(), ::testing::Bool(), ::testing::Values(1u, 4u),
                                             ::testing::Values(0u, 4u),
                                             ::testing::Values(blkfront::Protocol::Omitted, blkfront::Protocol::X86_32,
                                                               blkfront::Protocol::X86_64),
                                             ::testing::Bool()),
+                         name_of);
+
+// The other kinds of disk: the features that change how requests reach the engine (persistent
+// grants, indirect descriptors, one or several queues and so connections, both data paths), on
+// one ring size and ABI, so that each kind adds 16 cases, not 96.
+constexpr DiskKind kOtherDisks[] = {DiskKind::Qcow2, DiskKind::Qcow2WithBacking, DiskKind::NbdkitMemory};
+INSTANTIATE_TEST_SUITE_P(Engines, FeatureMatrix,
+                         ::testing::Combine(::testing::ValuesIn(kOtherDisks), ::testing::Bool(), ::testing::Bool(),
+                                            ::testing::Values(1u, 4u), ::testing::Values(4u),
+                                            ::testing::Values(blkfront::Protocol::X86_64), ::testing::Bool()),
                          name_of);
 
 }  // namespace
