@@ -163,6 +163,7 @@ std::string name_of(const ::testing::TestParamInfo<Params>& info) {
          std::to_string(queues) + "_order" + std::to_string(order) + "_" + p + (map_path ? "_map" : "_copy");
 }
 
+#ifndef PVBACK_TEST_RBD_DISKS
 // Every feature combination, on a raw file.
 INSTANTIATE_TEST_SUITE_P(Blkback, FeatureMatrix,
                          ::testing::Combine(::testing::Values(DiskKind::RawFile), ::testing::Bool(), ::testing::Bool(), ::testing::Values(1u, 4u),
@@ -181,6 +182,14 @@ INSTANTIATE_TEST_SUITE_P(Engines, FeatureMatrix,
                                             ::testing::Values(1u, 4u), ::testing::Values(4u),
                                             ::testing::Values(blkfront::Protocol::X86_64), ::testing::Bool()),
                          name_of);
+#else
+// Built into blkback_rbd_tests, which has the Ceph cluster: the same smaller matrix on an RBD image.
+INSTANTIATE_TEST_SUITE_P(Rbd, FeatureMatrix,
+                         ::testing::Combine(::testing::Values(DiskKind::Rbd), ::testing::Bool(), ::testing::Bool(),
+                                            ::testing::Values(1u, 4u), ::testing::Values(4u),
+                                            ::testing::Values(blkfront::Protocol::X86_64), ::testing::Bool()),
+                         name_of);
+#endif
 
 }  // namespace
 }  // namespace pvback::test

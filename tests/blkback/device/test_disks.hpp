@@ -1,8 +1,8 @@
 // Disks of every kind pvback-blk serves, for whole-device tests that run the same workload on each:
 // a raw file (file engine), a qcow2 image and a qcow2 over a backing file (qemu-storage-daemon of
 // pvback-blk's own, NBD engine), and nbdkit's memory plugin as a remote NBD server on loopback.
-// Another kind (say a Ceph RBD image) is one more DiskKind, one more make_* function and one more
-// case in make_test_disk.
+// An image in a real Ceph cluster (RBD engine) where the binary has the cluster. Another kind is
+// one more DiskKind, one more make_* function and one more case in make_test_disk.
 #pragma once
 #include <netinet/in.h>
 #include <signal.h>
@@ -23,12 +23,16 @@
 #include <gtest/gtest.h>
 
 #include "tests/blkback/device/vbd_fixture.hpp"
+#ifdef PVBACK_TEST_RBD_DISKS
+#include "tests/support/ceph_cluster.hpp"
+#endif
 
 extern char** environ;
 
 namespace pvback::test {
 
-enum class DiskKind { RawFile, Qcow2, Qcow2WithBacking, NbdkitMemory };
+// Rbd only in binaries built with PVBACK_TEST_RBD_DISKS (they require the ctest fixture "ceph").
+enum class DiskKind { RawFile, Qcow2, Qcow2WithBacking, NbdkitMemory, Rbd };
 
 inline const char* disk_kind_name(DiskKind kind) {
   switch (kind) {
@@ -36,6 +40,7 @@ inline const char* disk_kind_name(DiskKind kind) {
     case DiskKind::Qcow2: return "qcow2";
     case DiskKind::Qcow2WithBacking: return "qcow2backing";
     case DiskKind::NbdkitMemory: return "nbdkit";
+    case DiskKind::Rbd: return "rbd";
   }
   return "?";
 }
@@ -108,6 +113,7 @@ struct TestDisk {
   std::filesystem::path image;  // the file pvback-blk serves, if it is one
   std::function<void()> check_after = [] {};
   std::unique_ptr<ServerProcess> server;  // a remote server the test runs
+  std::shared_ptr<void> owned;             // anything else the disk lives in (an RBD image)
 };
 
 inline void make_raw_file(const std::filesystem::path& dir, std::uint64_t bytes, TestDisk& disk) {
@@ -189,6 +195,16 @@ inline void make_nbdkit_memory(const std::filesystem::path& dir, std::uint64_t b
   disk.initial.assign(bytes, std::byte{0});
 }
 
+#ifdef PVBACK_TEST_RBD_DISKS
+// An image in the real Ceph cluster of the fixture "ceph", removed with the disk.
+inline void make_rbd(std::uint64_t bytes, TestDisk& disk) {
+  auto image = std::make_shared<RbdImage>(std::to_string(bytes) + "B");
+  disk.params = "rbd:rbd/" + image->name + ":conf=" + CephCluster::conf();
+  disk.initial.assign(bytes, std::byte{0});
+  disk.owned = image;
+}
+#endif
+
 // A disk of `kind` and `bytes` in `dir`.
 inline void make_test_disk(DiskKind kind, const std::filesystem::path& dir, std::uint64_t bytes, TestDisk& disk) {
   disk.kind = kind;
@@ -197,6 +213,12 @@ inline void make_test_disk(DiskKind kind, const std::filesystem::path& dir, std:
     case DiskKind::Qcow2: return make_qcow2(dir, bytes, disk);
     case DiskKind::Qcow2WithBacking: return make_qcow2_with_backing(dir, bytes, disk);
     case DiskKind::NbdkitMemory: return make_nbdkit_memory(dir, bytes, disk);
+    case DiskKind::Rbd:
+#ifdef PVBACK_TEST_RBD_DISKS
+      return make_rbd(bytes, disk);
+#else
+      break;
+#endif
   }
   FAIL() << "no such disk kind";
 }
