@@ -45,6 +45,11 @@ void usage(FILE* out) {
                "  --no-recovery                no records: a killed or crashed process may lose or repeat answers\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n"
+               "  --image-cache writethrough|writeback\n"
+               "                               images served by qemu-storage-daemon: a write is answered once\n"
+               "                               QEMU's caches are in the file (default; a dead daemon loses no\n"
+               "                               answered write) or at once (faster; a dead daemon loses those\n"
+               "                               since the guest's last flush)\n"
                "  --inject-latency-us N        testing: each storage operation waits a random 0..N us first, so\n"
                "                               completions come back out of order (default 0: off)\n");
 }
@@ -109,6 +114,10 @@ int main(int argc, char** argv) {
       ++i;
     } else if (arg == "--stats-interval-ms") {
       interval_ms = std::max(10ul, number(3'600'000));
+    } else if (arg == "--image-cache" && value && (std::string_view(value) == "writethrough" ||
+                                                    std::string_view(value) == "writeback")) {
+      options.image_writeback = std::string_view(value) == "writeback";
+      ++i;
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));
     } else if (arg == "-h" || arg == "--help") {

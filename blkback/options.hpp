@@ -25,6 +25,12 @@ struct BackendOptions {
   bool barrier = true;                     // feature-barrier
   // Where each queue keeps its crash-recovery record (blkback/recovery.hpp); empty: none.
   std::string recovery_dir;
+  // An image served through pvback-blk's own qemu-storage-daemon: each write answered only once
+  // QEMU's caches (a qcow2's cluster tables) reached the file, so that a daemon that dies loses no
+  // answered write (writethrough); or answered at once, QEMU caching what it likes until the
+  // guest's flush (writeback: faster, but a daemon crash loses answered writes since the last
+  // flush, as QEMU's qdisk crashing would).
+  bool image_writeback = false;
   // Testing: every storage operation first waits a random 0..N microseconds (storage::FaultEngine),
   // so that completions come back out of order. 0: off.
   std::chrono::microseconds inject_latency{0};

@@ -51,6 +51,12 @@ struct QueueConfig {
   bool resume = false;
   // How long a port still bound by a killed predecessor is waited for (0: not a successor).
   std::chrono::milliseconds bind_patience{0};
+  // Called from the queue's thread, once, when the storage engine's channel reports its storage
+  // gone (storage::Channel::storage_lost) while the queue has a recovery record: the failed
+  // requests are left unanswered in the record, and the handler is expected not to return (it
+  // ends the process, so that a successor executes them again). Without a handler or a record,
+  // they are answered with errors.
+  std::function<void(int error)> on_storage_lost;
 };
 
 class Queue {

@@ -87,6 +87,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   bool submit_sync(std::uint32_t idx);
   bool submit_discard(std::uint32_t idx);
   bool fail_submission(std::uint32_t idx, int error);
+  [[nodiscard]] bool storage_lost();
   void route(std::uint64_t tag, int res);
   void completed(std::uint32_t tag, int res) override { handle_completion(tag, res); }
   void handle_completion(std::uint32_t idx, int res);
@@ -155,6 +156,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   __kernel_timespec throttle_ts{};
   bool stopping = false;
   bool fatal_seen = false;
+  bool storage_lost_reported = false;
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
   std::int64_t last_purge = 0;
 };

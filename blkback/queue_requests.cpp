@@ -243,7 +243,21 @@ bool Queue::Impl::submit_slot(std::uint32_t idx) {
 // The channel refused the operation: answer the request with an error. Also reached when
 // resubmitting the rest of a short transfer or the flush of a barrier, so undo what submission
 // counted.
+// The storage as a whole is gone and a successor would get it back: the request is left as it
+// is, unanswered, in the recovery record.
+bool Queue::Impl::storage_lost() {
+  if (!config.on_storage_lost || config.recovery_path.empty()) return false;
+  const int error = channel->storage_lost();
+  if (error == 0) return false;
+  if (!storage_lost_reported) {
+    storage_lost_reported = true;
+    config.on_storage_lost(error);
+  }
+  return true;
+}
+
 bool Queue::Impl::fail_submission(std::uint32_t idx, int error) {
+  if (storage_lost()) return false;
   Slot& s = slots[idx];
   if (s.phase != Phase::Idle) --submitted;
   if (s.kind == Kind::Barrier) barrier_active = false;
@@ -309,6 +323,7 @@ bool Queue::Impl::submit_discard(std::uint32_t idx) {
 // Completion
 
 void Queue::Impl::handle_completion(std::uint32_t idx, int res) {
+  if (res < 0 && storage_lost()) return;
   Slot& s = slots[idx];
   if (s.phase == Phase::Io) {
     if (res < 0) {

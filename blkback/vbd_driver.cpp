@@ -1,6 +1,7 @@
 #include "blkback/vbd_driver.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <unistd.h>
 
@@ -107,6 +108,7 @@ std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(cons
     storage::NbdOptions o;
     o.image = path;
     o.format = format;
+    o.writethrough = !options_.image_writeback;
     o.read_only = read_only_;
     o.discard = discard_enable_;
     return storage::NbdEngine::open(o);
@@ -240,6 +242,17 @@ QueueConfig VbdDriver::queue_config(const FrontendRing& ring, unsigned index) co
   c.flush_enabled = options_.flush;
   c.barrier_enabled = options_.barrier;
   c.discard_enabled = engine_->capabilities().discard;
+  if (!c.recovery_path.empty()) {
+    // pvback-blk's own storage daemon died: the requests it failed are not the guest's errors. The
+    // process ends as a crash would (EX_TEMPFAIL, 75), the daemon with it; the supervisor's
+    // successor starts a new daemon and executes them again from the recovery record, so the
+    // guest sees a pause.
+    c.on_storage_lost = [name = name_, storage = engine_->describe()](int error) {
+      PVBACK_LOG(Error, "%s: its storage is gone (%s: %s): exiting, so that a successor executes the requests in "
+                 "flight again from the recovery record", name.c_str(), storage.c_str(), std::strerror(error));
+      std::_Exit(75);
+    };
+  }
   return c;
 }
 

@@ -80,6 +80,11 @@ class Channel {
   virtual void on_completion(std::uint64_t user_data, int res, CompletionSink& sink) = 0;
   // Operations queued or running, not yet reported.
   virtual std::uint32_t in_flight() const = 0;
+  // Not 0 (an errno value) once the storage behind this channel is gone as a whole and a new
+  // process would get it back: pvback-blk's own storage daemon died. Its errors then say nothing
+  // about the requests, and a queue that has a recovery record leaves them unanswered for a
+  // successor (QueueConfig::on_storage_lost).
+  virtual int storage_lost() const { return 0; }
 };
 
 class Engine {

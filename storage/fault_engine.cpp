@@ -95,6 +95,7 @@ class FaultChannel final : public Channel, private CompletionSink {
   }
 
   std::uint32_t in_flight() const override { return in_flight_; }
+  int storage_lost() const override { return inner_->storage_lost(); }
 
  private:
   struct Entry {

@@ -25,6 +25,9 @@ struct NbdOptions {
   std::string format;
   bool read_only = false;
   bool discard = true;   // the toolstack's discard-enable
+  // An image: writes answered once QEMU's own caches are in the file (a daemon killed then loses
+  // no answered write), or at once (writeback).
+  bool writethrough = true;
   std::string qsd_binary = "qemu-storage-daemon";
 };
 
