@@ -6,6 +6,7 @@ ctrl_messages: byte 0 (queues, readable grants), 16-byte control requests, the g
 packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
 x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends.
+vif_frontend_keys: 2 bytes of what netback advertised, then key=value lines.
 rx_postings: 11 bytes of packet needs and ring position, chunk lengths, then RX requests (see
 rx_postings_fuzz.cpp).
 xenstore_wire: records for four connections (0, 1 Dom0; 2 guest 5; 3 guest 7), see
@@ -282,6 +283,31 @@ def rx_seeds():
     }
 
 
+def vif_frontend_seeds():
+    """netfront directories: 2 bytes of what was advertised (max queues - 1; bits: split event
+    channels, control ring, multicast control, XDP headroom), then key=value lines."""
+    def d(max_queues, offered, keys):
+        return bytes((max_queues - 1, offered)) + "\n".join(f"{k}={v}" for k, v in keys).encode()
+    base = [("request-rx-copy", 1), ("feature-rx-notify", 1), ("feature-sg", 1), ("feature-gso-tcpv4", 1),
+            ("feature-gso-tcpv6", 1), ("feature-ipv6-csum-offload", 1)]
+    single = base + [("tx-ring-ref", 8), ("rx-ring-ref", 9), ("event-channel", 5)]
+    two = base + [("multi-queue-num-queues", 2), ("queue-0/tx-ring-ref", 10), ("queue-0/rx-ring-ref", 11),
+                  ("queue-0/event-channel-tx", 3), ("queue-0/event-channel-rx", 4), ("queue-1/tx-ring-ref", 20),
+                  ("queue-1/rx-ring-ref", 21), ("queue-1/event-channel", 7), ("ctrl-ring-ref", 30),
+                  ("event-channel-ctrl", 31), ("request-multicast-control", 1), ("xdp-headroom", 256)]
+    return {
+        "linux-single-queue": d(4, 0, single),
+        "linux-two-queues-everything": d(4, 0xF, two),
+        "everything-not-offered": d(2, 0, two + [("queue-0/event-channel", 6)]),
+        "no-csum-offload": d(1, 0, single + [("feature-no-csum-offload", 1)]),
+        "no-rx-copy": d(1, 0, [kv for kv in single if kv[0] != "request-rx-copy"]),
+        "too-many-queues": d(2, 0, single + [("multi-queue-num-queues", 3)]),
+        "xdp-headroom-too-big": d(1, 8, single + [("xdp-headroom", 4000)]),
+        "half-split": d(1, 1, single + [("event-channel-tx", 3)]),
+        "unreadable-ring": d(1, 0, single[:-2] + [("rx-ring-ref", "\x01"), ("event-channel", 5)]),
+    }
+
+
 def blkif_seeds():
     seeds = {}
     for is32 in (False, True):
@@ -316,6 +342,7 @@ def main():
     write_corpus("packet_headers", packet_seeds())
     write_corpus("blkif_request", blkif_seeds())
     write_corpus("rx_postings", rx_seeds())
+    write_corpus("vif_frontend_keys", vif_frontend_seeds())
 
 
 if __name__ == "__main__":
