@@ -305,6 +305,7 @@ def vif_frontend_seeds():
         "xdp-headroom-too-big": d(1, 8, single + [("xdp-headroom", 4000)]),
         "half-split": d(1, 1, single + [("event-channel-tx", 3)]),
         "unreadable-ring": d(1, 0, single[:-2] + [("rx-ring-ref", "\x01"), ("event-channel", 5)]),
+        "unreadable-rx-copy": d(1, 0, [("request-rx-copy", "\x01")] + single[1:]),
     }
 
 
