@@ -12,20 +12,9 @@ using Refused = std::unexpected<FrontendRefusal>;
 
 Refused refuse(int error, std::string why) { return Refused(FrontendRefusal{error, std::move(why)}); }
 
-// An unsigned value no larger than `max`; `fallback` when the key is absent and optional.
-std::expected<std::uint64_t, FrontendRefusal> number(const FrontendKeyReader& read, const std::string& key,
-                                                     std::uint64_t max, std::optional<std::uint64_t> fallback) {
-  auto text = read(key);
-  if (!text) {
-    if (text.error() == ENOENT && fallback) return *fallback;
-    return refuse(text.error(), key + (text.error() == ENOENT ? ": missing" : ": unreadable"));
-  }
-  auto v = xenbus::parse_uint(*text, max);
-  if (!v) return refuse(EINVAL, key + ": invalid (\"" + text->substr(0, 32) + "\")");
-  return *v;
-}
-
 }  // namespace
+
+using xenbus::read_number;
 
 std::expected<FrontendRequest, FrontendRefusal> read_frontend(const FrontendKeyReader& read,
                                                                const FrontendLimits& limits) {
@@ -38,14 +27,14 @@ std::expected<FrontendRequest, FrontendRefusal> read_frontend(const FrontendKeyR
     return refuse(protocol.error(), "protocol: unreadable");
   }
 
-  auto queues = number(read, "multi-queue-num-queues", UINT32_MAX, 1);
+  auto queues = read_number(read, "multi-queue-num-queues", UINT32_MAX, 1);
   if (!queues) return std::unexpected(queues.error());
   if (*queues == 0 || *queues > limits.max_queues)
     return refuse(EINVAL, "frontend asked for " + std::to_string(*queues) + " queues (1.." +
                               std::to_string(limits.max_queues) + " allowed)");
   r.queues = static_cast<unsigned>(*queues);
 
-  auto order = number(read, "ring-page-order", UINT32_MAX, 0);
+  auto order = read_number(read, "ring-page-order", UINT32_MAX, 0);
   if (!order) return std::unexpected(order.error());
   if (*order > limits.max_ring_page_order)
     return refuse(EINVAL, "frontend asked for ring-page-order " + std::to_string(*order) + " (max " +
@@ -59,13 +48,13 @@ std::expected<FrontendRequest, FrontendRefusal> read_frontend(const FrontendKeyR
   r.rings.resize(r.queues);
   for (unsigned q = 0; q < r.queues; ++q) {
     const std::string dir = r.queues > 1 ? "queue-" + std::to_string(q) + "/" : "";
-    auto evtchn = number(read, dir + "event-channel", UINT32_MAX, std::nullopt);
+    auto evtchn = read_number(read, dir + "event-channel", UINT32_MAX, std::nullopt);
     if (!evtchn) return std::unexpected(evtchn.error());
     r.rings[q].event_channel = static_cast<EvtchnPort>(*evtchn);
     // A single-page ring may use the legacy "ring-ref" key (Linux accepts both).
     const bool legacy = r.ring_page_order == 0 && !read(dir + "ring-ref0").has_value();
     for (unsigned i = 0; i < pages; ++i) {
-      auto ref = number(read, dir + (legacy ? "ring-ref" : "ring-ref" + std::to_string(i)), UINT32_MAX, std::nullopt);
+      auto ref = read_number(read, dir + (legacy ? "ring-ref" : "ring-ref" + std::to_string(i)), UINT32_MAX, std::nullopt);
       if (!ref) return std::unexpected(ref.error());
       r.rings[q].refs.push_back(static_cast<GrantRef>(*ref));
     }

@@ -9,13 +9,12 @@
 #pragma once
 #include <cstdint>
 #include <expected>
-#include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "blkback/queue.hpp"
 #include "grant/types.hpp"
+#include "xenbus/frontend_keys.hpp"
 
 namespace pvback::blkback {
 
@@ -38,13 +37,9 @@ struct FrontendRequest {
   std::vector<FrontendRing> rings;   // one per queue
 };
 
-struct FrontendRefusal {
-  int error = EINVAL;                // ENOENT for a missing key, EINVAL for a bad value, else the read's
-  std::string why;                   // for the log: which key and what is wrong with it
-};
-
-// Reads one key of the frontend's directory: its value, or an errno value (ENOENT: absent).
-using FrontendKeyReader = std::function<std::expected<std::string, int>(const std::string& key)>;
+// The reader and the refusal are the ones netback's frontend keys use too (xenbus/frontend_keys.hpp).
+using FrontendRefusal = xenbus::KeyRefusal;
+using FrontendKeyReader = xenbus::FrontendKeyReader;
 
 [[nodiscard]] std::expected<FrontendRequest, FrontendRefusal> read_frontend(const FrontendKeyReader& read,
                                                                             const FrontendLimits& limits);

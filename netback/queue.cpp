@@ -28,7 +28,8 @@
 // previous batch still waits for guest buffers, so a queue never holds more than one batch.
 // Without steering it asks for at most as many packets as the guest posted buffers. Per packet:
 // multicast filter, offload checks against what the guest negotiated, slots needed (data slots of
-// 4096 - xdp_headroom bytes, + a GSO extra, + a hash extra), then one batched grant copy into the
+// 4096 - xdp_headroom bytes, + a GSO extra, + a hash extra) and the plan that puts it into the
+// guest's posted requests (both pure: rx_postings.hpp), then one batched grant copy into the
 // guest's buffers and the responses (first data slot, extras, other data slots: Linux's order).
 //
 // RX steering: with a Toeplitz hash configured and more than one queue, the thread that received
@@ -68,6 +69,7 @@
 #include "base/unique_fd.hpp"
 #include "grant/spurious_wakeups.hpp"
 #include "netback/headers.hpp"
+#include "netback/rx_postings.hpp"
 #include "netback/tx_request.hpp"
 #include "ring/netif.hpp"
 
@@ -96,9 +98,6 @@ constexpr std::uint32_t kEthHlen = 14;
 constexpr unsigned kPollSpinIterations = 2000;
 constexpr int kPollIdleSleepMs = 1;
 constexpr unsigned kMaxExtras = netif::kExtraTypeMax - 1;
-// Most RX slots one packet may need: data slots of at least 2048 bytes (xdp_headroom < 2048) for
-// kMaxPacketBytes, plus the GSO and hash extras.
-constexpr unsigned kMaxRxSlotsPerPacket = (kMaxPacketBytes + 2047) / 2048 + 2;
 constexpr unsigned kStallDrainBatches = 16;  // port batches dropped per loop while stalled
 
 std::int64_t now_ns() {
@@ -190,7 +189,7 @@ struct Queue::Impl {
   bool process_rx();
   void steer_batch();
   unsigned deliver(Impl& target, PacketBuffer* const* pkts, const RxHash* hashes, unsigned n, bool hold);
-  bool rx_acceptable(Impl& target, PacketBuffer& b, bool hash, unsigned* needed);
+  bool rx_acceptable(Impl& target, PacketBuffer& b, bool hash, rx::Needs* needs, unsigned* needed);
   void drop_held_locked(Counter QueueStats::*reason);
   void release_batch_if_done();
   bool arm_rx_event();
@@ -252,6 +251,8 @@ struct Queue::Impl {
   std::vector<RxPlan> rx_plans;
   std::vector<RxPrepared> rx_rsps;
   std::vector<grant::CopySegment> rx_segs;
+  rx::Slot rx_slot_plan[rx::kMaxSlotsPerPacket];        // one packet's plan (rx_postings.hpp)
+  rx::Segment rx_seg_plan[rx::kMaxSegmentsPerPacket];
   std::vector<std::uint32_t> rx_seg_owner;
 
   // RX ring state, guarded by rx_mutex (other queues' threads deliver into this ring).
@@ -357,7 +358,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
   rx_out_hash.resize(kRxBatch);
   rx_plans.resize(kRxBatch);
   rx_rsps.resize(rx.size());
-  rx_segs.resize(std::size_t{kRxBatch} * (kMaxRxSlotsPerPacket + kMaxChunks));
+  rx_segs.resize(std::size_t{kRxBatch} * rx::kMaxSegmentsPerPacket);  // a batch's plans always fit
   rx_seg_owner.resize(rx_segs.size());
 
   last_rx_buffers = now_ns();
@@ -692,9 +693,9 @@ bool Queue::Impl::process_tx() {
 // ---------------------------------------------------------------------------------------------
 // RX
 
-// Checks a packet for `target`'s guest (filters, offloads), computing the slots it needs.
-// false: dropped and counted (target's RX lock held).
-bool Queue::Impl::rx_acceptable(Impl& t, PacketBuffer& b, bool has_hash, unsigned* needed) {
+// Checks a packet for `target`'s guest (filters, offloads), computing what it needs of the guest's
+// buffers and how many slots (rx_postings.hpp). false: dropped and counted (target's RX lock held).
+bool Queue::Impl::rx_acceptable(Impl& t, PacketBuffer& b, bool has_hash, rx::Needs* needs, unsigned* needed) {
   const GuestOffloads& g = t.config.guest;
   if (b.length < kEthHlen || b.length > kMaxPacketBytes) {
     t.stats.rx_too_big_for_guest.add();
@@ -735,19 +736,17 @@ bool Queue::Impl::rx_acceptable(Impl& t, PacketBuffer& b, bool has_hash, unsigne
       }
     }
   }
-  const std::uint32_t per_slot = kXenPageSize - xdp_headroom;  // vif-wide: this thread's copy
-  const unsigned data_slots = (b.length + per_slot - 1) / per_slot;
-  if (data_slots > 1 && !g.sg) {
+  // The headroom is vif-wide: this thread's copy (below kXenPageSize / 2).
+  *needs = rx::Needs{b.length, static_cast<std::uint16_t>(xdp_headroom), extras, g.sg};
+  auto slots = rx::slots_needed(*needs, t.rx.size());
+  if (!slots) {
     t.stats.rx_too_big_for_guest.add();
-    PVBACK_LOG_RATELIMITED(Warning, "%s: rx packet of %u bytes for a guest without feature-sg, dropped", t.name,
-                           b.length);
+    if (slots.error() == rx::Refusal::NeedsSg)
+      PVBACK_LOG_RATELIMITED(Warning, "%s: rx packet of %u bytes for a guest without feature-sg, dropped", t.name,
+                             b.length);
     return false;
   }
-  *needed = data_slots + extras;
-  if (*needed > kMaxRxSlotsPerPacket || *needed > t.rx.size()) {
-    t.stats.rx_too_big_for_guest.add();
-    return false;
-  }
+  *needed = *slots;
   return true;
 }
 
@@ -764,8 +763,6 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
   }
   const ring::RingIdx posted = *avail;
   const ring::RingIdx cons = t.rx.req_cons();
-  const std::uint32_t headroom = xdp_headroom;  // vif-wide: this thread's copy
-  const std::uint32_t per_slot = kXenPageSize - headroom;
   ring::RingIdx used = 0;
   unsigned nplans = 0;
   std::size_t nsegs = 0;
@@ -773,9 +770,13 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
   for (; i < n; ++i) {
     PacketBuffer& b = *pkts[i];
     const RxHash& h = hashes[i];
+    rx::Needs needs;
     unsigned needed = 0;
-    if (!rx_acceptable(t, b, h.valid, &needed)) continue;
-    if (needed > posted - used) {
+    if (!rx_acceptable(t, b, h.valid, &needs, &needed)) continue;
+    const rx::Plan p = rx::plan_packet(t.rx, cons + used, posted - used, needed, needs,
+                                       std::span(b.chunks, std::min(b.nr_chunks, kMaxChunks)), rx_slot_plan,
+                                       rx_seg_plan);
+    if (p.verdict == rx::Verdict::Wait) {
       if (hold) {
         t.rx_head_needed = needed;  // what the stall check waits for
         break;
@@ -784,20 +785,28 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
       continue;
     }
     RxPlan& plan = rx_plans[nplans];
-    plan = RxPlan{&b, used, static_cast<std::uint16_t>(needed), false};
+    // Short chunks: a port bug; the packet is answered with an error.
+    plan = RxPlan{&b, used, static_cast<std::uint16_t>(needed), p.verdict == rx::Verdict::ShortChunks};
     const bool gso = b.meta.gso_type != netif::kGsoTypeNone;
-    const unsigned nextras = (gso ? 1u : 0u) + (h.valid ? 1u : 0u);
-    const unsigned ndata = needed - nextras;
-    // Ring positions: data slot 0, the extras, then data slots 1.. (Linux's order).
-    unsigned c = 0;
-    std::uint32_t cpos = 0;
-    std::uint32_t left = b.length;
+    const unsigned nextras = needs.extras;
+    for (std::size_t k = 0; k < p.segments; ++k) {
+      const rx::Segment& from = rx_seg_plan[k];
+      grant::CopySegment& seg = rx_segs[nsegs];
+      seg = grant::CopySegment{};
+      seg.source.virt = b.chunks[from.chunk].data + from.chunk_offset;
+      seg.dest.foreign.ref = rx_slot_plan[from.slot].gref;
+      seg.dest.foreign.offset = from.offset;
+      seg.dest.foreign.domid = t.config.frontend_domid;
+      seg.len = from.len;
+      seg.flags = GNTCOPY_dest_gref;
+      rx_seg_owner[nsegs++] = nplans;
+    }
     for (unsigned pos = 0; pos < needed; ++pos) {
-      const RxRequest req = t.rx.copy_request(cons + used + pos);
+      const rx::Slot& slot = rx_slot_plan[pos];
       RxPrepared& out = rx_rsps[used + pos];
       out = RxPrepared{};
       out.plan = nplans;
-      if (pos >= 1 && pos <= nextras) {
+      if (slot.extra) {
         out.extra = true;
         ExtraInfo& ex = out.ex;
         const bool gso_here = gso && pos == 1;
@@ -817,38 +826,11 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
         if (pos < nextras) ex.flags = netif::kExtraFlagMore;
         continue;
       }
-      // A data slot.
-      const unsigned data_index = pos == 0 ? 0 : pos - nextras;
-      std::uint32_t slot_bytes = std::min(left, per_slot);
-      std::uint32_t dpos = 0;
-      while (dpos < slot_bytes) {
-        while (c < b.nr_chunks && cpos >= b.chunks[c].len) {
-          ++c;
-          cpos = 0;
-        }
-        if (c >= b.nr_chunks || nsegs >= rx_segs.size()) {
-          plan.error = true;  // chunks shorter than length: a port bug
-          break;
-        }
-        const std::uint32_t take = std::min(slot_bytes - dpos, b.chunks[c].len - cpos);
-        grant::CopySegment& seg = rx_segs[nsegs];
-        seg = grant::CopySegment{};
-        seg.source.virt = b.chunks[c].data + cpos;
-        seg.dest.foreign.ref = req.gref;
-        seg.dest.foreign.offset = static_cast<std::uint16_t>(headroom + dpos);
-        seg.dest.foreign.domid = t.config.frontend_domid;
-        seg.len = static_cast<std::uint16_t>(take);
-        seg.flags = GNTCOPY_dest_gref;
-        rx_seg_owner[nsegs++] = nplans;
-        cpos += take;
-        dpos += take;
-      }
-      left -= slot_bytes;
       RxResponse& rsp = out.rsp;
-      rsp.id = req.id;
-      rsp.offset = static_cast<std::uint16_t>(headroom);
-      rsp.status = static_cast<std::int16_t>(slot_bytes);
-      std::uint16_t flags = data_index + 1 < ndata ? netif::kRxfMoreData : 0;
+      rsp.id = slot.id;
+      rsp.offset = slot.offset;
+      rsp.status = static_cast<std::int16_t>(slot.bytes);
+      std::uint16_t flags = slot.more ? netif::kRxfMoreData : 0;
       if (pos == 0) {
         if (b.meta.csum_partial) flags |= netif::kRxfCsumBlank | netif::kRxfDataValidated;
         else if (b.meta.csum_validated) flags |= netif::kRxfDataValidated;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "netback/frontend_keys.hpp"
 #include "ring/netif.hpp"
 #include "xenbus/state.hpp"
 
@@ -12,23 +13,9 @@ namespace pvback::netback {
 namespace {
 
 constexpr unsigned kMaxQueuesLimit = 64;
-// RX data starts this far into each guest page; more leaves too little of the page for a frame.
-constexpr unsigned kMaxXdpHeadroom = 2047;
 
-// A frontend boolean: Linux's xenbus_read_unsigned(..., 0) != 0. Missing or malformed is false.
-bool read_flag(xenbus::XenStore& xs, const std::string& path) {
-  auto v = xs.read_uint(path, UINT32_MAX);
-  return v && *v != 0;
-}
-
-// A required grant ref or event channel; logs which key is missing or malformed.
-std::expected<std::uint32_t, int> read_required(xenbus::XenStore& xs, const std::string& path, const std::string& name) {
-  auto v = xs.read_uint(path, UINT32_MAX);
-  if (!v) {
-    PVBACK_LOG(Error, "%s: %s: %s", name.c_str(), path.c_str(), v.error() == ENOENT ? "missing" : "invalid");
-    return std::unexpected(v.error() == ENOENT ? ENOENT : EINVAL);
-  }
-  return static_cast<std::uint32_t>(*v);
+xenbus::FrontendKeyReader key_reader(xenbus::XenStore& xs, const std::string& frontend_path) {
+  return [&xs, frontend_path](const std::string& key) { return xs.read(frontend_path + "/" + key); };
 }
 
 }  // namespace
@@ -126,22 +113,7 @@ void VifDriver::refresh_rate(xenbus::XenStore& xs) {
   if (shared_) shared_->set_rate(limit);
 }
 
-int VifDriver::read_xdp_headroom(xenbus::XenStore& xs, const std::string& frontend_path, std::uint16_t* headroom) {
-  *headroom = 0;
-  // Linux netfront writes only "xdp-headroom" (256 with an XDP program, 0 without).
-  if (!options_.xdp_headroom) return 0;
-  auto v = xs.read_uint(frontend_path + "/xdp-headroom", UINT32_MAX);
-  if (!v && v.error() == ENOENT) return 0;
-  if (!v || *v > kMaxXdpHeadroom) {
-    PVBACK_LOG(Error, "%s: xdp-headroom %s (0..%u allowed)", name_.c_str(), v ? std::to_string(*v).c_str() : "invalid",
-               kMaxXdpHeadroom);
-    return EINVAL;
-  }
-  *headroom = static_cast<std::uint16_t>(*v);
-  return 0;
-}
-
-std::expected<QueueConfig, int> VifDriver::read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index) {
+QueueConfig VifDriver::queue_config(const VifQueueKeys& keys, unsigned index) const {
   QueueConfig c;
   c.name = negotiated_.queues > 1 ? name_ + " q" + std::to_string(index) : name_;
   c.index = index;
@@ -154,79 +126,40 @@ std::expected<QueueConfig, int> VifDriver::read_queue(xenbus::XenStore& xs, cons
   c.fatal_slots = options_.fatal_slots;
   c.rx_stall_timeout = options_.rx_stall_timeout;
   if (first_connect_) c.bind_patience = grant::kSuccessorBindPatience;
-  auto tx = read_required(xs, dir + "/tx-ring-ref", c.name);
-  if (!tx) return std::unexpected(tx.error());
-  auto rx = read_required(xs, dir + "/rx-ring-ref", c.name);
-  if (!rx) return std::unexpected(rx.error());
-  c.tx_ring_ref = *tx;
-  c.rx_ring_ref = *rx;
-  // Split event channels when we offered them and the frontend wrote both keys; else one channel.
-  const bool split = options_.split_event_channels && xs.exists(dir + "/event-channel-tx").value_or(false);
-  if (split) {
-    auto etx = read_required(xs, dir + "/event-channel-tx", c.name);
-    if (!etx) return std::unexpected(etx.error());
-    auto erx = read_required(xs, dir + "/event-channel-rx", c.name);
-    if (!erx) return std::unexpected(erx.error());
-    c.tx_event_channel = *etx;
-    c.rx_event_channel = *erx;
-  } else {
-    auto e = read_required(xs, dir + "/event-channel", c.name);
-    if (!e) return std::unexpected(e.error());
-    c.tx_event_channel = c.rx_event_channel = *e;
-  }
-  c.split_event_channels = split;
-  if (index == 0) negotiated_.split_event_channels = split;
+  c.tx_ring_ref = keys.tx_ring_ref;
+  c.rx_ring_ref = keys.rx_ring_ref;
+  c.tx_event_channel = keys.tx_event_channel;
+  c.rx_event_channel = keys.rx_event_channel;
+  c.split_event_channels = keys.split_event_channels;
   return c;
 }
 
 int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   disconnect();
   negotiated_ = VifNegotiated{};
-  // Linux netback refuses frontends that cannot take copied RX packets or RX notifications.
-  if (!read_flag(xs, frontend_path + "/request-rx-copy")) {
-    PVBACK_LOG(Error, "%s: frontend does not request rx-copy (page flipping is not supported)", name_.c_str());
-    return EOPNOTSUPP;
+  VifFrontendLimits limits;
+  limits.max_queues = effective_max_queues();
+  limits.split_event_channels = options_.split_event_channels;
+  limits.ctrl_ring = options_.ctrl_ring;
+  limits.multicast_control = options_.multicast_control;
+  limits.xdp_headroom = options_.xdp_headroom;
+  auto request = read_vif_frontend(key_reader(xs, frontend_path), limits);
+  if (!request) {
+    PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), request.error().why.c_str());
+    return request.error().error;
   }
-  if (!read_flag(xs, frontend_path + "/feature-rx-notify")) {
-    PVBACK_LOG(Error, "%s: frontend lacks feature-rx-notify, which is mandatory", name_.c_str());
-    return EINVAL;
-  }
-  auto queues = xs.read_uint(frontend_path + "/multi-queue-num-queues", UINT32_MAX);
-  if (!queues && queues.error() != ENOENT) {
-    PVBACK_LOG(Error, "%s: multi-queue-num-queues is not a number", name_.c_str());
-    return EINVAL;
-  }
-  negotiated_.queues = queues ? static_cast<unsigned>(*queues) : 1;
-  if (negotiated_.queues == 0 || negotiated_.queues > effective_max_queues()) {
-    PVBACK_LOG(Error, "%s: frontend asked for %u queues (1..%u allowed)", name_.c_str(), negotiated_.queues,
-               effective_max_queues());
-    return EINVAL;
-  }
-  GuestOffloads& o = negotiated_.offloads;
-  o.csum = !read_flag(xs, frontend_path + "/feature-no-csum-offload");
-  o.ipv6_csum = read_flag(xs, frontend_path + "/feature-ipv6-csum-offload");
-  o.sg = read_flag(xs, frontend_path + "/feature-sg");
-  // GSO to the guest needs scatter-gather (a GSO packet spans pages) and checksum offload.
-  o.gso_tcpv4 = o.sg && o.csum && read_flag(xs, frontend_path + "/feature-gso-tcpv4");
-  o.gso_tcpv6 = o.sg && o.ipv6_csum && read_flag(xs, frontend_path + "/feature-gso-tcpv6");
-  negotiated_.multicast_control =
-      options_.multicast_control && read_flag(xs, frontend_path + "/request-multicast-control");
-  if (int e = read_xdp_headroom(xs, frontend_path, &negotiated_.xdp_headroom)) return e;
-
+  negotiated_.queues = request->queues;
+  negotiated_.offloads = request->offloads;
+  negotiated_.multicast_control = request->multicast_control;
+  negotiated_.xdp_headroom = request->xdp_headroom;
+  negotiated_.split_event_channels = request->rings[0].split_event_channels;
+  const GuestOffloads& o = negotiated_.offloads;
   std::vector<QueueConfig> configs;
-  for (unsigned i = 0; i < negotiated_.queues; ++i) {
-    const std::string dir = negotiated_.queues > 1 ? frontend_path + "/queue-" + std::to_string(i) : frontend_path;
-    auto c = read_queue(xs, dir, i);
-    if (!c) return c.error();
-    configs.push_back(std::move(*c));
-  }
+  for (unsigned i = 0; i < negotiated_.queues; ++i) configs.push_back(queue_config(request->rings[i], i));
   std::optional<ControlRingConfig> ctrl_config;
-  if (options_.ctrl_ring && xs.exists(frontend_path + "/ctrl-ring-ref").value_or(false)) {
-    auto ref = read_required(xs, frontend_path + "/ctrl-ring-ref", name_);
-    if (!ref) return ref.error();
-    auto port = read_required(xs, frontend_path + "/event-channel-ctrl", name_);
-    if (!port) return port.error();
-    ctrl_config = ControlRingConfig{name_ + " ctrl", frontend_domid_, *ref, *port,
+  if (request->ctrl) {
+    ctrl_config = ControlRingConfig{name_ + " ctrl", frontend_domid_, request->ctrl->ring_ref,
+                                    request->ctrl->event_channel,
                                     first_connect_ ? grant::kSuccessorBindPatience : std::chrono::milliseconds{0}};
     negotiated_.ctrl_ring = true;
   }
@@ -284,8 +217,12 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
 }
 
 int VifDriver::reconfigure(xenbus::XenStore& xs, const std::string& frontend_path) {
-  std::uint16_t headroom = 0;
-  if (int e = read_xdp_headroom(xs, frontend_path, &headroom)) return e;
+  auto read = read_xdp_headroom(key_reader(xs, frontend_path), options_.xdp_headroom);
+  if (!read) {
+    PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), read.error().why.c_str());
+    return read.error().error;
+  }
+  const std::uint16_t headroom = *read;
   if (headroom == negotiated_.xdp_headroom) return 0;
   negotiated_.xdp_headroom = headroom;
   if (shared_) shared_->set_xdp_headroom(headroom);

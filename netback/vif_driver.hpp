@@ -11,6 +11,7 @@
 
 #include "grant/platform.hpp"
 #include "netback/ctrl_ring.hpp"
+#include "netback/frontend_keys.hpp"
 #include "netback/options.hpp"
 #include "netback/port.hpp"
 #include "netback/queue.hpp"
@@ -65,8 +66,7 @@ class VifDriver final : public xenbus::BackendDriver {
   unsigned fatal_generation() const { return fatal_generation_.load(); }
 
  private:
-  std::expected<QueueConfig, int> read_queue(xenbus::XenStore& xs, const std::string& dir, unsigned index);
-  int read_xdp_headroom(xenbus::XenStore& xs, const std::string& frontend_path, std::uint16_t* headroom);
+  QueueConfig queue_config(const VifQueueKeys& keys, unsigned index) const;
 
   const grant::Platform& platform_;
   VifOptions options_;

@@ -12,8 +12,10 @@ CC=clang-16 CXX=clang++-16 cmake -S . -B build-fuzz-cov -DPVBACK_FUZZ=ON -DPVBAC
 cmake --build build-fuzz-cov -j"$(nproc)" >/dev/null
 # target -> the parser sources it covers
 declare -A sources=([blkif_request]="blkback/request.cpp" [packet_headers]="netback/headers.cpp" [ctrl_messages]="netback/ctrl_messages.cpp" [tx_slots]="netback/tx_request.hpp"
+                    [rx_postings]="netback/rx_postings.hpp"
                     [xenstore_wire]="sim/xenstore/protocol.cpp sim/xenstore/store.cpp"
-                    [frontend_keys]="blkback/frontend_keys.cpp xenbus/parse_number.cpp")
+                    [frontend_keys]="blkback/frontend_keys.cpp xenbus/frontend_keys.cpp xenbus/parse_number.cpp"
+                    [vif_frontend_keys]="netback/frontend_keys.cpp xenbus/frontend_keys.cpp xenbus/parse_number.cpp")
 # Only some targets: PVBACK_FUZZ_ONLY="frontend_keys blkif_request"
 if [ -n "${PVBACK_FUZZ_ONLY:-}" ]; then
   declare -A chosen=()

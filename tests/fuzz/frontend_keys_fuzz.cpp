@@ -7,12 +7,13 @@
 // number of times; a refusal names its cause.
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <string>
+#include <string_view>
 
 #include "blkback/frontend_keys.hpp"
 #include "ring/blkif.hpp"
 #include "tests/fuzz/check.hpp"
+#include "tests/fuzz/key_directory.hpp"
 #include "xenbus/xenstore.hpp"
 
 using namespace pvback;
@@ -24,27 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_queues = 1u + data[0] % 8;
   limits.max_ring_page_order = data[1] % 7;
   limits.persistent_offered = (data[2] & 1) != 0;
-  std::map<std::string, std::string> dir;
-  std::string text(reinterpret_cast<const char*>(data + 3), size - 3);
-  for (std::size_t at = 0; at <= text.size();) {
-    std::size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(at, end - at);
-    const std::size_t eq = line.find('=');
-    if (eq != std::string::npos) dir[line.substr(0, eq)] = line.substr(eq + 1);
-    at = end + 1;
-  }
-  unsigned reads = 0;
-  FrontendKeyReader read = [&](const std::string& key) -> std::expected<std::string, int> {
-    ++reads;
-    auto it = dir.find(key);
-    if (it == dir.end()) return std::unexpected(ENOENT);
-    if (it->second == "\x01") return std::unexpected(EIO);
-    return it->second;
-  };
+  fuzz::KeyDirectory d(std::string_view(reinterpret_cast<const char*>(data + 3), size - 3));
+  auto& dir = d.keys;
+  const FrontendKeyReader read = d.reader();
   auto r = read_frontend(read, limits);
   const unsigned most_pages = 1u << limits.max_ring_page_order;
-  CHECK(reads <= 4 + limits.max_queues * (2 + most_pages));
+  CHECK(d.reads <= 4 + limits.max_queues * (2 + most_pages));
   if (!r) {
     CHECK(r.error().error != 0);
     CHECK(!r.error().why.empty());

@@ -6,6 +6,9 @@ ctrl_messages: byte 0 (queues, readable grants), 16-byte control requests, the g
 packet_headers: 9 bytes of chunk layout, then an Ethernet frame (see packet_headers_fuzz.cpp).
 blkif_request: 16 bytes of limits (see blkif_request_fuzz.cpp), then a request in the x86_64 or
 x86_32 layout, then indirect descriptors. One seed per kind of request a frontend sends.
+vif_frontend_keys: 2 bytes of what netback advertised, then key=value lines.
+rx_postings: 11 bytes of packet needs and ring position, chunk lengths, then RX requests (see
+rx_postings_fuzz.cpp).
 xenstore_wire: records for four connections (0, 1 Dom0; 2 guest 5; 3 guest 7), see
 xenstore_wire_fuzz.cpp. One seed per kind of client conversation, well-formed or not."""
 import os
@@ -255,6 +258,57 @@ def frontend_seeds():
     }
 
 
+def rx_seeds():
+    """RX postings: headroom (2 bytes), flags (bit 0 sg, bits 1-2 extras, bit 3 last chunk fills,
+    bits 4-7 log2 ring size), length (3 bytes), ring index of the first request (4), chunk count,
+    chunk lengths (2 bytes each), then netif_rx_request entries (id, pad, gref)."""
+    def seed(length, chunks, posted, headroom=0, sg=True, extras=0, fill=True, ring_log2=8, at=0):
+        flags = (1 if sg else 0) | (extras << 1) | (8 if fill else 0) | (ring_log2 << 4)
+        head = struct.pack("<HB", headroom, flags) + struct.pack("<I", length)[:3] + struct.pack("<IB", at, len(chunks))
+        reqs = b"".join(struct.pack("<HHI", i, 0, 100 + i) for i in range(posted))
+        return head + b"".join(struct.pack("<H", c) for c in chunks) + reqs
+    return {
+        "one-frame": seed(1514, [1514], 4, sg=False),
+        "xdp-headroom": seed(1514, [1514], 1, headroom=256),
+        "gso-64k-mbufs": seed(65000, [2048] * 31 + [0], 20, extras=1),
+        "gso-and-hash": seed(9000, [4000, 5000], 5, extras=2),
+        "jumbo-without-sg": seed(9000, [9000], 8, sg=False),
+        "too-few-posted": seed(9000, [9000], 2),
+        "wrapping-ring-index": seed(12000, [1000] * 12, 6, at=0xFFFFFFFE),
+        "short-chunks": seed(5000, [100, 200], 3, fill=False),
+        "small-ring": seed(9000, [9000], 8, ring_log2=1),
+        "headroom-past-page": seed(60, [60], 1, headroom=4096),
+        # 35 buffers of 1873 bytes and 40 chunks that end elsewhere: the most copies a packet takes.
+        "most-segments": seed(65553, [1639] * 39 + [0], 35, headroom=2223),
+    }
+
+
+def vif_frontend_seeds():
+    """netfront directories: 2 bytes of what was advertised (max queues - 1; bits: split event
+    channels, control ring, multicast control, XDP headroom), then key=value lines."""
+    def d(max_queues, offered, keys):
+        return bytes((max_queues - 1, offered)) + "\n".join(f"{k}={v}" for k, v in keys).encode()
+    base = [("request-rx-copy", 1), ("feature-rx-notify", 1), ("feature-sg", 1), ("feature-gso-tcpv4", 1),
+            ("feature-gso-tcpv6", 1), ("feature-ipv6-csum-offload", 1)]
+    single = base + [("tx-ring-ref", 8), ("rx-ring-ref", 9), ("event-channel", 5)]
+    two = base + [("multi-queue-num-queues", 2), ("queue-0/tx-ring-ref", 10), ("queue-0/rx-ring-ref", 11),
+                  ("queue-0/event-channel-tx", 3), ("queue-0/event-channel-rx", 4), ("queue-1/tx-ring-ref", 20),
+                  ("queue-1/rx-ring-ref", 21), ("queue-1/event-channel", 7), ("ctrl-ring-ref", 30),
+                  ("event-channel-ctrl", 31), ("request-multicast-control", 1), ("xdp-headroom", 256)]
+    return {
+        "linux-single-queue": d(4, 0, single),
+        "linux-two-queues-everything": d(4, 0xF, two),
+        "everything-not-offered": d(2, 0, two + [("queue-0/event-channel", 6)]),
+        "no-csum-offload": d(1, 0, single + [("feature-no-csum-offload", 1)]),
+        "no-rx-copy": d(1, 0, [kv for kv in single if kv[0] != "request-rx-copy"]),
+        "too-many-queues": d(2, 0, single + [("multi-queue-num-queues", 3)]),
+        "xdp-headroom-too-big": d(1, 8, single + [("xdp-headroom", 4000)]),
+        "half-split": d(1, 1, single + [("event-channel-tx", 3)]),
+        "unreadable-ring": d(1, 0, single[:-2] + [("rx-ring-ref", "\x01"), ("event-channel", 5)]),
+        "unreadable-rx-copy": d(1, 0, [("request-rx-copy", "\x01")] + single[1:]),
+    }
+
+
 def blkif_seeds():
     seeds = {}
     for is32 in (False, True):
@@ -288,6 +342,8 @@ def main():
     write_corpus("ctrl_messages", ctrl_seeds())
     write_corpus("packet_headers", packet_seeds())
     write_corpus("blkif_request", blkif_seeds())
+    write_corpus("rx_postings", rx_seeds())
+    write_corpus("vif_frontend_keys", vif_frontend_seeds())
 
 
 if __name__ == "__main__":
