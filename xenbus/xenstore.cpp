@@ -1,10 +1,19 @@
 #include "xenbus/xenstore.hpp"
 
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <list>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 // xenstore.h has no extern "C" guard of its own.
@@ -13,8 +22,200 @@ extern "C" {
 }
 
 #include "base/log.hpp"
+#include "base/unique_fd.hpp"
 
 namespace pvback::xenbus {
+namespace detail {
+
+// Takes libxenstore's watch events off its queue on a thread of its own, as they arrive, and
+// keeps them coalesced per token (see kMaxPendingPathsPerToken) for read_watch(). fd() is an
+// eventfd that is readable while events are pending, or once the connection is found lost.
+class WatchQueue {
+ public:
+  static constexpr unsigned kBatch = 256;  // events taken per hold of the lock
+
+  explicit WatchQueue(xs_handle* handle) : handle_(handle) {}
+  WatchQueue(const WatchQueue&) = delete;
+  WatchQueue& operator=(const WatchQueue&) = delete;
+  ~WatchQueue() {
+    if (thread_.joinable()) {
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);
+      thread_.join();
+    }
+  }
+
+  // 0 or an errno value.
+  int start() {
+    event_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!event_fd_ || !stop_fd_) return errno != 0 ? errno : EMFILE;
+    const int pipe = xs_fileno(handle_);
+    if (pipe < 0) return errno != 0 ? errno : EIO;
+    // Signals stay with the threads that expect them (the daemons take theirs through a signalfd
+    // and block them only after connecting): this thread blocks them all, as libxenstore's does.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      thread_ = std::thread([this, pipe] { run(pipe); });
+    } catch (const std::system_error& e) {
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return e.code().value() != 0 ? e.code().value() : EAGAIN;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return 0;
+  }
+
+  int fd() const { return event_fd_.get(); }
+
+  void add_watch(const std::string& path, const std::string& token) {
+    std::lock_guard lock(mutex_);
+    watched_.emplace(token, path);
+  }
+  void remove_watch(const std::string& path, const std::string& token) {
+    std::lock_guard lock(mutex_);
+    auto [first, last] = watched_.equal_range(token);
+    for (auto it = first; it != last; ++it)
+      if (it->second == path) {
+        watched_.erase(it);
+        break;
+      }
+  }
+
+  // The oldest pending event; EAGAIN if none, EINVAL once the connection is lost and nothing is
+  // left (libxenstore's own answer in that case).
+  std::expected<WatchEvent, int> pop() {
+    std::lock_guard lock(mutex_);
+    drain_locked();  // what already arrived, and a loss noticed at once
+    if (queue_.empty()) {
+      clear_fd_locked();
+      return std::unexpected(lost_ ? EINVAL : EAGAIN);
+    }
+    Pending front = std::move(queue_.front());
+    auto token = tokens_.find(front.token);
+    // The front of the queue is the oldest pending event of its token.
+    if (token != tokens_.end()) {
+      token->second.entries.erase(token->second.entries.begin());
+      if (token->second.entries.empty()) tokens_.erase(token);
+    }
+    queue_.pop_front();
+    if (queue_.empty() && !lost_) clear_fd_locked();
+    ++stats_.delivered;
+    return WatchEvent{std::move(front.path), std::move(front.token)};
+  }
+
+  WatchQueueStats stats() const {
+    std::lock_guard lock(mutex_);
+    WatchQueueStats s = stats_;
+    s.pending = queue_.size();
+    return s;
+  }
+
+ private:
+  struct Pending {
+    std::string path;
+    std::string token;
+  };
+  struct TokenState {
+    // This token's pending events, oldest first, at most kMaxPendingPathsPerToken.
+    std::vector<std::list<Pending>::iterator> entries;
+    bool collapsed = false;  // its one pending event stands for everything under the watch
+  };
+
+  void run(int pipe) {
+    for (;;) {
+      pollfd fds[] = {{pipe, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+      // The timeout only notices a lost connection, which libxenstore never signals on its pipe.
+      if (::poll(fds, 2, static_cast<int>(kXenStoreProbeInterval.count())) < 0 && errno != EINTR) {
+        PVBACK_LOG_RATELIMITED(Error, "xenstore: watch drain: poll: %s", std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (fds[1].revents & POLLIN) return;
+      // Keep up with libxenstore's reader thread: loop while full batches come out.
+      for (;;) {
+        std::lock_guard lock(mutex_);
+        if (drain_locked() < kBatch || lost_) break;
+      }
+      std::lock_guard lock(mutex_);
+      if (lost_) return;  // nothing will come any more; the eventfd has been signalled
+    }
+  }
+
+  // Takes up to kBatch events from libxenstore; how many it took.
+  unsigned drain_locked() {
+    unsigned taken = 0;
+    while (taken < kBatch && !lost_) {
+      errno = 0;
+      char** event = xs_check_watch(handle_);
+      if (event == nullptr) {
+        // EINVAL: nothing queued and libxenstore's reader thread has closed the socket.
+        if (errno == EINVAL) {
+          lost_ = true;
+          signal_fd_locked();
+        }
+        break;
+      }
+      ++taken;
+      push_locked(event[XS_WATCH_PATH], event[XS_WATCH_TOKEN]);
+      std::free(event);
+    }
+    return taken;
+  }
+
+  void push_locked(std::string_view path, std::string_view token) {
+    ++stats_.received;
+    auto it = tokens_.find(token);
+    if (it == tokens_.end()) it = tokens_.emplace(std::string(token), TokenState{}).first;
+    TokenState& state = it->second;
+    if (state.collapsed) {
+      ++stats_.coalesced;
+      return;
+    }
+    for (const auto& entry : state.entries)
+      if (entry->path == path) {
+        ++stats_.coalesced;
+        return;
+      }
+    if (state.entries.size() >= kMaxPendingPathsPerToken) {
+      // Keep the oldest in its place (so nothing is reported later than it happened), as one
+      // event for the watched path; drop the rest.
+      for (std::size_t i = 1; i < state.entries.size(); ++i) queue_.erase(state.entries[i]);
+      state.entries.resize(1);
+      auto watched = watched_.find(it->first);
+      if (watched != watched_.end()) state.entries.front()->path = watched->second;
+      state.collapsed = true;
+      stats_.coalesced += kMaxPendingPathsPerToken;  // the ones dropped and this one
+      return;
+    }
+    const bool was_empty = queue_.empty();
+    state.entries.push_back(queue_.insert(queue_.end(), Pending{std::string(path), it->first}));
+    if (was_empty) signal_fd_locked();
+  }
+
+  void signal_fd_locked() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(event_fd_.get(), &one, sizeof one);
+  }
+  void clear_fd_locked() {
+    std::uint64_t count;
+    [[maybe_unused]] auto n = ::read(event_fd_.get(), &count, sizeof count);
+  }
+
+  xs_handle* const handle_;
+  mutable std::mutex mutex_;
+  std::list<Pending> queue_;
+  std::map<std::string, TokenState, std::less<>> tokens_;  // tokens with events pending
+  std::multimap<std::string, std::string> watched_;        // token -> watched path
+  WatchQueueStats stats_;
+  bool lost_ = false;
+  UniqueFd event_fd_;
+  UniqueFd stop_fd_;
+  std::thread thread_;
+};
+
+}  // namespace detail
+
 namespace {
 
 struct FreeDeleter {
@@ -89,18 +290,31 @@ std::expected<XenStore, int> XenStore::open(const std::string& socket_path) {
     return std::unexpected(error);
   }
   XenStore store(handle);
-  // Creating the watch pipe now keeps fd() stable for the whole life of the connection.
+  // The watch pipe and the drain exist from the start, so fd() is stable for the whole life of
+  // the connection.
+  errno = 0;
   if (xs_fileno(handle) < 0) return std::unexpected(last_error());
+  store.watches_ = std::make_unique<detail::WatchQueue>(handle);
+  if (int e = store.watches_->start(); e != 0) {
+    PVBACK_LOG(Error, "xenstore: cannot start the watch drain: %s", std::strerror(e));
+    return std::unexpected(e);
+  }
   return store;
 }
 
+XenStore::XenStore() = default;
+XenStore::XenStore(xs_handle* handle) : handle_(handle) {}
+
 XenStore::XenStore(XenStore&& other) noexcept
-    : handle_(std::exchange(other.handle_, nullptr)), connection_error_(other.connection_error_.exchange(0)) {}
+    : handle_(std::exchange(other.handle_, nullptr)),
+      watches_(std::move(other.watches_)),
+      connection_error_(other.connection_error_.exchange(0)) {}
 
 XenStore& XenStore::operator=(XenStore&& other) noexcept {
   if (this != &other) {
     close();
     handle_ = std::exchange(other.handle_, nullptr);
+    watches_ = std::move(other.watches_);
     connection_error_.store(other.connection_error_.exchange(0));
   }
   return *this;
@@ -109,6 +323,7 @@ XenStore& XenStore::operator=(XenStore&& other) noexcept {
 XenStore::~XenStore() { close(); }
 
 void XenStore::close() {
+  watches_.reset();  // its thread uses the handle
   if (handle_ != nullptr) xs_close(handle_);
   handle_ = nullptr;
 }
@@ -274,8 +489,13 @@ int XenStore::transact(const std::function<int(Txn)>& body, unsigned max_attempt
 
 int XenStore::watch(const std::string& path, const std::string& token) {
   if (handle_ == nullptr) return ENOTCONN;
+  // Known before the first event (the one the registration fires) can arrive.
+  watches_->add_watch(path, token);
   errno = 0;
-  if (!xs_watch(handle_, path.c_str(), token.c_str())) return failed();
+  if (!xs_watch(handle_, path.c_str(), token.c_str())) {
+    watches_->remove_watch(path, token);
+    return failed();
+  }
   return 0;
 }
 
@@ -283,25 +503,24 @@ int XenStore::unwatch(const std::string& path, const std::string& token) {
   if (handle_ == nullptr) return ENOTCONN;
   errno = 0;
   if (!xs_unwatch(handle_, path.c_str(), token.c_str())) return failed();
+  watches_->remove_watch(path, token);
   return 0;
 }
 
-int XenStore::fd() const { return handle_ != nullptr ? xs_fileno(handle_) : -1; }
+int XenStore::fd() const { return watches_ ? watches_->fd() : -1; }
 
 std::expected<WatchEvent, int> XenStore::read_watch() {
   if (handle_ == nullptr) return std::unexpected(ENOTCONN);
-  errno = 0;
-  MallocPtr<char*> event(xs_check_watch(handle_));
-  if (!event) {
+  auto event = watches_->pop();
+  if (!event && event.error() == EINVAL) {
     // With nothing queued, libxenstore answers EAGAIN while connected and EINVAL once its reader
     // thread has closed the socket (the server hung up).
-    if (errno == EINVAL) {
-      errno = ECONNRESET;
-      return std::unexpected(failed());
-    }
-    return std::unexpected(last_error());
+    errno = ECONNRESET;
+    return std::unexpected(failed());
   }
-  return WatchEvent{event.get()[XS_WATCH_PATH], event.get()[XS_WATCH_TOKEN]};
+  return event;
 }
+
+WatchQueueStats XenStore::watch_stats() const { return watches_ ? watches_->stats() : WatchQueueStats{}; }
 
 }  // namespace pvback::xenbus

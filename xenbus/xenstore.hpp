@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <expected>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -63,6 +64,27 @@ bool is_connection_error(int error);
 // data path.
 inline constexpr std::chrono::milliseconds kXenStoreProbeInterval{1000};
 
+// XSA-349: a guest fires a watch on its own directory as often as it can write (a child of a
+// watched node, rewritten in a tight loop), and libxenstore's reader thread queues every event it
+// receives, without bound, until the owner reads it. A XenStore therefore takes libxenstore's
+// events on a thread of its own as they come and keeps, per watch token, at most this many
+// distinct pending paths: the next one collapses the token's pending events into one event for
+// the watched path ("something under it changed, re-read it"). Pending events then cost at most
+// this many paths per token the process registered, however long its main thread is busy.
+inline constexpr std::size_t kMaxPendingPathsPerToken = 64;
+
+// What the watch-event drain of one connection has seen; for tests and statistics.
+struct WatchQueueStats {
+  std::uint64_t received = 0;   // events taken from libxenstore
+  std::uint64_t coalesced = 0;  // of those, merged into an event already pending
+  std::uint64_t delivered = 0;  // events returned by read_watch()
+  std::size_t pending = 0;      // events waiting for read_watch() now
+};
+
+namespace detail {
+class WatchQueue;
+}
+
 class XenStore {
  public:
   // Bounded so a path that is hammered by another writer cannot keep us retrying forever.
@@ -73,7 +95,7 @@ class XenStore {
   // (XENSTORED_PATH from the environment, then the local socket, then /dev/xen/xenbus).
   static std::expected<XenStore, int> open(const std::string& socket_path = {});
 
-  XenStore() = default;
+  XenStore();
   XenStore(const XenStore&) = delete;
   XenStore& operator=(const XenStore&) = delete;
   XenStore(XenStore&& other) noexcept;
@@ -122,26 +144,35 @@ class XenStore {
                unsigned* attempts = nullptr);
 
   // XenStore fires each watch once right after it is registered. Events queued before unwatch()
-  // may still be returned by read_watch() afterwards: match on the token.
+  // may still be returned by read_watch() afterwards: match on the token. Events are coalesced
+  // (see kMaxPendingPathsPerToken): an event for a path already pending with the same token is
+  // merged into it, and a token with too many distinct paths pending gets one event for the
+  // watched path instead. Every change is still covered by an event delivered no later than its
+  // own would have been, so a reader that re-reads the nodes after an event misses nothing.
   int watch(const std::string& path, const std::string& token);
   int unwatch(const std::string& path, const std::string& token);
 
-  // Becomes readable when watch events are pending; -1 if not connected. It is libxenstore's watch
-  // pipe, not the connection: it never reports a lost connection (see kXenStoreProbeInterval).
+  // Becomes readable when watch events are pending; -1 if not connected. It is an eventfd of this
+  // connection's watch drain, stable for the life of the connection, not the connection itself:
+  // a lost connection shows through it at most once, up to a second late (see
+  // kXenStoreProbeInterval), when read_watch() then reports it.
   int fd() const;
   // Next pending watch event without blocking. EAGAIN when nothing is pending.
   std::expected<WatchEvent, int> read_watch();
+  WatchQueueStats watch_stats() const;
 
   xs_handle* native() const { return handle_; }
 
  private:
-  explicit XenStore(xs_handle* handle) : handle_(handle) {}
+  explicit XenStore(xs_handle* handle);
   void close();
   // errno of the libxenstore call that just failed, remembered in connection_error_ when it
   // says the connection is broken.
   int failed() const;
 
   xs_handle* handle_ = nullptr;
+  // Stopped before handle_ is closed.
+  std::unique_ptr<detail::WatchQueue> watches_;
   mutable std::atomic<int> connection_error_{0};
 };
 

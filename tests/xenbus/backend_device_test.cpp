@@ -1,8 +1,15 @@
 #include <gtest/gtest.h>
+#include <malloc.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/xenbus/sim_fixture.hpp"
@@ -32,7 +39,10 @@ struct FakeDriver : BackendDriver {
     ring_ref_seen = xs.read(frontend_path + "/ring-ref").value_or("");
     return connect_result;
   }
-  void disconnect() override { ++disconnects; }
+  void disconnect() override {
+    ++disconnects;
+    if (on_disconnect) std::exchange(on_disconnect, nullptr)();  // once
+  }
   int reconfigure(XenStore& xs, const std::string& frontend_path) override {
     ++reconfigures;
     xdp_seen = xs.read(frontend_path + "/xdp-headroom").value_or("");
@@ -50,6 +60,8 @@ struct FakeDriver : BackendDriver {
   std::string state_when_advertising;
   std::string connected_to;
   std::string ring_ref_seen;
+  // Runs inside the next disconnect(), on the thread that handles the watch events.
+  std::function<void()> on_disconnect;
 };
 
 class BackendDeviceSim : public testing::SimXenStoreTest {
@@ -72,6 +84,19 @@ class BackendDeviceSim : public testing::SimXenStoreTest {
     ASSERT_EQ(frontend_.write(fe + "/backend", be), 0);
     ASSERT_EQ(frontend_.write(fe + "/backend-id", "0"), 0);
     ASSERT_EQ(frontend_.write(fe + "/state", "1"), 0);
+  }
+
+  // create_device() for domain 5 as a guest: introduced, with the permissions libxl gives the two
+  // directories.
+  void create_guest_device() {
+    ASSERT_TRUE(xs_introduce_domain(frontend_.native(), 5, 0, 0)) << std::strerror(errno);
+    create_device();
+    const std::vector<Permission> backend_perms{{0, PermAccess::None}, {5, PermAccess::Read}};
+    const std::vector<Permission> frontend_perms{{5, PermAccess::None}, {0, PermAccess::Read}};
+    for (const char* key : {"", "/frontend", "/frontend-id", "/online", "/state"})
+      ASSERT_EQ(frontend_.set_permissions(std::string(kBackend) + key, backend_perms), 0);
+    for (const char* key : {"", "/backend", "/backend-id", "/state"})
+      ASSERT_EQ(frontend_.set_permissions(std::string(kFrontend) + key, frontend_perms), 0);
   }
 
   void start_device() {
@@ -389,17 +414,109 @@ TEST_F(BackendDeviceSim, WatchFloodIsCoalesced) {
   EXPECT_EQ(device_->state(), XenbusStateConnected);
 }
 
+// XSA-349: the guest floods the backend's watch on its `state` node with writes to children of it
+// (as many as its node quota allows, rewritten in a tight loop) while the backend's main thread
+// is blocked in a disconnect that waits for I/O to drain. Watch events must not pile up in the
+// backend's memory meanwhile, and the backend must act on the frontend's next state change after.
+// The heap of this process (backend, guest writers and the simulated XenStore server alike) is
+// measured with mallinfo2() while the disconnect blocks.
+TEST_F(BackendDeviceSim, ChildrenOfStateFloodWhileBlockedStaysBounded) {
+  create_guest_device();
+  auto open_guest = [&] {
+    auto guest = XenStore::open(sim_layout::guest_xenstore_socket(run_dir_, 5).string());
+    EXPECT_TRUE(guest.has_value());
+    return guest ? std::move(*guest) : XenStore();
+  };
+  XenStore guest = open_guest();
+  ASSERT_TRUE(guest);
+
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  ASSERT_EQ(device_->start(), 0);
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/ring-ref", "9"), 0);
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/state", "3"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+  settle();
+
+  constexpr int kWriters = 2;
+  constexpr int kChildrenPerWriter = 450;  // together just under the guest's node quota (1000)
+  // The flood lasts until this many writes (a few seconds here), or kFloodAtMost.
+  constexpr long kFloodWrites = 60000;
+  constexpr auto kFloodAtMost = std::chrono::seconds(20);
+  // What the flood may add to the heap: the server's copy of the children, buffers in flight.
+  // One event queued by libxenstore costs about 160 bytes of heap: an unbounded queue passes this
+  // after some 26000 events, and reached 11.8 MiB with 72900 writes in 3 s before the fix.
+  constexpr std::size_t kMaxGrowth = 4u << 20;
+
+  auto heap = [] {
+    const struct mallinfo2 info = ::mallinfo2();
+    return info.uordblks + info.hblkhd;
+  };
+  std::atomic<long> writes{0};
+  std::atomic<bool> flood_done{false};
+  std::chrono::steady_clock::duration flood_took{};
+  std::size_t before = 0;
+  std::size_t peak = 0;
+  driver_.on_disconnect = [&] {
+    // The backend's main thread is in here until the flood is over: it reads no watch event.
+    before = heap();
+    peak = before;
+    const auto flood_start = std::chrono::steady_clock::now();
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w)
+      writers.emplace_back([&, w] {
+        XenStore xs = open_guest();
+        const auto end = std::chrono::steady_clock::now() + kFloodAtMost;
+        const std::string base = std::string(kFrontend) + "/state/w" + std::to_string(w) + "-";
+        for (long round = 0; writes.load() < kFloodWrites && std::chrono::steady_clock::now() < end; ++round)
+          for (int c = 0; c < kChildrenPerWriter; ++c)
+            if (xs.write(base + std::to_string(c), std::to_string(round)) == 0) writes.fetch_add(1);
+      });
+    std::thread sampler([&] {
+      while (!flood_done.load()) {
+        peak = std::max(peak, heap());
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    for (auto& t : writers) t.join();
+    flood_took = std::chrono::steady_clock::now() - flood_start;
+    // Give libxenstore's reader thread time to take in what the server still sends.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    flood_done = true;
+    sampler.join();
+    peak = std::max(peak, heap());
+  };
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/state", "5"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  ASSERT_TRUE(flood_done.load()) << "the disconnect did not run";
+
+  const std::size_t growth = peak > before ? peak - before : 0;
+  const WatchQueueStats stats = backend_xs_.watch_stats();
+  std::printf("XSA-349 flood: %ld writes to children of state in %lld ms, heap %zu KiB before, peak growth %zu KiB; "
+              "watch events received %llu, coalesced %llu\n",
+              writes.load(), static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(flood_took).count()),
+              before >> 10, growth >> 10, static_cast<unsigned long long>(stats.received),
+              static_cast<unsigned long long>(stats.coalesced));
+  RecordProperty("flood_writes", std::to_string(writes.load()));
+  RecordProperty("heap_growth_kib", std::to_string(growth >> 10));
+  EXPECT_GE(writes.load(), kFloodWrites) << "the flood was too slow to show anything";
+  EXPECT_GE(stats.received, static_cast<std::uint64_t>(kFloodWrites)) << "the backend saw the flood's events";
+  EXPECT_LT(growth, kMaxGrowth) << "watch events piled up while the main thread was blocked";
+
+  // The backend still follows the frontend: close, then a reconnect.
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/state", "6"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosed));
+  EXPECT_FALSE(device_->removed()) << "still online";
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/state", "1"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateInitWait));
+  ASSERT_EQ(guest.write(std::string(kFrontend) + "/state", "3"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+  EXPECT_EQ(driver_.connects, 2);
+}
+
 // The frontend as the guest sees it: an unprivileged connection of domain 5, with the
 // permissions libxl gives the two directories.
 TEST_F(BackendDeviceSim, HandshakeWithUnprivilegedGuestFrontend) {
-  ASSERT_TRUE(xs_introduce_domain(frontend_.native(), 5, 0, 0)) << std::strerror(errno);
-  create_device();
-  const std::vector<Permission> backend_perms{{0, PermAccess::None}, {5, PermAccess::Read}};
-  const std::vector<Permission> frontend_perms{{5, PermAccess::None}, {0, PermAccess::Read}};
-  for (const char* key : {"", "/frontend", "/frontend-id", "/online", "/state"})
-    ASSERT_EQ(frontend_.set_permissions(std::string(kBackend) + key, backend_perms), 0);
-  for (const char* key : {"", "/backend", "/backend-id", "/state"})
-    ASSERT_EQ(frontend_.set_permissions(std::string(kFrontend) + key, frontend_perms), 0);
+  create_guest_device();
 
   auto guest = XenStore::open(sim_layout::guest_xenstore_socket(run_dir_, 5).string());
   ASSERT_TRUE(guest.has_value());

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -182,6 +183,49 @@ TEST_F(XenStoreSim, WatchesDeliverThroughFdAndUnwatchStopsThem) {
   ASSERT_FALSE(after.empty());
   for (const auto& e : after) EXPECT_NE(e.token, "tok") << e.path;
   EXPECT_EQ(xs.unwatch("/nowatch", "tok"), ENOENT);
+}
+
+// XSA-349: events nobody reads yet are coalesced per token as they arrive: a path already pending
+// is not queued twice, and past kMaxPendingPathsPerToken distinct paths the token's events become
+// one event for the watched path, in the place of its oldest. Other tokens keep their own events.
+TEST_F(XenStoreSim, PendingWatchEventsAreBoundedPerToken) {
+  XenStore xs = connect();
+  XenStore writer = connect();
+  ASSERT_TRUE(xs && writer);
+  ASSERT_EQ(xs.watch("/other", "other"), 0);
+  ASSERT_EQ(xs.watch("/flood", "flood"), 0);
+  const std::uint64_t registrations = 2;
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(writer.write("/other/same", std::to_string(i)), 0);
+  const int children = static_cast<int>(kMaxPendingPathsPerToken) * 4;
+  for (int round = 0; round < 3; ++round)
+    for (int c = 0; c < children; ++c) ASSERT_EQ(writer.write("/flood/c" + std::to_string(c), "x"), 0);
+  ASSERT_EQ(writer.write("/other/last", "1"), 0);
+  const std::uint64_t sent = registrations + 50 + 3 * children + 1;
+  // Taken from libxenstore without anyone calling read_watch().
+  ASSERT_TRUE(testing::SimXenStoreTest::pump_until(xs.fd(), [] {}, [&] { return xs.watch_stats().received >= sent; }));
+  const WatchQueueStats stats = xs.watch_stats();
+  EXPECT_EQ(stats.received, sent);
+  EXPECT_EQ(stats.delivered, 0u);
+  EXPECT_EQ(stats.pending, 4u) << "/other, /other/same, /flood (all of it), /other/last";
+
+  std::vector<WatchEvent> events;
+  while (auto event = xs.read_watch()) events.push_back(*event);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[0].token, "other");
+  EXPECT_EQ(events[0].path, "/other");
+  EXPECT_EQ(events[1].token, "flood");
+  EXPECT_EQ(events[1].path, "/flood") << "the watched path: re-read everything under it";
+  EXPECT_EQ(events[2].token, "other");
+  EXPECT_EQ(events[2].path, "/other/same");
+  EXPECT_EQ(events[3].path, "/other/last");
+  pollfd p{xs.fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "the fd is quiet once everything was read";
+
+  // Once delivered, a token starts afresh: single events keep their paths again.
+  ASSERT_EQ(writer.write("/flood/c1", "y"), 0);
+  auto after = events_until_token(xs, "flood");
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].path, "/flood/c1");
 }
 
 // The server goes away (issue 14): libxenstore closes its socket, every later call fails with a
