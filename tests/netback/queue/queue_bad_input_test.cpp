@@ -221,7 +221,9 @@ TEST_F(NetQueueTest, RxBadGrantFailsOnlyItsPacket) {
 // recovers when buffers appear.
 TEST_F(NetQueueTest, RxFloodWithoutBuffersStaysBounded) {
   NetFrontend fe(platform(1));
-  auto& q = start(fe, opt([](Options& o) { o.stall = std::chrono::milliseconds(1500); }));
+  // The stall timeout must outlast the injection: 3000 frames took over 1.5 s under ASan on a
+  // loaded machine, and the queue then drained them before the check below.
+  auto& q = start(fe, opt([](Options& o) { o.stall = std::chrono::milliseconds(4000); }));
   constexpr unsigned kFlood = 3000;
   for (unsigned i = 0; i < kFlood; ++i) q.port->inject(make_raw(1514, i));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
