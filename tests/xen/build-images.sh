@@ -15,10 +15,13 @@ log() { echo "build-images: $*" >&2; }
 
 mirror=http://deb.debian.org/debian
 suite=bookworm
-# What dom0 needs: Xen's tools, the hotplug scripts' helpers, the workloads, and the runtime
-# libraries of the pvback binaries (added below from their ldd closure).
+# What dom0 needs: Xen's tools, the hotplug scripts' helpers, the workloads, QEMU's image tools
+# (qemu-img, qemu-io) and qemu-storage-daemon (pvback-blk's nbd engine serves qcow2 through it;
+# qemu-system-xen, the qdisk backend, pulls in neither), and the runtime libraries of the pvback
+# binaries (added below from their ldd closure).
 dom0_packages=(xen-utils-4.17 xenstore-utils iproute2 kmod procps bridge-utils busybox util-linux
-               e2fsprogs fio iperf3 apache2-utils libc-bin qemu-system-xen)
+               e2fsprogs fio iperf3 apache2-utils libc-bin qemu-system-xen
+               qemu-utils qemu-system-common)
 kernel_abi=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1/ {print $2; exit}')
 [ -n "$kernel_abi" ] || { log "cannot find linux-image-6.1 via apt-cache (run apt-get update)"; exit 1; }
 kernel_version=${kernel_abi#linux-image-}

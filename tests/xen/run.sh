@@ -4,7 +4,7 @@
 #
 #   tests/xen/run.sh [SCENARIOS] [--timeout SECONDS]
 #
-# SCENARIOS is "pv" (1+2+3+4, the CI subset), "all" (1+2+3+4+5+6, the default) or a "+"-joined list:
+# SCENARIOS is "pv" (1+2+3+4, the CI subset), "all" (1+2+3+4+5+6+7, the default) or a "+"-joined list:
 #   1 PV disk (ext4, fsck, checksums, fio verify, flush and discard reach pvback-blk)
 #   2 negotiated features as the guest kernel reports them (persistent grants, indirect
 #     segments, queues, ring pages, read-only disk, cdrom)
@@ -12,6 +12,8 @@
 #   4 PV network on a bridge (ping, iperf3 both ways, ab against the guest's httpd)
 #   5 PVH and HVM (PV drivers) guests: disk and network again
 #   6 the same disk and network workload on the kernel's xen-blkback/xen-netback and on pvback
+#   7 a qcow2 image served by pvback (xl's script=block-pvback) and one served by QEMU's qdisk:
+#     ext4, checksums, fsck, fio verify, qemu-img check, and the read benchmark side by side
 # Installs what it needs (apt-get), builds pvback (release) and the images (cached in
 # ~/.cache/pvback/xen-e2e, or $PVBACK_XEN_CACHE), boots, and prints every verdict with the
 # guest's own evidence. Exit 0 only if dom0 reported every selected scenario passing.
@@ -22,17 +24,21 @@ timeout=${PVBACK_XEN_TIMEOUT:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) scenarios=$1; shift ;;
   esac
 done
 case "$scenarios" in
   pv) scenarios=1+2+3+4 ;;
-  all) scenarios=1+2+3+4+5+6 ;;
+  all) scenarios=1+2+3+4+5+6+7 ;;
 esac
-[[ "$scenarios" =~ ^[1-6](\+[1-6])*$ ]] || { echo "run.sh: bad scenario list '$scenarios'" >&2; exit 2; }
+[[ "$scenarios" =~ ^[1-7](\+[1-7])*$ ]] || { echo "run.sh: bad scenario list '$scenarios'" >&2; exit 2; }
 # Generous defaults: a PV run takes ~6 min here, the HVM guest alone ~3 min more.
-[ -n "$timeout" ] || case "$scenarios" in *5*|*6*) timeout=2400 ;; *) timeout=1200 ;; esac
+# Scenario 7 (two guests, one with its own QEMU) adds 10 min to that.
+if [ -z "$timeout" ]; then
+  case "$scenarios" in *5*|*6*) timeout=2400 ;; *) timeout=1200 ;; esac
+  case "$scenarios" in *7*) timeout=$((timeout + 600)) ;; esac
+fi
 cache=${PVBACK_XEN_CACHE:-$HOME/.cache/pvback/xen-e2e}
 start=$(date +%s)
 
@@ -53,6 +59,8 @@ done
 install -m 755 "$repo/tests/xen/dom0/init" "$stage/init"
 install -m 755 "$repo/tests/xen/dom0/scenarios.sh" "$stage/opt/pvback/e2e/"
 install -m 644 "$repo/tests/xen/dom0/lib.sh" "$stage/opt/pvback/e2e/"
+# libxl runs it for a disk line with script=block-pvback (scenario 7).
+install -D -m 755 "$repo/scripts/hotplug/block-pvback" "$stage/etc/xen/scripts/block-pvback"
 cp "$cache/vmlinux" "$cache/vmlinuz" "$stage/opt/pvback/e2e/"
 install -m 755 "$repo/tests/xen/guest/init" "$repo/tests/xen/guest/agent" "$run_dir/guest/"
 install -m 644 "$repo/tests/xen/guest/steps.sh" "$run_dir/guest/"

@@ -154,6 +154,7 @@ disk_bench() {  # DEV SECONDS
       --time_based --runtime="$2" --size=128M --output-format=terse --terse-version=3 > /tmp/r 2>&1 || { cat /tmp/r; return 1; }
   fio --name=seqread --filename="/dev/$1" --ioengine=libaio --direct=1 --rw=read --bs=1M --iodepth=4 \
       --time_based --runtime="$2" --size=128M --output-format=terse --terse-version=3 > /tmp/s 2>&1 || { cat /tmp/s; return 1; }
-  # terse v3: field 8 read IOPS, field 7 read bandwidth KiB/s
-  echo "randread_iops=$(cut -d';' -f8 /tmp/r) seqread_MBps=$(( $(cut -d';' -f7 /tmp/s) / 1024 ))"
+  # terse v3: field 8 read IOPS, field 7 read bandwidth KiB/s (MB/s with one decimal: under
+  # emulation a backend may read well under 1 MB/s, which an integer would make 0)
+  echo "randread_iops=$(cut -d';' -f8 /tmp/r) seqread_MBps=$(cut -d';' -f7 /tmp/s | awk '{ printf "%.1f", $1 / 1024 }')"
 }
