@@ -9,7 +9,7 @@
 #           OSD's BlueStore is a file on the same disk, so this measures librbd and a local OSD,
 #           not a network)
 #
-#   bench/blk_engines.sh [SECONDS] [SIZE_MIB]    (defaults 8 s per measurement, 512 MiB)
+#   [BUILD=dir] bench/blk_engines.sh [SECONDS] [SIZE_MIB]    (defaults 8 s per measurement, 512 MiB)
 #
 # Workloads: 4 KiB random reads at iodepth 32, 4 KiB random writes at iodepth 32, 1 MiB sequential
 # reads at iodepth 4. The file is page-cache warm for every engine (the daemons serve it buffered).
@@ -21,8 +21,11 @@ seconds=${1:-8}
 size_mib=${2:-512}
 engines=${BENCH_ENGINES:-raw nbd-raw qcow2 rbd}
 scripts/install-deps.sh
-scripts/build.sh release >/dev/null
-BUILD=$PWD/build
+# BUILD=<dir>: an existing build (another commit's, to compare); default: build/ from this tree.
+if [ -z "${BUILD:-}" ]; then
+  scripts/build.sh release >/dev/null
+  BUILD=$PWD/build
+fi
 . scripts/lib/sim-host.sh
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/pvback-engines.XXXXXX")

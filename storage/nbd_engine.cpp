@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -89,7 +90,13 @@ class NbdChannel final : public Channel {
     Command& c = command(rq.tag);
     // `left` holds one extra count while the parts are being queued, so that a callback run from
     // inside libnbd meanwhile cannot finish the request early.
-    c = Command{this, rq.tag, 0, 1, rq.op == Op::Read || rq.op == Op::Write ? rq.length : 0, 0};
+    c.channel = this;
+    c.tag = rq.tag;
+    c.parts = 0;
+    c.left = 1;
+    c.bytes = rq.op == Op::Read || rq.op == Op::Write ? rq.length : 0;
+    c.error = 0;
+    c.scatter = nullptr;
     const nbd_completion_callback done{.callback = &NbdChannel::on_done, .user_data = &c, .free = nullptr};
     std::uint64_t offset = rq.offset;
     int error = 0;
@@ -108,12 +115,38 @@ class NbdChannel final : public Channel {
     auto count = [&] { ++c.left; };
     switch (rq.op) {
       case Op::Read:
-      case Op::Write:
-        for (std::uint32_t i = 0; i < rq.iovcnt && error == 0; ++i) {
-          auto* base = static_cast<std::byte*>(rq.iov[i].iov_base);
+      case Op::Write: {
+        // A request in many pieces (with persistent grants every guest page is one) goes as one
+        // command through the command's bounce buffer, copied once here or at completion, instead
+        // of a round trip to the server per page: 256 of them for 1 MiB.
+        iovec whole{};
+        const iovec* iov = rq.iov;
+        std::uint32_t iovcnt = rq.iovcnt;
+        const bool one_piece = iovcnt > 1 && contiguous(rq.iov, rq.iovcnt);
+        if (one_piece) {
+          whole = {rq.iov[0].iov_base, rq.length};  // contiguous in memory: one piece as it is
+          iov = &whole;
+          iovcnt = 1;
+        } else if (std::byte* bounce = iovcnt > 1 ? bounce_for(c, rq.length) : nullptr) {
+          if (rq.op == Op::Write) {
+            std::size_t at = 0;
+            for (std::uint32_t i = 0; i < rq.iovcnt; ++i) {
+              std::memcpy(bounce + at, rq.iov[i].iov_base, rq.iov[i].iov_len);
+              at += rq.iov[i].iov_len;
+            }
+          } else {
+            c.scatter = rq.iov;  // into the guest's pages once the read is back
+            c.scatter_count = rq.iovcnt;
+          }
+          whole = {bounce, rq.length};
+          iov = &whole;
+          iovcnt = 1;
+        }  // else: past the bounce budget, one command per piece
+        for (std::uint32_t i = 0; i < iovcnt && error == 0; ++i) {
+          auto* base = static_cast<std::byte*>(iov[i].iov_base);
           // One command per contiguous piece, no larger than the server takes.
-          for (std::size_t at = 0; at < rq.iov[i].iov_len && error == 0;) {
-            const std::size_t n = std::min<std::size_t>(rq.iov[i].iov_len - at, caps.max_transfer);
+          for (std::size_t at = 0; at < iov[i].iov_len && error == 0;) {
+            const std::size_t n = std::min<std::size_t>(iov[i].iov_len - at, caps.max_transfer);
             count();
             const std::int64_t cookie =
                 rq.op == Op::Read ? nbd_aio_pread(h_.get(), base + at, n, offset, done, 0)
@@ -124,6 +157,7 @@ class NbdChannel final : public Channel {
           }
         }
         break;
+      }
       case Op::Flush:
         if (!caps.flush_needed) {  // the server says its writes are durable: nothing to wait for
           done_.push_back(rq.tag);
@@ -176,7 +210,15 @@ class NbdChannel final : public Channel {
     while (!done_.empty()) {
       reporting_.swap(done_);
       for (std::uint32_t tag : reporting_) {
-        const Command& c = commands_[tag];
+        Command& c = commands_[tag];
+        if (c.scatter != nullptr && c.error == 0) {
+          std::size_t at = 0;
+          for (std::uint32_t i = 0; i < c.scatter_count; ++i) {
+            std::memcpy(c.scatter[i].iov_base, c.bounce.get() + at, c.scatter[i].iov_len);
+            at += c.scatter[i].iov_len;
+          }
+        }
+        c.scatter = nullptr;
         --in_flight_;
         sink.completed(tag, c.error != 0 ? -c.error : static_cast<int>(c.bytes));
       }
@@ -201,7 +243,32 @@ class NbdChannel final : public Channel {
     std::uint32_t left = 0;
     std::uint64_t bytes = 0;  // reported on success (NBD transfers all or nothing)
     int error = 0;
+    const iovec* scatter = nullptr;  // a read through the bounce buffer: where it goes
+    std::uint32_t scatter_count = 0;
+    std::unique_ptr<std::byte[]> bounce;  // kept with the tag for its next request
+    std::size_t bounce_size = 0;
   };
+
+  // Up to this many bytes of bounce buffers per channel, kept per tag once allocated (a ring of
+  // 32 requests of 256 KiB is 8 MiB); a request that finds none goes in pieces.
+  static constexpr std::size_t kBounceBudget = 32u << 20;
+
+  static bool contiguous(const iovec* iov, std::uint32_t n) {
+    for (std::uint32_t i = 1; i < n; ++i)
+      if (static_cast<const std::byte*>(iov[i - 1].iov_base) + iov[i - 1].iov_len != iov[i].iov_base) return false;
+    return true;
+  }
+  // The tag's bounce buffer of at least `bytes`, or nullptr when the budget is spent.
+  std::byte* bounce_for(Command& c, std::size_t bytes) {
+    if (c.bounce_size >= bytes) return c.bounce.get();
+    if (bounce_bytes_ - c.bounce_size + bytes > kBounceBudget) return nullptr;
+    std::unique_ptr<std::byte[]> grown(new (std::nothrow) std::byte[bytes]);
+    if (!grown) return nullptr;
+    bounce_bytes_ = bounce_bytes_ - c.bounce_size + bytes;
+    c.bounce = std::move(grown);
+    c.bounce_size = bytes;
+    return c.bounce.get();
+  }
 
   // Stable addresses (libnbd holds a pointer until the callback), grown on first use of a tag.
   Command& command(std::uint32_t tag) {
@@ -248,6 +315,7 @@ class NbdChannel final : public Channel {
   std::vector<std::uint32_t> done_;
   std::vector<std::uint32_t> reporting_;
   std::uint32_t in_flight_ = 0;
+  std::size_t bounce_bytes_ = 0;
   bool in_armed_ = false, out_armed_ = false, nop_armed_ = false;
 };
 
