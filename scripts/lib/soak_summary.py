@@ -142,6 +142,9 @@ def main():
     print("\nevents (event result: count)")
     for (event, result), n in sorted(counts.items()):
         print(f"  {event} {result}: {n}")
+    for row in events:
+        if row["event"] == "backends-started":
+            print(f"  backends started by the supervisor: {row['detail']}")
     if bad:
         failed = True
         print(f"\nFAIL: {len(bad)} failed checks, the first ones:")
