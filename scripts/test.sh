@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds the Release and the ASan+UBSan (Debug)
-# flavours and runs every default-tier test (labels unit, sim) in both, runs each libFuzzer target
+# flavours and runs every default-tier test (labels unit, sim) in both, the soak's short version
+# (label soak) in the Release one, runs each libFuzzer target
 # for a bounded time (label fuzz, built with clang in build-fuzz), then compiles once more
 # with Debian's packaging flags (dpkg-buildflags), all with warnings as errors. The real-Xen tier
 # (tests/xen/run.sh) is separate.
@@ -23,6 +24,10 @@ for flavour in release asan; do
     ctest --test-dir "$dir" -L 'unit|sim' --output-on-failure -j2 --timeout 300 2>&1 | tee -a "$log" \
     || status=1
 done
+# The soak's short version (label soak, Release build only: 8 guests under the supervisor for 75 s,
+# about 2 minutes in all; scripts/soak.sh is the long one).
+echo "=== soak (release, short) ==="
+ctest --test-dir build -L soak --output-on-failure 2>&1 | tee -a "$log" || status=1
 # Every libFuzzer target for a bounded time (label fuzz; PVBACK_FUZZ_SECONDS each, 20 by default),
 # from its seed corpus: any crash, sanitizer report or broken invariant fails it.
 scripts/build.sh fuzz

@@ -218,7 +218,11 @@ void Supervisor::reap() {
       devices_.erase(it);
       continue;
     }
-    if (state && *state == "6") {
+    // A backend that exited by itself (status 0) with its device Closed decided the device is
+    // done (unplugged, its frontend gone). One killed or crashed there decided nothing: while the
+    // device is online its guest is between two connections, and the next one needs a backend.
+    const bool exited_by_itself = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (state && *state == "6" && (exited_by_itself || xs_.read(d.path + "/online").value_or("0") != "1")) {
       PVBACK_LOG(Info, "%s: device closed, not restarted", d.name.c_str());
       d.finished = true;
       continue;

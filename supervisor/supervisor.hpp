@@ -51,8 +51,9 @@ class Supervisor {
     Clock::time_point started{};
     bool restart_pending = false;
     Clock::time_point restart_at{};
-    // The backend exited with the device Closed: it is not started again until the toolstack
-    // re-plugs it (its state leaves Closed) or removes it.
+    // The backend exited by itself with the device Closed (or died with it Closed and offline):
+    // it is not started again until the toolstack re-plugs it (its state leaves Closed) or
+    // removes it.
     bool finished = false;
     Backoff backoff;
   };

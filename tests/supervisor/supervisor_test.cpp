@@ -226,6 +226,38 @@ TEST_F(SupervisorTest, KilledBackendIsRestartedAndTheGuestKeepsWorking) {
   EXPECT_EQ(log_count("vbd 1/51712: restarting in 200 ms"), 1u);
 }
 
+// A backend killed while its guest is between two connections (frontend and backend Closed, the
+// device still online) is restarted: the guest's next connection needs it. Found by the soak
+// (scripts/soak.sh): the supervisor took any exit with the device Closed for the end of the
+// device, and the guest's next connection timed out.
+TEST_F(SupervisorTest, BackendKilledBetweenTwoConnectionsIsRestarted) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  const auto data = pattern(64 << 10, 4);
+  {
+    auto front = attach();
+    ASSERT_NE(front, nullptr);
+    ASSERT_EQ(front->write(0, data), 0);
+  }  // the guest disconnects
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateClosed; })) << log_text();
+  const pid_t first = child_for(vbd_path());
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return log_count("killed by signal 9") == 1; })) << log_text();
+  pid_t second = -1;
+  ASSERT_TRUE(eventually([&] {
+    second = child_for(vbd_path());
+    return second > 0 && second != first;
+  })) << log_text();
+  EXPECT_EQ(log_count("device closed, not restarted"), 0u);
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(front->read(0, back), 0);
+  EXPECT_TRUE(back == data);
+}
+
 TEST_F(SupervisorTest, UnpluggedDeviceIsNotRestarted) {
   start_supervisor();
   add_vbd();
