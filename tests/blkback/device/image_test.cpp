@@ -222,12 +222,8 @@ TEST_F(VbdTest, AnUnknownImageFormatIsRefusedWithTheReason) {
   make_disk(1 << 20);
   sim::VbdSpec spec;
   spec.params = "tap2:" + disk_.string();
-  spec.frontend_domid = kGuest;
-  spec.devid = kDevid;
-  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
   backend_log_ = dir_ / "blk.log";
-  backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
-  backend_->start(hv_->run_dir(), backend_path(), {}, stats_.string(), backend_log_);
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_launch({}, spec));
   ASSERT_TRUE(backend_->wait_exit().has_value()) << "pvback-blk kept running";
   std::ifstream log(backend_log_);
   std::stringstream text;

@@ -123,12 +123,8 @@ TEST_F(VbdRbdTest, AMissingImageFailsTheDeviceWithAnErrorNodeNamingIt) {
   const std::string params = "rbd:rbd/no-such-image:conf=" + CephCluster::conf();
   sim::VbdSpec spec;
   spec.params = params;
-  spec.frontend_domid = kGuest;
-  spec.devid = kDevid;
-  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
   backend_log_ = dir_ / "blk.log";
-  backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
-  backend_->start(hv_->run_dir(), backend_path(), {}, stats_.string(), backend_log_);
+  ASSERT_NO_FATAL_FAILURE(add_vbd_and_launch({}, spec));
   ASSERT_TRUE(eventually([&] { return read_key(dom0_xs_, backend_path() + "/error") != "<missing>"; }))
       << "no error node";
   EXPECT_EQ(read_key(dom0_xs_, backend_path() + "/error"), std::to_string(ENOENT) + " opening " + params);

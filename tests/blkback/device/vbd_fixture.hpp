@@ -60,14 +60,19 @@ class VbdTest : public SimHostTest {
   std::string backend_path() const { return sim::vbd_backend_path(0, kGuest, kDevid); }
   std::string frontend_path() const { return sim::vbd_frontend_path(kGuest, kDevid); }
 
-  // Adds the vbd nodes and starts pvback-blk with `args`.
-  void add_vbd_and_start(std::vector<std::string> args = {}, sim::VbdSpec spec = {}) {
+  // Adds the vbd nodes and starts pvback-blk with `args`, without waiting for anything (a test
+  // that expects the device to fail).
+  void add_vbd_and_launch(std::vector<std::string> args = {}, sim::VbdSpec spec = {}) {
     spec.frontend_domid = kGuest;
     spec.devid = kDevid;
     if (spec.params.empty()) spec.params = disk_.string();
     ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
     backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
     backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
+  }
+  // The same, then waits for InitWait.
+  void add_vbd_and_start(std::vector<std::string> args = {}, sim::VbdSpec spec = {}) {
+    ASSERT_NO_FATAL_FAILURE(add_vbd_and_launch(std::move(args), std::move(spec)));
     ASSERT_TRUE(eventually([&] { return backend_state() == XenbusStateInitWait; })) << "backend never reached InitWait";
   }
 
