@@ -34,9 +34,9 @@ void append_json_counters(std::string& out, const Stats& stats, const Fields& fi
 
 // The closing part of a backend's statistics file: "total" (`past`, the queues of earlier
 // connections, plus every live queue), "queues" (each live queue), and the object's last brace.
-template <class Stats, class Fields>
-void append_json_queue_stats(std::string& out, const Stats& past, const std::vector<std::unique_ptr<Stats>>& queues,
-                             const Fields& fields) {
+// `queues` holds pointers (or unique_ptrs) to each live queue's Stats.
+template <class Stats, class Queues, class Fields>
+void append_json_queue_stats(std::string& out, const Stats& past, const Queues& queues, const Fields& fields) {
   Stats total;
   add_counters(total, past, fields);
   for (const auto& q : queues) add_counters(total, *q, fields);

@@ -16,6 +16,7 @@
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
+#include "blkback/data_plane.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "xenbus/backend_daemon.hpp"
@@ -50,6 +51,15 @@ void usage(FILE* out) {
                "                               QEMU's caches are in the file (default; a dead daemon loses no\n"
                "                               answered write) or at once (faster; a dead daemon loses those\n"
                "                               since the guest's last flush)\n"
+               "  --data-plane process|thread  serve a file's or block device's rings in a data-plane process of\n"
+               "                               their own, sandboxed, restarted at once if it dies (default process;\n"
+               "                               images and RBD disks are served on threads for now)\n"
+               "  --data-plane-restart-burst N restart a data plane that died at most N times within 10 s; one\n"
+               "                               more death fails the device (default 5)\n"
+               "  --no-sandbox                 do not confine the data-plane process (debugging)\n"
+               "  --sandbox-uid-base N         the data plane runs as uid and gid N + the guest's domid\n"
+               "                               (default 1879048192 = 0x70000000)\n"
+               "  --data-plane-binary PATH     the executable run as data plane (default: this one)\n"
                "  --inject-latency-us N        testing: each storage operation waits a random 0..N us first, so\n"
                "                               completions come back out of order (default 0: off)\n");
 }
@@ -57,6 +67,12 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The data plane, started by the control part of a pvback-blk (blkback/data_plane.hpp).
+  if (argc == 3 && std::string_view(argv[1]) == "--data-plane") {
+    auto sock = xenbus::parse_uint(argv[2], 1u << 20);
+    if (!sock) return 2;
+    return blkback::serve_as_data_plane(static_cast<int>(*sock));
+  }
   log::set_program("pvback-blk");
   blkback::BackendOptions options;
   std::string backend_path, stats_path, recovery_dir;
@@ -118,6 +134,19 @@ int main(int argc, char** argv) {
                                                     std::string_view(value) == "writeback")) {
       options.image_writeback = std::string_view(value) == "writeback";
       ++i;
+    } else if (arg == "--data-plane" && value &&
+               (std::string_view(value) == "process" || std::string_view(value) == "thread")) {
+      options.data_plane_process = std::string_view(value) == "process";
+      ++i;
+    } else if (arg == "--data-plane-restart-burst") {
+      options.data_plane_restart_burst = static_cast<unsigned>(number(1'000'000));
+    } else if (arg == "--no-sandbox") {
+      options.sandbox = false;
+    } else if (arg == "--sandbox-uid-base") {
+      options.sandbox_uid_base = static_cast<std::uint32_t>(number(0xFFFF0000ul));
+    } else if (arg == "--data-plane-binary" && value) {
+      options.data_plane_binary = value;
+      ++i;
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));
     } else if (arg == "-h" || arg == "--help") {
@@ -178,6 +207,8 @@ int main(int argc, char** argv) {
       device.report_fatal(error, reason.c_str());
   };
   hooks.on_timer = [&] { driver.check_resize(*xs); };
+  hooks.extra_fd = [&] { return driver.data_plane_fd(); };
+  hooks.on_extra_fd = [&] { driver.on_data_plane_event(); };
   const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
   driver.keep_recovery_records();  // a successor may resume the rings
   driver.disconnect();

@@ -2,6 +2,7 @@
 // where it has one.
 #pragma once
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "blkback/queue.hpp"
@@ -34,6 +35,18 @@ struct BackendOptions {
   // Testing: every storage operation first waits a random 0..N microseconds (storage::FaultEngine),
   // so that completions come back out of order. 0: off.
   std::chrono::microseconds inject_latency{0};
+  // Serve a raw file's or block device's rings in a data-plane process of their own (see
+  // data_plane.hpp) rather than on threads of this one. Images and RBD disks are served on threads
+  // for now (their engines hold a storage daemon or a cluster connection of this process).
+  bool data_plane_process = true;
+  std::string data_plane_binary;           // empty: this executable
+  // A data plane that dies is started again at once, this many times within 10 s (systemd's
+  // StartLimitBurst default); one more death fails the device (a guest that can crash it would
+  // otherwise keep a core busy restarting it).
+  unsigned data_plane_restart_burst = 5;
+  // The data plane's sandbox (sandbox/sandbox.hpp) and its uid: base + the frontend's domid.
+  bool sandbox = true;
+  std::uint32_t sandbox_uid_base = 0x70000000;
 };
 
 }  // namespace pvback::blkback

@@ -27,6 +27,9 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
            "\", \"persistent_grants\": " + (n.persistent_grants ? "true" : "false") + ", \"data_path\": \"" +
            (n.persistent_grants ? "persistent-map" : driver.options().data_path == DataPath::Map ? "map" : "copy") + "\"},\n";
   }
+  if (driver.connected())
+    out += "  \"data_plane\": {\"pid\": " + std::to_string(driver.data_plane_pid()) +
+           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + "},\n";
   append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }

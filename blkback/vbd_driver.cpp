@@ -22,6 +22,9 @@ namespace {
 // 64 pages (2048 requests): keeps every in-flight request within one io_uring completion queue.
 constexpr unsigned kMaxRingPageOrder = 6;
 constexpr unsigned kMaxQueuesLimit = 256;
+// BackendOptions::data_plane_restart_burst restarts within this window at most (systemd's
+// StartLimitIntervalSec default).
+constexpr auto kRestartWindow = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -118,6 +121,8 @@ std::expected<std::unique_ptr<storage::Engine>, int> VbdDriver::open_engine(cons
   so.read_only = read_only_;
   so.allow_direct = use_direct_io();
   so.discard = discard_enable_;
+  // A data-plane process gets an open file of its own, locked when it starts (reopen_locked).
+  so.lock = !options_.data_plane_process;
   auto file = storage::FileEngine::open(so);
   if (!file) return std::unexpected(file.error());
   return std::unique_ptr<storage::Engine>(std::move(*file));
@@ -277,36 +282,129 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   for (unsigned i = 0; i < negotiated_.queues; ++i) configs.push_back(queue_config(request->rings[i], i));
   resume_next_connect_ = false;  // any later connect is a new connection of the frontend
   const unsigned generation = ++generation_;
-  auto on_fatal = [this, generation](int error, const std::string& reason) {
-    fatal_generation_.store(generation);
-    on_fatal_(error, reason);
-  };
-  for (unsigned i = 0; i < negotiated_.queues; ++i) {
-    stats_.push_back(std::make_unique<QueueStats>());
-    auto q = Queue::create(platform_, *engine_, std::move(configs[i]), *stats_.back(), on_fatal);
-    if (!q) {
-      PVBACK_LOG(Error, "%s: queue %u: cannot map the ring or bind the event channel: %s", name_.c_str(), i,
-                 std::strerror(q.error()));
+  auto stats = SharedQueueStats::create(negotiated_.queues);
+  if (!stats) {
+    PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
+    return stats.error();
+  }
+  shared_stats_ = std::move(*stats);
+  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
+  if (!serves_in_process()) {
+    plane_configs_ = std::move(configs);
+    plane_restarts_ = 0;
+    recent_restarts_.clear();
+    if (int e = launch_data_plane(false)) {
       disconnect();
-      return q.error();
+      return e;
     }
-    queues_.push_back(std::move(*q));
+  } else {
+    auto on_fatal = [this, generation](int error, const std::string& reason) {
+      fatal_generation_.store(generation);
+      on_fatal_(error, reason);
+    };
+    for (unsigned i = 0; i < negotiated_.queues; ++i) {
+      auto q = Queue::create(platform_, *engine_, std::move(configs[i]), *stats_[i], on_fatal);
+      if (!q) {
+        PVBACK_LOG(Error, "%s: queue %u: cannot map the ring or bind the event channel: %s", name_.c_str(), i,
+                   std::strerror(q.error()));
+        disconnect();
+        return q.error();
+      }
+      queues_.push_back(std::move(*q));
+    }
   }
   if (int e = xs.transact([&](xenbus::Txn txn) { return publish_disk(xs, txn); })) {
     disconnect();
     return e;
   }
   for (auto& q : queues_) threads_.emplace_back([queue = q.get()] { queue->run(); });
-  PVBACK_LOG(Info, "%s: connected: %u queue(s), ring order %u, %s ABI, persistent grants %s, %s data path",
+  PVBACK_LOG(Info, "%s: connected: %u queue(s), ring order %u, %s ABI, persistent grants %s, %s data path%s",
              name_.c_str(), negotiated_.queues, negotiated_.ring_page_order,
              negotiated_.abi == Abi::Native ? "native" : negotiated_.abi == Abi::X86_32 ? "x86_32" : "x86_64",
              negotiated_.persistent_grants ? "on" : "off",
-             negotiated_.persistent_grants ? "persistent-map" : options_.data_path == DataPath::Map ? "map" : "copy");
+             negotiated_.persistent_grants ? "persistent-map" : options_.data_path == DataPath::Map ? "map" : "copy",
+             plane_.running() ? ", in a data-plane process" : "");
   return 0;
 }
 
+const storage::Engine* VbdDriver::base_engine() const {
+  const auto* fault = dynamic_cast<const storage::FaultEngine*>(engine_.get());
+  return fault != nullptr ? &fault->inner() : engine_.get();
+}
+
+// Images and RBD disks keep their engine's connection (a storage daemon of this process, a
+// cluster session) here, so their rings are served on threads of this process for now.
+bool VbdDriver::serves_in_process() const {
+  if (!options_.data_plane_process) return true;
+  return dynamic_cast<const storage::FileEngine*>(base_engine()) == nullptr;
+}
+
+int VbdDriver::launch_data_plane(bool resume) {
+  const auto* file = dynamic_cast<const storage::FileEngine*>(base_engine());
+  auto storage = file->reopen_locked();
+  if (!storage) {
+    PVBACK_LOG(Error, "%s: cannot open %s for the data plane: %s", name_.c_str(), file->path().c_str(),
+               std::strerror(storage.error()));
+    return storage.error();
+  }
+  plane::DataPlaneSpec spec;
+  spec.name = name_;
+  spec.storage_path = file->path();
+  spec.read_only = read_only_;
+  spec.discard = discard_enable_;
+  spec.inject_latency_us = static_cast<std::uint64_t>(options_.inject_latency.count());
+  spec.sandbox = options_.sandbox;
+  spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
+  spec.queues = plane_configs_;
+  for (auto& q : spec.queues) {
+    q.resume = q.resume || resume;
+    if (resume) q.bind_patience = grant::kSuccessorBindPatience;
+  }
+  // Binding patiently may take kSuccessorBindPatience per queue.
+  const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * spec.queues.size();
+  auto p = DataPlaneProcess::launch(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(), timeout);
+  if (!p) return p.error();
+  plane_ = std::move(*p);
+  return 0;
+}
+
+void VbdDriver::on_data_plane_event() {
+  auto ev = plane_.take_event();
+  if (ev.kind == DataPlaneProcess::Event::Fatal) {
+    fatal_generation_.store(generation_.load());
+    on_fatal_(ev.error, ev.reason);
+    return;
+  }
+  if (ev.kind != DataPlaneProcess::Event::Ended) return;
+  // Died under a live connection: a crash, an OOM kill, a SIGKILL. A new one resumes the rings
+  // from their records; a data plane that keeps dying (a guest that found a way to crash it, or
+  // one that cannot start) fails the device instead of being restarted forever.
+  PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name_.c_str(),
+             ev.reason.c_str());
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(recent_restarts_, [&](auto t) { return now - t > kRestartWindow; });
+    if (recent_restarts_.size() >= options_.data_plane_restart_burst) {
+      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
+                 name_.c_str(), options_.data_plane_restart_burst + 1,
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kRestartWindow).count()));
+      fatal_generation_.store(generation_.load());
+      on_fatal_(EIO, "the data plane keeps dying");
+      return;
+    }
+    recent_restarts_.push_back(now);
+    ++plane_restarts_;
+    if (launch_data_plane(true) == 0) return;
+  }
+}
+
 void VbdDriver::disconnect() {
-  const bool had_connection = !queues_.empty();
+  const bool had_connection = !queues_.empty() || plane_.running() || !plane_configs_.empty();
+  if (plane_.running()) {
+    const int status = plane_.stop();
+    if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), describe_wait_status(status).c_str());
+  }
+  plane_configs_.clear();
   for (auto& q : queues_) q->stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
@@ -315,8 +413,9 @@ void VbdDriver::disconnect() {
   // left live could be taken for a new ring that happens to reuse the same grant references. Only
   // this process ending (SIGTERM, a lost XenStore) keeps them for a successor.
   if (had_connection && !keep_recovery_records_) remove_recovery_records();
-  for (auto& s : stats_) add_counters(past_, *s, kQueueStatsFields);
+  for (auto* s : stats_) add_counters(past_, *s, kQueueStatsFields);
   stats_.clear();
+  shared_stats_ = SharedQueueStats();
   // Gauges of ended connections are not carried over.
   past_.in_flight.set(0);
   past_.persistent_grants.set(0);
@@ -333,6 +432,11 @@ void VbdDriver::remove_recovery_records() {
 
 bool VbdDriver::check_resize(xenbus::XenStore& xs) {
   if (!engine_ || !engine_->refresh_size()) return false;
+  if (plane_.running()) {
+    // The data plane takes the new size before the guest hears of it.
+    if (int e = plane_.resize()) PVBACK_LOG(Warning, "%s: the data plane did not take the new size: %s", name_.c_str(),
+                                            std::strerror(e));
+  }
   PVBACK_LOG(Notice, "%s: storage size changed to %llu sectors", name_.c_str(),
              static_cast<unsigned long long>(engine_->sectors()));
   const int rc = xs.transact([&](xenbus::Txn txn) -> int {

@@ -8,9 +8,11 @@
 #include <thread>
 #include <vector>
 
+#include "blkback/data_plane.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "blkback/options.hpp"
 #include "blkback/queue.hpp"
+#include "blkback/shared_stats.hpp"
 #include "blkback/stats.hpp"
 #include "grant/platform.hpp"
 #include "storage/engine.hpp"
@@ -48,10 +50,10 @@ class VbdDriver final : public xenbus::BackendDriver {
   const storage::Engine* engine() const { return engine_.get(); }
   const BackendOptions& options() const { return options_; }
   unsigned effective_max_queues() const;
-  bool connected() const { return !queues_.empty(); }
+  bool connected() const { return !queues_.empty() || plane_.running(); }
   const Negotiated& negotiated() const { return negotiated_; }
   // One entry per queue of the current connection (empty when disconnected).
-  const std::vector<std::unique_ptr<QueueStats>>& queue_stats() const { return stats_; }
+  const std::vector<QueueStats*>& queue_stats() const { return stats_; }
   // Totals of connections that ended, so an operator's counters never go backwards.
   const QueueStats& past_totals() const { return past_; }
   // Each connect() starts a new generation; a fatal error reported by a queue carries the one it
@@ -67,12 +69,25 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool read_only() const { return read_only_ || (engine_ && engine_->capabilities().read_only); }
   bool cdrom() const { return cdrom_; }
 
+  // The data-plane process of the current connection, if its rings are served by one: the main
+  // loop polls data_plane_fd() (-1: none) and calls on_data_plane_event() when it is readable. A
+  // data plane that died is started again at once, resuming its rings from their recovery records
+  // (the guest sees a pause); one that keeps dying fails the device.
+  int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
+  void on_data_plane_event();
+  pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
+  unsigned data_plane_restarts() const { return plane_restarts_; }
+
  private:
   int open_storage(xenbus::XenStore& xs, const std::string& backend_path);
   std::expected<std::unique_ptr<storage::Engine>, int> open_engine(const std::string& params) const;
   bool use_direct_io() const;
   int publish_disk(xenbus::XenStore& xs, xenbus::Txn txn);
   QueueConfig queue_config(const FrontendRing& ring, unsigned index) const;
+  int launch_data_plane(bool resume);
+  // The engine under the testing FaultEngine, if any.
+  const storage::Engine* base_engine() const;
+  bool serves_in_process() const;
 
   const grant::Platform& platform_;
   BackendOptions options_;
@@ -92,8 +107,14 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::string recovery_prefix_;  // "<recovery dir>/vbd-<domid>-<devid>"
   bool keep_recovery_records_ = false;
   Negotiated negotiated_;
-  std::vector<std::unique_ptr<QueueStats>> stats_;
+  SharedQueueStats shared_stats_;
+  std::vector<QueueStats*> stats_;  // into shared_stats_
   std::vector<std::unique_ptr<Queue>> queues_;
+  // The data-plane process serving the rings, and what it was given, to start it again.
+  DataPlaneProcess plane_;
+  std::vector<QueueConfig> plane_configs_;
+  unsigned plane_restarts_ = 0;
+  std::vector<std::chrono::steady_clock::time_point> recent_restarts_;
   std::vector<std::thread> threads_;
   QueueStats past_;
   std::atomic<unsigned> generation_{0};

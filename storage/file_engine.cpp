@@ -101,24 +101,30 @@ class DiscardWorker {
     wake_.notify_one();
     if (thread_.joinable()) thread_.join();
   }
+  // The thread starts with the first discard: a data-plane process confines itself (which it can
+  // do only while it has one thread) after its channels are open and before any request.
   int open() {
     done_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!done_fd_) return errno;
-    try {
-      thread_ = std::thread([this] { work(); });
-    } catch (const std::system_error& e) {
-      return e.code().value() != 0 ? e.code().value() : EAGAIN;
-    }
     return 0;
   }
   int done_fd() const { return done_fd_.get(); }
 
-  void add(const Job& job) {
+  // EAGAIN if the thread cannot be started.
+  int add(const Job& job) {
+    if (!thread_.joinable()) {
+      try {
+        thread_ = std::thread([this] { work(); });
+      } catch (const std::system_error&) {
+        return EAGAIN;
+      }
+    }
     {
       std::lock_guard lock(mutex_);
       todo_.push_back(job);
     }
     wake_.notify_one();
+    return 0;
   }
   // Takes the finished jobs (after the eventfd fired).
   void take_done(std::vector<Job>& out) {
@@ -176,7 +182,7 @@ class FileChannel final : public Channel {
     if (int e = refusal(engine_.capabilities(), rq.op)) return e;
     if (engine_.block_device() && (rq.op == Op::Discard || rq.op == Op::SecureDiscard)) {
       if (!arm_worker_poll()) return EAGAIN;
-      worker_->add({rq.tag, {rq.offset, rq.length}, rq.op == Op::SecureDiscard, 0});
+      if (int e = worker_->add({rq.tag, {rq.offset, rq.length}, rq.op == Op::SecureDiscard, 0})) return e;
       ++in_flight_;
       ++worker_jobs_;
       return 0;
@@ -250,22 +256,51 @@ class FileChannel final : public Channel {
 
 std::expected<std::unique_ptr<FileEngine>, int> FileEngine::open(const FileOptions& options) {
   if (options.path.empty()) return std::unexpected(EINVAL);
-  std::unique_ptr<FileEngine> s(new FileEngine);
-  s->path_ = options.path;
-  Capabilities& c = s->caps_;
-  c.read_only = options.read_only;
   const int access = options.read_only ? O_RDONLY : O_RDWR;
   int fd = -1;
   if (options.allow_direct) {
     fd = ::open(options.path.c_str(), access | O_CLOEXEC | O_DIRECT);
     // tmpfs and some FUSE file systems refuse O_DIRECT: serve them buffered.
-    if (fd >= 0) c.direct = true;
-    else if (errno != EINVAL) return std::unexpected(errno);
+    if (fd < 0 && errno != EINVAL) return std::unexpected(errno);
   }
   if (fd < 0) fd = ::open(options.path.c_str(), access | O_CLOEXEC);
   if (fd < 0) return std::unexpected(errno);
-  s->fd_.reset(fd);
-  if (int e = lock_storage(fd, options)) return std::unexpected(e);
+  UniqueFd owned(fd);
+  if (options.lock) {
+    if (int e = lock_storage(fd, options)) return std::unexpected(e);
+  }
+  return probe(std::move(owned), options);
+}
+
+std::expected<std::unique_ptr<FileEngine>, int> FileEngine::adopt(UniqueFd fd, const FileOptions& options) {
+  if (!fd) return std::unexpected(EBADF);
+  return probe(std::move(fd), options);
+}
+
+std::expected<UniqueFd, int> FileEngine::reopen_locked() const {
+  // Through /proc/self/fd: the very file this engine has open, even if its path was renamed or
+  // replaced since.
+  const std::string self = "/proc/self/fd/" + std::to_string(fd_.get());
+  const int flags = (caps_.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (caps_.direct ? O_DIRECT : 0);
+  UniqueFd fd(::open(self.c_str(), flags));
+  if (!fd) return std::unexpected(errno);
+  FileOptions o;
+  o.path = path_;
+  o.read_only = caps_.read_only;
+  if (int e = lock_storage(fd.get(), o)) return std::unexpected(e);
+  return fd;
+}
+
+std::expected<std::unique_ptr<FileEngine>, int> FileEngine::probe(UniqueFd owned, const FileOptions& options) {
+  std::unique_ptr<FileEngine> s(new FileEngine);
+  s->path_ = options.path;
+  Capabilities& c = s->caps_;
+  c.read_only = options.read_only;
+  const int fd = owned.get();
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return std::unexpected(errno);
+  c.direct = (fl & O_DIRECT) != 0;
+  s->fd_ = std::move(owned);
 
   struct stat st {};
   if (::fstat(fd, &st) != 0) return std::unexpected(errno);

@@ -17,12 +17,24 @@ struct FileOptions {
   bool read_only = false;
   bool allow_direct = true;  // O_DIRECT when the file system accepts it
   bool discard = true;       // the toolstack's discard-enable
+  // flock() the file (file_engine.cpp's lock_storage) before serving it. Off where the serving is
+  // done by another open file: a data-plane process gets one from reopen_locked().
+  bool lock = true;
 };
 
 class FileEngine final : public Engine {
  public:
   // Opens, locks (see file_engine.cpp) and probes. errno value on failure.
   static std::expected<std::unique_ptr<FileEngine>, int> open(const FileOptions& options);
+  // The same for a file opened (and locked, if it is to be) by someone else, e.g. a data-plane
+  // process given its storage by the control process. O_DIRECT is whatever `fd` was opened with;
+  // options.path only names it in logs.
+  static std::expected<std::unique_ptr<FileEngine>, int> adopt(UniqueFd fd, const FileOptions& options);
+  // A new open file of the same file, with the same access and O_DIRECT, locked as open() locks:
+  // what a data-plane process serves. Its lock is released only when every I/O of the process
+  // that held it has finished, so the next one given to a successor waits for a killed
+  // predecessor's writes.
+  [[nodiscard]] std::expected<UniqueFd, int> reopen_locked() const;
 
   const Capabilities& capabilities() const override { return caps_; }
   std::uint64_t sectors() const override { return sectors_.load(std::memory_order_acquire); }
@@ -37,6 +49,7 @@ class FileEngine final : public Engine {
 
  private:
   FileEngine() = default;
+  static std::expected<std::unique_ptr<FileEngine>, int> probe(UniqueFd fd, const FileOptions& options);
   UniqueFd fd_;
   std::string path_;
   bool block_device_ = false;

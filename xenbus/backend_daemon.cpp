@@ -103,8 +103,8 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
     const auto until_probe =
         std::chrono::ceil<std::chrono::milliseconds>(next_probe - std::chrono::steady_clock::now()).count();
     pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal.fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
-                    {signal_fd.get(), POLLIN, 0}};
-    if (::poll(fds, 4, static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count()))) < 0) {
+                    {signal_fd.get(), POLLIN, 0}, {hooks.extra_fd ? hooks.extra_fd() : -1, POLLIN, 0}};
+    if (::poll(fds, 5, static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count()))) < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "%s: poll: %s", name, std::strerror(errno));
       exit_code = 1;
@@ -128,6 +128,10 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
         exit_code = 1;
         break;
       }
+    }
+    if (fds[4].fd >= 0 && (fds[4].revents & (POLLIN | POLLHUP | POLLERR)) && hooks.on_extra_fd) {
+      hooks.on_extra_fd();
+      call(hooks.write_stats);
     }
     if (fds[1].revents & POLLIN) {
       auto [error, reason] = fatal.take();

@@ -58,6 +58,10 @@ struct DaemonHooks {
   std::function<void()> on_timer;
   // Called on every backend state change, after a fatal error, on the timer and at exit.
   std::function<void()> write_stats;
+  // One more fd to poll (-1: none), asked again every round, and what to do when it is readable
+  // (pvback-blk: its data-plane process said something or died).
+  std::function<int()> extra_fd;
+  std::function<void()> on_extra_fd;
 };
 
 // Runs until the device is removed (exit code 0), a signal arrives (0) or the XenStore connection

@@ -14,6 +14,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/fd_passing.hpp"
 #include "base/log.hpp"
 #include "grant/sim_layout.hpp"
 
@@ -214,23 +215,8 @@ bool DomainManager::serve(Connection& conn) {
   if (reply.error != 0) fds.clear();
   reply.fd_count = static_cast<std::uint32_t>(fds.size());
 
-  iovec iov{&reply, sizeof(reply)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * proto::kMaxReplyFds)] = {};
-  if (!fds.empty()) {
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
   // A client that does not read its replies must not stall the hypervisor.
-  if (::sendmsg(conn.fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(reply))) return false;
-  return true;
+  return send_message(conn.fd.get(), std::as_bytes(std::span(&reply, 1)), fds, MSG_DONTWAIT) == 0;
 }
 
 DomainManager::Domain* DomainManager::find(std::uint32_t domid) {

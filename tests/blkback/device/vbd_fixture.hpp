@@ -87,7 +87,30 @@ class VbdTest : public SimHostTest {
     ss << in.rdbuf();
     return ss.str().find(text) != std::string::npos;
   }
+  // The pids of the backend's data-plane processes (its children).
+  std::vector<pid_t> data_planes() const {
+    std::vector<pid_t> pids;
+    if (!backend_) return pids;
+    const auto task_dir = std::filesystem::path("/proc") / std::to_string(backend_->pid()) / "task";
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(task_dir, ec)) {
+      std::ifstream in(task.path() / "children");
+      for (pid_t pid; in >> pid;) pids.push_back(pid);
+    }
+    return pids;
+  }
+  // Kills the data plane alone (SIGKILL): its control part starts another. Returns its pid.
+  pid_t kill9_data_plane() {
+    auto pids = data_planes();
+    EXPECT_EQ(pids.size(), 1u) << "not one data plane";
+    if (pids.empty()) return -1;
+    EXPECT_EQ(::kill(pids[0], SIGKILL), 0);
+    return pids[0];
+  }
+  // Kills the whole backend, data plane and control part, with SIGKILL (a crash of everything,
+  // an OOM kill of the unit).
   void kill9() {
+    for (pid_t pid : data_planes()) ::kill(pid, SIGKILL);
     ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
     auto status = backend_->wait_exit();
     ASSERT_TRUE(status.has_value());

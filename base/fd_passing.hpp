@@ -1,0 +1,26 @@
+// One message with file descriptors over an AF_UNIX SOCK_SEQPACKET socket (SCM_RIGHTS).
+#pragma once
+#include <cstddef>
+#include <expected>
+#include <span>
+#include <vector>
+
+#include "base/unique_fd.hpp"
+
+namespace pvback {
+
+inline constexpr std::size_t kMaxPassedFds = 16;
+
+// Sends `message` with up to kMaxPassedFds `fds` (duplicated into the receiver; the caller keeps
+// its own). 0 or an errno value (EMSGSIZE: truncated by the socket's limits). `flags` add to
+// MSG_NOSIGNAL (e.g. MSG_DONTWAIT).
+[[nodiscard]] int send_message(int sock, std::span<const std::byte> message, std::span<const int> fds = {},
+                               int flags = 0);
+
+// Receives one message into `buffer`: its length (0: the peer closed the socket), or an errno
+// value. Fds that came with it are appended to `fds` (closed if `fds` is null). A message or a
+// set of fds that did not fit is EMSGSIZE (whatever fds arrived are closed).
+[[nodiscard]] std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buffer,
+                                                          std::vector<UniqueFd>* fds = nullptr, int flags = 0);
+
+}  // namespace pvback

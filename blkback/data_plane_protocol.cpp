@@ -1,0 +1,190 @@
+#include "blkback/data_plane_protocol.hpp"
+
+#include <cstring>
+#include <type_traits>
+
+namespace pvback::blkback::plane {
+namespace {
+
+constexpr std::uint32_t kMagic = 0x70766470;  // "pvdp"
+constexpr std::uint32_t kVersion = 1;
+
+class Writer {
+ public:
+  template <class T>
+    requires std::is_integral_v<T>
+  void put(T v) {
+    const auto* p = reinterpret_cast<const std::byte*>(&v);
+    out_.insert(out_.end(), p, p + sizeof v);
+  }
+  void put(const std::string& s) {
+    put(static_cast<std::uint32_t>(s.size()));
+    const auto* p = reinterpret_cast<const std::byte*>(s.data());
+    out_.insert(out_.end(), p, p + s.size());
+  }
+  std::vector<std::byte> take() { return std::move(out_); }
+
+ private:
+  std::vector<std::byte> out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::byte> in) : in_(in) {}
+  template <class T>
+    requires std::is_integral_v<T>
+  bool get(T& v) {
+    if (in_.size() < sizeof v) return false;
+    std::memcpy(&v, in_.data(), sizeof v);
+    in_ = in_.subspan(sizeof v);
+    return true;
+  }
+  bool get(bool& b) {
+    std::uint8_t v = 0;
+    if (!get(v) || v > 1) return false;
+    b = v == 1;
+    return true;
+  }
+  bool get(std::string& s) {
+    std::uint32_t n = 0;
+    if (!get(n) || n > in_.size()) return false;
+    s.assign(reinterpret_cast<const char*>(in_.data()), n);
+    in_ = in_.subspan(n);
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::span<const std::byte> in_;
+};
+
+void put_header(Writer& w, Msg type) {
+  w.put(kMagic);
+  w.put(kVersion);
+  w.put(static_cast<std::uint32_t>(type));
+}
+
+std::expected<Msg, std::string> get_header(Reader& r) {
+  std::uint32_t magic = 0, version = 0, type = 0;
+  if (!r.get(magic) || !r.get(version) || !r.get(type)) return std::unexpected("message too short");
+  if (magic != kMagic) return std::unexpected("not a data-plane message");
+  if (version != kVersion) return std::unexpected("data-plane protocol version " + std::to_string(version) +
+                                                  ", this build speaks " + std::to_string(kVersion));
+  return static_cast<Msg>(type);
+}
+
+void put_queue(Writer& w, const QueueConfig& q) {
+  w.put(q.name);
+  w.put(static_cast<std::uint32_t>(q.index));
+  w.put(static_cast<std::uint32_t>(q.frontend_domid));
+  w.put(static_cast<std::uint32_t>(q.abi));
+  w.put(static_cast<std::uint32_t>(q.ring_refs.size()));
+  for (GrantRef ref : q.ring_refs) w.put(static_cast<std::uint32_t>(ref));
+  w.put(static_cast<std::uint32_t>(q.remote_port));
+  w.put(static_cast<std::uint8_t>(q.data_path == DataPath::Map));
+  w.put(static_cast<std::uint8_t>(q.persistent_grants));
+  w.put(static_cast<std::uint32_t>(q.max_persistent_grants));
+  w.put(static_cast<std::int64_t>(q.persistent_idle_expiry.count()));
+  w.put(static_cast<std::uint32_t>(q.max_indirect_segments));
+  w.put(static_cast<std::uint8_t>(q.flush_enabled));
+  w.put(static_cast<std::uint8_t>(q.barrier_enabled));
+  w.put(static_cast<std::uint8_t>(q.discard_enabled));
+  w.put(q.recovery_path);
+  w.put(static_cast<std::uint8_t>(q.resume));
+  w.put(static_cast<std::int64_t>(q.bind_patience.count()));
+}
+
+bool get_queue(Reader& r, QueueConfig& q) {
+  std::uint32_t index = 0, domid = 0, abi = 0, nrefs = 0, port = 0, max_pg = 0, max_ind = 0;
+  std::int64_t idle_ms = 0, patience_ms = 0;
+  bool map = false;
+  if (!r.get(q.name) || !r.get(index) || !r.get(domid) || !r.get(abi) || !r.get(nrefs)) return false;
+  if (abi > static_cast<std::uint32_t>(Abi::X86_64) || domid > 0xFFFF || nrefs == 0 || nrefs > 64) return false;
+  q.ring_refs.resize(nrefs);
+  for (auto& ref : q.ring_refs) {
+    std::uint32_t v = 0;
+    if (!r.get(v)) return false;
+    ref = v;
+  }
+  if (!r.get(port) || !r.get(map) || !r.get(q.persistent_grants) || !r.get(max_pg) || !r.get(idle_ms) ||
+      !r.get(max_ind) || !r.get(q.flush_enabled) || !r.get(q.barrier_enabled) || !r.get(q.discard_enabled) ||
+      !r.get(q.recovery_path) || !r.get(q.resume) || !r.get(patience_ms))
+    return false;
+  if (idle_ms < 0 || patience_ms < 0) return false;
+  q.index = index;
+  q.frontend_domid = static_cast<DomId>(domid);
+  q.abi = static_cast<Abi>(abi);
+  q.remote_port = port;
+  q.data_path = map ? DataPath::Map : DataPath::Copy;
+  q.max_persistent_grants = max_pg;
+  q.persistent_idle_expiry = std::chrono::milliseconds(idle_ms);
+  q.max_indirect_segments = max_ind;
+  q.bind_patience = std::chrono::milliseconds(patience_ms);
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_start(const DataPlaneSpec& spec) {
+  Writer w;
+  put_header(w, Msg::Start);
+  w.put(spec.name);
+  w.put(spec.storage_path);
+  w.put(static_cast<std::uint8_t>(spec.read_only));
+  w.put(static_cast<std::uint8_t>(spec.discard));
+  w.put(spec.inject_latency_us);
+  w.put(static_cast<std::uint8_t>(spec.sandbox));
+  w.put(spec.uid);
+  w.put(spec.gid);
+  w.put(static_cast<std::uint32_t>(spec.queues.size()));
+  for (const QueueConfig& q : spec.queues) put_queue(w, q);
+  return w.take();
+}
+
+std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message) {
+  Reader r(message);
+  auto type = get_header(r);
+  if (!type) return std::unexpected(type.error());
+  if (*type != Msg::Start) return std::unexpected("not a Start message");
+  DataPlaneSpec spec;
+  std::uint32_t queues = 0;
+  if (!r.get(spec.name) || !r.get(spec.storage_path) || !r.get(spec.read_only) || !r.get(spec.discard) ||
+      !r.get(spec.inject_latency_us) || !r.get(spec.sandbox) || !r.get(spec.uid) || !r.get(spec.gid) ||
+      !r.get(queues))
+    return std::unexpected("truncated Start message");
+  if (queues == 0 || queues > 256) return std::unexpected("Start message with " + std::to_string(queues) + " queues");
+  spec.queues.resize(queues);
+  for (std::uint32_t i = 0; i < queues; ++i)
+    if (!get_queue(r, spec.queues[i])) return std::unexpected("malformed queue " + std::to_string(i));
+  if (!r.done()) return std::unexpected("trailing bytes after the Start message");
+  return spec;
+}
+
+std::vector<std::byte> encode_notice(const Notice& notice) {
+  Writer w;
+  put_header(w, notice.type);
+  w.put(notice.error);
+  w.put(notice.reason);
+  return w.take();
+}
+
+std::expected<Notice, std::string> decode_notice(std::span<const std::byte> message) {
+  Reader r(message);
+  auto type = get_header(r);
+  if (!type) return std::unexpected(type.error());
+  switch (*type) {
+    case Msg::Stop: case Msg::Resize: case Msg::Ready: case Msg::Fatal: case Msg::Resized: break;
+    default: return std::unexpected("not a notice");
+  }
+  Notice n;
+  n.type = *type;
+  if (!r.get(n.error) || !r.get(n.reason) || !r.done()) return std::unexpected("malformed notice");
+  return n;
+}
+
+std::expected<Msg, std::string> message_type(std::span<const std::byte> message) {
+  Reader r(message);
+  return get_header(r);
+}
+
+}  // namespace pvback::blkback::plane

@@ -1,0 +1,63 @@
+// What pvback-blk's control part and a vbd's data-plane process say to each other, over the
+// AF_UNIX SOCK_SEQPACKET socket the data plane gets as fd 3 (one message per packet).
+//
+//   control -> data plane   Start   the rings to serve (DataPlaneSpec) with two fds: the storage,
+//                                   already opened and locked (FileEngine::reopen_locked), and the
+//                                   queues' statistics memory (SharedQueueStats)
+//                           Resize  re-read the storage's size; answered with Resized
+//                           Stop    finish the requests in flight, unmap everything, exit 0
+//   data plane -> control   Ready   every ring mapped, event channel bound, sandbox on (error 0),
+//                                   or why not (errno); then it serves
+//                           Fatal   a queue found the frontend breaking the protocol: the control
+//                                   part disconnects the device (errno + reason)
+//                           Resized
+// The control part notices the data plane's death as the end of the socket (nothing else holds
+// the other end). The encoding is pure (encode/decode below, tested on their own); a decode of
+// anything malformed fails rather than guess.
+#pragma once
+#include <cstdint>
+#include <expected>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "blkback/queue.hpp"
+
+namespace pvback::blkback::plane {
+
+enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Ready = 100, Fatal, Resized };
+
+// What a data plane needs besides its fds.
+struct DataPlaneSpec {
+  std::string name;          // the device's log name, "vbd 1/51712"
+  std::string storage_path;  // names the storage in logs
+  bool read_only = false;
+  bool discard = true;
+  std::uint64_t inject_latency_us = 0;  // testing: storage::FaultEngine's latency, 0: off
+  // The sandbox (sandbox/sandbox.hpp): on, and the uid and gid to run as (0: keep).
+  bool sandbox = true;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  // One per ring, without on_storage_lost (the data plane's storage is a file it holds).
+  std::vector<QueueConfig> queues;
+};
+
+// The largest message: 256 queues of 64 ring references and their names fit.
+inline constexpr std::size_t kMaxMessage = 256 * 1024;
+
+std::vector<std::byte> encode_start(const DataPlaneSpec& spec);
+std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message);
+
+// Ready, Fatal, Resized, Stop, Resize: a type, an errno value and a reason.
+struct Notice {
+  Msg type = Msg::Ready;
+  std::int32_t error = 0;
+  std::string reason;
+};
+std::vector<std::byte> encode_notice(const Notice& notice);
+std::expected<Notice, std::string> decode_notice(std::span<const std::byte> message);
+
+// The type of any message (Start included), or nothing if it is too short.
+std::expected<Msg, std::string> message_type(std::span<const std::byte> message);
+
+}  // namespace pvback::blkback::plane
