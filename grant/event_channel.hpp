@@ -27,6 +27,25 @@ class EventChannels {
   virtual std::expected<EvtchnPort, int> pending() = 0;
   virtual int unmask(EvtchnPort local) = 0;
   virtual int unbind(EvtchnPort local) = 0;
+
+  // Confines this handle to `domid` for good, so that a sandboxed data plane holding it cannot
+  // bind (and so signal or snoop on) another guest's event channels. Returns 0 or an errno value.
+  // The semantics are Linux's IOCTL_EVTCHN_RESTRICT_DOMID (drivers/xen/evtchn.c), which
+  // libxenevtchn's xenevtchn_restrict() issues, and the simulated hypervisor enforces the same
+  // ones itself, per control connection, so no client code can skip them:
+  //  - EACCES if the handle is already restricted, even to the same domain: it is done once,
+  //    before the handle is given away, and never undone or moved;
+  //  - then EINVAL if `domid` is 0 or not a guest (>= DOMID_FIRST_RESERVED, 0x7FF0). Whether the
+  //    domain exists is not checked;
+  //  - afterwards bind_interdomain() to any other domain fails with EACCES before anything is
+  //    asked of the hypervisor (nothing is bound, the remote port stays bindable by others; the
+  //    refusal comes first, so it is EACCES even for a domain that does not exist);
+  //  - alloc_unbound() fails with EACCES whatever the remote, `domid` included: a restricted
+  //    handle only binds ports the frontend offers. So does binding a VIRQ (not in this interface);
+  //  - ports bound before, to any domain, keep working: notify, pending, unmask, unbind.
+  // The restriction belongs to the handle (on Xen the open /dev/xen/evtchn file): a process that
+  // can open a new handle is not confined by it, which is for its sandbox to prevent.
+  [[nodiscard]] virtual int restrict_to(DomId domid) = 0;
 };
 
 // bind_interdomain() for a process that may be taking over from a killed predecessor. Xen binds

@@ -115,6 +115,16 @@ class SimEventChannels final : public EventChannels {
     return 0;
   }
 
+  // Only asks: pvback-sim records the restriction on this connection and enforces it there.
+  int restrict_to(DomId domid) override {
+    proto::Request req;
+    req.op = proto::Op::RestrictDomain;
+    req.domid = control_.self();
+    req.remote = domid;
+    auto reply = control_.call(req);
+    return reply ? 0 : reply.error();
+  }
+
  private:
   struct Port {
     UniqueFd local;  // readable when this port has an event

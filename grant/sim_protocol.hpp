@@ -5,7 +5,8 @@
 // is exactly one fixed-size Request, answered by exactly one fixed-size Reply; file descriptors
 // travel with the reply as SCM_RIGHTS. The first request on a connection must be Hello, which
 // fixes the domain the connection acts as. Event-channel ports allocated or bound through a
-// connection are closed when it disconnects (like process exit on Xen).
+// connection are closed when it disconnects (like process exit on Xen). RestrictDomain confines a
+// connection's later AllocUnbound/BindInterdomain for good, as an open /dev/xen/evtchn is.
 //
 // Shared memory handed out by OpenDomain (all memfds, all MAP_SHARED by everyone):
 //  - grant table: kGrantEntries grant_entry_v1_t (written by the guest, in-use flags by mappers);
@@ -23,7 +24,9 @@
 namespace pvback::sim_protocol {
 
 inline constexpr std::uint32_t kMagic = 0x50564853;  // "PVHS"
-inline constexpr std::uint32_t kVersion = 1;
+// 2: RestrictDomain. A client and a pvback-sim of different builds refuse each other at Hello
+// (the connection is dropped) instead of failing later at the first new request.
+inline constexpr std::uint32_t kVersion = 2;
 
 inline constexpr std::uint32_t kGrantFrames = 32;
 inline constexpr std::uint32_t kGrantEntries =
@@ -46,6 +49,8 @@ enum class Op : std::uint32_t {
   BindInterdomain = 7, // domid: self, remote, remote_port; reply as AllocUnbound
   Close = 8,           // domid: self, port
   LeaseShareRange = 9, // domid: self; frames, refs: minimum sizes; reply: base_frame/frames, base_ref/refs
+  RestrictDomain = 10, // domid: self, remote: the only domain this connection may bind event channels of
+                       // from now on, as Linux's IOCTL_EVTCHN_RESTRICT_DOMID (EventChannels::restrict_to)
 };
 
 struct Request {

@@ -59,6 +59,10 @@ class XenEventChannels final : public EventChannels {
 
   int unmask(EvtchnPort local) override { return xenevtchn_unmask(handle_.get(), local) == 0 ? 0 : last_error(); }
   int unbind(EvtchnPort local) override { return xenevtchn_unbind(handle_.get(), local) == 0 ? 0 : last_error(); }
+  // IOCTL_EVTCHN_RESTRICT_DOMID: the kernel enforces it (see EventChannels::restrict_to).
+  int restrict_to(DomId domid) override {
+    return xenevtchn_restrict(handle_.get(), domid) == 0 ? 0 : last_error();
+  }
 
  private:
   std::unique_ptr<xenevtchn_handle, EvtchnCloser> handle_;

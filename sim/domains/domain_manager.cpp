@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -93,6 +94,9 @@ struct DomainManager::Connection {
   UniqueFd fd;
   bool hello = false;
   DomId domid = 0;
+  // Set once by RestrictDomain: the only domain whose ports this connection may bind from then on
+  // (Linux's IOCTL_EVTCHN_RESTRICT_DOMID, see EventChannels::restrict_to).
+  std::optional<DomId> restricted_to;
   std::set<std::pair<DomId, EvtchnPort>> ports;
 };
 
@@ -304,9 +308,22 @@ proto::Reply DomainManager::handle(Connection& conn, const proto::Request& req, 
       d->next_ref += refs;
       return reply;
     }
+    case proto::Op::RestrictDomain: {
+      if (!acts_as_self) return fail(EPERM);
+      // Linux's order: once only (even to the same domain), then a guest's domid.
+      if (conn.restricted_to) return fail(EACCES);
+      if (req.remote == 0 || req.remote > kMaxGuestDomId) return fail(EINVAL);
+      conn.restricted_to = static_cast<DomId>(req.remote);
+      return reply;
+    }
     case proto::Op::AllocUnbound:
     case proto::Op::BindInterdomain: {
       if (!acts_as_self) return fail(EPERM);
+      // A restricted connection allocates nothing and binds only its domain's ports, refused
+      // before the domains are even looked up, as Linux refuses before the hypercall.
+      if (conn.restricted_to &&
+          (req.op == proto::Op::AllocUnbound || req.remote != std::uint32_t{*conn.restricted_to}))
+        return fail(EACCES);
       Domain* self = find(req.domid);
       Domain* remote = find(req.remote);
       if (self == nullptr || remote == nullptr) return fail(ESRCH);

@@ -1,5 +1,8 @@
 // Event channels on the simulated hypervisor: Xen's binding rules, masking and latching.
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "tests/grant/sim_fixture.hpp"
 
@@ -29,6 +32,16 @@ class SimEventChannelTest : public SimHypervisorTest {
   static bool nothing_pending(grant::EventChannels& channels) {
     auto port = channels.pending();
     return !port && port.error() == EAGAIN;
+  }
+  // Events go both ways between two bound, unmasked ends, which are left unmasked.
+  static void expect_connected(grant::EventChannels& a, EvtchnPort a_port, grant::EventChannels& b,
+                               EvtchnPort b_port) {
+    EXPECT_EQ(a.notify(a_port), 0);
+    EXPECT_EQ(next_pending(b), b_port);
+    EXPECT_EQ(b.unmask(b_port), 0);
+    EXPECT_EQ(b.notify(b_port), 0);
+    EXPECT_EQ(next_pending(a), a_port);
+    EXPECT_EQ(a.unmask(a_port), 0);
   }
 
   std::unique_ptr<grant::EventChannels> guest_;
@@ -177,6 +190,132 @@ TEST_F(SimEventChannelTest, DomainDestroyReleasesChannels) {
   auto port = reborn->bind_interdomain(0, *backend_port);
   EXPECT_TRUE(port) << std::strerror(port.error());
   EXPECT_EQ(backend_->unbind(*backend_port), 0);
+}
+
+// restrict_to (Linux's IOCTL_EVTCHN_RESTRICT_DOMID): the backend's handle, confined to domain 1.
+
+TEST_F(SimEventChannelTest, RestrictedHandleBindsItsDomainsPorts) {
+  auto guest_port = guest_->alloc_unbound(0);
+  ASSERT_TRUE(guest_port);
+  ASSERT_EQ(backend_->restrict_to(1), 0);
+  auto backend_port = backend_->bind_interdomain(1, *guest_port);
+  ASSERT_TRUE(backend_port) << std::strerror(backend_port.error());
+  ASSERT_EQ(next_pending(*backend_), *backend_port);
+  ASSERT_EQ(backend_->unmask(*backend_port), 0);
+  expect_connected(*guest_, *guest_port, *backend_, *backend_port);
+  EXPECT_EQ(backend_->unbind(*backend_port), 0);
+}
+
+TEST_F(SimEventChannelTest, RestrictedHandleCannotBindAnotherDomainsPort) {
+  auto dom2 = platform(2).open_event_channels();
+  auto dom2_port = dom2->alloc_unbound(0);
+  ASSERT_TRUE(dom2_port);
+  ASSERT_EQ(backend_->restrict_to(1), 0);
+  auto refused = backend_->bind_interdomain(2, *dom2_port);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), EACCES);
+  auto nobody = backend_->bind_interdomain(55, 1);
+  ASSERT_FALSE(nobody);
+  EXPECT_EQ(nobody.error(), EACCES) << "refused before the domain is looked up, as on Linux";
+
+  // Nothing was bound: an unrestricted handle binds the port and talks to domain 2 through it.
+  auto other = platform(0).open_event_channels();
+  auto bound = other->bind_interdomain(2, *dom2_port);
+  ASSERT_TRUE(bound) << std::strerror(bound.error());
+  ASSERT_EQ(next_pending(*other), *bound);
+  ASSERT_EQ(other->unmask(*bound), 0);
+  expect_connected(*dom2, *dom2_port, *other, *bound);
+}
+
+TEST_F(SimEventChannelTest, RestrictedHandleAllocatesNoPorts) {
+  ASSERT_EQ(backend_->restrict_to(1), 0);
+  auto for_dom2 = backend_->alloc_unbound(2);
+  ASSERT_FALSE(for_dom2);
+  EXPECT_EQ(for_dom2.error(), EACCES);
+  auto for_dom1 = backend_->alloc_unbound(1);
+  ASSERT_FALSE(for_dom1);
+  EXPECT_EQ(for_dom1.error(), EACCES) << "Linux refuses alloc_unbound to the restricted domain too";
+}
+
+TEST_F(SimEventChannelTest, RestrictIsOnceOnlyAndToAGuest) {
+  // Refused domids leave the handle unrestricted, as on Linux.
+  EXPECT_EQ(backend_->restrict_to(0), EINVAL);
+  EXPECT_EQ(backend_->restrict_to(0x7FF0), EINVAL);  // DOMID_FIRST_RESERVED
+  auto dom2 = platform(2).open_event_channels();  // kept: its ports close with it
+  auto dom2_port = dom2->alloc_unbound(0);
+  ASSERT_TRUE(dom2_port);
+  auto guest_port = guest_->alloc_unbound(0);
+  ASSERT_TRUE(guest_port);
+
+  ASSERT_EQ(backend_->restrict_to(1), 0);
+  EXPECT_EQ(backend_->restrict_to(2), EACCES) << "a restriction cannot be moved";
+  EXPECT_EQ(backend_->restrict_to(1), EACCES) << "nor repeated, as on Linux";
+  EXPECT_EQ(backend_->restrict_to(0), EACCES) << "the once-only check comes first";
+  auto still_refused = backend_->bind_interdomain(2, *dom2_port);
+  ASSERT_FALSE(still_refused);
+  EXPECT_EQ(still_refused.error(), EACCES);
+  EXPECT_TRUE(backend_->bind_interdomain(1, *guest_port));
+}
+
+TEST_F(SimEventChannelTest, PortsBoundBeforeRestrictKeepWorking) {
+  auto dom2 = platform(2).open_event_channels();
+  auto guest_port = guest_->alloc_unbound(0);
+  auto dom2_port = dom2->alloc_unbound(0);
+  ASSERT_TRUE(guest_port && dom2_port);
+  auto to_guest = backend_->bind_interdomain(1, *guest_port);
+  auto to_dom2 = backend_->bind_interdomain(2, *dom2_port);
+  ASSERT_TRUE(to_guest && to_dom2);
+  for (int i = 0; i < 2; ++i) {
+    EvtchnPort port = next_pending(*backend_);
+    ASSERT_TRUE(port == *to_guest || port == *to_dom2);
+    ASSERT_EQ(backend_->unmask(port), 0);
+  }
+
+  ASSERT_EQ(backend_->restrict_to(1), 0);
+  expect_connected(*guest_, *guest_port, *backend_, *to_guest);
+  // Linux leaves even another domain's already-bound port working; only new binds are confined.
+  expect_connected(*dom2, *dom2_port, *backend_, *to_dom2);
+  EXPECT_EQ(backend_->unbind(*to_dom2), 0);
+  auto rebind = backend_->bind_interdomain(2, *dom2_port);
+  ASSERT_FALSE(rebind) << "once unbound, it cannot be bound again";
+  EXPECT_EQ(rebind.error(), EACCES);
+}
+
+// A compromised data plane does not have to use SimEventChannels: it may write any request on
+// its connection. pvback-sim enforces the restriction whatever the client sends.
+TEST_F(SimEventChannelTest, SimulatorEnforcesRestrictionOnRawRequests) {
+  auto dom2 = platform(2).open_event_channels();  // kept: its ports close with it
+  auto dom2_port = dom2->alloc_unbound(0);
+  ASSERT_TRUE(dom2_port);
+  auto control = grant::SimControl::connect(run_dir_, 0);
+  ASSERT_TRUE(control);
+  auto call = [&](sim_protocol::Op op, std::uint32_t domid, std::uint32_t remote, std::uint32_t port = 0) {
+    sim_protocol::Request req;
+    req.op = op;
+    req.domid = domid;
+    req.remote = remote;
+    req.port = port;
+    std::vector<UniqueFd> fds;
+    auto reply = control->call(req, &fds);
+    return reply ? 0 : reply.error();
+  };
+  using Op = sim_protocol::Op;
+  EXPECT_EQ(call(Op::RestrictDomain, 1, 1), EPERM) << "acts as its own domain only";
+  ASSERT_EQ(call(Op::RestrictDomain, 0, 1), 0);
+
+  EXPECT_EQ(call(Op::BindInterdomain, 0, 2, *dom2_port), EACCES);
+  EXPECT_EQ(call(Op::BindInterdomain, 0, 0x10001, *dom2_port), EACCES) << "no truncation to domain 1";
+  EXPECT_EQ(call(Op::AllocUnbound, 0, 2), EACCES);
+  EXPECT_EQ(call(Op::AllocUnbound, 0, 1), EACCES);
+  EXPECT_EQ(call(Op::RestrictDomain, 0, 2), EACCES);
+  EXPECT_EQ(call(Op::Hello, 0, 0), EINVAL) << "a connection cannot start over unrestricted";
+  EXPECT_EQ(call(Op::BindInterdomain, 0, 2, *dom2_port), EACCES);
+
+  auto guest_port = guest_->alloc_unbound(0);
+  ASSERT_TRUE(guest_port);
+  EXPECT_EQ(call(Op::BindInterdomain, 0, 1, *guest_port), 0) << "its own domain's port it binds";
+  auto bound = backend_->bind_interdomain(2, *dom2_port);
+  EXPECT_TRUE(bound) << "the refused binds left domain 2's port unbound";
 }
 
 }  // namespace
