@@ -47,6 +47,11 @@ int Queue::Impl::init(const grant::Platform& platform) {
     return EIO;
   }
   if (!mapper || !channels) return EIO;
+  // This handle binds the frontend's port and nothing else; restricted to its domain, a process
+  // taken over through a bug cannot bind (and so signal or wait on) another guest's channels.
+  if (int e = channels->restrict_to(config.frontend_domid))
+    PVBACK_LOG(Warning, "%s: cannot restrict the event-channel handle to domain %u: %s", name, config.frontend_domid,
+               std::strerror(e));
 
   const std::size_t pages = config.ring_refs.size();
   if (pages == 0 || !std::has_single_bit(pages) || pages > 256) {

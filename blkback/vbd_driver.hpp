@@ -50,7 +50,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   const storage::Engine* engine() const { return engine_.get(); }
   const BackendOptions& options() const { return options_; }
   unsigned effective_max_queues() const;
-  bool connected() const { return !queues_.empty() || plane_.running(); }
+  bool connected() const { return !queues_.empty() || !plane_configs_.empty(); }
   const Negotiated& negotiated() const { return negotiated_; }
   // One entry per queue of the current connection (empty when disconnected).
   const std::vector<QueueStats*>& queue_stats() const { return stats_; }

@@ -1,0 +1,134 @@
+// pvback-blk's data-plane process: what it runs as, and what its control part does when it dies.
+// (The exactly-once answers across its SIGKILLs: VbdRandomKillTest in recovery_test.cpp.)
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "sandbox/sandbox.hpp"
+#include "tests/blkback/device/vbd_fixture.hpp"
+
+namespace pvback::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class VbdDataPlaneTest : public VbdTest {
+ protected:
+  // A connected guest with a disk it wrote a block to; the data plane's pid.
+  pid_t connect_and_write(std::vector<std::string> args, std::unique_ptr<blkfront::BlkFront>& front) {
+    make_disk(16 << 20);
+    add_vbd_and_start(std::move(args));
+    front = attach();
+    EXPECT_NE(front, nullptr);
+    if (front == nullptr) return -1;
+    data_.resize(4096);
+    fill_pattern(data_, 16, 9);
+    EXPECT_EQ(front->write(16, data_), 0);
+    auto pids = data_planes();
+    EXPECT_EQ(pids.size(), 1u);
+    return pids.empty() ? -1 : pids[0];
+  }
+  std::string ns(pid_t pid, const char* which) {
+    std::error_code ec;
+    return std::filesystem::read_symlink(std::filesystem::path("/proc") / std::to_string(pid) / "ns" / which, ec)
+        .string();
+  }
+  std::vector<std::byte> data_;
+};
+
+// As the issue asks the verdict to show from /proc: a uid of its own (base + the guest's domid),
+// no capability in any set, no_new_privs, the seccomp filter, and namespaces of its own whose root
+// is empty.
+TEST_F(VbdDataPlaneTest, RunsAsTheGuestsUidWithNoCapabilitiesUnderSeccompInItsOwnNamespaces) {
+  if (::geteuid() != 0) GTEST_SKIP() << "the data plane changes its uid only when started as root";
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "2"}, front);
+  ASSERT_GT(dp, 0);
+  auto c = sandbox::describe(dp);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  const uid_t want = sandbox::kDataPlaneUidBase + kGuest;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(c->uid[i], want) << "uid " << i;
+    EXPECT_EQ(c->gid[i], want) << "gid " << i;
+  }
+  EXPECT_EQ(c->cap_eff, 0u);
+  EXPECT_EQ(c->cap_prm, 0u);
+  EXPECT_EQ(c->cap_inh, 0u);
+  EXPECT_EQ(c->cap_bnd, 0u);
+  EXPECT_EQ(c->cap_amb, 0u);
+  EXPECT_EQ(c->no_new_privs, 1);
+  if (sandbox::kSeccompInThisBuild) {
+    EXPECT_EQ(c->seccomp, 2);
+  }
+  EXPECT_NE(ns(dp, "mnt"), ns(::getpid(), "mnt"));
+  EXPECT_NE(ns(dp, "net"), ns(::getpid(), "net"));
+  std::error_code ec;
+  const auto root = std::filesystem::path("/proc") / std::to_string(dp) / "root";
+  EXPECT_TRUE(std::filesystem::is_empty(root, ec)) << "its root shows files";
+  // The control part stays what it was.
+  auto control = sandbox::describe(backend_->pid());
+  ASSERT_TRUE(control.has_value());
+  EXPECT_EQ(control->uid[0], 0u);
+  // And it serves, confined.
+  std::vector<std::byte> back(4096);
+  ASSERT_EQ(front->read(16, back), 0);
+  EXPECT_TRUE(back == data_);
+}
+
+TEST_F(VbdDataPlaneTest, NoSandboxLeavesItUnconfined) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "1", "--no-sandbox"}, front);
+  ASSERT_GT(dp, 0);
+  auto c = sandbox::describe(dp);
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->uid[0], ::geteuid());
+  EXPECT_EQ(c->seccomp, 0);
+  EXPECT_EQ(ns(dp, "mnt"), ns(::getpid(), "mnt"));
+}
+
+// Killed, it is replaced without the guest's connection noticing: the backend stays Connected,
+// the guest's next read is answered, the control part is the same process.
+TEST_F(VbdDataPlaneTest, AKilledDataPlaneIsReplacedUnderTheSameConnection) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "1"}, front);
+  ASSERT_GT(dp, 0);
+  const pid_t control = backend_->pid();
+  ASSERT_EQ(::kill(dp, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    auto now = data_planes();
+    return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1}") != std::string::npos;
+  })) << stats_text();
+  std::vector<std::byte> back(4096);
+  ASSERT_EQ(front->read(16, back), 0);
+  EXPECT_TRUE(back == data_);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
+  EXPECT_EQ(backend_->pid(), control);
+  EXPECT_EQ(front->queue(0).error(), 0);
+}
+
+// A guest that found a way to crash its data plane could keep a core busy restarting it: past
+// the restart burst (5 within 10 s by default) the device fails, with an error node naming why.
+TEST_F(VbdDataPlaneTest, ADataPlaneThatKeepsDyingFailsTheDevice) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  pid_t dp = connect_and_write({"--max-queues", "1", "--data-plane-restart-burst", "2"}, front);
+  ASSERT_GT(dp, 0);
+  for (int kill = 0; kill < 3; ++kill) {
+    ASSERT_EQ(::kill(dp, SIGKILL), 0);
+    if (kill == 2) break;
+    ASSERT_TRUE(eventually([&] {
+      auto now = data_planes();
+      return now.size() == 1 && now[0] != dp &&
+             stats_text().find("\"pid\": " + std::to_string(now[0]) + ",") != std::string::npos;
+    })) << "kill " << kill << ": " << stats_text();
+    dp = data_planes()[0];
+  }
+  ASSERT_TRUE(eventually([&] { return backend_state() >= XenbusStateClosing; }))
+      << "the device stayed up across a third death within the burst";
+  EXPECT_NE(read_key(dom0_xs_, backend_path() + "/error").find("the data plane keeps dying"), std::string::npos)
+      << read_key(dom0_xs_, backend_path() + "/error");
+  EXPECT_TRUE(data_planes().empty());
+}
+
+}  // namespace
+}  // namespace pvback::test
