@@ -31,9 +31,9 @@ int send_message(int sock, std::span<const std::byte> message, std::span<const i
 }
 
 std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buffer, std::vector<UniqueFd>* fds,
-                                             int flags) {
+                                             int flags, ucred* sender) {
   iovec iov{buffer.data(), buffer.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds) + CMSG_SPACE(sizeof(ucred))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -44,7 +44,13 @@ std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buff
   while (n < 0 && errno == EINTR);
   if (n < 0) return std::unexpected(errno);
   std::vector<UniqueFd> received;
+  if (sender != nullptr) *sender = ucred{};
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && sender != nullptr &&
+        c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      std::memcpy(sender, CMSG_DATA(c), sizeof(ucred));
+      continue;
+    }
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (std::size_t i = 0; i < count; ++i) {

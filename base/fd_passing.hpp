@@ -1,5 +1,7 @@
 // One message with file descriptors over an AF_UNIX SOCK_SEQPACKET socket (SCM_RIGHTS).
 #pragma once
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <expected>
 #include <span>
@@ -20,7 +22,10 @@ inline constexpr std::size_t kMaxPassedFds = 16;
 // Receives one message into `buffer`: its length (0: the peer closed the socket), or an errno
 // value. Fds that came with it are appended to `fds` (closed if `fds` is null). A message or a
 // set of fds that did not fit is EMSGSIZE (whatever fds arrived are closed).
+// With `sender` given (and SO_PASSCRED set on `sock`), it receives the sender's pid, uid and gid
+// as the kernel vouches for them (pid 0 if none came).
 [[nodiscard]] std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buffer,
-                                                          std::vector<UniqueFd>* fds = nullptr, int flags = 0);
+                                                          std::vector<UniqueFd>* fds = nullptr, int flags = 0,
+                                                          ucred* sender = nullptr);
 
 }  // namespace pvback

@@ -4,10 +4,12 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -46,6 +48,19 @@ std::expected<plane::Notice, int> await_notice(int sock, plane::Msg want, std::c
   }
 }
 
+// A process that is not our child is gone once it is a zombie or reaped.
+bool gone(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return true;
+  char state = '?';
+  const int got = std::fscanf(f, "%*d (%*[^)]) %c", &state);
+  std::fclose(f);
+  return got == 1 && (state == 'Z' || state == 'X');
+}
+
 }  // namespace
 
 std::string describe_wait_status(int status) {
@@ -56,11 +71,12 @@ std::string describe_wait_status(int status) {
 }
 
 DataPlaneProcess::DataPlaneProcess(DataPlaneProcess&& o) noexcept
-    : name_(std::move(o.name_)), sock_(std::move(o.sock_)), pid_(std::exchange(o.pid_, -1)) {}
+    : child_(o.child_), name_(std::move(o.name_)), sock_(std::move(o.sock_)), pid_(std::exchange(o.pid_, -1)) {}
 
 DataPlaneProcess& DataPlaneProcess::operator=(DataPlaneProcess&& o) noexcept {
   if (this != &o) {
     if (running()) stop();
+    child_ = o.child_;
     name_ = std::move(o.name_);
     sock_ = std::move(o.sock_);
     pid_ = std::exchange(o.pid_, -1);
@@ -74,7 +90,8 @@ DataPlaneProcess::~DataPlaneProcess() {
 
 std::expected<DataPlaneProcess, int> DataPlaneProcess::launch(const std::string& binary,
                                                               const plane::DataPlaneSpec& spec, int storage_fd,
-                                                              int stats_fd, std::chrono::milliseconds ready_timeout) {
+                                                              int stats_fd, int listen_fd,
+                                                              std::chrono::milliseconds ready_timeout) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return std::unexpected(errno);
   UniqueFd ours(pair[0]), theirs(pair[1]);
@@ -85,9 +102,10 @@ std::expected<DataPlaneProcess, int> DataPlaneProcess::launch(const std::string&
   const pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(errno);
   if (pid == 0) {
-    // A control part that dies takes its data plane with it (SIGTERM: it finishes the requests in
-    // flight, and the recovery records let the control part's successor resume the rings).
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // A control part that dies leaves its data plane serving (it notices the end of its socket)
+    // until a successor adopts it; without a place to be adopted, it stops (SIGTERM: it finishes
+    // the requests in flight, and the recovery records let the successor resume the rings).
+    if (listen_fd < 0) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(70);
     sigset_t none;
     sigemptyset(&none);
@@ -104,8 +122,8 @@ std::expected<DataPlaneProcess, int> DataPlaneProcess::launch(const std::string&
   p.sock_ = std::move(ours);
   p.pid_ = pid;
   const auto start = plane::encode_start(spec);
-  const int fds[] = {storage_fd, stats_fd};
-  if (int e = send_message(p.sock_.get(), start, fds)) {
+  const int fds[] = {storage_fd, stats_fd, listen_fd};
+  if (int e = send_message(p.sock_.get(), start, std::span(fds, listen_fd >= 0 ? 3 : 2))) {
     PVBACK_LOG(Error, "%s: cannot start the data plane (pid %d): %s", spec.name.c_str(), pid, std::strerror(e));
     p.stop(std::chrono::milliseconds(0));
     return std::unexpected(e);
@@ -161,6 +179,15 @@ int DataPlaneProcess::stop(std::chrono::milliseconds timeout) {
       const auto deadline = std::chrono::steady_clock::now() + timeout;
       while (std::chrono::steady_clock::now() < deadline) {
         int status = 0;
+        if (!child_) {
+          if (gone(pid_)) {
+            pid_ = -1;
+            sock_.reset();
+            return 0;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
         const pid_t r = ::waitpid(pid_, &status, WNOHANG);
         if (r == pid_ || (r < 0 && errno == ECHILD)) {
           pid_ = -1;
@@ -178,8 +205,58 @@ int DataPlaneProcess::stop(std::chrono::milliseconds timeout) {
   return reap(true);
 }
 
+std::expected<DataPlaneProcess, int> DataPlaneProcess::adopt(const std::string& path, const std::string& name,
+                                                             plane::DataPlaneSpec& spec, UniqueFd& stats) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return std::unexpected(ENAMETOOLONG);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) return std::unexpected(errno);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return std::unexpected(errno);
+  // Who answers is what the kernel says of the sender (SCM_CREDENTIALS), not what it claims: the
+  // pid is the one a stop that times out SIGKILLs. (SO_PEERCRED would name whoever listen()ed: the
+  // dead predecessor.)
+  const int on = 1;
+  if (::setsockopt(sock.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return std::unexpected(errno);
+  if (int e = send_message(sock.get(), plane::encode_notice({plane::Msg::Adopt, 0, {}}))) return std::unexpected(e);
+  pollfd p{sock.get(), POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1) return std::unexpected(ETIMEDOUT);
+  std::vector<std::byte> buf(plane::kMaxMessage);
+  std::vector<UniqueFd> fds;
+  ucred peer{};
+  auto n = recv_message(sock.get(), buf, &fds, 0, &peer);
+  if (!n) return std::unexpected(n.error());
+  if (*n == 0) return std::unexpected(ECONNRESET);
+  if (peer.pid <= 0) return std::unexpected(EPROTO);
+  auto adopted = plane::decode_start(std::span(buf).first(*n), plane::Msg::Adopted);
+  if (!adopted || fds.size() != 1) {
+    // Another build's data plane, speaking another version: it cannot be taken over; it is ended
+    // (the rings are resumed from their records by a new one).
+    PVBACK_LOG(Warning, "%s: the data plane left serving (pid %d) cannot be adopted (%s): killing it", name.c_str(),
+               peer.pid, adopted ? "no statistics memory" : adopted.error().c_str());
+    ::kill(peer.pid, SIGKILL);
+    return std::unexpected(EPROTO);
+  }
+  spec = std::move(*adopted);
+  stats = std::move(fds[0]);
+  DataPlaneProcess d;
+  d.child_ = false;
+  d.name_ = name;
+  d.sock_ = std::move(sock);
+  d.pid_ = peer.pid;
+  PVBACK_LOG(Notice, "%s: adopted the data plane (pid %d) its predecessor left serving", name.c_str(), peer.pid);
+  return d;
+}
+
+
 int DataPlaneProcess::reap(bool block) {
   int status = 0;
+  if (!child_) {
+    while (block && pid_ > 0 && !gone(pid_)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    pid_ = -1;
+    return 0;
+  }
   while (pid_ > 0) {
     const pid_t r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
     if (r == pid_ || (r < 0 && errno != EINTR)) break;

@@ -24,9 +24,16 @@ class DataPlaneProcess {
   // Starts `binary` (empty: this very executable) as a data plane, gives it `spec`, the storage
   // and the statistics memory, and waits up to `ready_timeout` until it serves. errno value on
   // failure (logged, naming the device); nothing is left running then.
+  // `listen_fd` (-1: none) is where a successor of this control part may adopt it.
   static std::expected<DataPlaneProcess, int> launch(const std::string& binary, const plane::DataPlaneSpec& spec,
-                                                     int storage_fd, int stats_fd,
+                                                     int storage_fd, int stats_fd, int listen_fd,
                                                      std::chrono::milliseconds ready_timeout);
+
+  // Takes over a data plane a dead predecessor of this control part left serving, through the
+  // listening socket at `path`. Its spec and statistics memory come back in `spec` and `stats`.
+  // ENOENT / ECONNREFUSED: none there.
+  static std::expected<DataPlaneProcess, int> adopt(const std::string& path, const std::string& name,
+                                                    plane::DataPlaneSpec& spec, UniqueFd& stats);
 
   // Readable when the data plane said something or ended.
   int fd() const { return sock_.get(); }
@@ -49,6 +56,8 @@ class DataPlaneProcess {
 
  private:
   int reap(bool block);
+  // An adopted data plane is not our child: its end is seen, not waited for.
+  bool child_ = true;
   std::string name_;
   UniqueFd sock_;
   pid_t pid_ = -1;

@@ -7,7 +7,7 @@ namespace pvback::blkback::plane {
 namespace {
 
 constexpr std::uint32_t kMagic = 0x70766470;  // "pvdp"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 
 class Writer {
  public:
@@ -125,9 +125,9 @@ bool get_queue(Reader& r, QueueConfig& q) {
 
 }  // namespace
 
-std::vector<std::byte> encode_start(const DataPlaneSpec& spec) {
+std::vector<std::byte> encode_start(const DataPlaneSpec& spec, Msg type) {
   Writer w;
-  put_header(w, Msg::Start);
+  put_header(w, type);
   w.put(spec.name);
   w.put(spec.storage_path);
   w.put(static_cast<std::uint8_t>(spec.read_only));
@@ -136,21 +136,22 @@ std::vector<std::byte> encode_start(const DataPlaneSpec& spec) {
   w.put(static_cast<std::uint8_t>(spec.sandbox));
   w.put(spec.uid);
   w.put(spec.gid);
+  w.put(spec.orphan_timeout_ms);
   w.put(static_cast<std::uint32_t>(spec.queues.size()));
   for (const QueueConfig& q : spec.queues) put_queue(w, q);
   return w.take();
 }
 
-std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message) {
+std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message, Msg want) {
   Reader r(message);
   auto type = get_header(r);
   if (!type) return std::unexpected(type.error());
-  if (*type != Msg::Start) return std::unexpected("not a Start message");
+  if (*type != want) return std::unexpected(want == Msg::Start ? "not a Start message" : "not an Adopted message");
   DataPlaneSpec spec;
   std::uint32_t queues = 0;
   if (!r.get(spec.name) || !r.get(spec.storage_path) || !r.get(spec.read_only) || !r.get(spec.discard) ||
       !r.get(spec.inject_latency_us) || !r.get(spec.sandbox) || !r.get(spec.uid) || !r.get(spec.gid) ||
-      !r.get(queues))
+      !r.get(spec.orphan_timeout_ms) || !r.get(queues))
     return std::unexpected("truncated Start message");
   if (queues == 0 || queues > 256) return std::unexpected("Start message with " + std::to_string(queues) + " queues");
   spec.queues.resize(queues);
@@ -173,7 +174,7 @@ std::expected<Notice, std::string> decode_notice(std::span<const std::byte> mess
   auto type = get_header(r);
   if (!type) return std::unexpected(type.error());
   switch (*type) {
-    case Msg::Stop: case Msg::Resize: case Msg::Ready: case Msg::Fatal: case Msg::Resized: break;
+    case Msg::Stop: case Msg::Resize: case Msg::Adopt: case Msg::Ready: case Msg::Fatal: case Msg::Resized: break;
     default: return std::unexpected("not a notice");
   }
   Notice n;

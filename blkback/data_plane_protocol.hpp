@@ -11,6 +11,10 @@
 //                           Fatal   a queue found the frontend breaking the protocol: the control
 //                                   part disconnects the device (errno + reason)
 //                           Resized
+// A data plane whose control part died keeps serving and waits on a listening socket it was given
+// (<recovery dir>/vbd-<domid>-<devid>.dp) for the control part's successor:
+//   successor -> data plane  Adopt
+//   data plane -> successor  Adopted  the DataPlaneSpec it serves, with the statistics memfd
 // The control part notices the data plane's death as the end of the socket (nothing else holds
 // the other end). The encoding is pure (encode/decode below, tested on their own); a decode of
 // anything malformed fails rather than guess.
@@ -25,7 +29,7 @@
 
 namespace pvback::blkback::plane {
 
-enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Ready = 100, Fatal, Resized };
+enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Adopt, Ready = 100, Fatal, Resized, Adopted };
 
 // What a data plane needs besides its fds.
 struct DataPlaneSpec {
@@ -38,6 +42,8 @@ struct DataPlaneSpec {
   bool sandbox = true;
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
+  // Without a control part, how long it keeps serving for one to adopt it; then it stops (0: at once).
+  std::uint32_t orphan_timeout_ms = 0;
   // One per ring, without on_storage_lost (the data plane's storage is a file it holds).
   std::vector<QueueConfig> queues;
 };
@@ -45,10 +51,11 @@ struct DataPlaneSpec {
 // The largest message: 256 queues of 64 ring references and their names fit.
 inline constexpr std::size_t kMaxMessage = 256 * 1024;
 
-std::vector<std::byte> encode_start(const DataPlaneSpec& spec);
-std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message);
+// Start, or Adopted (the same contents).
+std::vector<std::byte> encode_start(const DataPlaneSpec& spec, Msg type = Msg::Start);
+std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte> message, Msg type = Msg::Start);
 
-// Ready, Fatal, Resized, Stop, Resize: a type, an errno value and a reason.
+// Ready, Fatal, Resized, Stop, Resize, Adopt: a type, an errno value and a reason.
 struct Notice {
   Msg type = Msg::Ready;
   std::int32_t error = 0;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <mutex>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -31,6 +32,47 @@ void say(int sock, plane::Msg type, int error, const std::string& reason = {}) {
     PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
 }
 
+// The current control part, as the queue threads see it: a Fatal goes to it, or waits for the
+// successor that adopts this data plane.
+class ControlLink {
+ public:
+  explicit ControlLink(int fd) : fd_(fd) {}
+  int fd() const { return fd_; }
+  void fatal(int error, const std::string& reason) {
+    std::lock_guard lock(mutex_);
+    if (fatal_sent_) return;
+    if (fd_ >= 0) {
+      say(fd_, plane::Msg::Fatal, error, reason);
+      fatal_sent_ = true;
+    } else if (!pending_) {
+      pending_ = true;
+      error_ = error;
+      reason_ = reason;
+    }
+  }
+  void detach() {
+    std::lock_guard lock(mutex_);
+    fd_ = -1;
+    fatal_sent_ = false;  // the successor has not heard of it
+  }
+  void attach(int fd) {
+    std::lock_guard lock(mutex_);
+    fd_ = fd;
+    if (pending_) {
+      say(fd_, plane::Msg::Fatal, error_, reason_);
+      fatal_sent_ = true;
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  int fd_;
+  bool fatal_sent_ = false;
+  bool pending_ = false;
+  int error_ = 0;
+  std::string reason_;
+};
+
 struct Serving {
   std::unique_ptr<storage::Engine> engine;
   SharedQueueStats stats;
@@ -45,10 +87,10 @@ struct Serving {
 };
 
 // Everything before the first guest-controlled byte is read: errno value, or 0.
-int set_up(int sock, const plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fds, Serving& s,
+int set_up(ControlLink& link, const plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fds, Serving& s,
            std::string& why) {
-  if (fds.size() != 2) {
-    why = "Start came with " + std::to_string(fds.size()) + " fds, not 2";
+  if (fds.size() != 2 && fds.size() != 3) {
+    why = "Start came with " + std::to_string(fds.size()) + " fds, not 2 or 3";
     return EPROTO;
   }
   storage::FileOptions so;
@@ -68,7 +110,7 @@ int set_up(int sock, const plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fd
     plan.seed = static_cast<std::uint64_t>(::getpid());
     s.engine = std::make_unique<storage::FaultEngine>(std::move(s.engine), plan);
   }
-  auto stats = SharedQueueStats::adopt(std::move(fds[1]), static_cast<unsigned>(spec.queues.size()));
+  auto stats = SharedQueueStats::adopt(UniqueFd(::dup(fds[1].get())), static_cast<unsigned>(spec.queues.size()));
   if (!stats) {
     why = "the statistics memory";
     return stats.error();
@@ -76,9 +118,7 @@ int set_up(int sock, const plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fd
   s.stats = std::move(*stats);
 
   const grant::Platform platform(grant::PlatformConfig::from_env());
-  auto on_fatal = [sock, sent = std::make_shared<std::atomic<bool>>(false)](int error, const std::string& reason) {
-    if (!sent->exchange(true)) say(sock, plane::Msg::Fatal, error, reason);
-  };
+  auto on_fatal = [&link](int error, const std::string& reason) { link.fatal(error, reason); };
   for (std::size_t i = 0; i < spec.queues.size(); ++i) {
     auto q = Queue::create(platform, *s.engine, spec.queues[i], s.stats.at(static_cast<unsigned>(i)), on_fatal);
     if (!q) {
@@ -132,21 +172,37 @@ int serve_as_data_plane(int sock) {
     return 1;
   }
   const char* name = spec->name.c_str();
+  ControlLink link(sock);
   Serving s;
   std::string why;
-  int e = set_up(sock, *spec, fds, s, why);
+  int e = set_up(link, *spec, fds, s, why);
   if (e == 0) e = confine(*spec, why);
   if (e != 0) {
     PVBACK_LOG(Error, "%s: data plane: %s: %s", name, why.c_str(), std::strerror(e));
     say(sock, plane::Msg::Ready, e, why);
     return 1;
   }
+  const UniqueFd stats_fd = std::move(fds[1]);          // handed to an adopting successor
+  const UniqueFd listener = fds.size() == 3 ? std::move(fds[2]) : UniqueFd();
   for (auto& q : s.queues) s.threads.emplace_back([queue = q.get()] { queue->run(); });
   say(sock, plane::Msg::Ready, 0);
 
+  UniqueFd adopted;  // the control socket of the successor that adopted us, once one did
+  std::chrono::steady_clock::time_point orphaned_at;
   for (;;) {
-    pollfd p[] = {{sock, POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
-    if (::poll(p, 2, -1) < 0) {
+    const bool orphan = link.fd() < 0;
+    int timeout = -1;
+    if (orphan) {
+      const auto left = std::chrono::milliseconds(spec->orphan_timeout_ms) - (std::chrono::steady_clock::now() - orphaned_at);
+      if (left.count() <= 0 || !listener) {
+        PVBACK_LOG(Warning, "%s: data plane: no control part adopted it within %u ms: stopping", name,
+                   spec->orphan_timeout_ms);
+        break;
+      }
+      timeout = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+    pollfd p[] = {{orphan ? listener.get() : link.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
+    if (::poll(p, 2, timeout) < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "%s: data plane: poll: %s", name, std::strerror(errno));
       break;
@@ -157,9 +213,33 @@ int serve_as_data_plane(int sock) {
       PVBACK_LOG(Notice, "%s: data plane: signal %u, finishing the requests in flight", name, info.ssi_signo);
       break;
     }
+    if (orphan) {
+      if ((p[0].revents & POLLIN) == 0) continue;
+      UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!conn) continue;
+      pollfd c{conn.get(), POLLIN, 0};
+      if (::poll(&c, 1, 1000) != 1) continue;
+      auto m = recv_message(conn.get(), buf);
+      auto notice = m && *m > 0 ? plane::decode_notice(std::span(buf).first(*m)) : std::unexpected(std::string("nothing"));
+      if (!notice || notice->type != plane::Msg::Adopt) continue;
+      const int stats_fds[] = {stats_fd.get()};
+      if (send_message(conn.get(), plane::encode_start(*spec, plane::Msg::Adopted), stats_fds) != 0) continue;
+      adopted = std::move(conn);
+      link.attach(adopted.get());
+      PVBACK_LOG(Notice, "%s: data plane: adopted by a new control part", name);
+      continue;
+    }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      auto m = recv_message(sock, buf, nullptr, MSG_DONTWAIT);
-      if (m && *m == 0) break;  // the control part is gone: stop (its successor resumes the rings)
+      auto m = recv_message(link.fd(), buf, nullptr, MSG_DONTWAIT);
+      if (m && *m == 0) {
+        // The control part died (an orderly one says Stop). Keep serving; its successor adopts us.
+        link.detach();
+        adopted.reset();
+        orphaned_at = std::chrono::steady_clock::now();
+        PVBACK_LOG(Warning, "%s: data plane: its control part is gone; serving on, waiting up to %u ms for a successor",
+                   name, listener ? spec->orphan_timeout_ms : 0u);
+        continue;
+      }
       if (!m) {
         if (m.error() == EAGAIN || m.error() == EINTR) continue;
         break;
@@ -172,7 +252,7 @@ int serve_as_data_plane(int sock) {
       if (notice->type == plane::Msg::Stop) break;
       if (notice->type == plane::Msg::Resize) {
         s.engine->refresh_size();
-        say(sock, plane::Msg::Resized, 0);
+        say(link.fd(), plane::Msg::Resized, 0);
       }
     }
   }

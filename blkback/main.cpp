@@ -56,6 +56,8 @@ void usage(FILE* out) {
                "                               images and RBD disks are served on threads for now)\n"
                "  --data-plane-restart-burst N restart a data plane that died at most N times within 10 s; one\n"
                "                               more death fails the device (default 5)\n"
+               "  --orphan-timeout-ms N        a data plane whose control part died serves on this long for a\n"
+               "                               successor to adopt it (default 60000)\n"
                "  --no-sandbox                 do not confine the data-plane process (debugging)\n"
                "  --sandbox-uid-base N         the data plane runs as uid and gid N + the guest's domid\n"
                "                               (default 1879048192 = 0x70000000)\n"
@@ -140,6 +142,8 @@ int main(int argc, char** argv) {
       ++i;
     } else if (arg == "--data-plane-restart-burst") {
       options.data_plane_restart_burst = static_cast<unsigned>(number(1'000'000));
+    } else if (arg == "--orphan-timeout-ms") {
+      options.orphan_timeout = std::chrono::milliseconds(number(86'400'000));
     } else if (arg == "--no-sandbox") {
       options.sandbox = false;
     } else if (arg == "--sandbox-uid-base") {

@@ -44,6 +44,9 @@ struct BackendOptions {
   // StartLimitBurst default); one more death fails the device (a guest that can crash it would
   // otherwise keep a core busy restarting it).
   unsigned data_plane_restart_burst = 5;
+  // A data plane whose control part died serves on this long for a successor to adopt it, then
+  // stops (the successor then resumes its rings from the records).
+  std::chrono::milliseconds orphan_timeout{60'000};
   // The data plane's sandbox (sandbox/sandbox.hpp) and its uid: base + the frontend's domid.
   bool sandbox = true;
   std::uint32_t sandbox_uid_base = 0x70000000;

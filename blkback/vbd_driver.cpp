@@ -3,6 +3,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "base/log.hpp"
@@ -282,22 +285,19 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   for (unsigned i = 0; i < negotiated_.queues; ++i) configs.push_back(queue_config(request->rings[i], i));
   resume_next_connect_ = false;  // any later connect is a new connection of the frontend
   const unsigned generation = ++generation_;
-  auto stats = SharedQueueStats::create(negotiated_.queues);
-  if (!stats) {
-    PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
-    return stats.error();
-  }
-  shared_stats_ = std::move(*stats);
-  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
   if (!serves_in_process()) {
     plane_configs_ = std::move(configs);
     plane_restarts_ = 0;
     recent_restarts_.clear();
-    if (int e = launch_data_plane(false)) {
-      disconnect();
-      return e;
+    // A successor of a control part that died finds its data plane still serving: it adopts it.
+    if (!(plane_configs_.front().resume && adopt_data_plane())) {
+      if (int e = make_stats(); e != 0 || (e = launch_data_plane(false)) != 0) {
+        disconnect();
+        return e;
+      }
     }
   } else {
+    if (int e = make_stats()) return e;
     auto on_fatal = [this, generation](int error, const std::string& reason) {
       fatal_generation_.store(generation);
       on_fatal_(error, reason);
@@ -339,6 +339,72 @@ bool VbdDriver::serves_in_process() const {
   return dynamic_cast<const storage::FileEngine*>(base_engine()) == nullptr;
 }
 
+int VbdDriver::make_stats() {
+  auto stats = SharedQueueStats::create(negotiated_.queues);
+  if (!stats) {
+    PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
+    return stats.error();
+  }
+  shared_stats_ = std::move(*stats);
+  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
+  return 0;
+}
+
+std::string VbdDriver::adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
+
+// Where a successor of this control part can adopt the data plane: a listening socket only root
+// can reach (the data plane, confined, can reach no path at all).
+UniqueFd VbdDriver::make_listener() const {
+  const std::string path = adoption_path();
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) return {};
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ::unlink(path.c_str());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 2) != 0) {
+    PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name_.c_str(),
+               path.c_str(), std::strerror(errno));
+    return {};
+  }
+  return fd;
+}
+
+bool VbdDriver::adopt_data_plane() {
+  const std::string path = adoption_path();
+  if (path.empty()) return false;
+  plane::DataPlaneSpec spec;
+  UniqueFd stats_fd;
+  auto p = DataPlaneProcess::adopt(path, name_, spec, stats_fd);
+  if (!p) {
+    if (p.error() != ENOENT && p.error() != ECONNREFUSED)
+      PVBACK_LOG(Warning, "%s: no data plane adopted from %s: %s", name_.c_str(), path.c_str(), std::strerror(p.error()));
+    return false;
+  }
+  bool same = spec.queues.size() == plane_configs_.size();
+  for (std::size_t i = 0; same && i < spec.queues.size(); ++i) {
+    const QueueConfig &a = spec.queues[i], &b = plane_configs_[i];
+    same = a.ring_refs == b.ring_refs && a.remote_port == b.remote_port && a.abi == b.abi &&
+           a.frontend_domid == b.frontend_domid;
+  }
+  if (!same) {
+    PVBACK_LOG(Notice, "%s: the data plane left serving (pid %d) serves rings of an earlier connection: stopping it",
+               name_.c_str(), p->pid());
+    p->stop();
+    return false;
+  }
+  auto stats = SharedQueueStats::adopt(std::move(stats_fd), negotiated_.queues);
+  if (!stats) {
+    p->stop();
+    return false;
+  }
+  shared_stats_ = std::move(*stats);
+  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
+  plane_ = std::move(*p);
+  return true;
+}
+
 int VbdDriver::launch_data_plane(bool resume) {
   const auto* file = dynamic_cast<const storage::FileEngine*>(base_engine());
   auto storage = file->reopen_locked();
@@ -355,6 +421,8 @@ int VbdDriver::launch_data_plane(bool resume) {
   spec.inject_latency_us = static_cast<std::uint64_t>(options_.inject_latency.count());
   spec.sandbox = options_.sandbox;
   spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
+  spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
+  const UniqueFd listener = make_listener();
   spec.queues = plane_configs_;
   for (auto& q : spec.queues) {
     q.resume = q.resume || resume;
@@ -362,7 +430,8 @@ int VbdDriver::launch_data_plane(bool resume) {
   }
   // Binding patiently may take kSuccessorBindPatience per queue.
   const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * spec.queues.size();
-  auto p = DataPlaneProcess::launch(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(), timeout);
+  auto p = DataPlaneProcess::launch(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(),
+                                    listener ? listener.get() : -1, timeout);
   if (!p) return p.error();
   plane_ = std::move(*p);
   return 0;
@@ -404,6 +473,9 @@ void VbdDriver::disconnect() {
     const int status = plane_.stop();
     if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), describe_wait_status(status).c_str());
   }
+  // Its listening socket goes with it (not at the connect() of a successor that may adopt one).
+  if (!plane_configs_.empty())
+    if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
   plane_configs_.clear();
   for (auto& q : queues_) q->stop();
   for (auto& t : threads_) t.join();
@@ -423,6 +495,7 @@ void VbdDriver::disconnect() {
 
 void VbdDriver::remove_recovery_records() {
   if (recovery_prefix_.empty()) return;
+  ::unlink(adoption_path().c_str());
   // One record per queue a connection ever had: "<prefix>-q<N>".
   for (unsigned i = 0; i < 256; ++i) {
     const std::string path = recovery_prefix_ + "-q" + std::to_string(i);

@@ -85,6 +85,10 @@ class VbdDriver final : public xenbus::BackendDriver {
   int publish_disk(xenbus::XenStore& xs, xenbus::Txn txn);
   QueueConfig queue_config(const FrontendRing& ring, unsigned index) const;
   int launch_data_plane(bool resume);
+  bool adopt_data_plane();
+  int make_stats();
+  std::string adoption_path() const;
+  UniqueFd make_listener() const;
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
   bool serves_in_process() const;

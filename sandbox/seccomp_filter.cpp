@@ -34,6 +34,9 @@ constexpr const char* kAllowed[] = {
     // The simulated hypervisor and the control part talk over already-connected AF_UNIX sockets;
     // pvback-sim passes shared memory as SCM_RIGHTS fds, which recvmsg receives.
     "sendmsg", "recvmsg", "sendto", "recvfrom",
+    // A data plane whose control part died takes its successor's connection on the listening
+    // socket it was given (nothing can be bound or connected: no path is reachable).
+    "accept4",
     // Event loops: waiting, and the fds they create themselves (none of them names a file).
     "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
     "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd4",

@@ -107,6 +107,48 @@ TEST_F(VbdDataPlaneTest, AKilledDataPlaneIsReplacedUnderTheSameConnection) {
   EXPECT_EQ(front->queue(0).error(), 0);
 }
 
+// The control part killed alone (a crash, an upgrade by SIGKILL): the data plane serves on without
+// it, the guest's I/O is answered meanwhile, and the control part's successor adopts that very
+// process; it then stops it at unplug.
+TEST_F(VbdDataPlaneTest, AKilledControlPartLeavesTheDataPlaneServingUntilItsSuccessorAdoptsIt) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  const std::vector<std::string> args{"--max-queues", "2"};
+  backend_log_ = dir_ / "backend.log";
+  const pid_t dp = connect_and_write(args, front);
+  ASSERT_GT(dp, 0);
+  ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  // No control part at all: reads and writes are still answered.
+  std::vector<std::byte> back(4096), other(4096);
+  ASSERT_EQ(front->read(16, back), 0);
+  EXPECT_TRUE(back == data_);
+  fill_pattern(other, 64, 11);
+  ASSERT_EQ(front->write(64, other), 0);
+  EXPECT_EQ(::kill(dp, 0), 0) << "the data plane died with its control part";
+
+  std::filesystem::remove(stats_);  // the dead control part's
+  restart(args);
+  ASSERT_TRUE(eventually([&] { return data_plane_pid() == dp; }))
+      << "the successor did not adopt the running data plane: " << stats_text() << log_text();
+  EXPECT_TRUE(log_contains("adopted the data plane")) << log_text();
+  EXPECT_TRUE(data_planes().empty()) << "the successor started a data plane of its own";
+  ASSERT_EQ(front->read(64, back), 0);
+  // The counters went on: the successor reads the same statistics memory (the write while no
+  // control part existed is counted).
+  EXPECT_TRUE(eventually([&] { return stats_text().find("\"writes\": 2,") != std::string::npos; })) << stats_text();
+  EXPECT_TRUE(back == other);
+  EXPECT_EQ(front->queue(0).error(), 0);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
+  // An orderly stop of the successor stops the adopted data plane too.
+  ASSERT_EQ(::kill(backend_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  EXPECT_TRUE(eventually([&] {
+    std::ifstream stat("/proc/" + std::to_string(dp) + "/stat");
+    std::string pid, comm, state;
+    return !(stat >> pid >> comm >> state) || state == "Z";
+  })) << "the adopted data plane outlived its control part's orderly stop";
+}
+
 // A guest that found a way to crash its data plane could keep a core busy restarting it: past
 // the restart burst (5 within 10 s by default) the device fails, with an error node naming why.
 TEST_F(VbdDataPlaneTest, ADataPlaneThatKeepsDyingFailsTheDevice) {

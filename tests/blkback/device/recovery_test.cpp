@@ -173,12 +173,14 @@ TEST_F(VbdKillTest, SuccessorWaitsForThePredecessorsEventChannelToBeReleased) {
 // check what the last acknowledged write left, flushes and discards, several in flight on each
 // queue, so that completions come back out of order. PVBACK_KILL_ROUNDS sets the number of kills
 // (default 40; the long run: PVBACK_KILL_ROUNDS=300).
-class VbdRandomKillTest : public VbdKillTest, public ::testing::WithParamInterface<std::tuple<bool, bool>> {};
+enum class Victim { WholeBackend, DataPlane, ControlPart };
+class VbdRandomKillTest : public VbdKillTest, public ::testing::WithParamInterface<std::tuple<bool, Victim>> {};
 
 // Parameters: persistent grants (the default) or grant copy into bounce pages, whose pool limits how
 // many recovered requests are taken at once; and what is killed: the whole backend (its successor
-// is started as the supervisor would), or its data-plane process alone (the control part starts
-// another without the guest's XenBus connection noticing).
+// is started as the supervisor would), its data-plane process alone (the control part starts
+// another without the guest's XenBus connection noticing), or its control part alone (the data
+// plane serves on; the control part's successor adopts it).
 TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills) {
   const char* env = std::getenv("PVBACK_KILL_ROUNDS");
   const int rounds = env != nullptr ? std::atoi(env) : 40;
@@ -189,7 +191,7 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
   // finds requests in every state.
   std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100", "--inject-latency-us", "2000",
                                 "--data-plane-restart-burst", "100000"};
-  const auto [persistent, data_plane_only] = GetParam();
+  const auto [persistent, victim] = GetParam();
   if (!persistent) args.insert(args.end(), {"--no-persistent-grants", "--data-path", "copy"});
   add_vbd_and_start(args);
   const pid_t control = backend_->pid();
@@ -223,7 +225,16 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
     std::mt19937 krng(7);
     for (int k = 0; k < rounds && !done.load(); ++k) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20 + krng() % 120));
-      if (data_plane_only) {
+      if (victim == Victim::ControlPart) {
+        // After the first adoption the data plane is no child of the control part: its pid is in
+        // the statistics.
+        const pid_t dp = data_plane_pid();
+        kill9_control_part();
+        std::filesystem::remove(stats_);
+        restart(args);
+        // Until the successor has adopted it (its pid in the successor's statistics).
+        if (dp <= 0 || !eventually([&] { return data_plane_pid() == dp; })) break;
+      } else if (victim == Victim::DataPlane) {
         const pid_t old = kill9_data_plane();
         // Until its successor serves (its pid in the statistics), not merely exists.
         if (!eventually([&] {
@@ -338,7 +349,7 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
     const auto want = expected_block(b);
     ASSERT_TRUE(std::equal(want.begin(), want.end(), all.begin() + static_cast<std::ptrdiff_t>(b * 4096))) << "block " << b;
   }
-  if (data_plane_only) {
+  if (victim == Victim::DataPlane) {
     EXPECT_EQ(backend_->pid(), control);
     EXPECT_TRUE(eventually([&] {
       return stats_text().find("\"restarts\": " + std::to_string(rounds) + "}") != std::string::npos;
@@ -349,10 +360,15 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
   std::printf("%d SIGKILLs, %llu requests answered exactly once, disk verified\n", kills.load(),
               static_cast<unsigned long long>(completed));
 }
-INSTANTIATE_TEST_SUITE_P(DataPaths, VbdRandomKillTest, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+INSTANTIATE_TEST_SUITE_P(DataPaths, VbdRandomKillTest,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(Victim::WholeBackend, Victim::DataPlane,
+                                                                                 Victim::ControlPart)),
                          [](const auto& info) {
+                           const Victim v = std::get<1>(info.param);
                            return std::string(std::get<0>(info.param) ? "persistent" : "copy") +
-                                  (std::get<1>(info.param) ? "_data_plane" : "_whole_backend");
+                                  (v == Victim::WholeBackend ? "_whole_backend"
+                                   : v == Victim::DataPlane  ? "_data_plane"
+                                                             : "_control_part");
                          });
 
 }  // namespace

@@ -46,6 +46,13 @@ class VbdTest : public SimHostTest {
   }
 
   void TearDown() override {
+    // A control part SIGKILLed leaves its data plane serving for a successor: not across tests.
+    for (pid_t pid : data_planes()) ::kill(pid, SIGKILL);
+    if (const pid_t pid = data_plane_pid(); pid > 0) {
+      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+      std::string name;
+      if (comm >> name && name == "pvback-blk-dp") ::kill(pid, SIGKILL);
+    }
     backend_.reset();
     SimHostTest::TearDown();
   }
@@ -81,12 +88,13 @@ class VbdTest : public SimHostTest {
     backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
     backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
   }
-  bool log_contains(const std::string& text) {
+  std::string log_text() {
     std::ifstream in(backend_log_);
     std::stringstream ss;
     ss << in.rdbuf();
-    return ss.str().find(text) != std::string::npos;
+    return ss.str();
   }
+  bool log_contains(const std::string& text) { return log_text().find(text) != std::string::npos; }
   // The pids of the backend's data-plane processes (its children).
   std::vector<pid_t> data_planes() const {
     std::vector<pid_t> pids;
@@ -106,6 +114,19 @@ class VbdTest : public SimHostTest {
     if (pids.empty()) return -1;
     EXPECT_EQ(::kill(pids[0], SIGKILL), 0);
     return pids[0];
+  }
+  // The data plane's pid as the statistics file says (-1: none there yet).
+  pid_t data_plane_pid() {
+    const std::string text = stats_text();
+    const std::string key = "\"data_plane\": {\"pid\": ";
+    const auto at = text.find(key);
+    return at == std::string::npos ? -1 : static_cast<pid_t>(std::atoi(text.c_str() + at + key.size()));
+  }
+  // Kills the control part alone (SIGKILL): its data plane serves on, for a successor to adopt.
+  void kill9_control_part() {
+    ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+    auto status = backend_->wait_exit();
+    ASSERT_TRUE(status.has_value());
   }
   // Kills the whole backend, data plane and control part, with SIGKILL (a crash of everything,
   // an OOM kill of the unit).

@@ -68,6 +68,10 @@ supervisor_stop() {
   ! pgrep -x pvback-blk >/dev/null && ! pgrep -x pvback-net >/dev/null
 }
 stats_file() { echo "/run/pvback/$1-$2-$3.json"; }  # TYPE DOMID DEVID
+# The pid of a vbd's data-plane process, as its control part's statistics name it.
+data_plane_pid() {  # DOMID DEVID
+  sed -n 's/.*"data_plane": {"pid": \([0-9]*\).*/\1/p' "$(stats_file vbd "$1" "$2")" 2>/dev/null | head -1
+}
 # A counter from the "total" object of a statistics file.
 stat_total() {  # FILE COUNTER
   tr -d '\n' < "$1" | sed -n "s/.*\"total\": {[^}]*\"$2\": \([0-9]*\).*/\1/p"

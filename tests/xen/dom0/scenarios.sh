@@ -147,32 +147,74 @@ if want 3 && [ -n "${pv1:-}" ]; then
   step "guest: read it back" guest_do pv1 120 disk_checksum xvda 8 || ok=0
   [ -n "$written" ] && [ "$(guest_out pv1 | tail -1)" = "$written" ] || { say "data read back differs"; ok=0; }
 
-  # SIGKILL under a busy guest: fio writes and verifies xvda while pvback-blk is killed; the
-  # supervisor starts a new one, which resumes the rings from the recovery record. The guest sees
-  # a pause: fio's verification is clean and its kernel logs no block error.
+  # SIGKILL under a busy guest, three times in one fio verification of xvda: the whole backend
+  # (data plane, then control part: the supervisor starts a new one, whose data plane resumes the
+  # rings from the recovery record), the data plane alone (its control part starts another, which
+  # resumes them), the control part alone (the data plane serves on; the control part's successor
+  # adopts it). The guest sees pauses: fio's verification is clean, its kernel logs no block error.
   w0=$(stat_total "$(stats_file vbd "$pv1" 51712)" writes)
+  wait_writes() {  # N: until N more writes than at the last call
+    for _ in $(seq 1 120); do
+      [ "$(( $(stat_total "$(stats_file vbd "$pv1" 51712)" writes) - ${w0:-0} ))" -ge "$1" ] 2>/dev/null && break
+      sleep 0.25
+    done
+    w0=$(stat_total "$(stats_file vbd "$pv1" 51712)" writes)
+  }
+  new_control() {  # OLD_PID: waits for another pvback-blk for xvda
+    new=
+    for _ in $(seq 1 200); do
+      new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$1" ] && break; new=; sleep 0.05
+    done
+  }
   step "guest: fio verify on xvda, in the background" guest_do pv1 30 disk_fio_verify_start xvda 16M || ok=0
   # Killed once fio's writes are flowing (fio starts slowly under emulation).
-  for _ in $(seq 1 120); do
-    [ "$(( $(stat_total "$(stats_file vbd "$pv1" 51712)" writes) - ${w0:-0} ))" -ge 300 ] 2>/dev/null && break
-    sleep 0.25
-  done
+  wait_writes 300
   old=$(pgrep -f "backend/vbd/$pv1/51712")
-  say "kill -9 pvback-blk for xvda (pid $old) under fio"
-  kill -KILL $old
+  dp=$(data_plane_pid "$pv1" 51712)
+  say "kill -9 pvback-blk for xvda, data plane (pid $dp) and control part (pid $old), under fio"
+  [ -n "$dp" ] && kill -KILL "$dp"
+  kill -KILL "$old"
   t0=$(date +%s%N)
-  new=
-  for _ in $(seq 1 200); do
-    new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$old" ] && break; new=; sleep 0.05
-  done
+  new_control "$old"
   [ -n "$new" ] && say "pvback-blk for xvda restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
                 || { say "no new pvback-blk for xvda"; ok=0; }
-  step "guest: fio verify across the kill" guest_do pv1 600 disk_fio_verify_wait || ok=0
   # Each queue logs it under its own name ("vbd 1/51712 q0: resuming ...").
+  resumed() { grep -cE "vbd $pv1/51712( q[0-9]+)?: resuming from the recovery record" "$LOGS/supervisor.log"; }
+  r0=$(resumed)
+  wait_writes 300
+  dp=$(data_plane_pid "$pv1" 51712)
+  control=$(pgrep -f "backend/vbd/$pv1/51712")
+  say "kill -9 the data plane alone (pid $dp) under fio"
+  [ -n "$dp" ] && kill -KILL "$dp" || { say "no data plane found"; ok=0; }
+  for _ in $(seq 1 100); do
+    [ -n "$(data_plane_pid "$pv1" 51712)" ] && [ "$(data_plane_pid "$pv1" 51712)" != "$dp" ] && break; sleep 0.05
+  done
+  [ "$(data_plane_pid "$pv1" 51712)" != "$dp" ] && [ "$(pgrep -f "backend/vbd/$pv1/51712")" = "$control" ] \
+    && say "data plane replaced (pid $(data_plane_pid "$pv1" 51712)) by the same control part" \
+    || { say "the data plane was not replaced by its control part"; ok=0; }
+  wait_writes 300
+  dp=$(data_plane_pid "$pv1" 51712)
+  old=$(pgrep -f "backend/vbd/$pv1/51712")
+  say "kill -9 the control part alone (pid $old) under fio; its data plane (pid $dp) serves on"
+  kill -KILL "$old"
+  new_control "$old"
+  for _ in $(seq 1 100); do
+    grep -q "vbd $pv1/51712: adopted the data plane (pid $dp)" "$LOGS/supervisor.log" && break; sleep 0.1
+  done
+  grep -q "vbd $pv1/51712: adopted the data plane (pid $dp)" "$LOGS/supervisor.log" \
+    && say "the new control part (pid $new) adopted the data plane (pid $dp)" \
+    || { say "the data plane was not adopted"; ok=0; }
+  step "guest: fio verify across the kills" guest_do pv1 600 disk_fio_verify_wait || ok=0
   grep -E "vbd $pv1/51712( q[0-9]+)?: (resuming from the recovery record|not resuming)" "$LOGS/supervisor.log" |
     tail -4 | sed 's/^/   /'
-  grep -qE "vbd $pv1/51712( q[0-9]+)?: resuming from the recovery record" "$LOGS/supervisor.log" ||
-    { say "the new pvback-blk did not resume from the recovery record"; ok=0; }
+  [ "$(resumed)" -gt 0 ] && [ "$(resumed)" -gt "$r0" ] ||
+    { say "a new data plane did not resume from the recovery record (after both kills)"; ok=0; }
+  # The data plane's confinement, as /proc shows it.
+  dp=$(data_plane_pid "$pv1" 51712)
+  say "data plane $dp: $(grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' "/proc/$dp/status" 2>/dev/null | tr -s '\t ' ' ' | tr '\n' ';')"
+  grep -qE "^Uid:\s+$((1879048192 + pv1))\s" "/proc/$dp/status" && grep -qE '^CapEff:\s+0+$' "/proc/$dp/status" &&
+    grep -qE '^Seccomp:\s+2$' "/proc/$dp/status" && grep -qE '^NoNewPrivs:\s+1$' "/proc/$dp/status" ||
+    { say "the data plane is not confined"; ok=0; }
 
   # Guest shutdown: each frontend goes Closing and waits for its backend to reach Closed.
   step "dom0: xl shutdown -w pv1" timeout 90 xl shutdown -w pv1 || ok=0
@@ -181,7 +223,7 @@ if want 3 && [ -n "${pv1:-}" ]; then
   grep -E "vbd $pv1/51712:|vif $pv1/0:" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
   grep -E "vbd $pv1/51712: .*-> Closed" "$LOGS/supervisor.log" -q || { say "pvback-blk did not report Closed"; ok=0; }
   if grep -i "timeout closing" "/var/log/xen/console/guest-pv1.log"; then say "the guest timed out closing a device"; ok=0; fi
-  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the idle guest and killed -9 under fio, shutdown Closing->Closed" \
+  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the idle guest; under fio killed -9 whole, its data plane alone and its control part alone; data plane confined; shutdown Closing->Closed" \
               || verdict FAIL "3-unplug-restart-shutdown"
 fi
 [ -n "${pv1:-}" ] && guest_destroy pv1
