@@ -156,6 +156,9 @@ int confine(const plane::DataPlaneSpec& spec, std::string& why) {
 int serve_as_data_plane(int sock) {
   log::set_program("pvback-blk-dp");
   ::prctl(PR_SET_NAME, "pvback-blk-dp");
+#ifdef PVBACK_BUILD_NOTE
+  PVBACK_LOG(Info, "build %s", PVBACK_BUILD_NOTE);
+#endif
   UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
   std::vector<std::byte> buf(plane::kMaxMessage);
   std::vector<UniqueFd> fds;

@@ -76,6 +76,9 @@ int main(int argc, char** argv) {
     return blkback::serve_as_data_plane(static_cast<int>(*sock));
   }
   log::set_program("pvback-blk");
+#ifdef PVBACK_BUILD_NOTE
+  PVBACK_LOG(Info, "build %s", PVBACK_BUILD_NOTE);  // another build of the same sources (tests)
+#endif
   blkback::BackendOptions options;
   std::string backend_path, stats_path, recovery_dir;
   bool recovery = true;

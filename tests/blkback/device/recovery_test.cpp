@@ -173,7 +173,11 @@ TEST_F(VbdKillTest, SuccessorWaitsForThePredecessorsEventChannelToBeReleased) {
 // check what the last acknowledged write left, flushes and discards, several in flight on each
 // queue, so that completions come back out of order. PVBACK_KILL_ROUNDS sets the number of kills
 // (default 40; the long run: PVBACK_KILL_ROUNDS=300).
-enum class Victim { WholeBackend, DataPlane, ControlPart };
+// Upgrade: the whole backend, each successor of another build than its predecessor (pvback-blk and
+// pvback-blk-next, the same sources compiled apart with other flags), each running the other
+// build's data plane (--data-plane-binary): records, the data-plane protocol and adoption are
+// what crosses builds.
+enum class Victim { WholeBackend, DataPlane, ControlPart, Upgrade };
 class VbdRandomKillTest : public VbdKillTest, public ::testing::WithParamInterface<std::tuple<bool, Victim>> {};
 
 // Parameters: persistent grants (the default) or grant copy into bounce pages, whose pool limits how
@@ -193,6 +197,16 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
                                 "--data-plane-restart-burst", "100000"};
   const auto [persistent, victim] = GetParam();
   if (!persistent) args.insert(args.end(), {"--no-persistent-grants", "--data-path", "copy"});
+  auto with_data_plane = [&](const char* binary) {
+    auto a = args;
+    a.insert(a.end(), {"--data-plane-binary", binary});
+    return a;
+  };
+  const bool upgrade = victim == Victim::Upgrade;
+  if (upgrade) {
+    backend_log_ = dir_ / "backend.log";
+    args = with_data_plane(PVBACK_BLK_NEXT);
+  }
   add_vbd_and_start(args);
   const pid_t control = backend_->pid();
   blkfront::Options opts;
@@ -243,6 +257,13 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
                      stats_text().find("\"pid\": " + std::to_string(now[0]) + ",") != std::string::npos;
             }))
           break;  // the main thread's progress check fails the test
+      } else if (upgrade) {
+        kill9();
+        // Odd kills bring the next build (running this build's data plane), even ones this build.
+        if (k % 2 == 0)
+          restart(with_data_plane(PVBACK_BLK), PVBACK_BLK_NEXT);
+        else
+          restart(with_data_plane(PVBACK_BLK_NEXT), PVBACK_BLK);
       } else {
         kill9();
         restart(args);
@@ -349,6 +370,9 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
     const auto want = expected_block(b);
     ASSERT_TRUE(std::equal(want.begin(), want.end(), all.begin() + static_cast<std::ptrdiff_t>(b * 4096))) << "block " << b;
   }
+  if (upgrade) {
+    EXPECT_TRUE(log_contains("pvback-blk: build next")) << "the next build never served";
+  }
   if (victim == Victim::DataPlane) {
     EXPECT_EQ(backend_->pid(), control);
     EXPECT_TRUE(eventually([&] {
@@ -362,13 +386,14 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
 }
 INSTANTIATE_TEST_SUITE_P(DataPaths, VbdRandomKillTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Values(Victim::WholeBackend, Victim::DataPlane,
-                                                                                 Victim::ControlPart)),
+                                                                                 Victim::ControlPart, Victim::Upgrade)),
                          [](const auto& info) {
                            const Victim v = std::get<1>(info.param);
                            return std::string(std::get<0>(info.param) ? "persistent" : "copy") +
                                   (v == Victim::WholeBackend ? "_whole_backend"
                                    : v == Victim::DataPlane  ? "_data_plane"
-                                                             : "_control_part");
+                                   : v == Victim::ControlPart ? "_control_part"
+                                                              : "_upgrade");
                          });
 
 }  // namespace

@@ -84,8 +84,8 @@ class VbdTest : public SimHostTest {
   }
 
   // A successor pvback-blk on the same device (after kill9(), or to replace a running one).
-  void restart(std::vector<std::string> args) {
-    backend_ = std::make_unique<BackendProcess>(PVBACK_BLK, std::chrono::seconds(20));
+  void restart(std::vector<std::string> args, const std::string& binary = PVBACK_BLK) {
+    backend_ = std::make_unique<BackendProcess>(binary, std::chrono::seconds(20));
     backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
   }
   std::string log_text() {
