@@ -169,6 +169,10 @@ int main(int argc, char** argv) {
     tap.max_queues = max_queues;
     tap.mtu = mtu;
     tap.bring_up = tap_up;
+    // The vif outlives a crash or restart of this process (addresses, bridge port, the host's
+    // connections through it); it goes with the device.
+    tap.persist = true;
+    tap.reattach = true;
     auto created = netback::TapExit::create(tap);
     if (!created) {
       PVBACK_LOG(Error, "%s: cannot create TAP device %s: %s", name.c_str(), tap.name.c_str(),
@@ -219,6 +223,9 @@ int main(int argc, char** argv) {
   const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
   driver.disconnect();
   hooks.write_stats();
-  if (device.removed()) PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
+  if (device.removed()) {
+    if (auto* tap = dynamic_cast<netback::TapExit*>(exit.get())) tap->set_persist(false);  // gone with its last fd
+    PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
+  }
   return exit_code;
 }

@@ -179,7 +179,15 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
     // The first queue must create the device: IFF_TUN_EXCL fails if the name exists (a tap of
     // the same name would otherwise be attached to, and any other device reported as EINVAL).
     if (q == 0) ifr.ifr_flags |= IFF_TUN_EXCL;
-    if (::ioctl(port->fd_.get(), TUNSETIFF, &ifr) != 0) {
+    int set = ::ioctl(port->fd_.get(), TUNSETIFF, &ifr);
+    if (set != 0 && q == 0 && errno == EBUSY && config.reattach) {
+      // A predecessor's persistent device: attach to it (TUNSETIFF refuses one that is not a TAP
+      // with these flags).
+      ifr.ifr_flags &= ~IFF_TUN_EXCL;
+      set = ::ioctl(port->fd_.get(), TUNSETIFF, &ifr);
+      if (set == 0) exit->reattached_ = true;
+    }
+    if (set != 0) {
       int err = errno;
       if (q == 0 && err == EBUSY) err = EEXIST;
       PVBACK_LOG(Error, "tap %s: TUNSETIFF (queue %u): %s", config.name.c_str(), q, std::strerror(err));
@@ -235,9 +243,21 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
     ifr.ifr_flags |= IFF_UP;
     if (::ioctl(exit->ctl_.get(), SIOCSIFFLAGS, &ifr) != 0) return std::unexpected(errno);
   }
-  PVBACK_LOG(Info, "tap %s: created (ifindex %d, %u queue(s))", config.name.c_str(), exit->ifindex_,
-             config.max_queues);
+  if (config.persist) {
+    if (int err = exit->set_persist(true); err != 0) {
+      PVBACK_LOG(Error, "tap %s: TUNSETPERSIST: %s", config.name.c_str(), std::strerror(err));
+      return std::unexpected(err);
+    }
+  }
+  PVBACK_LOG(Info, "tap %s: %s (ifindex %d, %u queue(s)%s)", config.name.c_str(),
+             exit->reattached_ ? "re-attached to the existing device" : "created", exit->ifindex_, config.max_queues,
+             config.persist ? ", persistent" : "");
   return exit;
+}
+
+int TapExit::set_persist(bool persist) {
+  if (ports_.empty()) return ENODEV;
+  return ::ioctl(ports_.front()->fd_.get(), TUNSETPERSIST, persist ? 1 : 0) == 0 ? 0 : errno;
 }
 
 TapExit::~TapExit() = default;  // closing the last queue fd removes the device

@@ -31,6 +31,13 @@ struct TapConfig {
   std::optional<std::uint32_t> tx_queue_len{};
   unsigned tx_buffers = 256;      // per port: packets between alloc_tx and transmit
   unsigned rx_buffers = 256;      // per port: packets between receive and release
+  // Keep the device when this process ends (TUNSETPERSIST): a successor serving the same vif
+  // re-attaches to it, so its addresses, bridge port and the host's TCP connections through it
+  // outlive a crash or restart of the backend. set_persist(false) before a device removal.
+  bool persist = false;
+  // Attach to an existing TAP of this name (a killed predecessor's persistent one) instead of
+  // failing with EEXIST.
+  bool reattach = false;
 };
 
 struct TapPortStats {
@@ -80,6 +87,9 @@ class TapPort final : public Port {
 class TapExit final : public Exit {
  public:
   static std::expected<std::unique_ptr<TapExit>, int> create(const TapConfig& config);
+  // TUNSETPERSIST on the device: whether it outlives this process's queue fds. 0 or errno.
+  int set_persist(bool persist);
+  bool reattached() const { return reattached_; }
   ~TapExit() override;
 
   const std::string& name() const override { return name_; }
@@ -101,6 +111,7 @@ class TapExit final : public Exit {
 
   std::string name_;
   int ifindex_ = 0;
+  bool reattached_ = false;
   UniqueFd ctl_;  // socket for SIOC* ioctls, in the device's network namespace
   std::vector<std::unique_ptr<TapPort>> ports_;
   unsigned offload_flags_ = 0;

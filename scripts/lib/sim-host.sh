@@ -49,14 +49,22 @@ sim_host_cleanup() {
 sim_vif_start() {
   local domid=$1 handle=$2
   shift 2
-  local be netns=()
-  be=$(sim_ctl add-vif "$domid" "$handle")
+  sim_ctl add-vif "$domid" "$handle" >/dev/null || return 1
+  sim_vif_backend "$domid" "$handle" "$@"
+}
+
+# sim_vif_backend DOMID HANDLE [pvback-net options...]: starts a backend for a vif that exists
+# (a successor of one that was killed), as sim_vif_start does; its pid is the last of SIM_PIDS.
+sim_vif_backend() {
+  local domid=$1 handle=$2
+  shift 2
+  local be=/local/domain/0/backend/vif/$domid/$handle netns=()
   [ -n "${SIM_DOM0_NETNS:-}" ] && netns=(ip netns exec "$SIM_DOM0_NETNS")
   "${netns[@]}" env PVBACK_DOMID=0 "$BUILD/netback/pvback-net" --backend-path "$be" "$@" \
-    2>"$SIM_RUN_DIR/pvback-net-$domid-$handle.log" &
+    2>>"$SIM_RUN_DIR/pvback-net-$domid-$handle.log" &
   SIM_PIDS+=($!)
   for _ in $(seq 400); do
-    [ "$(xenstore-read "$be/state" 2>/dev/null)" = 2 ] && return 0
+    case "$(xenstore-read "$be/state" 2>/dev/null)" in 2|4) return 0 ;; esac
     sleep 0.05
   done
   echo "pvback-net for $be did not reach InitWait; its log:" >&2
