@@ -10,6 +10,9 @@
 #     -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF && cmake --build /tmp/before/build \
 #     --target pvback-blk pvback-blkfront pvback-sim pvback-sim-ctl
 # Prints every run and the mean ratio per data path (persistent grants, grant copy).
+# BEFORE_ARGS / AFTER_ARGS add pvback-blk options to one side; with one build on both sides that
+# measures an option in one run, e.g. the data-plane process against threads:
+#   BEFORE_ARGS="--data-plane thread" bench/blk_ab.sh build build 3 8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$(realpath "$1") after=$(realpath "$2") rounds=${3:-3} seconds=${4:-8}
@@ -41,12 +44,13 @@ for r in $(seq 1 "$rounds"); do
   order=(before after)
   ((r % 2 == 0)) && order=(after before)
   for path in persistent copy; do
-    opts=()
-    [ "$path" = copy ] && opts=(--no-persistent -- --data-path copy)
     for which in "${order[@]}"; do
-      dir=$before
-      [ "$which" = after ] && dir=$after
-      iops=$(run "$dir" "${opts[@]}")
+      dir=$before side=${BEFORE_ARGS:-}
+      [ "$which" = after ] && dir=$after side=${AFTER_ARGS:-}
+      front=() back=()
+      [ "$path" = copy ] && front=(--no-persistent) back=(--data-path copy)
+      read -r -a extra <<<"$side"
+      iops=$(run "$dir" "${front[@]}" -- "${back[@]}" "${extra[@]}")
       echo "round $r $path $which $iops"
       sum[$path-$which]=$(( ${sum[$path-$which]:-0} + iops ))
     done
