@@ -266,4 +266,27 @@ int DataPlaneProcess::reap(bool block) {
   return status;
 }
 
+int stop_orphan_data_plane(const std::string& path, std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) return EINVAL;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) return errno;
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return errno == ENOENT || errno == ECONNREFUSED ? 0 : errno;
+  if (int e = send_message(sock.get(), plane::encode_notice({plane::Msg::Stop, 0, {}}))) return e;
+  // It closes the connection when it exits.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::byte b[64];
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return ETIMEDOUT;
+    pollfd p{sock.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    auto n = recv_message(sock.get(), b);
+    if (!n || *n == 0) return 0;
+  }
+}
+
 }  // namespace pvback::blkback

@@ -66,6 +66,11 @@ class DataPlaneProcess {
 // "exited with status 1", "killed by signal 9" ...
 std::string describe_wait_status(int status);
 
+// Stops a data plane left serving by a dead control part, through its listening socket at `path`
+// (the device it served is gone, or a new connection of its frontend needs the storage): it
+// finishes what is in flight and exits; waits up to `timeout` for that. Nothing there: 0.
+int stop_orphan_data_plane(const std::string& path, std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
+
 }  // namespace pvback::blkback
 
 namespace pvback::blkback {

@@ -224,6 +224,14 @@ int serve_as_data_plane(int sock) {
       if (::poll(&c, 1, 1000) != 1) continue;
       auto m = recv_message(conn.get(), buf);
       auto notice = m && *m > 0 ? plane::decode_notice(std::span(buf).first(*m)) : std::unexpected(std::string("nothing"));
+      if (notice && notice->type == plane::Msg::Stop) {
+        // Its device is gone, or its frontend connected anew (the supervisor or a new control
+        // part says so).
+        PVBACK_LOG(Notice, "%s: data plane: told to stop while waiting for a successor", name);
+        // Left open until this process ends, which is what the sender waits for.
+        [[maybe_unused]] const int until_exit = conn.release();
+        break;
+      }
       if (!notice || notice->type != plane::Msg::Adopt) continue;
       const int stats_fds[] = {stats_fd.get()};
       if (send_message(conn.get(), plane::encode_start(*spec, plane::Msg::Adopted), stats_fds) != 0) continue;

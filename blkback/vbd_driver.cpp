@@ -290,7 +290,11 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     plane_restarts_ = 0;
     recent_restarts_.clear();
     // A successor of a control part that died finds its data plane still serving: it adopts it.
-    if (!(plane_configs_.front().resume && adopt_data_plane())) {
+    // A new connection of the frontend stops one left serving an earlier connection (it holds
+    // the storage's lock).
+    const bool resume = plane_configs_.front().resume;
+    if (!resume) stop_orphan_data_plane(adoption_path());
+    if (!(resume && adopt_data_plane())) {
       if (int e = make_stats(); e != 0 || (e = launch_data_plane(false)) != 0) {
         disconnect();
         return e;
@@ -495,6 +499,8 @@ void VbdDriver::disconnect() {
 
 void VbdDriver::remove_recovery_records() {
   if (recovery_prefix_.empty()) return;
+  // A data plane a dead control part left serving this device stops first.
+  if (!plane_.running()) stop_orphan_data_plane(adoption_path());
   ::unlink(adoption_path().c_str());
   // One record per queue a connection ever had: "<prefix>-q<N>".
   for (unsigned i = 0; i < 256; ++i) {

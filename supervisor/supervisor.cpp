@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "blkback/data_plane.hpp"
 
 namespace pvback::supervisor {
 
@@ -215,6 +216,7 @@ void Supervisor::reap() {
     if (xs_.connection_lost()) continue;
     if (!state && state.error() == ENOENT) {
       PVBACK_LOG(Info, "%s: device removed, not restarted", d.name.c_str());
+      stop_orphan(it->first);
       devices_.erase(it);
       continue;
     }
@@ -224,6 +226,7 @@ void Supervisor::reap() {
     const bool exited_by_itself = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (state && *state == "6" && (exited_by_itself || xs_.read(d.path + "/online").value_or("0") != "1")) {
       PVBACK_LOG(Info, "%s: device closed, not restarted", d.name.c_str());
+      stop_orphan(it->first);
       d.finished = true;
       continue;
     }
@@ -348,6 +351,15 @@ void Supervisor::stop_children(const UniqueFd& signal_fd) {
     ::waitpid(d.pid, nullptr, 0);
     d.pid = -1;
   }
+}
+
+void Supervisor::stop_orphan(const Key& key) const {
+  if (key.type != DeviceType::Vbd || options_.blk_recovery_dir.empty()) return;
+  const std::string path = options_.blk_recovery_dir + "/vbd-" + std::to_string(key.domid) + "-" +
+                           std::to_string(key.devid) + ".dp";
+  if (int e = blkback::stop_orphan_data_plane(path))
+    PVBACK_LOG(Warning, "vbd %u/%u: cannot stop the data plane left serving at %s: %s", key.domid, key.devid,
+               path.c_str(), std::strerror(e));
 }
 
 }  // namespace pvback::supervisor

@@ -64,6 +64,8 @@ class Supervisor {
   void consider(const Key& key, const std::string& path, std::set<Key>& seen, std::set<std::string>& refused);
   void spawn(Device& device, DeviceType type);
   void reap();
+  // A vbd that will not be served again: a data plane its dead pvback-blk left serving stops.
+  void stop_orphan(const Key& key) const;
   void child_exited(Device& device, DeviceType type, int status);
   int poll_timeout_ms() const;
   void stop_children(const UniqueFd& signal_fd);

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "blkback/data_plane.hpp"
 #include "sandbox/sandbox.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
 
@@ -147,6 +148,23 @@ TEST_F(VbdDataPlaneTest, AKilledControlPartLeavesTheDataPlaneServingUntilItsSucc
     std::string pid, comm, state;
     return !(stat >> pid >> comm >> state) || state == "Z";
   })) << "the adopted data plane outlived its control part's orderly stop";
+}
+
+// The control part killed and its device then removed (the supervisor does not restart it): the
+// data plane left serving is told to stop through its listening socket, as the supervisor does.
+TEST_F(VbdDataPlaneTest, AnOrphanedDataPlaneIsStoppedThroughItsSocket) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "1"}, front);
+  ASSERT_GT(dp, 0);
+  ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(process_gone(dp)) << "it died with its control part";
+  const std::string path = (hv_->run_dir() / "recovery" / "vbd-1-51712.dp").string();
+  ASSERT_TRUE(std::filesystem::exists(path));
+  EXPECT_EQ(blkback::stop_orphan_data_plane(path), 0);
+  EXPECT_TRUE(eventually([&] { return process_gone(dp); })) << "the orphan did not stop";
+  EXPECT_EQ(blkback::stop_orphan_data_plane(path), 0) << "nothing left there is not an error";
 }
 
 // A guest that found a way to crash its data plane could keep a core busy restarting it: past

@@ -170,7 +170,12 @@ TEST_F(VbdKillTest, SuccessorWaitsForThePredecessorsEventChannelToBeReleased) {
   kill9();
   grant::Platform dom0(hv_->platform(0));
   auto channels = dom0.open_event_channels();
-  auto held = channels->bind_interdomain(kGuest, static_cast<EvtchnPort>(*port));
+  std::expected<EvtchnPort, int> held = std::unexpected(0);
+  // Released once the data plane's io_uring let its event-channel handle go.
+  eventually([&] {
+    held = channels->bind_interdomain(kGuest, static_cast<EvtchnPort>(*port));
+    return held.has_value();
+  });
   ASSERT_TRUE(held.has_value()) << "the predecessor's port was not released by the kill";
   grant::BoundPort stale(*channels, *held);
   auto& q = front->queue(0);

@@ -115,6 +115,12 @@ class VbdTest : public SimHostTest {
     EXPECT_EQ(::kill(pids[0], SIGKILL), 0);
     return pids[0];
   }
+  // Exited (a zombie of whoever reaps orphans counts as gone: its files are released).
+  static bool process_gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string p, comm, state;
+    return !(stat >> p >> comm >> state) || state == "Z" || state == "X";
+  }
   // The data plane's pid as the statistics file says (-1: none there yet).
   pid_t data_plane_pid() {
     const std::string text = stats_text();
@@ -131,8 +137,11 @@ class VbdTest : public SimHostTest {
   // Kills the whole backend, data plane and control part, with SIGKILL (a crash of everything,
   // an OOM kill of the unit).
   void kill9() {
-    for (pid_t pid : data_planes()) ::kill(pid, SIGKILL);
+    const auto planes = data_planes();
+    for (pid_t pid : planes) ::kill(pid, SIGKILL);
     ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+    // Dead, not merely signalled: a successor (or the test) may rely on its files being released.
+    for (pid_t pid : planes) ASSERT_TRUE(eventually([&] { return process_gone(pid); })) << "data plane " << pid;
     auto status = backend_->wait_exit();
     ASSERT_TRUE(status.has_value());
     ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "status " << *status;
