@@ -303,9 +303,9 @@ TEST(Threads, RootStepsRefuseAMultithreadedProcess) {
   int status = run_in_child([] {
     int gate[2];
     if (::pipe(gate) != 0) return call_failed("pipe");
-    std::thread waiter([&] { char c; (void)::read(gate[0], &c, 1); });
+    std::thread waiter([&] { char c; [[maybe_unused]] const ssize_t n = ::read(gate[0], &c, 1); });
     auto r = apply(domain_policy());
-    (void)::write(gate[1], "x", 1);
+    [[maybe_unused]] const ssize_t woke = ::write(gate[1], "x", 1);
     waiter.join();
     if (r) return int{kCallSucceeded};
     return r.error().find("threads") != std::string::npos ? int{kPassed} : int{kWrongResult};
@@ -326,7 +326,7 @@ TEST(Threads, FilterReachesAnEarlierThread) {
       if (::read(gate[0], &c, 1) == 1) ::open("/etc/passwd", O_RDONLY);
     });
     apply_or_exit(Policy{});
-    (void)::write(gate[1], "x", 1);
+    [[maybe_unused]] const ssize_t woke = ::write(gate[1], "x", 1);
     opener.join();
     return int{kCallSucceeded};
   });
