@@ -1,6 +1,9 @@
 #include "base/fd_passing.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -63,6 +66,37 @@ std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buff
   if (fds != nullptr)
     for (auto& fd : received) fds->push_back(std::move(fd));
   return static_cast<std::size_t>(n);
+}
+
+namespace {
+std::expected<sockaddr_un, int> unix_address(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return std::unexpected(ENAMETOOLONG);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+}  // namespace
+
+std::expected<UniqueFd, int> connect_seqpacket(const std::string& path) {
+  auto addr = unix_address(path);
+  if (!addr) return std::unexpected(addr.error());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd) return std::unexpected(errno);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) return std::unexpected(errno);
+  return fd;
+}
+
+std::expected<UniqueFd, int> listen_seqpacket(const std::string& path, mode_t mode, int backlog) {
+  auto addr = unix_address(path);
+  if (!addr) return std::unexpected(addr.error());
+  ::unlink(path.c_str());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd) return std::unexpected(errno);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0 || ::chmod(path.c_str(), mode) != 0 ||
+      ::listen(fd.get(), backlog) != 0)
+    return std::unexpected(errno);
+  return fd;
 }
 
 }  // namespace pvback

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <expected>
 #include <span>
+#include <string>
+#include <sys/types.h>
 #include <vector>
 
 #include "base/unique_fd.hpp"
@@ -27,5 +29,11 @@ inline constexpr std::size_t kMaxPassedFds = 16;
 [[nodiscard]] std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buffer,
                                                           std::vector<UniqueFd>* fds = nullptr, int flags = 0,
                                                           ucred* sender = nullptr);
+
+// A SOCK_SEQPACKET socket connected to the AF_UNIX socket at `path`, or an errno value
+// (ENAMETOOLONG, ENOENT, ECONNREFUSED, ...).
+[[nodiscard]] std::expected<UniqueFd, int> connect_seqpacket(const std::string& path);
+// One listening at `path` (a file already there is replaced) with permissions `mode`.
+[[nodiscard]] std::expected<UniqueFd, int> listen_seqpacket(const std::string& path, mode_t mode, int backlog);
 
 }  // namespace pvback

@@ -207,13 +207,9 @@ int DataPlaneProcess::stop(std::chrono::milliseconds timeout) {
 
 std::expected<DataPlaneProcess, int> DataPlaneProcess::adopt(const std::string& path, const std::string& name,
                                                              plane::DataPlaneSpec& spec, UniqueFd& stats) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return std::unexpected(ENAMETOOLONG);
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!sock) return std::unexpected(errno);
-  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return std::unexpected(errno);
+  auto connected = connect_seqpacket(path);
+  if (!connected) return std::unexpected(connected.error());
+  UniqueFd sock = std::move(*connected);
   // Who answers is what the kernel says of the sender (SCM_CREDENTIALS), not what it claims: the
   // pid is the one a stop that times out SIGKILLs. (SO_PEERCRED would name whoever listen()ed: the
   // dead predecessor.)
@@ -267,14 +263,10 @@ int DataPlaneProcess::reap(bool block) {
 }
 
 int stop_orphan_data_plane(const std::string& path, std::chrono::milliseconds timeout) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) return EINVAL;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!sock) return errno;
-  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return errno == ENOENT || errno == ECONNREFUSED ? 0 : errno;
+  if (path.empty()) return EINVAL;
+  auto connected = connect_seqpacket(path);
+  if (!connected) return connected.error() == ENOENT || connected.error() == ECONNREFUSED ? 0 : connected.error();
+  const UniqueFd sock = std::move(*connected);
   if (int e = send_message(sock.get(), plane::encode_notice({plane::Msg::Stop, 0, {}}))) return e;
   // It closes the connection when it exits.
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -3,11 +3,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "base/fd_passing.hpp"
 #include "base/log.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "storage/fault_engine.hpp"
@@ -349,9 +347,14 @@ int VbdDriver::make_stats() {
     PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
     return stats.error();
   }
-  shared_stats_ = std::move(*stats);
-  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
+  use_stats(std::move(*stats));
   return 0;
+}
+
+void VbdDriver::use_stats(SharedQueueStats stats) {
+  shared_stats_ = std::move(stats);
+  stats_.clear();
+  for (unsigned i = 0; i < shared_stats_.size(); ++i) stats_.push_back(&shared_stats_.at(i));
 }
 
 std::string VbdDriver::adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
@@ -360,19 +363,14 @@ std::string VbdDriver::adoption_path() const { return recovery_prefix_.empty() ?
 // can reach (the data plane, confined, can reach no path at all).
 UniqueFd VbdDriver::make_listener() const {
   const std::string path = adoption_path();
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) return {};
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  ::unlink(path.c_str());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::chmod(path.c_str(), 0600) != 0 || ::listen(fd.get(), 2) != 0) {
+  if (path.empty()) return {};
+  auto fd = listen_seqpacket(path, 0600, 2);
+  if (!fd) {
     PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name_.c_str(),
-               path.c_str(), std::strerror(errno));
+               path.c_str(), std::strerror(fd.error()));
     return {};
   }
-  return fd;
+  return std::move(*fd);
 }
 
 bool VbdDriver::adopt_data_plane() {
@@ -403,8 +401,7 @@ bool VbdDriver::adopt_data_plane() {
     p->stop();
     return false;
   }
-  shared_stats_ = std::move(*stats);
-  for (unsigned i = 0; i < negotiated_.queues; ++i) stats_.push_back(&shared_stats_.at(i));
+  use_stats(std::move(*stats));
   plane_ = std::move(*p);
   return true;
 }
@@ -441,11 +438,16 @@ int VbdDriver::launch_data_plane(bool resume) {
   return 0;
 }
 
+// Reports a fatal error of the current connection as a queue of it would.
+void VbdDriver::fail_connection(int error, const std::string& reason) {
+  fatal_generation_.store(generation_.load());
+  on_fatal_(error, reason);
+}
+
 void VbdDriver::on_data_plane_event() {
   auto ev = plane_.take_event();
   if (ev.kind == DataPlaneProcess::Event::Fatal) {
-    fatal_generation_.store(generation_.load());
-    on_fatal_(ev.error, ev.reason);
+    fail_connection(ev.error, ev.reason);
     return;
   }
   if (ev.kind != DataPlaneProcess::Event::Ended) return;
@@ -461,8 +463,7 @@ void VbdDriver::on_data_plane_event() {
       PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
                  name_.c_str(), options_.data_plane_restart_burst + 1,
                  static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kRestartWindow).count()));
-      fatal_generation_.store(generation_.load());
-      on_fatal_(EIO, "the data plane keeps dying");
+      fail_connection(EIO, "the data plane keeps dying");
       return;
     }
     recent_restarts_.push_back(now);

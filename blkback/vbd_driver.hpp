@@ -86,7 +86,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   QueueConfig queue_config(const FrontendRing& ring, unsigned index) const;
   int launch_data_plane(bool resume);
   bool adopt_data_plane();
+  void fail_connection(int error, const std::string& reason);
   int make_stats();
+  void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
   UniqueFd make_listener() const;
   // The engine under the testing FaultEngine, if any.

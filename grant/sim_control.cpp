@@ -7,20 +7,16 @@
 #include <cstring>
 #include <memory>
 
+#include "base/fd_passing.hpp"
 #include "grant/sim_layout.hpp"
 
 namespace pvback::grant {
 
 std::expected<SimControl, int> SimControl::connect(const std::filesystem::path& run_dir, DomId self) {
   const std::string path = sim_layout::control_socket(run_dir).string();
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return std::unexpected(ENAMETOOLONG);
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!fd) return std::unexpected(errno);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return std::unexpected(errno);
-  SimControl control(std::move(fd), self);
+  auto fd = connect_seqpacket(path);
+  if (!fd) return std::unexpected(fd.error());
+  SimControl control(std::move(*fd), self);
   sim_protocol::Request hello;
   hello.op = sim_protocol::Op::Hello;
   hello.domid = self;
