@@ -91,7 +91,8 @@ DataPlaneProcess::~DataPlaneProcess() {
 std::expected<DataPlaneProcess, int> DataPlaneProcess::launch(const std::string& binary,
                                                               const plane::DataPlaneSpec& spec, int storage_fd,
                                                               int stats_fd, int listen_fd,
-                                                              std::chrono::milliseconds ready_timeout) {
+                                                              std::chrono::milliseconds ready_timeout,
+                                                              const std::function<int(pid_t)>& place) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return std::unexpected(errno);
   UniqueFd ours(pair[0]), theirs(pair[1]);
@@ -121,6 +122,15 @@ std::expected<DataPlaneProcess, int> DataPlaneProcess::launch(const std::string&
   p.name_ = spec.name;
   p.sock_ = std::move(ours);
   p.pid_ = pid;
+  // Before it holds anything of the guest's: what it allocates from then on is charged to its group.
+  if (place) {
+    if (int e = place(pid)) {
+      PVBACK_LOG(Error, "%s: cannot place the data plane (pid %d) in its control group: %s", spec.name.c_str(), pid,
+                 std::strerror(e));
+      p.stop(std::chrono::milliseconds(0));
+      return std::unexpected(e);
+    }
+  }
   const auto start = plane::encode_start(spec);
   const int fds[] = {storage_fd, stats_fd, listen_fd};
   if (int e = send_message(p.sock_.get(), start, std::span(fds, listen_fd >= 0 ? 3 : 2))) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <expected>
+#include <functional>
 #include <string>
 
 #include "base/unique_fd.hpp"
@@ -24,10 +25,13 @@ class DataPlaneProcess {
   // Starts `binary` (empty: this very executable) as a data plane, gives it `spec`, the storage
   // and the statistics memory, and waits up to `ready_timeout` until it serves. errno value on
   // failure (logged, naming the device); nothing is left running then.
-  // `listen_fd` (-1: none) is where a successor of this control part may adopt it.
+  // `listen_fd` (-1: none) is where a successor of this control part may adopt it. `place`, if
+  // set, is called with the new process's pid before it is given anything (to put it in its
+  // control group): an errno value it returns fails the launch.
   static std::expected<DataPlaneProcess, int> launch(const std::string& binary, const plane::DataPlaneSpec& spec,
                                                      int storage_fd, int stats_fd, int listen_fd,
-                                                     std::chrono::milliseconds ready_timeout);
+                                                     std::chrono::milliseconds ready_timeout,
+                                                     const std::function<int(pid_t)>& place = {});
 
   // Takes over a data plane a dead predecessor of this control part left serving, through the
   // listening socket at `path`. Its spec and statistics memory come back in `spec` and `stats`.

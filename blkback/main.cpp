@@ -19,6 +19,7 @@
 #include "blkback/data_plane.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
+#include "sandbox/cgroup.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
@@ -59,6 +60,14 @@ void usage(FILE* out) {
                "  --orphan-timeout-ms N        a data plane whose control part died serves on this long for a\n"
                "                               successor to adopt it (default 60000)\n"
                "  --no-sandbox                 do not confine the data-plane process (debugging)\n"
+               "  --cgroup-parent auto|none|P  each data plane runs in a control group of its own, vbd-D-N,\n"
+               "                               under P (a path in the cgroup hierarchy, e.g. /pvback.slice),\n"
+               "                               or under this process's own cgroup (auto, the default: a host\n"
+               "                               that cannot have it only costs a warning); none: no cgroup\n"
+               "  --data-plane-memory-max SIZE its memory limit, e.g. 512M (default 64M + 32M per queue)\n"
+               "  --data-plane-tasks-max N     its thread limit (default: 32 + per queue 1 + 4 per CPU, which\n"
+               "                               io_uring's workers may take)\n"
+               "  --data-plane-cpu-max PERCENT its CPU limit, 100 = one CPU (default: none)\n"
                "  --sandbox-uid-base N         the data plane runs as uid and gid N + the guest's domid\n"
                "                               (default 1879048192 = 0x70000000)\n"
                "  --data-plane-binary PATH     the executable run as data plane (default: this one)\n"
@@ -149,6 +158,18 @@ int main(int argc, char** argv) {
       options.orphan_timeout = std::chrono::milliseconds(number(86'400'000));
     } else if (arg == "--no-sandbox") {
       options.sandbox = false;
+    } else if (arg == "--cgroup-parent" && value) {
+      options.cgroup = std::string_view(value) != "none";
+      options.cgroup_parent_named = options.cgroup && std::string_view(value) != "auto";
+      options.cgroup_parent = options.cgroup_parent_named ? value : "";
+      ++i;
+    } else if (arg == "--data-plane-memory-max" && value && sandbox::parse_size(value)) {
+      options.data_plane_memory_max = *sandbox::parse_size(value);
+      ++i;
+    } else if (arg == "--data-plane-tasks-max") {
+      options.data_plane_tasks_max = number(1u << 22);
+    } else if (arg == "--data-plane-cpu-max") {
+      options.data_plane_cpu_max = static_cast<unsigned>(number(100'000));
     } else if (arg == "--sandbox-uid-base") {
       options.sandbox_uid_base = static_cast<std::uint32_t>(number(0xFFFF0000ul));
     } else if (arg == "--data-plane-binary" && value) {
@@ -190,6 +211,18 @@ int main(int argc, char** argv) {
       PVBACK_LOG(Warning, "%s: cannot create the recovery directory %s: %s; a crash of this process may lose or "
                  "repeat answers", name.c_str(), options.recovery_dir.c_str(), ec.message().c_str());
       options.recovery_dir.clear();
+    }
+  }
+  options.cgroup_prefix = platform_config.host_tag();
+  // cgroup v2: this process leaves its own cgroup for a leaf "control" of it, where the data planes'
+  // groups become its siblings (sandbox/cgroup.hpp).
+  if (options.data_plane_process && options.cgroup && !options.cgroup_parent_named) {
+    if (auto parent = sandbox::enter_own_leaf("control"); !parent) {
+      PVBACK_LOG(Warning, "%s: data planes run without memory, task and CPU limits: %s", name.c_str(),
+                 parent.error().c_str());
+      options.cgroup = false;
+    } else if (!parent->empty()) {
+      options.cgroup_parent = *parent;
     }
   }
   xenbus::StatsFile stats(stats_path.empty() ? xenbus::StatsFile::default_path(platform_config.stats_dir(), *bp)

@@ -29,7 +29,12 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
   }
   if (driver.connected())
     out += "  \"data_plane\": {\"pid\": " + std::to_string(driver.data_plane_pid()) +
-           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + "},\n";
+           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + ", \"cgroup\": [" +
+           [&] {
+             std::string list;
+             for (const auto& dir : driver.data_plane_cgroup()) list += (list.empty() ? "" : ", ") + json_string(dir);
+             return list;
+           }() + "]},\n";
   append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }

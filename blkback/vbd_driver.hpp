@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "blkback/data_plane.hpp"
+#include "sandbox/cgroup.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "blkback/options.hpp"
 #include "blkback/queue.hpp"
@@ -77,6 +78,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   void on_data_plane_event();
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
+  // The data plane's control group directories, if it has one (one per cgroup hierarchy used).
+  const std::vector<std::string>& data_plane_cgroup() const { return cgroup_.dirs(); }
 
  private:
   int open_storage(xenbus::XenStore& xs, const std::string& backend_path);
@@ -91,6 +94,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
   UniqueFd make_listener() const;
+  int make_cgroup();
+  std::string cgroup_leaf() const;
+  void remove_cgroup();
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
   bool serves_in_process() const;
@@ -118,6 +124,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::vector<std::unique_ptr<Queue>> queues_;
   // The data-plane process serving the rings, and what it was given, to start it again.
   DataPlaneProcess plane_;
+  sandbox::Cgroup cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
+  bool cgroup_warned_ = false;
   std::vector<QueueConfig> plane_configs_;
   unsigned plane_restarts_ = 0;
   std::vector<std::chrono::steady_clock::time_point> recent_restarts_;

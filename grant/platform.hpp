@@ -30,6 +30,10 @@ struct PlatformConfig {
   // crashed process left it (memory that outlives a process, gone at reboot as guests are):
   // <sim_dir>/recovery, or /run/pvback/recovery on Xen.
   std::string recovery_dir() const;
+  // What the names of host-wide objects a backend creates (its data planes' control groups) start
+  // with: nothing on Xen (one host, one XenStore, so "vbd-5-768" is unique), and a tag of the
+  // pvback-sim instance in the simulation, where several simulated hosts share one machine.
+  std::string host_tag() const;
 };
 
 class Platform {

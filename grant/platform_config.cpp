@@ -1,6 +1,8 @@
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -45,6 +47,13 @@ std::string PlatformConfig::recovery_dir() const {
 std::string PlatformConfig::xenstore_path() const {
   if (kind != Kind::Sim) return {};
   return self == 0 ? sim_layout::xenstore_socket(sim_dir) : sim_layout::guest_xenstore_socket(sim_dir, self);
+}
+
+std::string PlatformConfig::host_tag() const {
+  if (kind != Kind::Sim) return {};
+  char tag[32];
+  std::snprintf(tag, sizeof tag, "sim%08zx-", std::hash<std::string>{}(sim_dir) & 0xffffffffu);
+  return tag;
 }
 
 }  // namespace pvback::grant

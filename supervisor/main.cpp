@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
 #include "grant/platform.hpp"
+#include "sandbox/cgroup.hpp"
 #include "supervisor/supervisor.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -56,6 +58,22 @@ int main(int argc, char** argv) {
     if (options->blk_args[i] == "--no-recovery") options->blk_recovery_dir.clear();
     if (options->blk_args[i] == "--recovery-dir" && i + 1 < options->blk_args.size())
       options->blk_recovery_dir = options->blk_args[i + 1];
+  }
+  // cgroup v2: the supervisor leaves its own cgroup (a unit with Delegate=yes) for a leaf of it, so
+  // that its backends' data planes can have limited groups there (sandbox/cgroup.hpp); the
+  // backends are started in the supervisor's leaf and told where their data planes go.
+  options->cgroup_prefix = config.host_tag();
+  const auto given = std::ranges::find(options->blk_args, "--cgroup-parent");
+  if (given != options->blk_args.end() && given + 1 != options->blk_args.end()) {
+    options->blk_cgroup_parent = *(given + 1) == "auto" ? "" : *(given + 1);
+  } else if (auto parent = sandbox::enter_own_leaf("supervisor"); !parent) {
+    PVBACK_LOG(Warning, "the backends' data planes run without memory, task and CPU limits: %s",
+               parent.error().c_str());
+    options->blk_cgroup_parent = "none";
+    options->blk_args.insert(options->blk_args.begin(), {"--cgroup-parent", "none"});
+  } else if (!parent->empty()) {
+    options->blk_cgroup_parent = *parent;
+    options->blk_args.insert(options->blk_args.begin(), {"--cgroup-parent", *parent});
   }
   auto xs = xenbus::XenStore::open(config.xenstore_path());
   if (!xs) {

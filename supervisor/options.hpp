@@ -37,6 +37,11 @@ struct Options {
   // --recovery-dir, else the platform's default; empty: --no-recovery). A vbd whose pvback-blk died
   // and is not restarted (its device is gone) has a data plane left serving stopped through it.
   std::string blk_recovery_dir;
+  // Where pvback-blk puts its data planes' control groups (its --cgroup-parent: "" = its own
+  // cgroup, "none" = no groups), and what their names start with (PlatformConfig::host_tag): the
+  // leaf of a vbd not restarted goes with its data plane.
+  std::string blk_cgroup_parent;
+  std::string cgroup_prefix;
 };
 
 // Parses argv[1..]. A value is the error message for the user; "help" when -h/--help was given.

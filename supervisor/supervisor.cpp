@@ -15,6 +15,7 @@
 
 #include "base/log.hpp"
 #include "blkback/data_plane.hpp"
+#include "sandbox/cgroup.hpp"
 
 namespace pvback::supervisor {
 
@@ -357,9 +358,18 @@ void Supervisor::stop_orphan(const Key& key) const {
   if (key.type != DeviceType::Vbd || options_.blk_recovery_dir.empty()) return;
   const std::string path = options_.blk_recovery_dir + "/vbd-" + std::to_string(key.domid) + "-" +
                            std::to_string(key.devid) + ".dp";
-  if (int e = blkback::stop_orphan_data_plane(path))
+  if (int e = blkback::stop_orphan_data_plane(path)) {
     PVBACK_LOG(Warning, "vbd %u/%u: cannot stop the data plane left serving at %s: %s", key.domid, key.devid,
                path.c_str(), std::strerror(e));
+    return;
+  }
+  // Its control group, which its dead pvback-blk made and can no longer remove.
+  if (options_.blk_cgroup_parent == "none") return;
+  const std::string leaf =
+      options_.cgroup_prefix + "vbd-" + std::to_string(key.domid) + "-" + std::to_string(key.devid);
+  if (int e = sandbox::remove_leaf(options_.blk_cgroup_parent, leaf); e != 0)
+    PVBACK_LOG(Warning, "vbd %u/%u: cannot remove the control group %s: %s", key.domid, key.devid, leaf.c_str(),
+               std::strerror(e));
 }
 
 }  // namespace pvback::supervisor

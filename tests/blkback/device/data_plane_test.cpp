@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "blkback/data_plane.hpp"
+#include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
 
@@ -98,7 +99,7 @@ TEST_F(VbdDataPlaneTest, AKilledDataPlaneIsReplacedUnderTheSameConnection) {
   ASSERT_EQ(::kill(dp, SIGKILL), 0);
   ASSERT_TRUE(eventually([&] {
     auto now = data_planes();
-    return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1}") != std::string::npos;
+    return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1,") != std::string::npos;
   })) << stats_text();
   std::vector<std::byte> back(4096);
   ASSERT_EQ(front->read(16, back), 0);
@@ -188,6 +189,94 @@ TEST_F(VbdDataPlaneTest, ADataPlaneThatKeepsDyingFailsTheDevice) {
   EXPECT_NE(read_key(dom0_xs_, backend_path() + "/error").find("the data plane keeps dying"), std::string::npos)
       << read_key(dom0_xs_, backend_path() + "/error");
   EXPECT_TRUE(data_planes().empty());
+}
+
+// Each data plane has a control group of its own with memory, task and CPU limits; a replacement
+// after a SIGKILL lands in the same group, and the group goes with the connection.
+TEST_F(VbdDataPlaneTest, RunsInAControlGroupOfItsOwnWithItsLimits) {
+  if (::geteuid() != 0) GTEST_SKIP() << "control groups need root here";
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "2", "--data-plane-memory-max", "200M",
+                                      "--data-plane-tasks-max", "77", "--data-plane-cpu-max", "150"},
+                                     front);
+  ASSERT_GT(dp, 0);
+  auto limits = sandbox::applied_limits(dp);
+  ASSERT_TRUE(limits.has_value()) << limits.error();
+  EXPECT_EQ(limits->memory_bytes, std::optional<std::uint64_t>(200u << 20));
+  EXPECT_EQ(limits->tasks, std::optional<std::uint64_t>(77));
+  EXPECT_EQ(limits->cpu_percent, std::optional<unsigned>(150));
+  // The control part is not held to them.
+  auto control = sandbox::applied_limits(backend_->pid());
+  ASSERT_TRUE(control.has_value());
+  EXPECT_NE(control->tasks, std::optional<std::uint64_t>(77));
+  // Its leaf, named after the device, is in the statistics.
+  const std::string stats = stats_text();
+  const auto at = stats.find("vbd-1-51712\"");
+  ASSERT_NE(at, std::string::npos) << stats;
+  const auto open = stats.rfind('"', at);
+  const std::string leaf = stats.substr(open + 1, at + 11 - open - 1);
+  ASSERT_TRUE(std::filesystem::exists(leaf)) << leaf;
+
+  // A replacement goes into the same group (before it serves: the statistics count it then).
+  ASSERT_EQ(::kill(dp, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    auto now = data_planes();
+    return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1,") != std::string::npos;
+  })) << stats_text();
+  limits = sandbox::applied_limits(data_planes()[0]);
+  ASSERT_TRUE(limits.has_value()) << limits.error();
+  EXPECT_EQ(limits->tasks, std::optional<std::uint64_t>(77));
+  std::vector<std::byte> back(4096);
+  ASSERT_EQ(front->read(16, back), 0);
+  EXPECT_TRUE(back == data_);
+
+  // Unplugged: the group is removed.
+  front->detach();
+  front.reset();
+  EXPECT_TRUE(eventually([&] { return !std::filesystem::exists(leaf); })) << leaf << " outlived the connection";
+}
+
+// The default limits follow the queues negotiated (64 MiB + 32 MiB per queue, threads for each
+// queue and its io_uring workers); under AddressSanitizer no memory limit is set by default.
+TEST_F(VbdDataPlaneTest, DefaultLimitsFollowTheQueues) {
+  if (::geteuid() != 0) GTEST_SKIP() << "control groups need root here";
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "2"}, front);
+  ASSERT_GT(dp, 0);
+  auto limits = sandbox::applied_limits(dp);
+  ASSERT_TRUE(limits.has_value()) << limits.error();
+  const unsigned queues = front->negotiated().num_queues;
+  ASSERT_GE(queues, 1u);
+#if defined(__SANITIZE_ADDRESS__)
+  EXPECT_FALSE(limits->memory_bytes.has_value());
+#else
+  EXPECT_EQ(limits->memory_bytes, std::optional<std::uint64_t>((64u << 20) + queues * (32u << 20)));
+#endif
+  const std::uint64_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_EQ(limits->tasks, std::optional<std::uint64_t>(32 + queues * (1 + 4 * cpus)));
+  EXPECT_FALSE(limits->cpu_percent.has_value());
+}
+
+// A parent the operator named that cannot hold the group fails the connection, naming the cause;
+// the guest's attach fails rather than a data plane running unlimited.
+TEST_F(VbdDataPlaneTest, ACgroupParentThatCannotHoldTheGroupFailsTheDevice) {
+  make_disk(16 << 20);
+  backend_log_ = dir_ / "backend.log";
+  add_vbd_and_start({"--max-queues", "1", "--cgroup-parent", "/pvback-no-such-parent"});
+  blkfront::Options options;
+  options.connect_timeout = 3s;
+  auto front = blkfront::BlkFront::attach(*guest_platform_, frontend_path(), options);
+  EXPECT_FALSE(front.has_value()) << "the guest connected to a device whose data plane has no control group";
+  EXPECT_TRUE(eventually([&] { return log_contains("cannot give the data plane its control group"); })) << log_text();
+  EXPECT_TRUE(data_planes().empty());
+}
+
+// --cgroup-parent none: no group, the data plane serves as before.
+TEST_F(VbdDataPlaneTest, NoCgroupWhenAskedForNone) {
+  std::unique_ptr<blkfront::BlkFront> front;
+  const pid_t dp = connect_and_write({"--max-queues", "1", "--cgroup-parent", "none"}, front);
+  ASSERT_GT(dp, 0);
+  EXPECT_NE(stats_text().find("\"cgroup\": []"), std::string::npos) << stats_text();
 }
 
 }  // namespace

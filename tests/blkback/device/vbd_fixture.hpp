@@ -23,6 +23,8 @@
 #include <gtest/gtest.h>
 
 #include "blkfront/blkfront.hpp"
+#include "grant/platform.hpp"
+#include "sandbox/cgroup.hpp"
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
 #include "tests/support/backend_process.hpp"
@@ -54,6 +56,11 @@ class VbdTest : public SimHostTest {
       if (comm >> name && name == "pvback-blk-dp") ::kill(pid, SIGKILL);
     }
     backend_.reset();
+    // The data plane's control group, which a SIGKILLed control part leaves behind.
+    grant::PlatformConfig config;
+    config.kind = grant::PlatformConfig::Kind::Sim;
+    config.sim_dir = hv_->run_dir().string();
+    sandbox::remove_leaf("", config.host_tag() + "vbd-" + std::to_string(kGuest) + "-" + std::to_string(kDevid));
     SimHostTest::TearDown();
   }
 
