@@ -19,12 +19,15 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "base/log.hpp"
@@ -258,6 +261,7 @@ struct pvback_fio_job {
   void* plain = nullptr;
   std::vector<pvback::blkfront::Completion> scratch;
   std::vector<pollfd> fds;
+  std::deque<std::pair<void*, int>> stash;  // reaped by a flush, for fio's next getevents
 };
 
 namespace pvback::fioengine {
@@ -368,16 +372,27 @@ int submit(pvback_fio_job& job, unsigned index, pvback_fio_op op, std::uint64_t 
   return e;
 }
 
-int reap(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, void** cookies, int* errors);
+int collect(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, void** cookies, int* errors);
 int commit(pvback_fio_job& job);
 
 // fio's fsync/fdatasync, as its libaio engine does them: once the job's requests in flight are
-// done (EAGAIN until then), a flush, waited for. A flush beside writes in flight would not cover
-// them, and fio, seeing no new write complete, would issue one more per request it starts.
+// done (their completions are kept for fio's next getevents), a flush, waited for. A flush beside
+// writes in flight would not cover them, and fio, seeing no new write complete, would issue one
+// more per request it starts; fio's end_fsync requeues a busy sync without reaping, so it cannot
+// be turned away either.
 int flush(pvback_fio_job& job, unsigned index) {
   if (index >= job.files.size()) return EINVAL;
-  for (const JobFile& f : job.files)
-    if (f.in_flight > 0) return EAGAIN;
+  for (;;) {
+    std::uint64_t in_flight = 0;
+    for (const JobFile& f : job.files) in_flight += f.in_flight;
+    if (in_flight == 0) break;
+    const auto want = static_cast<unsigned>(std::min<std::uint64_t>(in_flight, 1024));
+    std::vector<void*> cookies(want);
+    std::vector<int> errors(want);
+    const int n = collect(job, want, want, -1, cookies.data(), errors.data());
+    if (n < 0) return -n;
+    for (int i = 0; i < n; ++i) job.stash.emplace_back(cookies[i], errors[i]);
+  }
   JobFile& f = job.files[index];
   int e;
   {
@@ -390,7 +405,7 @@ int flush(pvback_fio_job& job, unsigned index) {
   if (int c = commit(job)) return c;
   void* cookie = nullptr;
   int error = 0;
-  const int n = reap(job, 1, 1, -1, &cookie, &error);
+  const int n = collect(job, 1, 1, -1, &cookie, &error);  // the only request in flight
   return n == 1 ? error : n < 0 ? -n : EIO;
 }
 
@@ -405,7 +420,8 @@ int commit(pvback_fio_job& job) {
   return result;
 }
 
-int reap(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, void** cookies, int* errors) {
+// Completions from the job's queues (not the stash), waiting as reap does.
+int collect(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, void** cookies, int* errors) {
   const std::optional<Clock::time_point> deadline =
       timeout_ns < 0 ? std::nullopt : std::optional(Clock::now() + std::chrono::nanoseconds(timeout_ns));
   unsigned got = 0;
@@ -453,6 +469,17 @@ int reap(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, 
       }
     }
   }
+}
+
+int reap(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_ns, void** cookies, int* errors) {
+  unsigned got = 0;
+  for (; got < max && !job.stash.empty(); ++got) {
+    std::tie(cookies[got], errors[got]) = job.stash.front();
+    job.stash.pop_front();
+  }
+  if (got >= min || got >= max) return static_cast<int>(got);
+  const int n = collect(job, min - got, max - got, timeout_ns, cookies + got, errors + got);
+  return n < 0 ? (got > 0 ? static_cast<int>(got) : n) : static_cast<int>(got) + n;
 }
 
 void* alloc_buffers(pvback_fio_job& job, std::size_t bytes) {

@@ -257,10 +257,7 @@ static enum fio_q_status pvback_queue(struct thread_data *td, struct io_u *io_u)
 		break;
 	case DDIR_SYNC:
 	case DDIR_DATASYNC:
-		e = pvback_fio_job_flush(d->job, file_index(io_u->file));
-		if (e == EAGAIN)
-			return FIO_Q_BUSY;
-		io_u->error = e;
+		io_u->error = pvback_fio_job_flush(d->job, file_index(io_u->file));
 		return FIO_Q_COMPLETED;
 	default:
 		/* sync_file_range: blkif has no ranged flush. */

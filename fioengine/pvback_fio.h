@@ -57,8 +57,8 @@ void pvback_fio_job_free_buffers(struct pvback_fio_job *job);
  * request's error. `cookie` comes back from reap. */
 int pvback_fio_job_submit(struct pvback_fio_job *job, unsigned file_index, enum pvback_fio_op op, uint64_t offset,
                           void *buffer, uint64_t length, void *cookie);
-/* fsync/fdatasync: EAGAIN while the job has requests in flight; then a flush (blkif's, or a
- * barrier when only that is offered), waited for: its error or 0. */
+/* fsync/fdatasync: waits for the job's requests in flight (their completions come from the next
+ * reap), then a flush (blkif's, or a barrier when only that is offered), waited for: its error or 0. */
 int pvback_fio_job_flush(struct pvback_fio_job *job, unsigned file_index);
 int pvback_fio_job_commit(struct pvback_fio_job *job);
 /* Waits for at least `min` completions (timeout_ns < 0: no limit), returns up to `max` in cookies/

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fio with the pvback engine (pvback-fio.so) on a vbd of the simulated hypervisor served by
 # pvback-blk: write+verify over several block sizes (zero copy, and through the pool), a randrw mix,
-# fsync as flushes, trim, four jobs on four queues, an ordinary job file run unchanged on a file
+# fsync, fdatasync and end_fsync as flushes, trim, four jobs on four queues, an ordinary job file run unchanged on a file
 # and on the vbd, the data in the backing file both ways, and the thread=1 rule. Each check reads
 # fio's exit status and JSON output.
 #
@@ -126,6 +126,13 @@ for c in "${cases[@]}"; do
       [ $((after - before)) -ge 15 ] && [ $((after - before)) -le 16 ] ||
         fail "fdatasync: the backend saw $((after - before)) flushes, not 15 or 16"
     else fail "fdatasync: fio failed"; fi
+    # end_fsync: one flush at the end, with the job's writes still in flight when fio asks for it.
+    before=$(backend_flushes)
+    if run_fio end_fsync --rw=randwrite --bs=4k --iodepth=32 --size=2M --end_fsync=1; then
+      check end_fsync 'kib(jobs[0], "write") == 2048'
+      for _ in $(seq 30); do [ "$(backend_flushes)" != "$before" ] && break; sleep 0.1; done
+      [ "$(backend_flushes)" -gt "$before" ] || fail "end_fsync: the backend saw no flush"
+    else fail "end_fsync: fio failed"; fi
     ;;
   trim)
     # Written, then trimmed as blkif discards: the backing file's range reads back as zeros.
