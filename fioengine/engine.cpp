@@ -454,7 +454,12 @@ int collect(pvback_fio_job& job, unsigned min, unsigned max, long long timeout_n
     }
     fds.clear();
     for (JobFile& f : job.files) {
-      fds.push_back({f.device->front().queue(f.queue).event_fd(), POLLIN, 0});
+      int event_fd;
+      {
+        std::lock_guard lock(f.device->queue_lock(f.queue));  // an unplug tears the channel down
+        event_fd = f.device->front().queue(f.queue).event_fd();
+      }
+      fds.push_back({event_fd, POLLIN, 0});
       fds.push_back({f.device->xenstore_fd(), POLLIN, 0});
     }
     const int r = ::poll(fds.data(), fds.size(), wait_ms);

@@ -331,7 +331,8 @@ static void pvback_iomem_free(struct thread_data *td)
 __attribute__((visibility("default"))) struct ioengine_ops ioengine = {
 	.name = "pvback",
 	.version = FIO_IOOPS_VERSION,
-	.flags = FIO_DISKLESSIO | FIO_NOEXTEND | FIO_NODISKUTIL | FIO_RAWIO | FIO_MEMALIGN,
+	/* No offload: a job's requests are submitted and reaped by the job's own thread. */
+	.flags = FIO_DISKLESSIO | FIO_NOEXTEND | FIO_NODISKUTIL | FIO_RAWIO | FIO_MEMALIGN | FIO_NO_OFFLOAD,
 	.init = pvback_init,
 	.setup = pvback_setup,
 	.queue = pvback_queue,
