@@ -9,6 +9,9 @@
 #   git worktree add /tmp/before <commit> && cmake -S /tmp/before -B /tmp/before/build \
 #     -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF && cmake --build /tmp/before/build \
 #     --target pvback-blk pvback-blkfront pvback-sim pvback-sim-ctl
+# The guest is fio with the pvback engine running bench/blk_randread.fio, the same frontend for both
+# sides: AFTER_BUILD's fioengine/pvback-fio.so (or FIO_ENGINE_SO=path); without one, each build's
+# pvback-blkfront randread loop.
 # Prints every run and the mean ratio per data path (persistent grants, grant copy).
 # BEFORE_ARGS / AFTER_ARGS add pvback-blk options to one side; with one build on both sides that
 # measures an option in one run, e.g. the data-plane process against threads:
@@ -19,6 +22,8 @@ before=$(realpath "$1") after=$(realpath "$2") rounds=${3:-3} seconds=${4:-8}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/pvback-ab.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 disk=$work/disk.img
+engine=${FIO_ENGINE_SO:-$after/fioengine/pvback-fio.so}
+[ -f "$engine" ] || engine=
 fio --name=layout --filename="$disk" --size=1024M --rw=write --bs=1M --direct=1 --ioengine=io_uring --iodepth=8 \
   --output=/dev/null
 run() {  # run BUILD [frontend options] -- [backend options]: prints the IOPS
@@ -32,12 +37,18 @@ run() {  # run BUILD [frontend options] -- [backend options]: prints the IOPS
   [ $# -gt 0 ] && shift
   back=("$@")
   sim_vbd_start 1 51712 "$disk" --max-queues 1 "${back[@]}"
-  local out
-  out=$(PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid 51712 --queues 1 "${front[@]}" \
-    randread --bs 4096 --iodepth 32 --seconds "$seconds")
+  if [ -n "$engine" ]; then
+    cp bench/blk_randread.fio "$work/job.fio"  # engine options go inside the job
+    [ "${front[*]}" = --no-persistent ] && echo pvback_persistent=0 >>"$work/job.fio"
+    PVBACK_DOMID=1 FIO_ENGINE="external:$engine" FIO_TARGET=51712 FIO_SECONDS=$seconds \
+      fio "$work/job.fio" --output-format=json |
+      python3 -c 'import json,sys; t=sys.stdin.read(); print(int(json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"]))'
+  else
+    PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid 51712 --queues 1 "${front[@]}" \
+      randread --bs 4096 --iodepth 32 --seconds "$seconds" | sed -n 's/.*iops=\([0-9]*\).*/\1/p'
+  fi
   sim_ctl remove-vbd 1 51712 >/dev/null
   sim_host_cleanup
-  sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out"
 }
 declare -A sum=()
 for r in $(seq 1 "$rounds"); do

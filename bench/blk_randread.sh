@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# 4 KiB random reads at iodepth 32 on one file: fio's io_uring engine reading it directly
-# (O_DIRECT), then a simulated guest reading it through pvback-blk (userspace blkfront ->
-# blkif ring -> pvback-blk -> io_uring O_DIRECT), in the same run on the same file.
+# 4 KiB random reads at iodepth 32 on one file, the same fio job (bench/blk_randread.fio) on both
+# sides in the same run: fio's io_uring engine reading the file directly (O_DIRECT), and fio's
+# pvback engine as a simulated guest reading it through pvback-blk (fio -> blkif ring -> pvback-blk
+# -> io_uring O_DIRECT on the file).
 #
 #   bench/blk_randread.sh [SECONDS]     (default 10 s per measurement; BENCH_DIR=dir for the file)
 #
-# Also measures the two data paths for a frontend without persistent grants (map vs copy), and
-# the default configuration without its crash-recovery record (--no-recovery), between two runs
-# with it.
+# Also measures: fio's buffers copied through the frontend's pool instead of granted (zero copy
+# off), the two data paths for a frontend without persistent grants (map vs copy), the default
+# configuration without its crash-recovery record (--no-recovery) between two runs with it, and
+# pvback-blkfront's own randread loop (what this benchmark measured before the engine).
 # Prints one line per measurement and the ratio; appends them to bench/results/blk_randread.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 scripts/install-deps.sh
-scripts/build.sh release >/dev/null
+[ -n "${BENCH_NO_BUILD:-}" ] || scripts/build.sh release >/dev/null  # BENCH_NO_BUILD=1: build/ as it is
 BUILD=$PWD/build
 . scripts/lib/sim-host.sh
 
@@ -25,23 +27,36 @@ size_mib=${BENCH_SIZE_MIB:-1024}
 fio --name=layout --filename="$disk" --size="${size_mib}M" --rw=write --bs=1M --direct=1 --ioengine=io_uring \
   --iodepth=8 --output=/dev/null
 
-direct_iops() {
-  fio --name=direct --filename="$disk" --rw=randread --bs=4k --ioengine=io_uring --direct=1 --iodepth=32 \
-    --runtime="$seconds" --time_based --output-format=json | python3 -c \
-    'import json,sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))'
+engine=$BUILD/fioengine/pvback-fio.so
+[ -f "$engine" ] || { echo "blk_randread: no fio engine at $engine (scripts/build.sh builds it)" >&2; exit 1; }
+# job_iops ENGINE TARGET [ENGINE-OPTION=VALUE...]: IOPS of bench/blk_randread.fio. fio takes an
+# external engine's options only inside a job, so they are appended to a copy of the job file.
+job_iops() {
+  local eng=$1 target=$2 job=$work/job.fio
+  shift 2
+  cp bench/blk_randread.fio "$job"
+  printf '%s\n' "$@" >>"$job"
+  FIO_ENGINE=$eng FIO_TARGET=$target FIO_SECONDS=$seconds fio "$job" --output-format=json |
+    python3 -c 'import json,sys; t=sys.stdin.read(); print(int(json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"]))'
 }
+direct_iops() { job_iops io_uring "$disk"; }
 
 sim_host_start "$work/sim"
 sim_ctl create-domain 1 --name bench-guest --memory-mib 512 >/dev/null
 devid=51712
-pvback_iops() {  # pvback_iops [frontend options...] -- [backend options...]
+pvback_iops() {  # pvback_iops [ENGINE-OPTION=VALUE...] -- [backend options...]: the job on the vbd
   local front=() back=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do front+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   back=("$@")
   sim_vbd_start 1 "$devid" "$disk" --max-queues 1 "${back[@]}"
+  PVBACK_DOMID=1 job_iops "external:$engine" "$devid" "${front[@]}"
+  sim_ctl remove-vbd 1 "$devid" >/dev/null
+}
+blkfront_iops() {  # pvback-blkfront's own randread loop, persistent grants
+  sim_vbd_start 1 "$devid" "$disk" --max-queues 1
   local out
-  out=$(PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid "$devid" --queues 1 "${front[@]}" \
+  out=$(PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid "$devid" --queues 1 \
     randread --bs 4096 --iodepth 32 --seconds "$seconds")
   sim_ctl remove-vbd 1 "$devid" >/dev/null
   sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out"
@@ -52,19 +67,23 @@ persistent=$(pvback_iops)
 # The crash-recovery record's cost: the same configuration without it, in the same run.
 norecord=$(pvback_iops -- --no-recovery)
 persistent2=$(pvback_iops)
-copy=$(pvback_iops --no-persistent -- --data-path copy)
-map=$(pvback_iops --no-persistent -- --data-path map)
+pooled=$(pvback_iops pvback_zero_copy=0)
+copy=$(pvback_iops pvback_persistent=0 -- --data-path copy)
+map=$(pvback_iops pvback_persistent=0 -- --data-path map)
+blkfront=$(blkfront_iops)
 direct_after=$(direct_iops)
 
 report=$(cat <<REPORT
-$(date -u +%Y-%m-%dT%H:%M:%SZ) 4k randread iodepth 32, ${seconds}s each, ${size_mib} MiB file, $(nproc) CPUs
-  fio io_uring O_DIRECT (before)        : $direct IOPS
-  pvback-blk, persistent grants         : $persistent IOPS  ($(python3 -c "print(f'{$persistent/$direct:.2f}')")x direct)
-  pvback-blk, persistent, --no-recovery : $norecord IOPS  (with the record, mean of the runs before and after: $(python3 -c "print(f'{($persistent+$persistent2)/2/$norecord:.3f}')")x)
-  pvback-blk, persistent grants (again) : $persistent2 IOPS
-  pvback-blk, no persistent, grant copy : $copy IOPS
-  pvback-blk, no persistent, grant map  : $map IOPS
-  fio io_uring O_DIRECT (after)         : $direct_after IOPS
+$(date -u +%Y-%m-%dT%H:%M:%SZ) 4k randread iodepth 32, ${seconds}s each, ${size_mib} MiB file, $(nproc) CPUs, one fio job (bench/blk_randread.fio) on both sides
+  fio io_uring O_DIRECT on the file (before)   : $direct IOPS
+  fio pvback engine, persistent grants         : $persistent IOPS  ($(python3 -c "print(f'{$persistent/$direct:.2f}')")x direct)
+  fio pvback engine, persistent, --no-recovery : $norecord IOPS  (with the record, mean of the runs before and after: $(python3 -c "print(f'{($persistent+$persistent2)/2/$norecord:.3f}')")x)
+  fio pvback engine, persistent grants (again) : $persistent2 IOPS
+  fio pvback engine, buffers copied (pool)     : $pooled IOPS
+  fio pvback engine, no persistent, grant copy : $copy IOPS
+  fio pvback engine, no persistent, grant map  : $map IOPS
+  pvback-blkfront randread, persistent grants  : $blkfront IOPS
+  fio io_uring O_DIRECT on the file (after)    : $direct_after IOPS
 REPORT
 )
 echo "$report"

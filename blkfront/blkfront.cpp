@@ -206,23 +206,33 @@ void put_other(Ring& ring, std::uint8_t op, std::uint16_t handle, std::uint64_t 
 }  // namespace
 
 int Queue::submit_data(std::uint8_t op, std::uint64_t sector, std::byte* data, std::size_t length, std::uint64_t tag,
-                       bool allow_split) {
+                       bool allow_split, const grant::SharedPages* granted, std::size_t granted_offset) {
   if (int e = precheck()) return e;
   const Negotiated& neg = owner_->neg_;
   const std::uint32_t align = std::max<std::uint32_t>(neg.sector_size, blkif::kSectorSize);
   if (length == 0 || length % align != 0 || (sector * blkif::kSectorSize) % align != 0) return EINVAL;
   const std::uint64_t nsect = length / blkif::kSectorSize;
   if (sector > neg.sectors || nsect > neg.sectors - sector) return EINVAL;
+  if (granted != nullptr) {
+    const std::uint64_t region = std::uint64_t{granted->pages()} * kPage;
+    if (granted_offset % blkif::kSectorSize != 0 || granted_offset > region || length > region - granted_offset)
+      return EINVAL;
+  }
 
-  // Lay out: the data starts at byte (sector % 8) * 512 of its first page, so every page of the
-  // pool corresponds to one 4 KiB-aligned piece of the disk. Split in parts of at most
-  // segments_per_request pages (indirect) or 11 (direct); one part is one ring request.
-  const std::uint32_t first = static_cast<std::uint32_t>(sector % blkif::kSectorsPerPage) * blkif::kSectorSize;
+  // Lay out: in the pool the data starts at byte (sector % 8) * 512 of its first page, so every
+  // page of the pool corresponds to one 4 KiB-aligned piece of the disk; in caller-granted pages
+  // it starts where the caller put it. Split in parts of at most segments_per_request pages
+  // (indirect) or 11 (direct); one part is one ring request.
+  const std::uint32_t first = granted != nullptr
+                                  ? static_cast<std::uint32_t>(granted_offset % kPage)
+                                  : static_cast<std::uint32_t>(sector % blkif::kSectorsPerPage) * blkif::kSectorSize;
+  const std::uint32_t granted_page = granted != nullptr ? static_cast<std::uint32_t>(granted_offset / kPage) : 0;
   const std::uint32_t total_pages = ceil_div(first + length, kPage);
   const std::uint32_t segs_per_part = neg.segments_per_request;
   const std::uint32_t parts = ceil_div(total_pages, segs_per_part);
   if (parts > 1 && !allow_split) return E2BIG;
-  std::uint32_t pages_needed = total_pages;
+  // Pool pages: the data's (unless granted by the caller) and the indirect descriptor pages.
+  std::uint32_t pages_needed = granted != nullptr ? 0 : total_pages;
   if (neg.indirect) {
     for (std::uint32_t p = 0; p < parts; ++p) {
       std::uint32_t n = std::min(segs_per_part, total_pages - p * segs_per_part);
@@ -235,7 +245,7 @@ int Queue::submit_data(std::uint8_t op, std::uint64_t sector, std::byte* data, s
   if (parts > ring_free) return EAGAIN;
 
   const bool is_read = op == blkif::kOpRead;
-  const std::uint32_t u = alloc_user(tag, is_read ? data : nullptr, parts);
+  const std::uint32_t u = alloc_user(tag, is_read && granted == nullptr ? data : nullptr, parts);
   const std::uint16_t handle = static_cast<std::uint16_t>(neg.handle);
   std::uint64_t done = 0;  // bytes of the user buffer already assigned
   std::uint64_t part_sector = sector;
@@ -246,41 +256,44 @@ int Queue::submit_data(std::uint8_t op, std::uint64_t sector, std::byte* data, s
     const std::uint64_t part_len = std::min<std::uint64_t>(length - done, std::uint64_t{npages} * kPage - part_first);
     const bool use_indirect = npages > blkif::kMaxSegmentsPerRequest;
     const std::uint32_t nind = use_indirect ? ceil_div(npages, blkif::kSegmentsPerIndirectPage) : 0;
+    const std::uint32_t pool_data = granted != nullptr ? 0 : npages;  // pool pages holding data
     const std::uint32_t id = alloc_shadow();
     Shadow& s = shadows_[id];
     // The backend answers an indirect request with its indirect_op (see blkif::make_response).
     s = Shadow{.busy = true, .operation = op, .user = u, .buffer_offset = done,
                .length = static_cast<std::uint32_t>(part_len), .first_offset = part_first,
-               .data_pages = static_cast<std::uint16_t>(npages), .indirect_pages = static_cast<std::uint16_t>(nind)};
+               .data_pages = static_cast<std::uint16_t>(npages), .indirect_pages = static_cast<std::uint16_t>(nind),
+               .granted = granted != nullptr};
+    // Pool pages of this part: its data pages (none when granted), then its indirect pages.
     std::uint32_t* pages = &shadow_pages_[std::size_t{id} * max_pages_per_request_];
-    for (std::uint32_t i = 0; i < npages + nind; ++i) {
+    for (std::uint32_t i = 0; i < pool_data + nind; ++i) {
       pages[i] = free_pages_.back();
       free_pages_.pop_back();
     }
     // Segments; copy write data into the pool pages.
     std::uint64_t off = 0;  // within this part
-    blkif::Segment* indirect_segs = nullptr;
     GrantRef indirect_refs[blkif::kMaxIndirectPagesPerRequest] = {};
     if (use_indirect) {
-      for (std::uint32_t i = 0; i < nind; ++i) indirect_refs[i] = pool_.refs()[pages[npages + i]];
+      for (std::uint32_t i = 0; i < nind; ++i) indirect_refs[i] = pool_.refs()[pages[pool_data + i]];
     }
     for (std::uint32_t i = 0; i < npages; ++i) {
       const std::uint32_t start = i == 0 ? part_first : 0;
       const std::uint32_t len = static_cast<std::uint32_t>(std::min<std::uint64_t>(kPage - start, part_len - off));
-      blkif::Segment seg{.gref = pool_.refs()[pages[i]],
+      const GrantRef gref = granted != nullptr ? granted->refs()[granted_page + p * segs_per_part + i]
+                                               : pool_.refs()[pages[i]];
+      blkif::Segment seg{.gref = gref,
                          .first_sect = static_cast<std::uint8_t>(start / blkif::kSectorSize),
                          .last_sect = static_cast<std::uint8_t>((start + len - 1) / blkif::kSectorSize),
                          .pad = 0};
-      if (!is_read) std::memcpy(pool_.page(pages[i]) + start, data + done + off, len);
+      if (!is_read && granted == nullptr) std::memcpy(pool_.page(pages[i]) + start, data + done + off, len);
       if (use_indirect) {
-        std::byte* ipage = pool_.page(pages[npages + i / blkif::kSegmentsPerIndirectPage]);
+        std::byte* ipage = pool_.page(pages[pool_data + i / blkif::kSegmentsPerIndirectPage]);
         std::memcpy(ipage + (i % blkif::kSegmentsPerIndirectPage) * sizeof(blkif::Segment), &seg, sizeof seg);
       } else {
         segs[i] = seg;
       }
       off += len;
     }
-    (void)indirect_segs;
     std::visit(
         [&](auto& r) {
           if (use_indirect)
@@ -317,6 +330,16 @@ int Queue::submit_read(std::uint64_t sector, std::span<std::byte> buffer, std::u
 
 int Queue::submit_write(std::uint64_t sector, std::span<const std::byte> buffer, std::uint64_t tag) {
   return submit_data(blkif::kOpWrite, sector, const_cast<std::byte*>(buffer.data()), buffer.size(), tag, true);
+}
+
+int Queue::submit_read_granted(std::uint64_t sector, const grant::SharedPages& pages, std::size_t offset,
+                               std::size_t length, std::uint64_t tag) {
+  return submit_data(blkif::kOpRead, sector, nullptr, length, tag, true, &pages, offset);
+}
+
+int Queue::submit_write_granted(std::uint64_t sector, const grant::SharedPages& pages, std::size_t offset,
+                                std::size_t length, std::uint64_t tag) {
+  return submit_data(blkif::kOpWrite, sector, nullptr, length, tag, true, &pages, offset);
 }
 
 int Queue::submit_barrier_write(std::uint64_t sector, std::span<const std::byte> buffer, std::uint64_t tag) {
@@ -363,7 +386,7 @@ void Queue::complete_part(std::uint32_t id, std::int16_t status) {
   User& u = users_[s.user];
   const std::uint32_t* pages = &shadow_pages_[std::size_t{id} * max_pages_per_request_];
   int err = status == blkif::kRspOkay ? 0 : status == blkif::kRspEopnotsupp ? EOPNOTSUPP : EIO;
-  if (err == 0 && u.read_buffer != nullptr) {
+  if (err == 0 && u.read_buffer != nullptr && !s.granted) {
     std::uint64_t off = 0;
     for (std::uint32_t i = 0; i < s.data_pages; ++i) {
       const std::uint32_t start = i == 0 ? s.first_offset : 0;
@@ -372,7 +395,8 @@ void Queue::complete_part(std::uint32_t id, std::int16_t status) {
       off += len;
     }
   }
-  for (std::uint32_t i = 0; i < std::uint32_t{s.data_pages} + s.indirect_pages; ++i) free_pages_.push_back(pages[i]);
+  const std::uint32_t pool_pages = (s.granted ? 0u : std::uint32_t{s.data_pages}) + s.indirect_pages;
+  for (std::uint32_t i = 0; i < pool_pages; ++i) free_pages_.push_back(pages[i]);
   s.busy = false;
   free_shadows_.push_back(id);
   --ring_in_flight_;
@@ -428,13 +452,18 @@ std::size_t Queue::poll(std::span<Completion> out) {
   return n;
 }
 
+void Queue::acknowledge_events() {
+  if (!events_) return;
+  while (auto port = events_->pending()) events_->unmask(*port);
+}
+
 int Queue::wait_event(std::chrono::milliseconds timeout) {
   if (!events_) return ENODEV;
   pollfd p{events_->fd(), POLLIN, 0};
   int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
   if (r < 0) return errno;
   if (r == 0) return ETIMEDOUT;
-  while (auto port = events_->pending()) events_->unmask(*port);
+  acknowledge_events();
   return 0;
 }
 
@@ -447,8 +476,7 @@ int Queue::wait(std::chrono::milliseconds timeout) {
   if (fds[1].revents & POLLIN) owner_->process_xenstore();
   if (!connected_) return ready_.empty() ? (error_ != 0 ? error_ : ENODEV) : 0;
   if (r == 0) return ETIMEDOUT;
-  if (fds[0].revents & POLLIN)
-    while (auto port = events_->pending()) events_->unmask(*port);
+  if (fds[0].revents & POLLIN) acknowledge_events();
   return 0;
 }
 
@@ -481,6 +509,12 @@ int Queue::wait_for(std::uint64_t tag, std::chrono::milliseconds timeout) {
 
 // ---------------------------------------------------------------------------------------------
 // BlkFront
+
+std::expected<grant::SharedPages, int> BlkFront::share_pages(std::uint32_t count) {
+  if (count == 0) return std::unexpected(EINVAL);
+  if (closed_ || !sharer_) return std::unexpected(ENODEV);
+  return sharer_->share(neg_.backend_id, count, Access::ReadWrite);
+}
 
 std::string BlkFront::frontend_path_for(DomId self, unsigned devid) {
   return "/local/domain/" + std::to_string(self) + "/device/vbd/" + std::to_string(devid);
@@ -741,8 +775,7 @@ int BlkFront::wait_any(std::chrono::milliseconds timeout) {
     if (int e = process_xenstore()) return e;
   }
   for (std::size_t i = 1; i < fds.size(); ++i)
-    if (fds[i].revents & POLLIN)
-      while (auto port = queues_[i - 1]->events_->pending()) queues_[i - 1]->events_->unmask(*port);
+    if (fds[i].revents & POLLIN) queues_[i - 1]->acknowledge_events();
   return r == 0 ? ETIMEDOUT : 0;
 }
 

@@ -17,6 +17,18 @@
 // Linux blkfront does with persistent grants): the backend always sees the same grant refs, which is
 // what feature-persistent lets it cache.
 //
+// Caller-granted memory (zero copy): BlkFront::share_pages() grants pages of the caller's own to
+// the backend once; submit_read_granted/submit_write_granted then put those pages' grant refs in
+// the segments, so data moves between the backend and that memory with no copy here (only an
+// indirect request's descriptor pages come from the pool). With feature-persistent the backend
+// keeps them mapped, as it keeps the pool, which is why they must stay granted until detach().
+//
+// Threads: the queues of one BlkFront may be driven by different threads, one thread per queue,
+// through the Queue calls that touch that queue alone (submit_*, kick, poll, event_fd,
+// acknowledge_events, in_flight, free_pool_pages). Everything else (Queue::wait and wait_for,
+// which handle the XenStore watch, BlkFront's own calls, share_pages) must not run concurrently
+// with any of them: the caller serialises these (the fio engine holds every queue's lock).
+//
 // Raw access: a test playing a malicious frontend takes a queue's FrontRing (raw_ring()), the shared
 // ring area, the pool pages and their grant refs, and the event channel, puts hand-made requests and
 // reads raw responses. It must then not mix submit/poll on that queue (poll() treats unknown response
@@ -128,6 +140,14 @@ class Queue {
   // descriptors when negotiated); the user sees a single completion.
   int submit_read(std::uint64_t sector, std::span<std::byte> buffer, std::uint64_t tag);
   int submit_write(std::uint64_t sector, std::span<const std::byte> buffer, std::uint64_t tag);
+  // The same with the data in `length` bytes at `offset` of `pages` (from BlkFront::share_pages of
+  // this frontend), which the backend reads or writes directly: no copy. `offset` must be a
+  // multiple of 512 (a segment addresses 512-byte sectors of a page); EINVAL otherwise or when the
+  // range is not inside `pages`. The pages must stay valid until the completion for `tag`.
+  int submit_read_granted(std::uint64_t sector, const grant::SharedPages& pages, std::size_t offset,
+                          std::size_t length, std::uint64_t tag);
+  int submit_write_granted(std::uint64_t sector, const grant::SharedPages& pages, std::size_t offset,
+                           std::size_t length, std::uint64_t tag);
   // BLKIF_OP_WRITE_BARRIER with data (at most 11 segments, never split).
   int submit_barrier_write(std::uint64_t sector, std::span<const std::byte> buffer, std::uint64_t tag);
   // BLKIF_OP_FLUSH_DISKCACHE with no segments (barrier with no data when only barrier is offered).
@@ -162,6 +182,10 @@ class Queue {
   int notify() { return port_.notify(); }
   // Waits for the event channel only (unmasks it); 0 or ETIMEDOUT. For raw use.
   int wait_event(std::chrono::milliseconds timeout);
+  // For a caller's own poll loop: readable when the event channel fired (-1 once torn down);
+  // acknowledge_events() then unmasks it before the caller polls for responses.
+  int event_fd() const { return events_ ? events_->fd() : -1; }
+  void acknowledge_events();
 
  private:
   friend class BlkFront;
@@ -174,6 +198,7 @@ class Queue {
     std::uint32_t first_offset = 0;   // byte offset of the data in its first page
     std::uint16_t data_pages = 0;
     std::uint16_t indirect_pages = 0;
+    bool granted = false;  // data in the caller's granted pages: nothing to copy, no pool data pages
   };
   struct User {
     bool busy = false;
@@ -190,8 +215,10 @@ class Queue {
   void teardown();
   void fail_all(int error);
 
+  // The data is either `data` (copied through pool pages) or, when `granted` is set, at
+  // `granted_offset` of those caller-granted pages.
   int submit_data(std::uint8_t op, std::uint64_t sector, std::byte* data, std::size_t length, std::uint64_t tag,
-                  bool allow_split);
+                  bool allow_split, const grant::SharedPages* granted = nullptr, std::size_t granted_offset = 0);
   int submit_nodata(std::uint8_t op, std::uint64_t sector, std::uint64_t nr_sectors, std::uint8_t flag,
                     std::uint64_t tag);
   int precheck();
@@ -230,6 +257,11 @@ class BlkFront {
   static std::expected<std::unique_ptr<BlkFront>, int> attach(const grant::Platform& platform,
                                                               const std::string& frontend_path,
                                                               const Options& options = {});
+  // Allocates `count` zeroed pages granted read-write to the backend, for Queue::submit_*_granted.
+  // They must be destroyed after detach() (the backend may keep them mapped until it is Closed) and
+  // before this BlkFront. 0 pages or after detach: EINVAL / ENODEV; else what the sharer said.
+  std::expected<grant::SharedPages, int> share_pages(std::uint32_t count);
+
   // The frontend path of vbd `devid` of the platform's own domain.
   static std::string frontend_path_for(DomId self, unsigned devid);
 

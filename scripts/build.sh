@@ -31,5 +31,19 @@ case "$flavour" in
     ;;
   *) echo "usage: $0 [release|asan|debian|fuzz|relwithdebinfo|debug]" >&2; exit 2 ;;
 esac
+# The fio engine (fioengine/) is compiled against the source of the installed fio, which
+# scripts/fio-source.sh fetches into the cache once (apt-get source) and configures.
+# PVBACK_FIO_SOURCE=DIR uses that tree instead; PVBACK_FIO_SOURCE= (empty) builds without the engine.
+if [ "$flavour" != fuzz ]; then
+  if [ -n "${PVBACK_FIO_SOURCE+set}" ]; then
+    fio_source=$PVBACK_FIO_SOURCE
+  else
+    fio_source=$(scripts/fio-source.sh) || {
+      echo "build.sh: scripts/fio-source.sh failed: cannot build the fio engine (PVBACK_FIO_SOURCE= builds without it)" >&2
+      exit 1
+    }
+  fi
+  extra+=(-DPVBACK_FIO_SOURCE="$fio_source")
+fi
 env "${env_flags[@]}" cmake -S . -B "$dir" -DPVBACK_WERROR=ON "${extra[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"

@@ -13,11 +13,11 @@ packages=(
   ceph-mon ceph-osd ceph-common # tests: a real one-monitor, one-OSD Ceph cluster for the RBD engine
   qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
   nbdkit                        # tests: a remote NBD server (its memory plugin) for the integrity matrix
-  fio                           # bench: the direct io_uring baseline next to pvback-blk
+  fio                           # bench and the fio engine (fioengine/, built against this fio's source)
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
   libgtest-dev googletest       # tests
-  dpkg-dev                      # `apt-get source xen` for Xen's own test-xenstore; dpkg-buildflags
+  dpkg-dev                      # `apt-get source` (xen's test-xenstore, fio's headers: dpkg-source); dpkg-buildflags
   python3 cpio gzip             # the real-Xen harness's initramfs join/check and its test
   clang-16 libclang-rt-16-dev llvm-16  # libFuzzer targets (tests/fuzz, label fuzz) and their coverage
 )

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # Xen's own XenStore test program comes from Debian's xen source package (cached, never committed).
 tests/xenstore/fetch-xen-source.sh >/dev/null
+# So does fio's source, for the fio engine (scripts/build.sh builds it against this).
+scripts/fio-source.sh >/dev/null
 start=$(date +%s)
 
 status=0

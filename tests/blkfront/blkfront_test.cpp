@@ -339,6 +339,72 @@ TEST_F(BlkFrontSim, LargeRequestsUseIndirectDescriptors) {
   front->detach();
 }
 
+TEST_F(BlkFrontSim, CallerGrantedPagesCarryTheDataWithNoCopy) {
+  start_backend();
+  Options o;
+  o.max_indirect_segments = 128;
+  auto front = attach(o);
+  ASSERT_TRUE(front);
+  const std::uint32_t pool = front->negotiated().pool_pages;
+  auto pages = front->share_pages(120);
+  ASSERT_TRUE(pages.has_value()) << std::strerror(pages.error());
+  Queue& q = front->queue(0);
+  // 3 pages of data at byte 512 of the region: segments are the region's own refs, the first
+  // one from sector 1 of its page, the fourth page's sector 0 last; the pool stays untouched.
+  auto data = pattern(3 * 4096, 11);
+  std::memcpy(pages->page(0) + 512, data.data(), data.size());
+  ASSERT_EQ(q.submit_write_granted(16, *pages, 512, data.size(), 50), 0);
+  EXPECT_EQ(q.free_pool_pages(), pool) << "no pool page for a direct request's data";
+  ASSERT_EQ(q.kick(), 0);
+  ASSERT_EQ(q.wait_for(50, 5000ms), 0);
+  auto seen = backend_->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].operation, blkif::kOpWrite);
+  ASSERT_EQ(seen[0].segs.size(), 4u);
+  for (unsigned i = 0; i < 4; ++i) EXPECT_EQ(seen[0].segs[i].gref, pages->refs()[i]) << i;
+  EXPECT_EQ(seen[0].segs[0].first_sect, 1);
+  EXPECT_EQ(seen[0].segs[0].last_sect, 7);
+  EXPECT_EQ(seen[0].segs[3].first_sect, 0);
+  EXPECT_EQ(seen[0].segs[3].last_sect, 0);
+  auto disk = backend_->disk();
+  EXPECT_EQ(std::memcmp(disk.data() + 16 * 512, data.data(), data.size()), 0);
+
+  // The backend writes a read straight into the region (elsewhere in it).
+  std::memset(pages->page(10), 0, 4 * 4096);
+  ASSERT_EQ(q.submit_read_granted(16, *pages, 10 * 4096, data.size(), 51), 0);
+  ASSERT_EQ(q.kick(), 0);
+  ASSERT_EQ(q.wait_for(51, 5000ms), 0);
+  EXPECT_EQ(std::memcmp(pages->page(10), data.data(), data.size()), 0);
+  EXPECT_EQ(backend_->seen()[1].segs[0].gref, pages->refs()[10]);
+
+  // 100 pages: one indirect request whose only pool page is its descriptor page.
+  auto big = pattern(100 * 4096, 12);
+  std::memcpy(pages->page(20), big.data(), big.size());
+  ASSERT_EQ(q.submit_write_granted(1024, *pages, 20 * 4096, big.size(), 52), 0);
+  EXPECT_EQ(q.free_pool_pages(), pool - 1);
+  ASSERT_EQ(q.kick(), 0);
+  ASSERT_EQ(q.wait_for(52, 5000ms), 0);
+  seen = backend_->seen();
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2].operation, blkif::kOpIndirect);
+  EXPECT_EQ(seen[2].nr_segments, 100u);
+  EXPECT_EQ(seen[2].segs[99].gref, pages->refs()[119]);
+  disk = backend_->disk();
+  EXPECT_EQ(std::memcmp(disk.data() + 1024 * 512, big.data(), big.size()), 0);
+  EXPECT_EQ(q.free_pool_pages(), pool);
+
+  // Outside the region or not on a sector boundary of a page: refused locally.
+  EXPECT_EQ(q.submit_write_granted(0, *pages, 100, 512, 53), EINVAL);
+  EXPECT_EQ(q.submit_write_granted(0, *pages, 119 * 4096, 8192, 53), EINVAL);
+  EXPECT_EQ(q.submit_read_granted(0, *pages, 121 * 4096, 512, 53), EINVAL);
+  EXPECT_EQ(q.in_flight(), 0u);
+  EXPECT_EQ(front->share_pages(0).error(), EINVAL);
+  // The pages outlive the connection (a backend may keep them mapped until it is Closed).
+  EXPECT_EQ(front->detach(), 0);
+  EXPECT_EQ(front->share_pages(1).error(), ENODEV);
+  pages->reset();
+}
+
 TEST_F(BlkFrontSim, AsyncBatchAcrossQueues) {
   start_backend();
   Options o;
