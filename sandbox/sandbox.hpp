@@ -78,6 +78,10 @@ struct Policy {
   unsigned fd_margin = 16;               // RLIMIT_NOFILE = highest open fd + 1 + fd_margin
   std::optional<rlim_t> max_processes;  // RLIMIT_NPROC (threads count against it); left alone if empty
   bool seccomp = true;
+  // kill(pid, 0) allowed through the filter, which tells whether a process exists and signals
+  // nothing. Only the simulated hypervisor needs it (its grant table's pin lock is taken over
+  // from a holder that died, such as a SIGKILLed predecessor); on Xen the hypervisor keeps that.
+  bool existence_probes = false;
 };
 
 // Steps apply() can skip: not root (namespaces, ids, bounding set), or a sanitized build (seccomp).

@@ -8,7 +8,8 @@
 namespace pvback::sandbox::detail {
 
 // Loads the filter on every thread of the process (TSYNC). `self` is the process's pid: tgkill
-// (abort()) may signal this process only. Needs no_new_privs set (or CAP_SYS_ADMIN).
-[[nodiscard]] std::expected<void, std::string> install_seccomp_filter(pid_t self);
+// (abort()) may signal this process only. `existence_probes`: kill(pid, 0) is allowed (signal 0
+// only). Needs no_new_privs set (or CAP_SYS_ADMIN).
+[[nodiscard]] std::expected<void, std::string> install_seccomp_filter(pid_t self, bool existence_probes);
 
 }  // namespace pvback::sandbox::detail
