@@ -13,6 +13,7 @@ packages=(
   ceph-mon ceph-osd ceph-common # tests: a real one-monitor, one-OSD Ceph cluster for the RBD engine
   qemu-system-common qemu-utils # storage: qemu-storage-daemon serves images in QEMU's formats; qemu-img in tests
   nbdkit                        # tests: a remote NBD server (its memory plugin) for the integrity matrix
+  gnuplot-nox                   # bench: the sweep's plots (bench/blk_sweep.sh)
   fio                           # bench and the fio engine (fioengine/, built against this fio's source)
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
