@@ -53,7 +53,9 @@ backend_args() {
 supervisor_start() {
   local extra; mapfile -t extra < <(backend_args)
   [ ${#extra[@]} = 0 ] || say "pvback-supervisor ${extra[*]}"
-  PVBACK_PLATFORM=xen pvback-supervisor "${extra[@]}" "$@" >>"$LOGS/supervisor.log" 2>&1 &
+  # In the cgroup its unit would give it (init made it): the subshell moves itself, then execs.
+  ( [ -d /sys/fs/cgroup/pvback.service ] && echo "$BASHPID" > /sys/fs/cgroup/pvback.service/cgroup.procs
+    PVBACK_PLATFORM=xen exec pvback-supervisor "${extra[@]}" "$@" ) >>"$LOGS/supervisor.log" 2>&1 &
   echo $! > "$WORK/supervisor.pid"
   # Ready when it has set its watches; give it a moment to list what exists.
   sleep 0.5

@@ -251,15 +251,21 @@ if want 3 && [ -n "${pv1:-}" ]; then
   grep -qE "^Uid:\s+$((1879048192 + pv1))\s" "/proc/$dp/status" && grep -qE '^CapEff:\s+0+$' "/proc/$dp/status" &&
     grep -qE '^Seccomp:\s+2$' "/proc/$dp/status" && grep -qE '^NoNewPrivs:\s+1$' "/proc/$dp/status" ||
     { say "the data plane is not confined"; ok=0; }
+  # Its control group (cgroup v2): beside the supervisor's leaf in the supervisor's unit, limited.
+  cg=$(sed -n 's/^0:://p' "/proc/$dp/cgroup" 2>/dev/null)
+  say "data plane $dp: cgroup $cg, memory.max $(cat "/sys/fs/cgroup$cg/memory.max" 2>/dev/null), pids.max $(cat "/sys/fs/cgroup$cg/pids.max" 2>/dev/null), memory.current $(cat "/sys/fs/cgroup$cg/memory.current" 2>/dev/null); supervisor: $(sed -n 's/^0:://p' "/proc/$(cat "$WORK/supervisor.pid")/cgroup" 2>/dev/null)"
+  [ "$cg" = "/pvback.service/vbd-$pv1-51712" ] && grep -qE '^[0-9]+$' "/sys/fs/cgroup$cg/memory.max" &&
+    grep -qE '^[0-9]+$' "/sys/fs/cgroup$cg/pids.max" || { say "the data plane is not in a limited control group of its own"; ok=0; }
 
   # Guest shutdown: each frontend goes Closing and waits for its backend to reach Closed.
   step "dom0: xl shutdown -w pv1" timeout 90 xl shutdown -w pv1 || ok=0
   sleep 2
   pgrep -f "backend/v(bd|if)/$pv1/" && { say "pvback processes of pv1 still running"; ok=0; }
+  [ -d "/sys/fs/cgroup/pvback.service/vbd-$pv1-51712" ] && { say "the data plane's control group outlived the device"; ok=0; }
   grep -E "vbd $pv1/51712:|vif $pv1/0:" "$LOGS/supervisor.log" | grep -iE "closing|closed" | tail -4 | sed 's/^/   /'
   grep -E "vbd $pv1/51712: .*-> Closed" "$LOGS/supervisor.log" -q || { say "pvback-blk did not report Closed"; ok=0; }
   if grep -i "timeout closing" "/var/log/xen/console/guest-pv1.log"; then say "the guest timed out closing a device"; ok=0; fi
-  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the idle guest; under fio killed -9 whole, its data plane alone and its control part alone; data plane confined; shutdown Closing->Closed" \
+  [ $ok = 1 ] && verdict PASS "3-unplug-restart-shutdown" "block-detach/attach, pvback-blk restarted under the idle guest; under fio killed -9 whole, its data plane alone and its control part alone; data plane confined, in a limited cgroup of its own; shutdown Closing->Closed" \
               || verdict FAIL "3-unplug-restart-shutdown"
 fi
 [ -n "${pv1:-}" ] && guest_destroy pv1
