@@ -11,8 +11,8 @@
 #   BENCH_DIR=dir for the file (default /var/tmp); BENCH_NO_BUILD=1 uses build/ as it is;
 #   BENCH_RW=randread (default) or read, write, randwrite.
 #
-# O_DIRECT: fio direct=1 on the file; pvback-blk --direct on. Page cache: fio direct=0 on the file,
-# pvback-blk --direct off, the file read once beforehand so it is all cached.
+# O_DIRECT: fio direct=1 on the file; pvback-blk --direct on. Page cache: the file copied to
+# /dev/shm (tmpfs), fio direct=0 on it, pvback-blk --direct off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grid=${1:-quick} seconds=${2:-4}
@@ -83,8 +83,14 @@ echo "storage,rw,bs,iodepth,queues,side,iops,mb_per_s,lat_us,ratio" >"$csv"
 for storage in direct pagecache; do
   direct=1
   if [ "$storage" = pagecache ]; then
+    # On tmpfs: nothing reclaims it meanwhile (a file's cached pages may be: DAMON's reclaim runs
+    # on some of these machines), and it is all in memory from the start.
     direct=0
-    cat "$disk" >/dev/null  # all of it in the page cache
+    shm=$(mktemp -d /dev/shm/pvback-sweep.XXXXXX)
+    trap 'sim_host_cleanup; rm -rf "$work" "$shm"' EXIT
+    cp "$disk" "$shm/disk.img"
+    rm -f "$disk"
+    disk=$shm/disk.img
   fi
   for queues in "${queue_counts[@]}"; do
     for bs in "${sizes[@]}"; do
