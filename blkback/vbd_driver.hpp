@@ -117,10 +117,10 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::vector<QueueStats*> stats_;  // into shared_stats_
   std::vector<std::unique_ptr<Queue>> queues_;
   // The data-plane process serving the rings, and what it was given, to start it again.
-  DataPlaneProcess plane_;
+  ::pvback::plane::Process plane_;
   std::vector<QueueConfig> plane_configs_;
   unsigned plane_restarts_ = 0;
-  std::vector<std::chrono::steady_clock::time_point> recent_restarts_;
+  ::pvback::plane::RestartLimit restart_limit_;
   std::vector<std::thread> threads_;
   QueueStats past_;
   std::atomic<unsigned> generation_{0};
