@@ -91,12 +91,8 @@ int serve_as_data_plane(int sock) {
   UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
   std::vector<std::byte> buf(plane::kMaxMessage);
   std::vector<UniqueFd> fds;
-  auto n = recv_message(sock, buf, &fds);
-  if (!n || *n == 0) {
-    PVBACK_LOG(Error, "data plane: no Start from the control part: %s", n ? "it closed the socket"
-                                                                          : std::strerror(n.error()));
-    return 1;
-  }
+  auto n = ::pvback::plane::receive_start(sock, buf, fds);
+  if (!n) return 1;
   ::pvback::plane::ControlLink link(sock, plane::kProtocol);
   auto spec = plane::decode_start(std::span(buf).first(*n));
   if (!spec) {

@@ -357,19 +357,6 @@ void VbdDriver::use_stats(SharedQueueStats stats) {
 
 std::string VbdDriver::adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
 
-// Where a successor of this control part can adopt the data plane: a listening socket only root
-// can reach (the data plane, confined, can reach no path at all).
-UniqueFd VbdDriver::make_listener() const {
-  const std::string path = adoption_path();
-  if (path.empty()) return {};
-  auto fd = listen_seqpacket(path, 0600, 2);
-  if (!fd) {
-    PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name_.c_str(),
-               path.c_str(), std::strerror(fd.error()));
-    return {};
-  }
-  return std::move(*fd);
-}
 
 bool VbdDriver::adopt_data_plane() {
   const std::string path = adoption_path();
@@ -421,7 +408,7 @@ int VbdDriver::launch_data_plane(bool resume) {
   spec.sandbox = options_.sandbox;
   spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
   spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
-  const UniqueFd listener = make_listener();
+  const UniqueFd listener = ::pvback::plane::listen_for_adoption(adoption_path(), name_);
   spec.queues = plane_configs_;
   for (auto& q : spec.queues) {
     q.resume = q.resume || resume;
@@ -443,29 +430,10 @@ void VbdDriver::fail_connection(int error, const std::string& reason) {
 }
 
 void VbdDriver::on_data_plane_event() {
-  auto ev = plane_.take_event();
-  using Event = ::pvback::plane::Process::Event;
-  if (ev.kind == Event::Said && ev.notice.type == ::pvback::plane::kFatal) {
-    fail_connection(ev.notice.error, ev.notice.reason);
-    return;
-  }
-  if (ev.kind != Event::Ended) return;
-  // Died under a live connection: a crash, an OOM kill, a SIGKILL. A new one resumes the rings
-  // from their records; a data plane that keeps dying (a guest that found a way to crash it, or
-  // one that cannot start) fails the device instead of being restarted forever.
-  PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name_.c_str(),
-             ev.reason.c_str());
-  for (;;) {
-    if (!restart_limit_.allow()) {
-      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
-                 name_.c_str(), restart_limit_.burst() + 1,
-                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(restart_limit_.window()).count()));
-      fail_connection(EIO, "the data plane keeps dying");
-      return;
-    }
-    ++plane_restarts_;
-    if (launch_data_plane(true) == 0) return;
-  }
+  ::pvback::plane::handle_data_plane_event(
+      plane_, restart_limit_, plane_restarts_, name_,
+      [this](int error, const std::string& reason) { fail_connection(error, reason); },
+      [this] { return launch_data_plane(true); });
 }
 
 void VbdDriver::disconnect() {

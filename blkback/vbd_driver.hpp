@@ -90,7 +90,6 @@ class VbdDriver final : public xenbus::BackendDriver {
   int make_stats();
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
-  UniqueFd make_listener() const;
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
   bool serves_in_process() const;

@@ -161,7 +161,10 @@ Process::Event Process::take_event() {
   // The end of the socket: the process is gone (or going).
   sock_.reset();
   ev.kind = Event::Ended;
-  ev.reason = describe_wait_status(reap(true));
+  const bool child = child_;
+  const int status = reap(true);
+  // An adopted one is not our child: how it ended is its parent's to know.
+  ev.reason = child ? describe_wait_status(status) : "ended";
   return ev;
 }
 
@@ -264,6 +267,17 @@ int Process::reap(bool block) {
   return status;
 }
 
+UniqueFd listen_for_adoption(const std::string& path, const std::string& name) {
+  if (path.empty()) return {};
+  auto fd = listen_seqpacket(path, 0600, 2);
+  if (!fd) {
+    PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name.c_str(),
+               path.c_str(), std::strerror(fd.error()));
+    return {};
+  }
+  return std::move(*fd);
+}
+
 int stop_orphan(const std::string& path, const Protocol& protocol, std::chrono::milliseconds timeout) {
   if (path.empty()) return EINVAL;
   auto connected = connect_seqpacket(path);
@@ -280,6 +294,30 @@ int stop_orphan(const std::string& path, const Protocol& protocol, std::chrono::
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     auto n = recv_message(sock.get(), b);
     if (!n || *n == 0) return 0;
+  }
+}
+
+void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
+                             const std::function<void(int, const std::string&)>& fail,
+                             const std::function<int()>& relaunch) {
+  auto ev = process.take_event();
+  if (ev.kind == Process::Event::Said && ev.notice.type == kFatal) {
+    fail(ev.notice.error, ev.notice.reason);
+    return;
+  }
+  if (ev.kind != Process::Event::Ended) return;
+  PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name.c_str(),
+             ev.reason.c_str());
+  for (;;) {
+    if (!limit.allow()) {
+      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
+                 name.c_str(), limit.burst() + 1,
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit.window()).count()));
+      fail(EIO, "the data plane keeps dying");
+      return;
+    }
+    ++restarts;
+    if (relaunch() == 0) return;
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <expected>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -91,6 +92,12 @@ struct Process::Adoption {
   std::vector<UniqueFd> fds;
 };
 
+// Where a successor of this control part can adopt its data plane: a listening socket at `path`
+// (mode 0600: only root reaches it; the data plane, confined, reaches no path at all). Without
+// one (empty path, or logged naming the device `name`) the data plane stops when its control
+// part dies.
+UniqueFd listen_for_adoption(const std::string& path, const std::string& name);
+
 // "exited with status 1", "killed by signal 9 (Killed)" ...
 std::string describe_wait_status(int status);
 
@@ -118,5 +125,15 @@ class RestartLimit {
   std::chrono::steady_clock::duration window_;
   std::vector<std::chrono::steady_clock::time_point> recent_;
 };
+
+// What a control part does when its data plane's fd() is readable (`name` names the device): a
+// Fatal is the frontend's fault: `fail(error, reason)`. An end under a live connection is a crash,
+// an OOM kill, a SIGKILL: another is started at once through `relaunch` (0 or an errno value),
+// which resumes the rings; past `limit` the device fails instead (`fail(EIO, "the data plane keeps
+// dying")`), so a guest that found a way to crash its data plane cannot keep a core busy
+// restarting it. `restarts` counts those started.
+void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
+                             const std::function<void(int, const std::string&)>& fail,
+                             const std::function<int()>& relaunch);
 
 }  // namespace pvback::plane

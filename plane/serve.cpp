@@ -59,6 +59,16 @@ void ControlLink::attach(int fd) {
   if (tell) say(kFatal, error_, reason_);
 }
 
+std::optional<std::size_t> receive_start(int sock, std::span<std::byte> buffer, std::vector<UniqueFd>& fds) {
+  auto n = recv_message(sock, buffer, &fds);
+  if (!n || *n == 0) {
+    PVBACK_LOG(Error, "data plane: no Start from the control part: %s", n ? "it closed the socket"
+                                                                          : std::strerror(n.error()));
+    return std::nullopt;
+  }
+  return *n;
+}
+
 int confine(const std::string& name, bool on, std::uint32_t uid, std::uint32_t gid, sandbox::Policy policy,
             std::string& why) {
   if (!on) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ class ControlLink {
   int error_ = 0;
   std::string reason_;
 };
+
+// The data plane's first message: its control part's Start (into `buffer`) with the fds that
+// came with it. Its length, or nothing (logged: the socket closed or failed).
+std::optional<std::size_t> receive_start(int sock, std::span<std::byte> buffer, std::vector<UniqueFd>& fds);
 
 // Applies the sandbox (sandbox/sandbox.hpp) as the last step before serving: from here on the
 // process holds what it needs and can reach nothing else. 0, or an errno value with `why` set
