@@ -5,10 +5,13 @@
 #include <expected>
 #include <string>
 
+#include "sandbox/sandbox.hpp"
+
 namespace pvback::sandbox::detail {
 
 // Loads the filter on every thread of the process (TSYNC). `self` is the process's pid: tgkill
-// (abort()) may signal this process only. Needs no_new_privs set (or CAP_SYS_ADMIN).
-[[nodiscard]] std::expected<void, std::string> install_seccomp_filter(pid_t self);
+// (abort()) may signal this process only. `profile` adds the storage's calls (Block) or not (Net).
+// Needs no_new_privs set (or CAP_SYS_ADMIN).
+[[nodiscard]] std::expected<void, std::string> install_seccomp_filter(pid_t self, Profile profile);
 
 }  // namespace pvback::sandbox::detail
