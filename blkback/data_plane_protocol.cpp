@@ -11,18 +11,6 @@ namespace {
 using Writer = ::pvback::plane::Writer;
 using Reader = ::pvback::plane::Reader;
 
-constexpr std::uint32_t kNotices[] = {
-    static_cast<std::uint32_t>(Msg::Stop),  static_cast<std::uint32_t>(Msg::Resize),
-    static_cast<std::uint32_t>(Msg::Adopt), static_cast<std::uint32_t>(Msg::Ready),
-    static_cast<std::uint32_t>(Msg::Fatal), static_cast<std::uint32_t>(Msg::Resized),
-};
-
-}  // namespace
-
-const ::pvback::plane::Protocol kProtocol{0x70766470 /* "pvdp" */, 2, kNotices};
-
-namespace {
-
 void put_header(Writer& w, Msg type) { ::pvback::plane::put_header(w, kProtocol, static_cast<std::uint32_t>(type)); }
 
 std::expected<Msg, std::string> get_header(Reader& r) {

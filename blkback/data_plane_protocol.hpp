@@ -27,6 +27,7 @@
 
 #include "blkback/queue.hpp"
 #include "plane/codec.hpp"
+#include "plane/protocols.hpp"
 
 namespace pvback::blkback::plane {
 
@@ -37,9 +38,11 @@ static_assert(static_cast<std::uint32_t>(Msg::Stop) == ::pvback::plane::kStop &&
               static_cast<std::uint32_t>(Msg::Ready) == ::pvback::plane::kReady &&
               static_cast<std::uint32_t>(Msg::Fatal) == ::pvback::plane::kFatal &&
               static_cast<std::uint32_t>(Msg::Adopted) == ::pvback::plane::kAdopted);
+// plane/protocols.cpp lists Resize and Resized among the notices by these numbers.
+static_assert(static_cast<std::uint32_t>(Msg::Resize) == 3 && static_cast<std::uint32_t>(Msg::Resized) == 102);
 
 // pvback-blk's magic ("pvdp"), version and notices, for plane::Process and plane::serve_control.
-extern const ::pvback::plane::Protocol kProtocol;
+inline const ::pvback::plane::Protocol& kProtocol = ::pvback::plane::kBlkProtocol;
 
 // What a data plane needs besides its fds.
 struct DataPlaneSpec {

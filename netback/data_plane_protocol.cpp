@@ -6,14 +6,6 @@ namespace {
 using plane::Reader;
 using plane::Writer;
 
-constexpr std::uint32_t kNotices[] = {plane::kStop, plane::kAdopt, plane::kReady, plane::kFatal};
-
-}  // namespace
-
-const plane::Protocol kPlaneProtocol{0x70766e70 /* "pvnp" */, 1, kNotices};
-
-namespace {
-
 void put_duration(Writer& w, std::chrono::milliseconds d) { w.put(static_cast<std::int64_t>(d.count())); }
 bool get_duration(Reader& r, std::chrono::milliseconds& d) {
   std::int64_t ms = 0;

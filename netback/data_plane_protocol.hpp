@@ -28,6 +28,7 @@
 
 #include "netback/vif_rings.hpp"
 #include "plane/codec.hpp"
+#include "plane/protocols.hpp"
 
 namespace pvback::netback {
 
@@ -37,7 +38,7 @@ enum class PlaneMsg : std::uint32_t {
 };
 
 // pvback-net's magic ("pvnp"), version and notices.
-extern const plane::Protocol kPlaneProtocol;
+inline const plane::Protocol& kPlaneProtocol = plane::kNetProtocol;
 
 struct PlaneSpec {
   VifRingsSpec rings;  // group and journal pointers are not sent
