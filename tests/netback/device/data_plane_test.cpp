@@ -351,6 +351,20 @@ TEST_F(VifDataPlaneTest, ADataPlaneThatKeepsDyingFailsTheVif) {
   EXPECT_TRUE(children_of(backend_->pid()).empty());
 }
 
+// A TAP of many queues: the data plane holds every queue's fd (those the frontend does not use
+// stay detached), passed in one message with the others.
+TEST_F(VifDataPlaneTest, ADataPlaneHoldsEveryQueueOfAManyQueueTap) {
+  ASSERT_NO_FATAL_FAILURE(connect(2, tap_args(40)));
+  const pid_t dp = data_plane();
+  unsigned tun = 0;
+  std::error_code ec;
+  for (const auto& fd : std::filesystem::directory_iterator(std::filesystem::path("/proc") / std::to_string(dp) / "fd", ec))
+    tun += std::filesystem::read_symlink(fd.path(), ec) == "/dev/net/tun";
+  EXPECT_EQ(tun, 40u);
+  guest_to_host(0, 20);
+  host_to_guest(100, 20);
+}
+
 TEST_F(VifDataPlaneTest, NoSandboxLeavesItUnconfined) {
   ASSERT_NO_FATAL_FAILURE(connect(1, tap_args(1, {"--no-sandbox"})));
   auto c = sandbox::describe(data_plane());
