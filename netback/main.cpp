@@ -205,13 +205,20 @@ int main(int argc, char** argv) {
   // A data plane a dead predecessor left serving holds the vif's TAP queues: it is adopted first,
   // and the exit is made of its queue fds (a new TUNSETIFF would add queues nobody reads, or fail
   // on a single-queue device). connect() then checks it serves the frontend's current rings.
+  // One this process will not adopt (it serves the rings on threads) is stopped before anything
+  // else takes the rings or the TAP.
   std::optional<netback::AdoptedDataPlane> adopted;
-  if (exit_kind == "tap" && options.data_plane_process && !options.recovery_dir.empty()) {
+  if (!options.recovery_dir.empty()) {
     const std::string path = netback::vif_recovery_prefix(options.recovery_dir, bp->frontend_domid, bp->devid) + ".dp";
-    auto a = netback::adopt_data_plane(path, name);
-    if (a) adopted = std::move(*a);
-    else if (a.error() != ENOENT && a.error() != ECONNREFUSED)
-      PVBACK_LOG(Warning, "%s: no data plane adopted from %s: %s", name.c_str(), path.c_str(), std::strerror(a.error()));
+    if (exit_kind == "tap" && options.data_plane_process) {
+      auto a = netback::adopt_data_plane(path, name);
+      if (a) adopted = std::move(*a);
+      else if (a.error() != ENOENT && a.error() != ECONNREFUSED)
+        PVBACK_LOG(Warning, "%s: no data plane adopted from %s: %s", name.c_str(), path.c_str(), std::strerror(a.error()));
+    } else if (int e = netback::stop_orphan_data_plane(path)) {
+      PVBACK_LOG(Warning, "%s: cannot stop the data plane left serving at %s: %s", name.c_str(), path.c_str(),
+                 std::strerror(e));
+    }
   }
 
   std::unique_ptr<netback::Exit> exit;

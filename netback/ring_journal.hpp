@@ -77,14 +77,20 @@ class RingJournal {
   void stage(std::uint32_t k, const Rsp& rsp) noexcept {
     if (block_ != nullptr && k < kJournalSlots) std::memcpy(block_->slots[k], &rsp, sizeof rsp);
   }
+  // The fences order the journal's state against the ring's slots and rsp_prod as another
+  // process sees them (a weakly ordered CPU could make a later ring store visible first); one per
+  // batch.
   void commit(ring::RingIdx start, std::uint32_t count) noexcept {
     if (block_ == nullptr) return;
     block_->start = start;
     block_->count = count;
     std::atomic_ref<std::uint32_t>(block_->state).store(kJournalCommitted, std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // before the first response reaches the ring
   }
   void done() noexcept {
-    if (block_ != nullptr) std::atomic_ref<std::uint32_t>(block_->state).store(kJournalIdle, std::memory_order_release);
+    if (block_ == nullptr) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // after the push of rsp_prod
+    std::atomic_ref<std::uint32_t>(block_->state).store(kJournalIdle, std::memory_order_release);
   }
 
   // Before serving a ring of `Types` (netif::TxRing, RxRing, CtrlRing) at `area` (one page):

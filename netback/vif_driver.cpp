@@ -193,12 +193,13 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   first_connect_ = false;  // a later connect is the frontend's new connection, not a takeover
   ++generation_;
   int e = 0;
+  const bool adopted = !serves_in_process() && claim_adopted();
+  // Any other data plane a dead control part left serving holds these rings (or an earlier
+  // connection's) and the TAP's queues: it stops first.
+  if (!adopted) stop_orphan_data_plane(adoption_path());
   if (serves_in_process()) {
     e = start_rings();
-  } else if (!claim_adopted()) {
-    // One a dead control part left serving another connection holds these rings' predecessors
-    // and the TAP's queues.
-    stop_orphan_data_plane(adoption_path());
+  } else if (!adopted) {
     plane_restarts_ = 0;
     restart_limit_.reset();
     e = open_connection_record();
