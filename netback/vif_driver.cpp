@@ -268,7 +268,6 @@ int VifDriver::start_rings() {
   return 0;
 }
 
-
 int VifDriver::launch_data_plane(bool resume) {
   auto& tap = dynamic_cast<TapExit&>(exit_);
   PlaneSpec spec;
@@ -291,7 +290,8 @@ int VifDriver::launch_data_plane(bool resume) {
   spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
   const UniqueFd listener = ::pvback::plane::listen_for_adoption(adoption_path(), name_);
   // Binding patiently may take kSuccessorBindPatience per channel.
-  const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * (resume ? channels : 0);
+  const auto timeout =
+      std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * (spec.rings.resume ? channels : 0);
   auto p = netback::launch_data_plane(options_.data_plane_binary, spec, shared_stats_.fd(), record_.get(), taps,
                                       listener ? listener.get() : -1, timeout);
   if (!p) return p.error();
