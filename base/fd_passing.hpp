@@ -13,7 +13,8 @@
 
 namespace pvback {
 
-inline constexpr std::size_t kMaxPassedFds = 16;
+// pvback-net's data plane takes a TAP queue fd per queue (up to 64) with its other fds.
+inline constexpr std::size_t kMaxPassedFds = 96;
 
 // Sends `message` with up to kMaxPassedFds `fds` (duplicated into the receiver; the caller keeps
 // its own). 0 or an errno value (EMSGSIZE: truncated by the socket's limits). `flags` add to

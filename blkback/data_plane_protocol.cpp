@@ -1,76 +1,22 @@
 #include "blkback/data_plane_protocol.hpp"
 
+#include "plane/codec.hpp"
+
 #include <cstring>
 #include <type_traits>
 
 namespace pvback::blkback::plane {
 namespace {
 
-constexpr std::uint32_t kMagic = 0x70766470;  // "pvdp"
-constexpr std::uint32_t kVersion = 2;
+using Writer = ::pvback::plane::Writer;
+using Reader = ::pvback::plane::Reader;
 
-class Writer {
- public:
-  template <class T>
-    requires std::is_integral_v<T>
-  void put(T v) {
-    const auto* p = reinterpret_cast<const std::byte*>(&v);
-    out_.insert(out_.end(), p, p + sizeof v);
-  }
-  void put(const std::string& s) {
-    put(static_cast<std::uint32_t>(s.size()));
-    const auto* p = reinterpret_cast<const std::byte*>(s.data());
-    out_.insert(out_.end(), p, p + s.size());
-  }
-  std::vector<std::byte> take() { return std::move(out_); }
-
- private:
-  std::vector<std::byte> out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::span<const std::byte> in) : in_(in) {}
-  template <class T>
-    requires std::is_integral_v<T>
-  bool get(T& v) {
-    if (in_.size() < sizeof v) return false;
-    std::memcpy(&v, in_.data(), sizeof v);
-    in_ = in_.subspan(sizeof v);
-    return true;
-  }
-  bool get(bool& b) {
-    std::uint8_t v = 0;
-    if (!get(v) || v > 1) return false;
-    b = v == 1;
-    return true;
-  }
-  bool get(std::string& s) {
-    std::uint32_t n = 0;
-    if (!get(n) || n > in_.size()) return false;
-    s.assign(reinterpret_cast<const char*>(in_.data()), n);
-    in_ = in_.subspan(n);
-    return true;
-  }
-  bool done() const { return in_.empty(); }
-
- private:
-  std::span<const std::byte> in_;
-};
-
-void put_header(Writer& w, Msg type) {
-  w.put(kMagic);
-  w.put(kVersion);
-  w.put(static_cast<std::uint32_t>(type));
-}
+void put_header(Writer& w, Msg type) { ::pvback::plane::put_header(w, kProtocol, static_cast<std::uint32_t>(type)); }
 
 std::expected<Msg, std::string> get_header(Reader& r) {
-  std::uint32_t magic = 0, version = 0, type = 0;
-  if (!r.get(magic) || !r.get(version) || !r.get(type)) return std::unexpected("message too short");
-  if (magic != kMagic) return std::unexpected("not a data-plane message");
-  if (version != kVersion) return std::unexpected("data-plane protocol version " + std::to_string(version) +
-                                                  ", this build speaks " + std::to_string(kVersion));
-  return static_cast<Msg>(type);
+  auto type = ::pvback::plane::get_header(r, kProtocol);
+  if (!type) return std::unexpected(type.error());
+  return static_cast<Msg>(*type);
 }
 
 void put_queue(Writer& w, const QueueConfig& q) {
@@ -162,25 +108,13 @@ std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte
 }
 
 std::vector<std::byte> encode_notice(const Notice& notice) {
-  Writer w;
-  put_header(w, notice.type);
-  w.put(notice.error);
-  w.put(notice.reason);
-  return w.take();
+  return ::pvback::plane::encode_notice(kProtocol, {static_cast<std::uint32_t>(notice.type), notice.error, notice.reason});
 }
 
 std::expected<Notice, std::string> decode_notice(std::span<const std::byte> message) {
-  Reader r(message);
-  auto type = get_header(r);
-  if (!type) return std::unexpected(type.error());
-  switch (*type) {
-    case Msg::Stop: case Msg::Resize: case Msg::Adopt: case Msg::Ready: case Msg::Fatal: case Msg::Resized: break;
-    default: return std::unexpected("not a notice");
-  }
-  Notice n;
-  n.type = *type;
-  if (!r.get(n.error) || !r.get(n.reason) || !r.done()) return std::unexpected("malformed notice");
-  return n;
+  auto n = ::pvback::plane::decode_notice(kProtocol, message);
+  if (!n) return std::unexpected(n.error());
+  return Notice{static_cast<Msg>(n->type), n->error, std::move(n->reason)};
 }
 
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message) {

@@ -26,10 +26,23 @@
 #include <vector>
 
 #include "blkback/queue.hpp"
+#include "plane/codec.hpp"
+#include "plane/protocols.hpp"
 
 namespace pvback::blkback::plane {
 
+// The common types of plane/codec.hpp (Start, Stop, Adopt, Ready, Fatal, Adopted) keep their numbers.
 enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Adopt, Ready = 100, Fatal, Resized, Adopted };
+static_assert(static_cast<std::uint32_t>(Msg::Stop) == ::pvback::plane::kStop &&
+              static_cast<std::uint32_t>(Msg::Adopt) == ::pvback::plane::kAdopt &&
+              static_cast<std::uint32_t>(Msg::Ready) == ::pvback::plane::kReady &&
+              static_cast<std::uint32_t>(Msg::Fatal) == ::pvback::plane::kFatal &&
+              static_cast<std::uint32_t>(Msg::Adopted) == ::pvback::plane::kAdopted);
+// plane/protocols.cpp lists Resize and Resized among the notices by these numbers.
+static_assert(static_cast<std::uint32_t>(Msg::Resize) == 3 && static_cast<std::uint32_t>(Msg::Resized) == 102);
+
+// pvback-blk's magic ("pvdp"), version and notices, for plane::Process and plane::serve_control.
+inline const ::pvback::plane::Protocol& kProtocol = ::pvback::plane::kBlkProtocol;
 
 // What a data plane needs besides its fds.
 struct DataPlaneSpec {

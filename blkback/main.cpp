@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include "base/log.hpp"
@@ -19,6 +18,7 @@
 #include "blkback/data_plane.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
+#include "plane/options.hpp"
 #include "sandbox/cgroup.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
@@ -148,16 +148,6 @@ int main(int argc, char** argv) {
                                                     std::string_view(value) == "writeback")) {
       options.image_writeback = std::string_view(value) == "writeback";
       ++i;
-    } else if (arg == "--data-plane" && value &&
-               (std::string_view(value) == "process" || std::string_view(value) == "thread")) {
-      options.data_plane_process = std::string_view(value) == "process";
-      ++i;
-    } else if (arg == "--data-plane-restart-burst") {
-      options.data_plane_restart_burst = static_cast<unsigned>(number(1'000'000));
-    } else if (arg == "--orphan-timeout-ms") {
-      options.orphan_timeout = std::chrono::milliseconds(number(86'400'000));
-    } else if (arg == "--no-sandbox") {
-      options.sandbox = false;
     } else if (arg == "--cgroup-parent" && value) {
       options.cgroup = std::string_view(value) != "none";
       options.cgroup_parent_named = options.cgroup && std::string_view(value) != "auto";
@@ -170,11 +160,7 @@ int main(int argc, char** argv) {
       options.data_plane_tasks_max = number(1u << 22);
     } else if (arg == "--data-plane-cpu-max") {
       options.data_plane_cpu_max = static_cast<unsigned>(number(100'000));
-    } else if (arg == "--sandbox-uid-base") {
-      options.sandbox_uid_base = static_cast<std::uint32_t>(number(0xFFFF0000ul));
-    } else if (arg == "--data-plane-binary" && value) {
-      options.data_plane_binary = value;
-      ++i;
+    } else if (::pvback::plane::parse_data_plane_option(arg, value, i, number, options)) {
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));
     } else if (arg == "-h" || arg == "--help") {
@@ -203,16 +189,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
-  if (recovery) {
-    options.recovery_dir = recovery_dir.empty() ? platform_config.recovery_dir() : recovery_dir;
-    std::error_code ec;
-    std::filesystem::create_directories(options.recovery_dir, ec);
-    if (ec) {
-      PVBACK_LOG(Warning, "%s: cannot create the recovery directory %s: %s; a crash of this process may lose or "
-                 "repeat answers", name.c_str(), options.recovery_dir.c_str(), ec.message().c_str());
-      options.recovery_dir.clear();
-    }
-  }
+  if (recovery)
+    options.recovery_dir = ::pvback::plane::prepare_recovery_dir(recovery_dir, platform_config.recovery_dir(), name,
+                                                                 "a crash of this process may lose or repeat answers");
   options.cgroup_prefix = platform_config.host_tag();
   // cgroup v2: this process leaves its own cgroup for a leaf "control" of it, where the data planes'
   // groups become its siblings (sandbox/cgroup.hpp).

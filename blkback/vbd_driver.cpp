@@ -24,9 +24,6 @@ namespace {
 // 64 pages (2048 requests): keeps every in-flight request within one io_uring completion queue.
 constexpr unsigned kMaxRingPageOrder = 6;
 constexpr unsigned kMaxQueuesLimit = 256;
-// BackendOptions::data_plane_restart_burst restarts within this window at most (systemd's
-// StartLimitIntervalSec default).
-constexpr auto kRestartWindow = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -36,7 +33,8 @@ VbdDriver::VbdDriver(const grant::Platform& platform, BackendOptions options, st
       options_(options),
       name_(std::move(name)),
       frontend_domid_(frontend_domid),
-      on_fatal_(std::move(on_fatal)) {
+      on_fatal_(std::move(on_fatal)),
+      restart_limit_(options_.data_plane_restart_burst) {
   if (options_.max_ring_page_order > kMaxRingPageOrder) options_.max_ring_page_order = kMaxRingPageOrder;
   if (options_.max_indirect_segments > blkif::kMaxIndirectSegments)
     options_.max_indirect_segments = blkif::kMaxIndirectSegments;
@@ -287,7 +285,7 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   if (!serves_in_process()) {
     plane_configs_ = std::move(configs);
     plane_restarts_ = 0;
-    recent_restarts_.clear();
+    restart_limit_.reset();
     // A successor of a control part that died finds its data plane still serving: it adopts it.
     // A new connection of the frontend stops one left serving an earlier connection (it holds
     // the storage's lock).
@@ -347,7 +345,7 @@ bool VbdDriver::serves_in_process() const {
 }
 
 int VbdDriver::make_stats() {
-  auto stats = SharedQueueStats::create(negotiated_.queues);
+  auto stats = SharedQueueStats::create(negotiated_.queues, kSharedStatsName);
   if (!stats) {
     PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
     return stats.error();
@@ -364,26 +362,13 @@ void VbdDriver::use_stats(SharedQueueStats stats) {
 
 std::string VbdDriver::adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
 
-// Where a successor of this control part can adopt the data plane: a listening socket only root
-// can reach (the data plane, confined, can reach no path at all).
-UniqueFd VbdDriver::make_listener() const {
-  const std::string path = adoption_path();
-  if (path.empty()) return {};
-  auto fd = listen_seqpacket(path, 0600, 2);
-  if (!fd) {
-    PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name_.c_str(),
-               path.c_str(), std::strerror(fd.error()));
-    return {};
-  }
-  return std::move(*fd);
-}
 
 bool VbdDriver::adopt_data_plane() {
   const std::string path = adoption_path();
   if (path.empty()) return false;
   plane::DataPlaneSpec spec;
   UniqueFd stats_fd;
-  auto p = DataPlaneProcess::adopt(path, name_, spec, stats_fd);
+  auto p = blkback::adopt_data_plane(path, name_, spec, stats_fd);
   if (!p) {
     if (p.error() != ENOENT && p.error() != ECONNREFUSED)
       PVBACK_LOG(Warning, "%s: no data plane adopted from %s: %s", name_.c_str(), path.c_str(), std::strerror(p.error()));
@@ -428,7 +413,7 @@ int VbdDriver::launch_data_plane(bool resume) {
   spec.sandbox = options_.sandbox;
   spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
   spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
-  const UniqueFd listener = make_listener();
+  const UniqueFd listener = ::pvback::plane::listen_for_adoption(adoption_path(), name_);
   spec.queues = plane_configs_;
   for (auto& q : spec.queues) {
     q.resume = q.resume || resume;
@@ -438,8 +423,8 @@ int VbdDriver::launch_data_plane(bool resume) {
   const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * spec.queues.size();
   std::function<int(pid_t)> place;
   if (cgroup_.valid()) place = [this](pid_t pid) { return cgroup_.attach(pid); };
-  auto p = DataPlaneProcess::launch(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(),
-                                    listener ? listener.get() : -1, timeout, place);
+  auto p = blkback::launch_data_plane(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(),
+                                      listener ? listener.get() : -1, timeout, place);
   if (!p) return p.error();
   plane_ = std::move(*p);
   return 0;
@@ -504,38 +489,17 @@ void VbdDriver::fail_connection(int error, const std::string& reason) {
 }
 
 void VbdDriver::on_data_plane_event() {
-  auto ev = plane_.take_event();
-  if (ev.kind == DataPlaneProcess::Event::Fatal) {
-    fail_connection(ev.error, ev.reason);
-    return;
-  }
-  if (ev.kind != DataPlaneProcess::Event::Ended) return;
-  // Died under a live connection: a crash, an OOM kill, a SIGKILL. A new one resumes the rings
-  // from their records; a data plane that keeps dying (a guest that found a way to crash it, or
-  // one that cannot start) fails the device instead of being restarted forever.
-  PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name_.c_str(),
-             ev.reason.c_str());
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    std::erase_if(recent_restarts_, [&](auto t) { return now - t > kRestartWindow; });
-    if (recent_restarts_.size() >= options_.data_plane_restart_burst) {
-      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
-                 name_.c_str(), options_.data_plane_restart_burst + 1,
-                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kRestartWindow).count()));
-      fail_connection(EIO, "the data plane keeps dying");
-      return;
-    }
-    recent_restarts_.push_back(now);
-    ++plane_restarts_;
-    if (launch_data_plane(true) == 0) return;
-  }
+  ::pvback::plane::handle_data_plane_event(
+      plane_, restart_limit_, plane_restarts_, name_,
+      [this](int error, const std::string& reason) { fail_connection(error, reason); },
+      [this] { return launch_data_plane(true); });
 }
 
 void VbdDriver::disconnect() {
   const bool had_connection = !queues_.empty() || plane_.running() || !plane_configs_.empty();
   if (plane_.running()) {
     const int status = plane_.stop();
-    if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), describe_wait_status(status).c_str());
+    if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), ::pvback::plane::describe_wait_status(status).c_str());
   }
   remove_cgroup();
   // Its listening socket goes with it (not at the connect() of a successor that may adopt one).
@@ -578,8 +542,10 @@ bool VbdDriver::check_resize(xenbus::XenStore& xs) {
   if (!engine_ || !engine_->refresh_size()) return false;
   if (plane_.running()) {
     // The data plane takes the new size before the guest hears of it.
-    if (int e = plane_.resize()) PVBACK_LOG(Warning, "%s: the data plane did not take the new size: %s", name_.c_str(),
-                                            std::strerror(e));
+    auto done = plane_.request({static_cast<std::uint32_t>(plane::Msg::Resize), 0, {}},
+                               static_cast<std::uint32_t>(plane::Msg::Resized), std::chrono::milliseconds(1000));
+    if (const int e = done ? done->error : done.error())
+      PVBACK_LOG(Warning, "%s: the data plane did not take the new size: %s", name_.c_str(), std::strerror(e));
   }
   PVBACK_LOG(Notice, "%s: storage size changed to %llu sectors", name_.c_str(),
              static_cast<unsigned long long>(engine_->sectors()));

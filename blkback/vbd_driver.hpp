@@ -93,7 +93,6 @@ class VbdDriver final : public xenbus::BackendDriver {
   int make_stats();
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
-  UniqueFd make_listener() const;
   int make_cgroup();
   std::string cgroup_leaf() const;
   void remove_cgroup();
@@ -123,12 +122,12 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::vector<QueueStats*> stats_;  // into shared_stats_
   std::vector<std::unique_ptr<Queue>> queues_;
   // The data-plane process serving the rings, and what it was given, to start it again.
-  DataPlaneProcess plane_;
+  ::pvback::plane::Process plane_;
   sandbox::Cgroup cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
   bool cgroup_warned_ = false;
   std::vector<QueueConfig> plane_configs_;
   unsigned plane_restarts_ = 0;
-  std::vector<std::chrono::steady_clock::time_point> recent_restarts_;
+  ::pvback::plane::RestartLimit restart_limit_;
   std::vector<std::thread> threads_;
   QueueStats past_;
   std::atomic<unsigned> generation_{0};

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -60,6 +61,7 @@ struct ControlRing::Impl {
   netif::CtrlRing::Back ring;
   StopSignal stop;
   bool fatal_seen = false;
+  CtrlResponse responses[netif::kCtrlRingSize];  // one batch's, in ring order
 };
 
 int ControlRing::Impl::init(const grant::Platform& platform) {
@@ -74,6 +76,9 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
     return EIO;
   }
   if (!mapper || !channels) return EIO;
+  if (int e = channels->restrict_to(config.frontend_domid))
+    PVBACK_LOG(Warning, "%s: cannot restrict the event-channel handle to domain %u: %s", name, config.frontend_domid,
+               std::strerror(e));
 
   const GrantRef ref = config.ring_ref;
   auto mapped = mapper->map(config.frontend_domid, {&ref, 1}, Access::ReadWrite);
@@ -83,6 +88,13 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
     return mapped.error();
   }
   ring_mapping = std::move(*mapped);
+  // A batch a killed predecessor logged and did not make visible is answered first
+  // (ring_journal.hpp): its slots may hold responses, which must not be read as requests.
+  const Replay replay = config.journal.replay<netif::CtrlRing>(ring_mapping.data());
+  if (replay == Replay::Rewritten)
+    PVBACK_LOG(Notice, "%s: answered the batch its predecessor had logged and not made visible", name);
+  else if (replay == Replay::Mismatch)
+    PVBACK_LOG(Warning, "%s: rsp_prod fits neither end of the logged batch: taken from rsp_prod", name);
   // Attach where the ring's responses stand, as Linux does, so a ring reused across a reconnect
   // keeps its indices; a req_prod already more than a ring ahead of them is refused.
   auto attached = netif::CtrlRing::Back::attach_at_rsp_prod(ring_mapping.data(), 1);
@@ -149,17 +161,27 @@ void ControlRing::Impl::process_ring() {
       fatal(n.error(), "control ring producer index overflow");
       return;
     }
-    for (ring::RingIdx i = 0; i < *n; ++i) {
+    // Answered in order; the batch is logged whole before the first response overwrites a
+    // request slot (ring_journal.hpp).
+    const ring::RingIdx batch = std::min<ring::RingIdx>(*n, netif::kCtrlRingSize);
+    for (ring::RingIdx i = 0; i < batch; ++i) {
       const CtrlRequest req = ring.next_request();
       const Answer a = handle(req);
-      CtrlResponse rsp{};  // every byte defined before it reaches the guest
+      CtrlResponse& rsp = responses[i];
+      rsp = CtrlResponse{};  // every byte defined before it reaches the guest
       rsp.id = req.id;
       rsp.type = req.type;
       rsp.status = a.status;
       rsp.data = a.data;
-      ring.put_response(rsp);
+      config.journal.stage(i, rsp);
     }
-    if (*n != 0 && ring.push_responses_and_check_notify()) port.notify();
+    if (batch != 0) {
+      config.journal.commit(ring.rsp_prod_pvt(), batch);
+      for (ring::RingIdx i = 0; i < batch; ++i) ring.put_response(responses[i]);
+      const bool notify_guest = ring.push_responses_and_check_notify();
+      config.journal.done();
+      if (notify_guest) port.notify();
+    }
     auto more = ring.final_check_for_requests();
     if (!more) {
       fatal(more.error(), "control ring producer index overflow");

@@ -10,6 +10,7 @@
 
 #include "grant/platform.hpp"
 #include "grant/types.hpp"
+#include "netback/ring_journal.hpp"
 #include "netback/vif_shared.hpp"
 
 namespace pvback::netback {
@@ -20,6 +21,7 @@ struct ControlRingConfig {
   GrantRef ring_ref = 0;
   EvtchnPort event_channel = 0;
   std::chrono::milliseconds bind_patience{0};  // as QueueConfig::bind_patience
+  RingJournal journal;                         // as QueueConfig::tx_journal
 };
 
 class ControlRing {

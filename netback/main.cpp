@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -17,10 +18,12 @@
 
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
+#include "netback/data_plane.hpp"
 #include "netback/dpdk_exit.hpp"
 #include "netback/stats_writer.hpp"
 #include "netback/tap_exit.hpp"
 #include "netback/vif_driver.hpp"
+#include "plane/options.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
@@ -45,6 +48,22 @@ void usage(FILE* out) {
                "  --max-slots N              TX packets of more slots are dropped (default 18)\n"
                "  --fatal-slots N            TX packets of more slots disconnect the vif (default 20)\n"
                "  --rx-stall-timeout-ms N    no RX buffers this long: carrier off, drop (default 60000)\n"
+               "  --data-plane process|thread  serve the rings in a sandboxed data-plane process of the vif's own,\n"
+               "                             restarted at once if it dies (default process; the DPDK exit's rings\n"
+               "                             are always served on threads of pvback-net)\n"
+               "  --data-plane-restart-burst N  restart a data plane that died at most N times within 10 s; one\n"
+               "                             more death fails the vif (default 5)\n"
+               "  --orphan-timeout-ms N      a data plane whose control part died serves on this long for a\n"
+               "                             successor to adopt it (default 60000)\n"
+               "  --no-sandbox               do not confine the data-plane process (debugging)\n"
+               "  --sandbox-uid-base N       the data plane runs as uid and gid N + the guest's domid\n"
+               "                             (default 1879048192 = 0x70000000)\n"
+               "  --data-plane-binary PATH   the executable run as data plane (default: this one)\n"
+               "  --recovery-dir DIR         the vif's record (exactly-once ring resumption, the guest's hash and\n"
+               "                             multicast settings) and its data plane's socket (default\n"
+               "                             /run/pvback/recovery)\n"
+               "  --no-recovery              the record in memory of this process only: a successor of the whole\n"
+               "                             backend takes the rings from rsp_prod\n"
                "  --stats-file PATH          live statistics as JSON (default: <run dir>/vif-<domid>-<handle>.json)\n"
                "  --stats-interval-ms N      statistics period (default 1000)\n");
 }
@@ -60,10 +79,17 @@ std::vector<std::string> split_words(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The data plane, started by the control part of a pvback-net (netback/data_plane.hpp).
+  if (argc == 3 && std::string_view(argv[1]) == "--data-plane") {
+    auto sock = xenbus::parse_uint(argv[2], 1u << 20);
+    if (!sock) return 2;
+    return netback::serve_as_data_plane(static_cast<int>(*sock));
+  }
   log::set_program("pvback-net");
   netback::VifOptions options;
   std::string backend_path, stats_path, exit_kind = "tap", tap_name, dpdk_devargs, dpdk_eal_args;
-  bool tap_up = false, dpdk_tso = false;
+  std::string recovery_dir;
+  bool tap_up = false, dpdk_tso = false, recovery = true;
   unsigned long interval_ms = 1000;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -117,6 +143,11 @@ int main(int argc, char** argv) {
       options.fatal_slots = static_cast<unsigned>(number(1024));
     } else if (arg == "--rx-stall-timeout-ms") {
       options.rx_stall_timeout = std::chrono::milliseconds(number(86'400'000));
+    } else if (plane::parse_data_plane_option(arg, value, i, number, options)) {
+    } else if (arg == "--recovery-dir") {
+      text(recovery_dir);
+    } else if (arg == "--no-recovery") {
+      recovery = false;
     } else if (arg == "--stats-file") {
       text(stats_path);
     } else if (arg == "--stats-interval-ms") {
@@ -162,6 +193,34 @@ int main(int argc, char** argv) {
   // The backend's mtu key (libxl writes it) sizes the exit; 1500 when absent.
   const auto mtu = static_cast<std::uint32_t>(xs->read_uint(backend_path + "/mtu", 65535).value_or(1500));
 
+  if (recovery)
+    options.recovery_dir = plane::prepare_recovery_dir(recovery_dir, platform_config.recovery_dir(), name,
+                                                       "a successor of this process takes the rings from rsp_prod");
+  if (exit_kind == "dpdk" && options.data_plane_process) {
+    // DPDK's EAL (hugepages, PCI or vhost-user devices, its own threads) lives in this process.
+    PVBACK_LOG(Info, "%s: the DPDK exit's rings are served on threads of pvback-net", name.c_str());
+    options.data_plane_process = false;
+  }
+
+  // A data plane a dead predecessor left serving holds the vif's TAP queues: it is adopted first,
+  // and the exit is made of its queue fds (a new TUNSETIFF would add queues nobody reads, or fail
+  // on a single-queue device). connect() then checks it serves the frontend's current rings.
+  // One this process will not adopt (it serves the rings on threads) is stopped before anything
+  // else takes the rings or the TAP.
+  std::optional<netback::AdoptedDataPlane> adopted;
+  if (!options.recovery_dir.empty()) {
+    const std::string path = netback::vif_recovery_prefix(options.recovery_dir, bp->frontend_domid, bp->devid) + ".dp";
+    if (exit_kind == "tap" && options.data_plane_process) {
+      auto a = netback::adopt_data_plane(path, name);
+      if (a) adopted = std::move(*a);
+      else if (a.error() != ENOENT && a.error() != ECONNREFUSED)
+        PVBACK_LOG(Warning, "%s: no data plane adopted from %s: %s", name.c_str(), path.c_str(), std::strerror(a.error()));
+    } else if (int e = netback::stop_orphan_data_plane(path)) {
+      PVBACK_LOG(Warning, "%s: cannot stop the data plane left serving at %s: %s", name.c_str(), path.c_str(),
+                 std::strerror(e));
+    }
+  }
+
   std::unique_ptr<netback::Exit> exit;
   if (exit_kind == "tap") {
     netback::TapConfig tap;
@@ -173,13 +232,26 @@ int main(int argc, char** argv) {
     // connections through it); it goes with the device.
     tap.persist = true;
     tap.reattach = true;
-    auto created = netback::TapExit::create(tap);
-    if (!created) {
-      PVBACK_LOG(Error, "%s: cannot create TAP device %s: %s", name.c_str(), tap.name.c_str(),
-                 std::strerror(created.error()));
-      return 1;
+    if (adopted) {
+      auto taken = netback::TapExit::adopt(tap.name, std::move(adopted->taps));
+      if (taken) {
+        exit = std::move(*taken);
+      } else {
+        PVBACK_LOG(Warning, "%s: the adopted data plane's TAP queues: %s: stopping it", name.c_str(),
+                   std::strerror(taken.error()));
+        adopted->process.stop();
+        adopted.reset();
+      }
     }
-    exit = std::move(*created);
+    if (!exit) {
+      auto created = netback::TapExit::create(tap);
+      if (!created) {
+        PVBACK_LOG(Error, "%s: cannot create TAP device %s: %s", name.c_str(), tap.name.c_str(),
+                   std::strerror(created.error()));
+        return 1;
+      }
+      exit = std::move(*created);
+    }
   } else {
     netback::DpdkConfig dpdk;
     dpdk.devargs = dpdk_devargs;
@@ -203,11 +275,13 @@ int main(int argc, char** argv) {
   xenbus::FatalLatch fatal;
   netback::VifDriver driver(platform, options, name, bp->frontend_domid, *exit,
                             [&](int error, const std::string& reason) { fatal.post(error, reason); });
+  if (adopted) driver.offer_adopted(std::move(*adopted));
   xenbus::BackendDevice device(*xs, backend_path, driver);
   if (int rc = device.start(); rc != 0) {
     PVBACK_LOG(Error, "%s: cannot start: %s", name.c_str(), std::strerror(rc));
     return 1;
   }
+  driver.settle_after_start();  // not connected: no adopted data plane, no carrier
   PVBACK_LOG(Info, "%s: serving %s through %s, statistics in %s", name.c_str(), backend_path.c_str(),
              exit->name().c_str(), stats.path().c_str());
 
@@ -220,10 +294,14 @@ int main(int argc, char** argv) {
   };
   hooks.after_xenstore_events = [&] { driver.refresh_rate(*xs); };
   hooks.on_timer = [&] { driver.refresh_link(); };
+  hooks.extra_fd = [&] { return driver.data_plane_fd(); };
+  hooks.on_extra_fd = [&] { driver.on_data_plane_event(); };
   const int exit_code = xenbus::run_backend_daemon(device, fatal, signal_fd, static_cast<unsigned>(interval_ms), hooks);
+  driver.keep_recovery_records();  // a successor may resume the rings
   driver.disconnect();
   hooks.write_stats();
   if (device.removed()) {
+    driver.remove_recovery_records();  // nothing will resume this vif
     if (auto* tap = dynamic_cast<netback::TapExit*>(exit.get())) tap->set_persist(false);  // gone with its last fd
     PVBACK_LOG(Info, "%s: device removed, exiting", name.c_str());
   }

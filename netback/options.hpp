@@ -1,6 +1,8 @@
 // What an operator can tune on a pvback-net vif (command line of pvback-net).
 #pragma once
 #include <chrono>
+#include <cstdint>
+#include <string>
 
 namespace pvback::netback {
 
@@ -14,6 +16,22 @@ struct VifOptions {
   unsigned max_slots = 18;             // packets of more TX slots are dropped (XEN_NETBK_LEGACY_SLOTS_MAX)
   unsigned fatal_slots = 20;           // packets of more TX slots disconnect the vif (fatal_skb_slots)
   std::chrono::milliseconds rx_stall_timeout{60'000};
+  // Where the vif's record (vif_record.hpp) and its data plane's listening socket live
+  // ("<dir>/vif-<domid>-<handle>", ".dp"); empty: the record is a memfd of the control part (a
+  // data plane restarted by it resumes exactly, a successor of the whole backend does not).
+  std::string recovery_dir;
+  // The rings are served by a data-plane process of their own (netback/data_plane.hpp): the TAP
+  // exit only; the DPDK exit's rings stay on threads of pvback-net.
+  bool data_plane_process = true;
+  // The data plane's sandbox (sandbox/sandbox.hpp) and its uid: base + the frontend's domid.
+  bool sandbox = true;
+  std::uint32_t sandbox_uid_base = 0x70000000;
+  // A data plane that died is started again at once, at most this many times within 10 s; one
+  // more death fails the vif (systemd's StartLimitBurst default).
+  unsigned data_plane_restart_burst = 5;
+  // A data plane whose control part died serves on this long for a successor to adopt it.
+  std::chrono::milliseconds orphan_timeout{60'000};
+  std::string data_plane_binary;       // empty: this executable
 };
 
 }  // namespace pvback::netback

@@ -64,6 +64,12 @@ int Queue::Impl::init(const grant::Platform& platform) {
   }
   if (!mapper || !channels) return EIO;
 
+  // This handle binds the frontend's ports and nothing else; restricted to its domain, a process
+  // taken over through a bug cannot bind (and so signal or wait on) another guest's channels.
+  if (int e = channels->restrict_to(config.frontend_domid))
+    PVBACK_LOG(Warning, "%s: cannot restrict the event-channel handle to domain %u: %s", name, config.frontend_domid,
+               std::strerror(e));
+
   auto map_ring = [&](GrantRef ref, const char* which, grant::Mapping& out) -> int {
     const GrantRef refs[1] = {ref};
     auto m = mapper->map(config.frontend_domid, refs, Access::ReadWrite);
@@ -77,9 +83,19 @@ int Queue::Impl::init(const grant::Platform& platform) {
   };
   if (int err = map_ring(config.tx_ring_ref, "tx", tx_mapping); err != 0) return err;
   if (int err = map_ring(config.rx_ring_ref, "rx", rx_mapping); err != 0) return err;
-  // At each ring's rsp_prod, not 0: a frontend that stayed Connected across a backend restart
-  // keeps its indices. TX requests after rsp_prod are sent again (the old process never answered
-  // them); RX buffers posted after the RX rsp_prod are still the guest's free buffers.
+  // A batch a killed predecessor logged and did not make visible is answered first, as it was
+  // decided (ring_journal.hpp); then each ring is taken at its rsp_prod, not 0: a frontend that
+  // stayed Connected across a backend restart keeps its indices. TX requests after rsp_prod are
+  // taken again (the old process never answered them); RX buffers posted after it are still
+  // the guest's free buffers, their slots untouched.
+  const Replay tx_replay = config.tx_journal.replay<netif::TxRing>(tx_mapping.data());
+  const Replay rx_replay = config.rx_journal.replay<netif::RxRing>(rx_mapping.data());
+  for (auto [replay, which] : {std::pair{tx_replay, "tx"}, std::pair{rx_replay, "rx"}}) {
+    if (replay == Replay::Rewritten)
+      PVBACK_LOG(Notice, "%s: %s ring: answered the batch its predecessor had logged and not made visible", name, which);
+    else if (replay == Replay::Mismatch)
+      PVBACK_LOG(Warning, "%s: %s ring: rsp_prod fits neither end of the logged batch: taken from rsp_prod", name, which);
+  }
   auto t = netif::TxRing::Back::attach_at_rsp_prod(tx_mapping.data(), 1);
   if (!t) return t.error();
   tx = *t;
@@ -102,6 +118,9 @@ int Queue::Impl::init(const grant::Platform& platform) {
   if (config.split_event_channels) {
     if (int err = bind(config.rx_event_channel, rx_port); err != 0) return err;
   }
+  // Whatever the predecessor did or did not say, the guest looks at both rings now.
+  tx_port.notify();
+  if (rx_port) rx_port.notify();
 
   if (int e = stop.open()) return e;
 
@@ -113,6 +132,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
   tx_buf_owner.resize(ring);
   tx_segs.resize(ring * (1 + kMaxChunks));
   tx_seg_owner.resize(tx_segs.size());
+  tx_rsps.resize(ring);
 
   rx_bufs.resize(kRxBatch);
   rx_held.resize(kRxBatch);

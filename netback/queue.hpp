@@ -11,6 +11,7 @@
 #include "grant/platform.hpp"
 #include "grant/types.hpp"
 #include "netback/port.hpp"
+#include "netback/ring_journal.hpp"
 #include "netback/stats.hpp"
 #include "netback/vif_shared.hpp"
 
@@ -58,6 +59,10 @@ struct QueueConfig {
   QueueGroup* group = nullptr;
   // How long a port still bound by a killed predecessor is waited for (0: not a successor).
   std::chrono::milliseconds bind_patience{0};
+  // Each ring's journal in the vif's record (ring_journal.hpp; none: a successor may then read
+  // back as requests the responses a killed predecessor wrote but never pushed). A committed
+  // batch found there at create() is finished first.
+  RingJournal tx_journal, rx_journal;
 };
 
 class Queue {

@@ -129,7 +129,8 @@ struct Queue::Impl {
   bool process_tx();
   bool credit_exceeded(std::uint32_t size, std::int64_t now);
   void add_credit();
-  void tx_respond(const TxPacket& p, std::int16_t status);
+  // The responses of packet `p` into tx_rsps from index `n`; returns the index after them.
+  std::uint32_t tx_respond(const TxPacket& p, std::int16_t status, std::uint32_t n);
 
   // ---- RX ----
   bool process_rx();
@@ -181,6 +182,7 @@ struct Queue::Impl {
   std::vector<std::uint32_t> tx_buf_owner;   // tx_bufs index -> tx_pkts index
   std::vector<grant::CopySegment> tx_segs;
   std::vector<std::uint32_t> tx_seg_owner;   // segment -> tx_pkts index
+  std::vector<TxResponse> tx_rsps;           // one batch's responses, in ring order
 
   // RX: the batch received from the port, which of it waits for this queue's guest.
   std::vector<PacketBuffer> rx_bufs;

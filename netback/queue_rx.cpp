@@ -190,14 +190,20 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
       for (std::size_t s = 0; s < nsegs; ++s)
         if (err != 0 || rx_segs[s].status != GNTST_okay) rx_plans[rx_seg_owner[s]].error = true;
     }
+    // Logged whole in the ring's journal before the first response overwrites a request slot
+    // (ring_journal.hpp): a successor never reads a response back as a buffer to fill.
+    RingJournal& journal = t.config.rx_journal;
     for (ring::RingIdx r = 0; r < used; ++r) {
       RxPrepared& out = rx_rsps[r];
-      if (out.extra) {
-        t.rx.put_response(out.ex);
-        continue;
-      }
-      if (rx_plans[out.plan].error) out.rsp.status = netif::kRspError;
-      t.rx.put_response(out.rsp);
+      if (!out.extra && rx_plans[out.plan].error) out.rsp.status = netif::kRspError;
+      if (out.extra) journal.stage(r, out.ex);
+      else journal.stage(r, out.rsp);
+    }
+    journal.commit(t.rx.rsp_prod_pvt(), used);
+    for (ring::RingIdx r = 0; r < used; ++r) {
+      const RxPrepared& out = rx_rsps[r];
+      if (out.extra) t.rx.put_response(out.ex);
+      else t.rx.put_response(out.rsp);
     }
     for (unsigned k = 0; k < nplans; ++k) {
       if (rx_plans[k].error) {
@@ -210,7 +216,9 @@ unsigned Queue::Impl::deliver(Impl& t, PacketBuffer* const* pkts, const RxHash* 
       }
     }
     t.rx.skip_requests(used);
-    if (t.rx.push_responses_and_check_notify()) notify(t.config.split_event_channels ? t.rx_port : t.tx_port, stats);
+    const bool notify_guest = t.rx.push_responses_and_check_notify();
+    journal.done();
+    if (notify_guest) notify(t.config.split_event_channels ? t.rx_port : t.tx_port, stats);
   }
   t.stats.rx_ring_posted.set(posted - used);
   return i;

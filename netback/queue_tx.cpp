@@ -13,8 +13,9 @@
 //   3. per segment status: a failed copy drops only its packet; offload metadata is filled, the
 //      checksum completed in software if the exit cannot take it; port.transmit hands every
 //      buffer back (a buffer netback gave up on goes back with length 0);
-//   4. responses for every slot in ring order (extras answer kRspNull, like Linux), one push,
-//      one notify if the ring asks.
+//   4. responses for every slot in ring order (extras answer kRspNull, like Linux), logged in the
+//      ring's journal before the first is written (ring_journal.hpp), one push, one notify if
+//      the ring asks.
 // Rate limit (the `rate` key): Linux's credit scheduler. Credit `bytes` per `usec` window, at
 // most max(128 KiB, bytes) accumulated; a packet larger than the remaining credit stops TX (the
 // requests stay in the ring, nothing is dropped) until the window ends; the loop's poll timeout
@@ -72,10 +73,11 @@ bool Queue::Impl::credit_exceeded(std::uint32_t size, std::int64_t now) {
   return false;
 }
 
-void Queue::Impl::tx_respond(const TxPacket& p, std::int16_t status) {
-  tx.put_response(TxResponse{tx_reqs[p.first].id, status});
-  for (unsigned e = 0; e < p.nextras; ++e) tx.put_response(TxResponse{0, netif::kRspNull});
-  for (unsigned k = 1; k < p.nslots; ++k) tx.put_response(TxResponse{tx_reqs[p.first + k].id, status});
+std::uint32_t Queue::Impl::tx_respond(const TxPacket& p, std::int16_t status, std::uint32_t n) {
+  tx_rsps[n++] = TxResponse{tx_reqs[p.first].id, status};
+  for (unsigned e = 0; e < p.nextras; ++e) tx_rsps[n++] = TxResponse{0, netif::kRspNull};
+  for (unsigned k = 1; k < p.nslots; ++k) tx_rsps[n++] = TxResponse{tx_reqs[p.first + k].id, status};
+  return n;
 }
 
 bool Queue::Impl::process_tx() {
@@ -300,12 +302,20 @@ bool Queue::Impl::process_tx() {
     if (sent < nvalid) stats.tx_port_dropped.add(nvalid - sent);
   }
 
+  // One response per slot taken, in ring order: logged whole before the first reaches the ring
+  // (ring_journal.hpp), so a successor never reads one back as a request.
+  std::uint32_t nrsp = 0;
   for (unsigned k = 0; k < npkts; ++k) {
     const TxPacket& p = tx_pkts[k];
     const bool failed = p.verdict == TxVerdict::Drop || p.verdict == TxVerdict::ControlFailed;
-    tx_respond(p, failed ? netif::kRspError : netif::kRspOkay);
+    nrsp = tx_respond(p, failed ? netif::kRspError : netif::kRspOkay, nrsp);
   }
-  if (tx.push_responses_and_check_notify()) notify(tx_port, stats);
+  for (std::uint32_t k = 0; k < nrsp; ++k) config.tx_journal.stage(k, tx_rsps[k]);
+  config.tx_journal.commit(tx.rsp_prod_pvt(), nrsp);
+  for (std::uint32_t k = 0; k < nrsp; ++k) tx.put_response(tx_rsps[k]);
+  const bool notify_guest = tx.push_responses_and_check_notify();
+  config.tx_journal.done();
+  if (notify_guest) notify(tx_port, stats);
   stats.tx_ring_pending.set(avail - used);
   return true;
 }

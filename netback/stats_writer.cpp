@@ -23,6 +23,9 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VifDriv
            ", \"gso_tcpv4\": " + flag(n.offloads.gso_tcpv4) + ", \"gso_tcpv6\": " + flag(n.offloads.gso_tcpv6) +
            ", \"csum\": " + flag(n.offloads.csum) + ", \"ipv6_csum\": " + flag(n.offloads.ipv6_csum) + "},\n";
   }
+  if (driver.connected())
+    out += "  \"data_plane\": {\"pid\": " + std::to_string(driver.data_plane_pid()) +
+           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + "},\n";
   append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }

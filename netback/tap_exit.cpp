@@ -61,6 +61,15 @@ TapPort::Arena::~Arena() {
 
 TapPort::~TapPort() = default;
 
+std::expected<std::unique_ptr<TapPort>, int> TapPort::on_fd(UniqueFd fd, unsigned tx_buffers, unsigned rx_buffers) {
+  if (!fd) return std::unexpected(EBADF);
+  std::unique_ptr<TapPort> port(new TapPort());
+  port->fd_ = std::move(fd);
+  if (int err = port->tx_.init(tx_buffers); err != 0) return std::unexpected(err);
+  if (int err = port->rx_.init(rx_buffers); err != 0) return std::unexpected(err);
+  return port;
+}
+
 int TapPort::alloc_tx(std::span<PacketBuffer> bufs) {
   if (bufs.size() > tx_.free.size()) return ENOBUFS;
   for (const PacketBuffer& b : bufs)
@@ -165,9 +174,8 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
 
   const bool multi = config.max_queues > 1;
   for (unsigned q = 0; q < config.max_queues; ++q) {
-    std::unique_ptr<TapPort> port(new TapPort());
-    port->fd_.reset(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    if (!port->fd_) {
+    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) {
       const int err = errno;
       PVBACK_LOG(Error, "tap %s: open /dev/net/tun: %s", config.name.c_str(), std::strerror(err));
       return std::unexpected(err);
@@ -179,12 +187,12 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
     // The first queue must create the device: IFF_TUN_EXCL fails if the name exists (a tap of
     // the same name would otherwise be attached to, and any other device reported as EINVAL).
     if (q == 0) ifr.ifr_flags |= IFF_TUN_EXCL;
-    int set = ::ioctl(port->fd_.get(), TUNSETIFF, &ifr);
+    int set = ::ioctl(fd.get(), TUNSETIFF, &ifr);
     if (set != 0 && q == 0 && errno == EBUSY && config.reattach) {
       // A predecessor's persistent device: attach to it (TUNSETIFF refuses one that is not a TAP
       // with these flags).
       ifr.ifr_flags &= ~IFF_TUN_EXCL;
-      set = ::ioctl(port->fd_.get(), TUNSETIFF, &ifr);
+      set = ::ioctl(fd.get(), TUNSETIFF, &ifr);
       if (set == 0) exit->reattached_ = true;
     }
     if (set != 0) {
@@ -195,32 +203,26 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
     }
     if (q == 0) {
       int hdr_len = kVnetHdrLen;
-      if (::ioctl(port->fd_.get(), TUNSETVNETHDRSZ, &hdr_len) != 0) {
+      if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &hdr_len) != 0) {
         const int err = errno;
         PVBACK_LOG(Error, "tap %s: TUNSETVNETHDRSZ: %s", config.name.c_str(), std::strerror(err));
         return std::unexpected(err);
       }
       // No offloads towards us until configure() knows what the guest takes.
-      if (::ioctl(port->fd_.get(), TUNSETOFFLOAD, 0u) != 0) {
+      if (::ioctl(fd.get(), TUNSETOFFLOAD, 0u) != 0) {
         const int err = errno;
         PVBACK_LOG(Error, "tap %s: TUNSETOFFLOAD: %s", config.name.c_str(), std::strerror(err));
         return std::unexpected(err);
       }
     }
-    if (int err = port->tx_.init(config.tx_buffers); err != 0) return std::unexpected(err);
-    if (int err = port->rx_.init(config.rx_buffers); err != 0) return std::unexpected(err);
-    exit->ports_.push_back(std::move(port));
+    auto port = TapPort::on_fd(std::move(fd), config.tx_buffers, config.rx_buffers);
+    if (!port) return std::unexpected(port.error());
+    exit->ports_.push_back(std::move(*port));
   }
 
-  exit->ctl_.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!exit->ctl_) exit->ctl_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!exit->ctl_) return std::unexpected(errno);
+  if (int err = exit->open_ctl(); err != 0) return std::unexpected(err);
 
   ifreq ifr;
-  copy_name(ifr, config.name);
-  if (::ioctl(exit->ctl_.get(), SIOCGIFINDEX, &ifr) != 0) return std::unexpected(errno);
-  exit->ifindex_ = ifr.ifr_ifindex;
-
   copy_name(ifr, config.name);
   ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
   std::memcpy(ifr.ifr_hwaddr.sa_data, config.host_mac.data(), 6);
@@ -235,8 +237,10 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
     ifr.ifr_qlen = static_cast<int>(*config.tx_queue_len);
     if (::ioctl(exit->ctl_.get(), SIOCSIFTXQLEN, &ifr) != 0) return std::unexpected(errno);
   }
-  // Like the kernel's vif: no carrier until a frontend connects.
-  exit->set_link(false);
+  // Like the kernel's vif: no carrier until a frontend connects. A device a predecessor left keeps
+  // its carrier until its new owner knows whether the frontend is still connected: turning it off
+  // and on again would stop the host's traffic for up to a second (linkwatch's rate limit).
+  if (!exit->reattached_) exit->set_link(false);
   if (config.bring_up) {
     copy_name(ifr, config.name);
     if (::ioctl(exit->ctl_.get(), SIOCGIFFLAGS, &ifr) != 0) return std::unexpected(errno);
@@ -253,6 +257,47 @@ std::expected<std::unique_ptr<TapExit>, int> TapExit::create(const TapConfig& co
              exit->reattached_ ? "re-attached to the existing device" : "created", exit->ifindex_, config.max_queues,
              config.persist ? ", persistent" : "");
   return exit;
+}
+
+std::expected<std::unique_ptr<TapExit>, int> TapExit::adopt(const std::string& name, std::vector<UniqueFd> fds) {
+  if (name.empty() || name.size() >= IFNAMSIZ || fds.empty()) return std::unexpected(EINVAL);
+  std::unique_ptr<TapExit> exit(new TapExit());
+  exit->name_ = name;
+  exit->reattached_ = true;
+  for (UniqueFd& fd : fds) {
+    ifreq ifr;
+    std::memset(&ifr, 0, sizeof ifr);
+    if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) return std::unexpected(errno);
+    if (std::strncmp(ifr.ifr_name, name.c_str(), IFNAMSIZ) != 0 || (ifr.ifr_flags & IFF_TAP) == 0) {
+      PVBACK_LOG(Error, "tap %s: a queue fd handed over belongs to \"%.16s\"", name.c_str(), ifr.ifr_name);
+      return std::unexpected(ENODEV);
+    }
+    auto port = TapPort::on_fd(std::move(fd));
+    if (!port) return std::unexpected(port.error());
+    (*port)->attached_ = (ifr.ifr_flags & IFF_DETACH_QUEUE) == 0;
+    exit->ports_.push_back(std::move(*port));
+  }
+  if (int err = exit->open_ctl(); err != 0) return std::unexpected(err);
+  PVBACK_LOG(Info, "tap %s: taken over from the data plane serving it (ifindex %d, %zu queue(s))", name.c_str(),
+             exit->ifindex_, exit->ports_.size());
+  return exit;
+}
+
+int TapExit::open_ctl() {
+  ctl_.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!ctl_) ctl_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!ctl_) return errno;
+  ifreq ifr;
+  copy_name(ifr, name_);
+  if (::ioctl(ctl_.get(), SIOCGIFINDEX, &ifr) != 0) return errno;
+  ifindex_ = ifr.ifr_ifindex;
+  return 0;
+}
+
+std::vector<int> TapExit::queue_fds() const {
+  std::vector<int> fds;
+  for (const auto& p : ports_) fds.push_back(p->fd_.get());
+  return fds;
 }
 
 int TapExit::set_persist(bool persist) {

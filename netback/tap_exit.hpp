@@ -36,7 +36,7 @@ struct TapConfig {
   // outlive a crash or restart of the backend. set_persist(false) before a device removal.
   bool persist = false;
   // Attach to an existing TAP of this name (a killed predecessor's persistent one) instead of
-  // failing with EEXIST.
+  // failing with EEXIST. Its carrier is left as it is (the caller sets it).
   bool reattach = false;
 };
 
@@ -51,6 +51,10 @@ class TapExit;
 
 class TapPort final : public Port {
  public:
+  // A port on a TAP queue fd opened elsewhere (pvback-net's data plane gets the vif's from its
+  // control part), with its own buffers. EINVAL for a count of 0, ENOMEM.
+  static std::expected<std::unique_ptr<TapPort>, int> on_fd(UniqueFd fd, unsigned tx_buffers = 256,
+                                                            unsigned rx_buffers = 256);
   ~TapPort() override;
   TapPort(const TapPort&) = delete;
   TapPort& operator=(const TapPort&) = delete;
@@ -87,6 +91,12 @@ class TapPort final : public Port {
 class TapExit final : public Exit {
  public:
   static std::expected<std::unique_ptr<TapExit>, int> create(const TapConfig& config);
+  // The TAP device named `name` through queue fds another process holds attached to it (handed
+  // over by the data plane a dead control part left serving): nothing is attached or created, so
+  // no queue of the device is added or lost. ENODEV if the fds are no queues of that device.
+  static std::expected<std::unique_ptr<TapExit>, int> adopt(const std::string& name, std::vector<UniqueFd> fds);
+  // Every queue's fd, in queue order (what the data plane serves the queues on).
+  std::vector<int> queue_fds() const;
   // TUNSETPERSIST on the device: whether it outlives this process's queue fds. 0 or errno.
   int set_persist(bool persist);
   bool reattached() const { return reattached_; }
@@ -107,6 +117,7 @@ class TapExit final : public Exit {
 
  private:
   TapExit() = default;
+  int open_ctl();  // the socket for SIOC* ioctls, and the device's ifindex
   int set_mtu(std::uint32_t mtu);
 
   std::string name_;

@@ -4,8 +4,10 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/fd_passing.hpp"
 #include "base/log.hpp"
 #include "netback/frontend_keys.hpp"
+#include "netback/tap_exit.hpp"
 #include "ring/netif.hpp"
 #include "xenbus/state.hpp"
 
@@ -13,12 +15,17 @@ namespace pvback::netback {
 namespace {
 
 constexpr unsigned kMaxQueuesLimit = 64;
+constexpr const char* kSharedStatsName = "pvback-net-stats";
 
 xenbus::FrontendKeyReader key_reader(xenbus::XenStore& xs, const std::string& frontend_path) {
   return [&xs, frontend_path](const std::string& key) { return xs.read(frontend_path + "/" + key); };
 }
 
 }  // namespace
+
+std::string vif_recovery_prefix(const std::string& dir, DomId frontend_domid, const std::string& handle) {
+  return dir + "/vif-" + std::to_string(frontend_domid) + "-" + handle;
+}
 
 std::optional<RateLimit> parse_rate(const std::string& value) {
   const auto comma = value.find(',');
@@ -45,7 +52,8 @@ VifDriver::VifDriver(const grant::Platform& platform, VifOptions options, std::s
       name_(std::move(name)),
       frontend_domid_(frontend_domid),
       exit_(exit),
-      on_fatal_(std::move(on_fatal)) {
+      on_fatal_(std::move(on_fatal)),
+      restart_limit_(options_.data_plane_restart_burst) {
   if (options_.max_slots < netif::kLegacySlotsMax) options_.max_slots = netif::kLegacySlotsMax;
   if (options_.fatal_slots < options_.max_slots) options_.fatal_slots = options_.max_slots;
 }
@@ -60,6 +68,10 @@ unsigned VifDriver::effective_max_queues() const {
 
 int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) {
   backend_path_ = backend_path;
+  // backend_path ends in <domid>/<handle> (checked by the caller).
+  if (!options_.recovery_dir.empty())
+    recovery_prefix_ = vif_recovery_prefix(options_.recovery_dir, frontend_domid_,
+                                           backend_path.substr(backend_path.rfind('/') + 1));
   refresh_rate(xs);
   // libxl writes the vif's MTU; the exit carries it (1500 when absent, as Linux netback assumes).
   auto mtu = xs.read_uint(backend_path + "/mtu", 65535);
@@ -104,13 +116,17 @@ void VifDriver::refresh_rate(xenbus::XenStore& xs) {
     }
   }
   rate_ = limit;
+  spec_.rate = limit;  // a data plane started again gets it
+  if (rings_) rings_->shared().set_rate(limit);
+  if (plane_.running())
+    if (int e = plane_.send(encode_set_rate(limit)))
+      PVBACK_LOG(Warning, "%s: cannot give the data plane the new rate: %s", name_.c_str(), std::strerror(e));
   if (limit.bytes == 0) {
     PVBACK_LOG(Info, "%s: TX rate unlimited", name_.c_str());
   } else {
     PVBACK_LOG(Info, "%s: TX rate %llu bytes per %llu us", name_.c_str(), static_cast<unsigned long long>(limit.bytes),
                static_cast<unsigned long long>(limit.usec));
   }
-  if (shared_) shared_->set_rate(limit);
 }
 
 QueueConfig VifDriver::queue_config(const VifQueueKeys& keys, unsigned index) const {
@@ -154,66 +170,190 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   negotiated_.xdp_headroom = request->xdp_headroom;
   negotiated_.split_event_channels = request->rings[0].split_event_channels;
   const GuestOffloads& o = negotiated_.offloads;
-  std::vector<QueueConfig> configs;
-  for (unsigned i = 0; i < negotiated_.queues; ++i) configs.push_back(queue_config(request->rings[i], i));
-  std::optional<ControlRingConfig> ctrl_config;
+  spec_ = VifRingsSpec{};
+  spec_.name = name_;
+  spec_.frontend_domid = frontend_domid_;
+  for (unsigned i = 0; i < negotiated_.queues; ++i) spec_.queues.push_back(queue_config(request->rings[i], i));
   if (request->ctrl) {
-    ctrl_config = ControlRingConfig{name_ + " ctrl", frontend_domid_, request->ctrl->ring_ref,
-                                    request->ctrl->event_channel,
-                                    first_connect_ ? grant::kSuccessorBindPatience : std::chrono::milliseconds{0}};
+    spec_.ctrl = ControlRingConfig{name_ + " ctrl", frontend_domid_, request->ctrl->ring_ref,
+                                   request->ctrl->event_channel,
+                                   first_connect_ ? grant::kSuccessorBindPatience : std::chrono::milliseconds{0}, {}};
     negotiated_.ctrl_ring = true;
   }
+  spec_.multicast_control = negotiated_.multicast_control;
+  spec_.rate = rate_;
+  // The process's first connect resumes a predecessor's record if it is one of these very rings.
+  spec_.resume = first_connect_;
 
   if (int e = exit_.configure(negotiated_.queues, negotiated_.offloads, mtu_)) {
     PVBACK_LOG(Error, "%s: cannot configure %s for %u queue(s): %s", name_.c_str(), exit_.name().c_str(),
                negotiated_.queues, std::strerror(e));
     return e;
   }
-  shared_ = std::make_unique<VifShared>(negotiated_.queues);
-  group_ = std::make_unique<QueueGroup>(negotiated_.queues);
-  shared_->set_rate(rate_);
-  shared_->set_multicast_control(negotiated_.multicast_control);
-
   first_connect_ = false;  // a later connect is the frontend's new connection, not a takeover
-  const unsigned generation = ++generation_;
-  auto on_fatal = [this, generation](int error, const std::string& reason) {
-    fatal_generation_.store(generation);
-    on_fatal_(error, reason);
-  };
-  for (unsigned i = 0; i < negotiated_.queues; ++i) {
-    stats_.push_back(std::make_unique<QueueStats>());
-    configs[i].group = group_.get();
-    auto q = Queue::create(platform_, std::move(configs[i]), exit_.port(i), *shared_, *stats_.back(), on_fatal);
-    if (!q) {
-      PVBACK_LOG(Error, "%s: queue %u: cannot map the rings or bind the event channels: %s", name_.c_str(), i,
-                 std::strerror(q.error()));
-      disconnect();
-      return q.error();
-    }
-    queues_.push_back(std::move(*q));
+  ++generation_;
+  int e = 0;
+  const bool adopted = !serves_in_process() && claim_adopted();
+  // Any other data plane a dead control part left serving holds these rings (or an earlier
+  // connection's) and the TAP's queues: it stops first.
+  if (!adopted) stop_orphan_data_plane(adoption_path());
+  if (serves_in_process()) {
+    e = start_rings();
+  } else if (!adopted) {
+    plane_restarts_ = 0;
+    restart_limit_.reset();
+    e = open_connection_record();
+    if (e == 0) e = launch_data_plane(false);
   }
-  if (ctrl_config) {
-    auto ctrl = ControlRing::create(platform_, *ctrl_config, *shared_, on_fatal);
-    if (!ctrl) {
-      PVBACK_LOG(Error, "%s: cannot map the control ring or bind its event channel: %s", name_.c_str(),
-                 std::strerror(ctrl.error()));
-      disconnect();
-      return ctrl.error();
-    }
-    ctrl_ = std::move(*ctrl);
+  if (e != 0) {
+    disconnect();
+    return e;
   }
-  for (auto& q : queues_) threads_.emplace_back([queue = q.get()] { queue->run(); });
-  if (ctrl_) threads_.emplace_back([ctrl = ctrl_.get()] { ctrl->run(); });
+  connected_ = true;
   link_up_ = true;
   exit_.set_link(true);
   PVBACK_LOG(Info,
              "%s: connected to %s: %u queue(s), %s event channels, control ring %s, sg %s, gso v4 %s v6 %s, "
-             "csum %s, ipv6 csum %s, multicast control %s, xdp headroom %u",
+             "csum %s, ipv6 csum %s, multicast control %s, xdp headroom %u, %s",
              name_.c_str(), exit_.name().c_str(), negotiated_.queues,
              negotiated_.split_event_channels ? "split" : "shared", negotiated_.ctrl_ring ? "on" : "off",
              o.sg ? "on" : "off", o.gso_tcpv4 ? "on" : "off", o.gso_tcpv6 ? "on" : "off", o.csum ? "on" : "off",
-             o.ipv6_csum ? "on" : "off", negotiated_.multicast_control ? "on" : "off", negotiated_.xdp_headroom);
+             o.ipv6_csum ? "on" : "off", negotiated_.multicast_control ? "on" : "off", negotiated_.xdp_headroom,
+             plane_.running() ? "in a data-plane process" : "on threads of the control part");
   return 0;
+}
+
+bool VifDriver::serves_in_process() const {
+  return !options_.data_plane_process || dynamic_cast<const TapExit*>(&exit_) == nullptr;
+}
+
+void VifDriver::use_stats(plane::SharedStats<QueueStats> stats) {
+  shared_stats_ = std::move(stats);
+  stats_.clear();
+  for (unsigned i = 0; i < shared_stats_.size(); ++i) stats_.push_back(&shared_stats_.at(i));
+}
+
+// The connection's statistics memory and record: new statistics; the record file of a
+// predecessor kept (VifRings resumes it only if it is one of these very rings).
+int VifDriver::open_connection_record() {
+  auto stats = plane::SharedStats<QueueStats>::create(negotiated_.queues, kSharedStatsName);
+  if (!stats) {
+    PVBACK_LOG(Error, "%s: cannot create the statistics memory: %s", name_.c_str(), std::strerror(stats.error()));
+    return stats.error();
+  }
+  use_stats(std::move(*stats));
+  auto record = open_record(recovery_prefix_, negotiated_.queues);
+  if (!record) {
+    PVBACK_LOG(Error, "%s: cannot open the vif's record %s: %s", name_.c_str(),
+               recovery_prefix_.empty() ? "(memfd)" : recovery_prefix_.c_str(), std::strerror(record.error()));
+    return record.error();
+  }
+  record_ = std::move(*record);
+  return 0;
+}
+
+int VifDriver::start_rings() {
+  if (int e = open_connection_record()) return e;
+  const unsigned generation = generation_.load();
+  auto on_fatal = [this, generation](int error, const std::string& reason) {
+    fatal_generation_.store(generation);
+    on_fatal_(error, reason);
+  };
+  std::vector<Port*> ports;
+  for (unsigned i = 0; i < negotiated_.queues; ++i) ports.push_back(&exit_.port(i));
+  auto rings = VifRings::create(platform_, spec_, ports, stats_, record_.get(), on_fatal);
+  if (!rings) return rings.error();
+  rings_ = std::move(*rings);
+  rings_->start();
+  return 0;
+}
+
+int VifDriver::launch_data_plane(bool resume) {
+  auto& tap = dynamic_cast<TapExit&>(exit_);
+  PlaneSpec spec;
+  spec.rings = spec_;
+  unsigned channels = 0;
+  for (QueueConfig& q : spec.rings.queues) {
+    if (resume) q.bind_patience = grant::kSuccessorBindPatience;
+    channels += q.split_event_channels ? 2 : 1;
+  }
+  if (spec.rings.ctrl) {
+    if (resume) spec.rings.ctrl->bind_patience = grant::kSuccessorBindPatience;
+    ++channels;
+  }
+  spec.rings.resume = spec.rings.resume || resume;
+  spec.tap_name = tap.name();
+  const std::vector<int> taps = tap.queue_fds();
+  spec.tap_fds = static_cast<std::uint32_t>(taps.size());
+  spec.sandbox = options_.sandbox;
+  spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
+  spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
+  const UniqueFd listener = ::pvback::plane::listen_for_adoption(adoption_path(), name_);
+  // Binding patiently may take kSuccessorBindPatience per channel.
+  const auto timeout =
+      std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * (spec.rings.resume ? channels : 0);
+  auto p = netback::launch_data_plane(options_.data_plane_binary, spec, shared_stats_.fd(), record_.get(), taps,
+                                      listener ? listener.get() : -1, timeout);
+  if (!p) return p.error();
+  plane_ = std::move(*p);
+  return 0;
+}
+
+void VifDriver::offer_adopted(AdoptedDataPlane adopted) { adopted_ = std::move(adopted); }
+
+void VifDriver::settle_after_start() {
+  if (connected_) return;
+  exit_.set_link(false);
+  if (!adopted_) return;
+  PVBACK_LOG(Notice, "%s: the frontend is not connected: stopping the data plane (pid %d) left serving", name_.c_str(),
+             adopted_->process.pid());
+  adopted_->process.stop();
+  adopted_.reset();
+  if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
+}
+
+// The adopted data plane, if it serves the rings the frontend has now: its statistics and
+// record become the connection's, and what may have changed while no control part ran (the
+// rate, the headroom) is sent again.
+bool VifDriver::claim_adopted() {
+  if (!adopted_) return false;
+  AdoptedDataPlane a = std::move(*adopted_);
+  adopted_.reset();
+  if (record_key(a.spec.rings) != record_key(spec_)) {
+    PVBACK_LOG(Notice, "%s: the data plane left serving (pid %d) serves rings of an earlier connection: stopping it",
+               name_.c_str(), a.process.pid());
+    a.process.stop();
+    return false;
+  }
+  auto stats = plane::SharedStats<QueueStats>::adopt(std::move(a.stats), negotiated_.queues);
+  if (!stats) {
+    PVBACK_LOG(Warning, "%s: the adopted data plane's statistics memory: %s: stopping it", name_.c_str(),
+               std::strerror(stats.error()));
+    a.process.stop();
+    return false;
+  }
+  use_stats(std::move(*stats));
+  record_ = std::move(a.record);
+  plane_ = std::move(a.process);
+  plane_restarts_ = 0;
+  restart_limit_.reset();
+  for (const auto& message : {encode_set_rate(rate_), encode_set_xdp_headroom(negotiated_.xdp_headroom)})
+    if (int e = plane_.send(message))
+      PVBACK_LOG(Warning, "%s: cannot update the adopted data plane: %s", name_.c_str(), std::strerror(e));
+  return true;
+}
+
+// Reports a fatal error of the current connection as a queue of it would.
+void VifDriver::fail_connection(int error, const std::string& reason) {
+  fatal_generation_.store(generation_.load());
+  on_fatal_(error, reason);
+}
+
+void VifDriver::on_data_plane_event() {
+  plane::handle_data_plane_event(
+      plane_, restart_limit_, plane_restarts_, name_,
+      [this](int error, const std::string& reason) { fail_connection(error, reason); },
+      [this] { return launch_data_plane(true); });
 }
 
 int VifDriver::reconfigure(xenbus::XenStore& xs, const std::string& frontend_path) {
@@ -225,13 +365,17 @@ int VifDriver::reconfigure(xenbus::XenStore& xs, const std::string& frontend_pat
   const std::uint16_t headroom = *read;
   if (headroom == negotiated_.xdp_headroom) return 0;
   negotiated_.xdp_headroom = headroom;
-  if (shared_) shared_->set_xdp_headroom(headroom);
+  for (QueueConfig& q : spec_.queues) q.xdp_headroom = headroom;  // a data plane started again gets it
+  if (rings_) rings_->shared().set_xdp_headroom(headroom);
+  if (plane_.running())
+    if (int e = plane_.send(encode_set_xdp_headroom(headroom)))
+      PVBACK_LOG(Warning, "%s: cannot give the data plane the new headroom: %s", name_.c_str(), std::strerror(e));
   PVBACK_LOG(Info, "%s: reconfigured: xdp headroom %u", name_.c_str(), headroom);
   return 0;
 }
 
 void VifDriver::refresh_link() {
-  if (queues_.empty()) return;
+  if (!connected_) return;
   bool stalled = false;
   for (const auto& s : stats_) stalled = stalled || s->stalled.get() != 0;
   if (link_up_ == !stalled) return;
@@ -242,22 +386,40 @@ void VifDriver::refresh_link() {
 }
 
 void VifDriver::disconnect() {
+  const bool had_connection = connected_ || plane_.running() || rings_;
   if (link_up_) exit_.set_link(false);
   link_up_ = false;
-  if (ctrl_) ctrl_->stop();
-  for (auto& q : queues_) q->stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
-  ctrl_.reset();
-  queues_.clear();
-  group_.reset();  // after the queues registered in it
-  for (auto& s : stats_) add_counters(past_, *s, kQueueStatsFields);
+  if (plane_.running()) {
+    const int status = plane_.stop();
+    if (status != 0)
+      PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), plane::describe_wait_status(status).c_str());
+  }
+  rings_.reset();
+  if (had_connection) {
+    // Its listening socket goes with it.
+    if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
+    // The frontend closed, the vif failed or went: its rings will not be resumed, and a record
+    // left live could be taken for a new connection on the same grant references. Only this
+    // process ending (SIGTERM, a lost XenStore) keeps it for a successor.
+    if (!keep_records_ && !recovery_prefix_.empty()) ::unlink(recovery_prefix_.c_str());
+  }
+  record_.reset();
+  for (auto* s : stats_) add_counters(past_, *s, kQueueStatsFields);
   stats_.clear();
+  shared_stats_ = plane::SharedStats<QueueStats>();
   // Gauges of ended connections are not carried over.
   past_.tx_ring_pending.set(0);
   past_.rx_ring_posted.set(0);
   past_.stalled.set(0);
-  shared_.reset();
+  connected_ = false;
+}
+
+void VifDriver::remove_recovery_records() {
+  if (recovery_prefix_.empty()) return;
+  // A data plane a dead control part left serving this vif stops first.
+  if (!plane_.running()) stop_orphan_data_plane(adoption_path());
+  ::unlink(adoption_path().c_str());
+  ::unlink(recovery_prefix_.c_str());
 }
 
 }  // namespace pvback::netback

@@ -1,22 +1,24 @@
-// The netif side of a vif's XenBus handshake: what pvback-net advertises, how it reads the
-// frontend's queue, event channel, control ring and feature keys, and how it starts and stops one
-// Queue (and thread) per queue pair plus the control ring, between the guest and an Exit.
+// The netif side of a vif's XenBus handshake (pvback-net's control part): what pvback-net
+// advertises, how it reads the frontend's queue, event channel, control ring and feature keys,
+// the exit's configuration for them (TAP queues, offloads, MTU, carrier), and who serves the
+// rings: a data-plane process of the vif's own (data_plane.hpp; the TAP exit, by default), or
+// threads of this process (VifRings: --data-plane thread, and always for the DPDK exit).
 #pragma once
 #include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "grant/platform.hpp"
-#include "netback/ctrl_ring.hpp"
+#include "netback/data_plane.hpp"
 #include "netback/frontend_keys.hpp"
 #include "netback/options.hpp"
 #include "netback/port.hpp"
-#include "netback/queue.hpp"
 #include "netback/stats.hpp"
-#include "netback/vif_shared.hpp"
+#include "netback/vif_rings.hpp"
+#include "plane/process.hpp"
+#include "plane/shared_stats.hpp"
 #include "xenbus/backend_device.hpp"
 
 namespace pvback::netback {
@@ -34,10 +36,13 @@ struct VifNegotiated {
 // The `rate` key: "<bytes>,<usec>" (libxl's format). Absent means unlimited; nullopt if malformed.
 std::optional<RateLimit> parse_rate(const std::string& value);
 
+// "<dir>/vif-<domid>-<handle>": the vif's record; + ".dp": its data plane's listening socket.
+std::string vif_recovery_prefix(const std::string& dir, DomId frontend_domid, const std::string& handle);
+
 class VifDriver final : public xenbus::BackendDriver {
  public:
   // `name` is the vif's log name ("vif 5/0"). `exit` must outlive the driver. A queue or the control
-  // ring hitting a fatal protocol error calls `on_fatal` from its own thread.
+  // ring hitting a fatal protocol error calls `on_fatal` (from its own thread when served here).
   VifDriver(const grant::Platform& platform, VifOptions options, std::string name, DomId frontend_domid, Exit& exit,
             Queue::FatalHandler on_fatal);
   ~VifDriver() override;
@@ -55,18 +60,49 @@ class VifDriver final : public xenbus::BackendDriver {
 
   const VifOptions& options() const { return options_; }
   unsigned effective_max_queues() const;
-  bool connected() const { return !queues_.empty(); }
+  bool connected() const { return connected_; }
   const VifNegotiated& negotiated() const { return negotiated_; }
   RateLimit rate() const { return rate_; }
-  const VifShared* shared() const { return shared_.get(); }
   const Exit& exit() const { return exit_; }
-  const std::vector<std::unique_ptr<QueueStats>>& queue_stats() const { return stats_; }
+  // One entry per queue of the current connection (empty when disconnected), in shared memory.
+  const std::vector<QueueStats*>& queue_stats() const { return stats_; }
   const QueueStats& past_totals() const { return past_; }
   unsigned generation() const { return generation_.load(); }
   unsigned fatal_generation() const { return fatal_generation_.load(); }
 
+  // The data-plane process of the current connection, if one serves it: the main loop polls
+  // data_plane_fd() (-1: none) and calls on_data_plane_event() when it is readable. One that died
+  // is started again at once and resumes the rings from the vif's record (the guest sees a
+  // pause); one that keeps dying fails the vif.
+  int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
+  void on_data_plane_event();
+  pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
+  unsigned data_plane_restarts() const { return plane_restarts_; }
+
+  // A data plane a dead predecessor of this control part left serving, adopted before the exit
+  // was made (it holds the vif's TAP queues, which the exit is then made of). The first connect()
+  // keeps it if it serves the frontend's current rings and stops it otherwise.
+  void offer_adopted(AdoptedDataPlane adopted);
+  // After the device's start: with no connection, a data plane adopted for nothing is stopped and
+  // the carrier (a predecessor's TAP keeps its own until then) goes off.
+  void settle_after_start();
+  // The process is ending while the device lives on: disconnect() keeps the vif's record for a
+  // successor (which resumes the rings from it) instead of deleting it.
+  void keep_recovery_records() { keep_records_ = true; }
+  // The device is gone: the record and the listening socket go, and a data plane left serving
+  // the vif by a dead control part is stopped.
+  void remove_recovery_records();
+
  private:
   QueueConfig queue_config(const VifQueueKeys& keys, unsigned index) const;
+  bool serves_in_process() const;
+  int open_connection_record();
+  int start_rings();
+  int launch_data_plane(bool resume);
+  bool claim_adopted();
+  void fail_connection(int error, const std::string& reason);
+  void use_stats(plane::SharedStats<QueueStats> stats);
+  std::string adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
 
   const grant::Platform& platform_;
   VifOptions options_;
@@ -75,19 +111,26 @@ class VifDriver final : public xenbus::BackendDriver {
   Exit& exit_;
   Queue::FatalHandler on_fatal_;
   std::string backend_path_;
+  std::string recovery_prefix_;  // "<recovery dir>/vif-<domid>-<handle>", empty: none
   RateLimit rate_;
   std::uint32_t mtu_ = 1500;
   std::string rate_text_;
   bool link_up_ = false;
+  bool connected_ = false;
+  bool keep_records_ = false;
   VifNegotiated negotiated_;
-  // The process's first connect may take over from a killed predecessor (see bind_patience).
+  // The process's first connect may take over from a killed predecessor (bind patience, the
+  // record resumed).
   bool first_connect_ = true;
-  std::unique_ptr<VifShared> shared_;
-  std::unique_ptr<QueueGroup> group_;  // RX steering between the queues
-  std::vector<std::unique_ptr<QueueStats>> stats_;
-  std::vector<std::unique_ptr<Queue>> queues_;
-  std::unique_ptr<ControlRing> ctrl_;
-  std::vector<std::thread> threads_;
+  VifRingsSpec spec_;  // the current connection's rings, to serve them again
+  UniqueFd record_;    // the vif's record (vif_record.hpp) for the current connection
+  plane::SharedStats<QueueStats> shared_stats_;
+  std::vector<QueueStats*> stats_;  // into shared_stats_
+  std::unique_ptr<VifRings> rings_;  // served on threads of this process
+  plane::Process plane_;             // or by a data-plane process
+  std::optional<AdoptedDataPlane> adopted_;
+  unsigned plane_restarts_ = 0;
+  plane::RestartLimit restart_limit_;
   QueueStats past_;
   std::atomic<unsigned> generation_{0};
   std::atomic<unsigned> fatal_generation_{0};

@@ -5,8 +5,13 @@
 #include "netback/vif_shared.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace pvback::netback {
+
+static_assert(std::tuple_size_v<decltype(GuestSetState::multicast)> == VifShared::kMaxMulticastAddresses);
+static_assert(std::is_trivially_copyable_v<GuestSetState>);
+
 namespace {
 
 bool is_multicast(const MacAddress& a) { return (a[0] & 0x01) != 0; }
@@ -30,6 +35,44 @@ void VifShared::set_hash(const HashConfig& config) {
   // data path sizes past the arrays.
   hash_.key_len = std::min<std::uint32_t>(hash_.key_len, hash_.key.size());
   hash_.mapping_size = std::min<std::uint32_t>(hash_.mapping_size, hash_.mapping.size());
+  saved_locked();
+}
+
+GuestSetState VifShared::snapshot_locked() const {
+  GuestSetState s;
+  s.hash = hash_;
+  s.multicast_overflow = multicast_overflow_ ? 1 : 0;
+  s.multicast_count = multicast_count_;
+  std::copy(multicast_.begin(), multicast_.end(), s.multicast.begin());
+  return s;
+}
+
+GuestSetState VifShared::guest_state() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_locked();
+}
+
+void VifShared::restore(const GuestSetState& state) {
+  std::lock_guard lock(mutex_);
+  hash_ = state.hash;
+  // As set_hash(): sizes past the arrays never reach the data path, whoever wrote the record.
+  hash_.key_len = std::min<std::uint32_t>(hash_.key_len, hash_.key.size());
+  hash_.mapping_size = std::min<std::uint32_t>(hash_.mapping_size, hash_.mapping.size());
+  for (std::uint32_t& q : hash_.mapping)
+    if (q >= num_queues_) q = 0;
+  multicast_overflow_ = state.multicast_overflow != 0;
+  multicast_count_ = std::min<std::uint32_t>(state.multicast_count, kMaxMulticastAddresses);
+  std::copy_n(state.multicast.begin(), kMaxMulticastAddresses, multicast_.begin());
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+void VifShared::persist_to(GuestStateSink* sink) {
+  std::lock_guard lock(mutex_);
+  sink_ = sink;
+}
+
+void VifShared::saved_locked() {
+  if (sink_ != nullptr) sink_->save(snapshot_locked());
   generation_.fetch_add(1, std::memory_order_release);
 }
 
@@ -58,12 +101,12 @@ bool VifShared::multicast_add(const MacAddress& address) {
     // (until the vif goes away) rather than drop traffic it asked for.
     if (!multicast_overflow_) {
       multicast_overflow_ = true;
-      generation_.fetch_add(1, std::memory_order_release);
+      saved_locked();
     }
     return false;
   }
   multicast_[multicast_count_++] = address;
-  generation_.fetch_add(1, std::memory_order_release);
+  saved_locked();
   return true;
 }
 
@@ -74,7 +117,7 @@ void VifShared::multicast_del(const MacAddress& address) {
   if (it == end) return;  // absent: nothing to do, as Linux
   *it = multicast_[multicast_count_ - 1];
   --multicast_count_;
-  generation_.fetch_add(1, std::memory_order_release);
+  saved_locked();
 }
 
 bool VifShared::multicast_overflowed() const {

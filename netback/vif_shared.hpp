@@ -26,6 +26,26 @@ struct RateLimit {
 
 using MacAddress = std::array<std::uint8_t, 6>;
 
+// What the guest itself set (through the control ring and multicast extras) and a successor of
+// the process serving the vif must restore: the frontend does not send it again.
+struct GuestSetState {
+  HashConfig hash;
+  std::uint32_t multicast_overflow = 0;  // 0 or 1 (any other value read as 1)
+  std::uint32_t multicast_count = 0;
+  std::array<MacAddress, 64> multicast{};  // VifShared::kMaxMulticastAddresses
+};
+
+// Where VifShared keeps a copy of the guest-set state that outlives the process (netback/
+// vif_record.hpp). save() is called under VifShared's lock, before the change is acknowledged
+// to the guest.
+class GuestStateSink {
+ public:
+  virtual void save(const GuestSetState& state) noexcept = 0;
+
+ protected:
+  ~GuestStateSink() = default;
+};
+
 class VifShared {
  public:
   explicit VifShared(unsigned num_queues);
@@ -54,6 +74,12 @@ class VifShared {
   RateLimit rate() const;
   void set_rate(RateLimit limit);
 
+  // The guest-set state: restored from a predecessor's record before any queue runs, then every
+  // change is saved to `sink` (nullptr: none) before it takes effect.
+  GuestSetState guest_state() const;
+  void restore(const GuestSetState& state);
+  void persist_to(GuestStateSink* sink);
+
   // RX data offset in guest pages (xdp-headroom), changed when the frontend reconfigures.
   // -1 until set: each queue then keeps its QueueConfig::xdp_headroom.
   int xdp_headroom() const;
@@ -70,6 +96,9 @@ class VifShared {
   bool multicast_overflow_ = false;
   unsigned multicast_count_ = 0;
   std::array<MacAddress, kMaxMulticastAddresses> multicast_{};
+  GuestStateSink* sink_ = nullptr;
+  GuestSetState snapshot_locked() const;
+  void saved_locked();  // after a change of the guest-set state: to the sink, new generation
   RateLimit rate_;
   int xdp_headroom_ = -1;
 };

@@ -69,6 +69,12 @@ inline constexpr bool kSeccompInThisBuild = true;
 inline constexpr bool kSeccompInThisBuild = true;
 #endif
 
+// Which data path the seccomp filter allows (seccomp_filter.cpp): pvback-blk's storage (pread/
+// pwrite, flushes, fallocate, io_uring, the block-device ioctls), or pvback-net's, which needs
+// none of those (the grant and event-channel handles, a TAP queue's read/write, sockets already
+// connected).
+enum class Profile { Block, Net };
+
 struct Policy {
   std::optional<uid_t> uid;  // setresuid to it (never 0); the process's own uid when empty
   std::optional<gid_t> gid;  // setresgid to it, after emptying the supplementary groups
@@ -78,6 +84,7 @@ struct Policy {
   unsigned fd_margin = 16;               // RLIMIT_NOFILE = highest open fd + 1 + fd_margin
   std::optional<rlim_t> max_processes;  // RLIMIT_NPROC (threads count against it); left alone if empty
   bool seccomp = true;
+  Profile profile = Profile::Block;
   // kill(pid, 0) allowed through the filter, which tells whether a process exists and signals
   // nothing. Only the simulated hypervisor needs it (its grant table's pin lock is taken over
   // from a holder that died, such as a SIGKILLed predecessor); on Xen the hypervisor keeps that.

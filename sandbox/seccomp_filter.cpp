@@ -22,15 +22,13 @@
 namespace pvback::sandbox::detail {
 namespace {
 
-// Allowed whatever their arguments. Everything here works on what the process already holds
-// (fds, its own memory, its own threads) or creates nothing that reaches outside it.
+// Allowed whatever their arguments, for every data plane. Everything here works on what the
+// process already holds (fds, its own memory, its own threads) or creates nothing that reaches
+// outside it.
 constexpr const char* kAllowed[] = {
-    // The data path on fds opened before apply(): storage, recovery records, the control socket,
-    // gntdev/evtchn (or pvback-sim's sockets and shared memory).
-    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "lseek",
-    "close", "close_range", "fstat",
-    // Storage: flushes, discards/zeroing of a file (fallocate), a recovery record's size.
-    "fsync", "fdatasync", "sync_file_range", "fallocate", "ftruncate",
+    // The data path on fds opened before apply(): a TAP queue, the control socket, gntdev/evtchn
+    // (or pvback-sim's sockets and shared memory).
+    "read", "write", "readv", "writev", "close", "close_range", "fstat",
     // The simulated hypervisor and the control part talk over already-connected AF_UNIX sockets;
     // pvback-sim passes shared memory as SCM_RIGHTS fds, which recvmsg receives.
     "sendmsg", "recvmsg", "sendto", "recvfrom",
@@ -40,9 +38,6 @@ constexpr const char* kAllowed[] = {
     // Event loops: waiting, and the fds they create themselves (none of them names a file).
     "poll", "ppoll", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
     "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd4",
-    // Rings set up before apply() (io_uring_setup itself is not allowed): submitting, waiting,
-    // registering buffers and files.
-    "io_uring_enter", "io_uring_register",
     // Memory: malloc, thread stacks, grant and shared-memory mappings (mmap and mprotect are below,
     // with PROT_EXEC refused).
     "munmap", "mremap", "madvise", "brk", "membarrier",
@@ -57,6 +52,17 @@ constexpr const char* kAllowed[] = {
     "exit", "exit_group",
 };
 
+// pvback-blk's storage (Profile::Block) on top of kAllowed.
+constexpr const char* kStorageAllowed[] = {
+    // Storage and recovery records, on fds opened before apply().
+    "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "lseek",
+    // Storage: flushes, discards/zeroing of a file (fallocate), a recovery record's size.
+    "fsync", "fdatasync", "sync_file_range", "fallocate", "ftruncate",
+    // Rings set up before apply() (io_uring_setup itself is not allowed): submitting, waiting,
+    // registering buffers and files.
+    "io_uring_enter", "io_uring_register",
+};
+
 // Request numbers ioctl() may carry (the kernel reads the request as 32 bits: compared so).
 // libxengnttab (from <xen/sys/gntdev.h>, Debian's libxen-dev; the DMA-buf requests are left out)
 // and libxenevtchn (<xen/sys/evtchn.h>; BIND_VIRQ is the toolstack's, not a backend's).
@@ -65,11 +71,11 @@ constexpr unsigned long kIoctls[] = {
     IOCTL_GNTDEV_SET_MAX_GRANTS, IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IOCTL_GNTDEV_GRANT_COPY,
     IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_UNBIND, IOCTL_EVTCHN_NOTIFY,
     IOCTL_EVTCHN_RESET, IOCTL_EVTCHN_RESTRICT_DOMID,
-    // storage/file_engine: discards of a block device, its size and block sizes.
-    BLKDISCARD, BLKSECDISCARD, BLKZEROOUT, BLKGETSIZE64, BLKSSZGET, BLKPBSZGET,
     // Sockets and pipes: bytes waiting, non-blocking mode.
     FIONREAD, FIONBIO,
 };
+// Profile::Block: storage/file_engine's discards of a block device, its size and block sizes.
+constexpr unsigned long kStorageIoctls[] = {BLKDISCARD, BLKSECDISCARD, BLKZEROOUT, BLKGETSIZE64, BLKSSZGET, BLKPBSZGET};
 
 // fcntl commands: flags of an fd and of its open file. Not F_DUPFD*: no new fds from old ones.
 constexpr int kFcntlCommands[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL};
@@ -87,7 +93,7 @@ constexpr std::uint64_t kLow32 = 0xffffffffu;
 
 }  // namespace
 
-std::expected<void, std::string> install_seccomp_filter(pid_t self, bool existence_probes) {
+std::expected<void, std::string> install_seccomp_filter(pid_t self, Profile profile, bool existence_probes) {
   Context ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return fail("seccomp_init", ENOMEM);
   scmp_filter_ctx c = ctx.get();
@@ -104,11 +110,18 @@ std::expected<void, std::string> install_seccomp_filter(pid_t self, bool existen
   };
   auto allow_if = [&](const char* name, scmp_arg_cmp cmp) { return add(name, SCMP_ACT_ALLOW, 1, &cmp); };
 
+  const bool storage = profile == Profile::Block;
   for (const char* name : kAllowed)
     if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
+  if (storage)
+    for (const char* name : kStorageAllowed)
+      if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
 
   for (unsigned long request : kIoctls)
     if (auto r = allow_if("ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, request & kLow32)); !r) return r;
+  if (storage)
+    for (unsigned long request : kStorageIoctls)
+      if (auto r = allow_if("ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, request & kLow32)); !r) return r;
   // glibc's isatty() (stdio asks it of a stream's fd) must fail softly, not kill.
   {
     scmp_arg_cmp tcgets = SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, TCGETS);

@@ -90,6 +90,7 @@ ip netns exec "$dom0ns" env PVBACK_DOMID=0 "$BUILD/supervisor/pvback-supervisor"
   --blk-arg --max-queues --blk-arg 2 --blk-arg --recovery-dir --blk-arg "$work/recovery" \
   --blk-arg --stats-interval-ms --blk-arg 5000 \
   --net-arg --max-queues --net-arg 2 --net-arg --tap-up --net-arg --stats-interval-ms --net-arg 5000 \
+  --net-arg --recovery-dir --net-arg "$work/recovery" \
   --restart-delay-ms 500 --max-restart-delay-ms 4000 2> "$results/supervisor.log" &
 supervisor_pid=$!
 SOAK_MEMORY_BYTES=$((mem_mib << 20)) python3 scripts/lib/soak_sample.py "$work/sim" "$results/samples.csv" \

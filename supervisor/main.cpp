@@ -53,12 +53,17 @@ int main(int argc, char** argv) {
   UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
 
   const auto config = grant::PlatformConfig::from_env();
-  options->blk_recovery_dir = config.recovery_dir();
-  for (std::size_t i = 0; i < options->blk_args.size(); ++i) {
-    if (options->blk_args[i] == "--no-recovery") options->blk_recovery_dir.clear();
-    if (options->blk_args[i] == "--recovery-dir" && i + 1 < options->blk_args.size())
-      options->blk_recovery_dir = options->blk_args[i + 1];
-  }
+  // The backends' recovery directories, as they will choose them from their arguments.
+  auto recovery_dir = [&](const std::vector<std::string>& args) {
+    std::string dir = config.recovery_dir();
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--no-recovery") dir.clear();
+      if (args[i] == "--recovery-dir" && i + 1 < args.size()) dir = args[i + 1];
+    }
+    return dir;
+  };
+  options->blk_recovery_dir = recovery_dir(options->blk_args);
+  options->net_recovery_dir = recovery_dir(options->net_args);
   // cgroup v2: the supervisor leaves its own cgroup (a unit with Delegate=yes) for a leaf of it, so
   // that its backends' data planes can have limited groups there (sandbox/cgroup.hpp); the
   // backends are started in the supervisor's leaf and told where their data planes go.

@@ -33,10 +33,12 @@ struct Options {
   std::chrono::milliseconds restart_delay{1000};   // first restart; doubles per quick exit
   std::chrono::milliseconds max_restart_delay{30000};
   std::chrono::milliseconds stable_after{60000};    // a child that ran this long starts over at restart_delay
-  // Where pvback-blk keeps its recovery records and its data planes' listening sockets (its
-  // --recovery-dir, else the platform's default; empty: --no-recovery). A vbd whose pvback-blk died
-  // and is not restarted (its device is gone) has a data plane left serving stopped through it.
+  // Where pvback-blk and pvback-net keep their recovery records and their data planes' listening
+  // sockets (their --recovery-dir, else the platform's default; empty: --no-recovery). A device
+  // whose backend died and is not restarted (it is gone) has a data plane left serving stopped
+  // through it.
   std::string blk_recovery_dir;
+  std::string net_recovery_dir;
   // Where pvback-blk puts its data planes' control groups (its --cgroup-parent: "" = its own
   // cgroup, "none" = no groups), and what their names start with (PlatformConfig::host_tag): the
   // leaf of a vbd not restarted goes with its data plane.

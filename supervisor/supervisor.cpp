@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "base/log.hpp"
-#include "blkback/data_plane.hpp"
+#include "plane/process.hpp"
+#include "plane/protocols.hpp"
 #include "sandbox/cgroup.hpp"
 
 namespace pvback::supervisor {
@@ -355,16 +356,19 @@ void Supervisor::stop_children(const UniqueFd& signal_fd) {
 }
 
 void Supervisor::stop_orphan(const Key& key) const {
-  if (key.type != DeviceType::Vbd || options_.blk_recovery_dir.empty()) return;
-  const std::string path = options_.blk_recovery_dir + "/vbd-" + std::to_string(key.domid) + "-" +
-                           std::to_string(key.devid) + ".dp";
-  if (int e = blkback::stop_orphan_data_plane(path)) {
-    PVBACK_LOG(Warning, "vbd %u/%u: cannot stop the data plane left serving at %s: %s", key.domid, key.devid,
+  const bool vbd = key.type == DeviceType::Vbd;
+  const std::string& dir = vbd ? options_.blk_recovery_dir : options_.net_recovery_dir;
+  if (dir.empty()) return;
+  const char* type = vbd ? "vbd" : "vif";
+  const std::string path =
+      dir + "/" + type + "-" + std::to_string(key.domid) + "-" + std::to_string(key.devid) + ".dp";
+  if (int e = plane::stop_orphan(path, vbd ? plane::kBlkProtocol : plane::kNetProtocol))
+    PVBACK_LOG(Warning, "%s %u/%u: cannot stop the data plane left serving at %s: %s", type, key.domid, key.devid,
                path.c_str(), std::strerror(e));
-    return;
-  }
-  // Its control group, which its dead pvback-blk made and can no longer remove.
-  if (options_.blk_cgroup_parent == "none") return;
+  // A vif's record (one file) describes a connection nothing will resume now.
+  if (!vbd) ::unlink(path.substr(0, path.size() - 3).c_str());
+  // A vbd's control group, which its dead pvback-blk made and can no longer remove.
+  if (!vbd || options_.blk_cgroup_parent == "none") return;
   const std::string leaf =
       options_.cgroup_prefix + "vbd-" + std::to_string(key.domid) + "-" + std::to_string(key.devid);
   if (int e = sandbox::remove_leaf(options_.blk_cgroup_parent, leaf); e != 0)

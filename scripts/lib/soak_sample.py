@@ -4,7 +4,7 @@
     soak_sample.py RUN_DIR CSV INTERVAL_S STOP_FILE START_EPOCH
 
 A process belongs to the host when its environment holds PVBACK_SIM_DIR=RUN_DIR (the supervisor
-passes its environment to its backends). One CSV row per process per sample:
+passes its environment to its backends, a backend to its data planes). One CSV row per process per sample:
 
   t            seconds since START_EPOCH (the soak's start, the time base of its events.csv)
   rss_kb       VmRSS of /proc/PID/status
@@ -26,7 +26,9 @@ import os
 import sys
 import time
 
-NAMES = {"pvback-sim", "pvback-supervis", "pvback-blk", "pvback-net"}
+# The data planes (pvback-blk-dp, pvback-net-dp) hold the rings' grant mappings and event
+# channels: their own kinds, "blk-dp" and "net-dp".
+NAMES = {"pvback-sim", "pvback-supervis", "pvback-blk", "pvback-net", "pvback-blk-dp", "pvback-net-dp"}
 
 
 def read(path, mode="r"):

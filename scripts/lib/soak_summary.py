@@ -8,8 +8,8 @@ the summary; exits 1 when anything failed.
 Back to idle: pvback-sim's and the supervisor's fds, eventfds and threads after the last guest is
 gone are no more than before the first came.
 
-Flat: for each kind of process (pvback-sim, pvback-supervisor, pvback-blk, pvback-net) and each
-measure, take at every sample the largest value among that kind's live processes; leave out the
+Flat: for each kind of process (pvback-sim, pvback-supervisor, pvback-blk, pvback-net and their
+data planes) and each measure, take at every sample the largest value among that kind's live processes; leave out the
 warm-up and the wind-down after END_S (the guests' last lives ending); split the rest in quarters by time; the last quarter's maximum must not exceed the first
 quarter's maximum by more than the measure's margin (MARGINS). A leak in a long-lived process (the
 simulated hypervisor, the supervisor, a backend that is never killed) shows as growth between the
@@ -32,7 +32,8 @@ CHECKED = [m for m in MEASURES if m not in ("rss_kb", "shmem_kb")]
 # connection would pass that within two connections (each pvback-blkfront run grants new pages).
 MARGINS = {"anon_kb": (4096, 0.10), "fds": (4, 0), "threads": (2, 0), "eventfds": (4, 0), "io_urings": (0, 0),
            "grant_pages": (544, 0), "domains": (1, 0)}
-KINDS = ["sim", "supervisor", "blk", "net"]
+KINDS = ["sim", "supervisor", "blk", "net", "blk-dp", "net-dp"]
+BACKENDS = ("blk", "net", "blk-dp", "net-dp")
 # pvback-sim holds a connection (fds) and two eventfds per event-channel port for every live
 # frontend and backend: those follow the guests' lives, so for it they are checked idle against
 # idle (before the first guest and after the last), not over time.
@@ -66,7 +67,8 @@ def main():
           f"(after the warm-up, before the guests' last lives end)")
     print("\nover time (largest value among each kind's live processes; blk/net: live processes in brackets)")
     print(f"{'t(s)':>6} {'sim rss/anon/fds/thr/evfd':>25} {'sup anon/fds/thr':>16} "
-          f"{'blk rss/anon/fds/thr/evfd/grants':>38} {'net rss/anon/fds/thr/evfd/grants':>38}")
+          f"{'blk rss/anon/fds/thr/evfd/grants':>38} {'net rss/anon/fds/thr/evfd/grants':>38} "
+          f"{'blk-dp rss/anon/fds/thr/evfd/grants':>38} {'net-dp rss/anon/fds/thr/evfd/grants':>38}")
     step = max(1, len(times) // 12)
     for t in times[::step] + ([times[-1]] if times and (len(times) - 1) % step else []):
         def cell(kind, ms):
@@ -74,11 +76,13 @@ def main():
             if not rows:
                 return "-"
             vals = "/".join(str(max(r[m] for r in rows) // (1024 if m.endswith("_kb") else 1)) for m in ms)
-            return vals + (f" [{len(rows)}]" if kind in ("blk", "net") else "")
+            return vals + (f" [{len(rows)}]" if kind in BACKENDS else "")
         print(f"{t:6.0f} {cell('sim', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds']):>25} "
               f"{cell('supervisor', ['anon_kb', 'fds', 'threads']):>16} "
               f"{cell('blk', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds', 'grant_pages']):>38} "
-              f"{cell('net', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds', 'grant_pages']):>38}")
+              f"{cell('net', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds', 'grant_pages']):>38} "
+              f"{cell('blk-dp', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds', 'grant_pages']):>38} "
+              f"{cell('net-dp', ['rss_kb', 'anon_kb', 'fds', 'threads', 'eventfds', 'grant_pages']):>38}")
     print("  (rss: VmRSS, anon: RssAnon, in MiB; grants: guest pages mapped; evfd: eventfds, two per "
           "event-channel port)")
 
@@ -118,7 +122,7 @@ def main():
     # Idle: the last sample before the first guest (with the supervisor up), the samples after the
     # workload that see no backend left.
     idle_before = [t for t in times if t < first_life and per_sample[t].get("supervisor")][-1:]
-    idle_after = [t for t in times if t > end_of_work and not per_sample[t].get("blk") and not per_sample[t].get("net")]
+    idle_after = [t for t in times if t > end_of_work and not any(per_sample[t].get(k) for k in BACKENDS)]
     print("\nidle before the first guest -> idle after the last (allowed)")
     for kind, ms in IDLE.items():
         if not idle_before or not idle_after or not all(per_sample[t].get(kind) for t in idle_before + idle_after):

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <netinet/in.h>
@@ -119,6 +120,55 @@ TEST(Seccomp, ExistenceProbesAnswerButSignalNothing) {
     return int{kCallSucceeded};
   });
   EXPECT_TRUE(killed_by_seccomp(status)) << describe_status(status);
+}
+
+// pvback-net's data plane (Profile::Net) has no storage: what pvback-blk's needs for it kills it.
+// Each call is made on an fd that exists (a memfd made before apply), so it is the filter that
+// refuses it, not the kernel.
+const Forbidden kStorageOnly[] = {
+    {"pread64", [] { char b[1]; return long{::pread(3, b, 1, 0)}; }},
+    {"pwrite64", [] { return long{::pwrite(3, "x", 1, 0)}; }},
+    {"lseek", [] { return long{::lseek(3, 0, SEEK_SET)}; }},
+    {"fsync", [] { return long{::fsync(3)}; }},
+    {"fdatasync", [] { return long{::fdatasync(3)}; }},
+    {"fallocate", [] { return long{::fallocate(3, 0, 0, 4096)}; }},
+    {"ftruncate", [] { return long{::ftruncate(3, 8192)}; }},
+    {"io_uring_enter", [] { return ::syscall(SYS_io_uring_enter, 3, 0, 0, 0, nullptr, 0); }},
+    {"ioctl_blkdiscard", [] { std::uint64_t range[2] = {0, 4096}; return long{::ioctl(3, BLKDISCARD, range)}; }},
+};
+
+class NetProfileForbids : public ::testing::TestWithParam<Forbidden> {};
+
+TEST_P(NetProfileForbids, TheStoragesCalls) {
+  SKIP_UNLESS_ROOT();
+  SKIP_WITHOUT_SECCOMP();
+  int status = run_in_child([] {
+    if (::dup2(::memfd_create("storage", 0), 3) != 3) return int{kCallFailed};
+    Policy p = domain_policy();
+    p.profile = Profile::Net;
+    apply_or_exit(p);
+    GetParam().call();
+    return int{kCallSucceeded};
+  });
+  EXPECT_TRUE(killed_by_seccomp(status)) << GetParam().name << ": " << describe_status(status);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seccomp, NetProfileForbids, ::testing::ValuesIn(kStorageOnly),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// And what pvback-blk's needs still passes under Profile::Block (the default).
+TEST(Seccomp, BlockProfileKeepsTheStoragesCalls) {
+  SKIP_UNLESS_ROOT();
+  SKIP_WITHOUT_SECCOMP();
+  int status = run_in_child([] {
+    if (::dup2(::memfd_create("storage", 0), 3) != 3) return int{kCallFailed};
+    apply_or_exit(domain_policy());
+    char b[1];
+    if (::pwrite(3, "x", 1, 0) != 1 || ::pread(3, b, 1, 0) != 1 || ::fdatasync(3) != 0 || ::ftruncate(3, 8192) != 0)
+      return int{kCallFailed};
+    return int{kPassed};
+  });
+  EXPECT_TRUE(exited_with(status, kPassed)) << describe_status(status);
 }
 
 // clone3 is not a kill: glibc falls back to clone when it says ENOSYS.

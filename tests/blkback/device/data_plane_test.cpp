@@ -9,6 +9,7 @@
 #include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
+#include "tests/support/confinement.hpp"
 
 namespace pvback::test {
 namespace {
@@ -31,11 +32,6 @@ class VbdDataPlaneTest : public VbdTest {
     EXPECT_EQ(pids.size(), 1u);
     return pids.empty() ? -1 : pids[0];
   }
-  std::string ns(pid_t pid, const char* which) {
-    std::error_code ec;
-    return std::filesystem::read_symlink(std::filesystem::path("/proc") / std::to_string(pid) / "ns" / which, ec)
-        .string();
-  }
   std::vector<std::byte> data_;
 };
 
@@ -47,27 +43,7 @@ TEST_F(VbdDataPlaneTest, RunsAsTheGuestsUidWithNoCapabilitiesUnderSeccompInItsOw
   std::unique_ptr<blkfront::BlkFront> front;
   const pid_t dp = connect_and_write({"--max-queues", "2"}, front);
   ASSERT_GT(dp, 0);
-  auto c = sandbox::describe(dp);
-  ASSERT_TRUE(c.has_value()) << c.error();
-  const uid_t want = sandbox::kDataPlaneUidBase + kGuest;
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(c->uid[i], want) << "uid " << i;
-    EXPECT_EQ(c->gid[i], want) << "gid " << i;
-  }
-  EXPECT_EQ(c->cap_eff, 0u);
-  EXPECT_EQ(c->cap_prm, 0u);
-  EXPECT_EQ(c->cap_inh, 0u);
-  EXPECT_EQ(c->cap_bnd, 0u);
-  EXPECT_EQ(c->cap_amb, 0u);
-  EXPECT_EQ(c->no_new_privs, 1);
-  if (sandbox::kSeccompInThisBuild) {
-    EXPECT_EQ(c->seccomp, 2);
-  }
-  EXPECT_NE(ns(dp, "mnt"), ns(::getpid(), "mnt"));
-  EXPECT_NE(ns(dp, "net"), ns(::getpid(), "net"));
-  std::error_code ec;
-  const auto root = std::filesystem::path("/proc") / std::to_string(dp) / "root";
-  EXPECT_TRUE(std::filesystem::is_empty(root, ec)) << "its root shows files";
+  ASSERT_NO_FATAL_FAILURE(expect_confined(dp, kGuest));
   // The control part stays what it was.
   auto control = sandbox::describe(backend_->pid());
   ASSERT_TRUE(control.has_value());
@@ -86,7 +62,7 @@ TEST_F(VbdDataPlaneTest, NoSandboxLeavesItUnconfined) {
   ASSERT_TRUE(c.has_value()) << c.error();
   EXPECT_EQ(c->uid[0], ::geteuid());
   EXPECT_EQ(c->seccomp, 0);
-  EXPECT_EQ(ns(dp, "mnt"), ns(::getpid(), "mnt"));
+  EXPECT_EQ(namespace_of(dp, "mnt"), namespace_of(::getpid(), "mnt"));
 }
 
 // Killed, it is replaced without the guest's connection noticing: the backend stays Connected,

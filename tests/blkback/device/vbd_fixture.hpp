@@ -28,6 +28,7 @@
 #include "sim/hypervisor.hpp"
 #include "sim/toolstack/vbd.hpp"
 #include "tests/support/backend_process.hpp"
+#include "tests/support/data_plane.hpp"
 #include "tests/support/eventually.hpp"
 #include "tests/support/sim_host.hpp"
 #include "xenbus/xenstore.hpp"
@@ -50,11 +51,7 @@ class VbdTest : public SimHostTest {
   void TearDown() override {
     // A control part SIGKILLed leaves its data plane serving for a successor: not across tests.
     for (pid_t pid : data_planes()) ::kill(pid, SIGKILL);
-    if (const pid_t pid = data_plane_pid(); pid > 0) {
-      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-      std::string name;
-      if (comm >> name && name == "pvback-blk-dp") ::kill(pid, SIGKILL);
-    }
+    if (const pid_t pid = data_plane_pid(); pid > 0 && comm_of(pid) == "pvback-blk-dp") ::kill(pid, SIGKILL);
     backend_.reset();
     // The data plane's control group, which a SIGKILLed control part leaves behind.
     grant::PlatformConfig config;
@@ -103,17 +100,7 @@ class VbdTest : public SimHostTest {
   }
   bool log_contains(const std::string& text) { return log_text().find(text) != std::string::npos; }
   // The pids of the backend's data-plane processes (its children).
-  std::vector<pid_t> data_planes() const {
-    std::vector<pid_t> pids;
-    if (!backend_) return pids;
-    const auto task_dir = std::filesystem::path("/proc") / std::to_string(backend_->pid()) / "task";
-    std::error_code ec;
-    for (const auto& task : std::filesystem::directory_iterator(task_dir, ec)) {
-      std::ifstream in(task.path() / "children");
-      for (pid_t pid; in >> pid;) pids.push_back(pid);
-    }
-    return pids;
-  }
+  std::vector<pid_t> data_planes() const { return backend_ ? children_of(backend_->pid()) : std::vector<pid_t>{}; }
   // Kills the data plane alone (SIGKILL): its control part starts another. Returns its pid.
   pid_t kill9_data_plane() {
     auto pids = data_planes();
@@ -122,19 +109,9 @@ class VbdTest : public SimHostTest {
     EXPECT_EQ(::kill(pids[0], SIGKILL), 0);
     return pids[0];
   }
-  // Exited (a zombie of whoever reaps orphans counts as gone: its files are released).
-  static bool process_gone(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string p, comm, state;
-    return !(stat >> p >> comm >> state) || state == "Z" || state == "X";
-  }
+  static bool process_gone(pid_t pid) { return test::process_gone(pid); }
   // The data plane's pid as the statistics file says (-1: none there yet).
-  pid_t data_plane_pid() {
-    const std::string text = stats_text();
-    const std::string key = "\"data_plane\": {\"pid\": ";
-    const auto at = text.find(key);
-    return at == std::string::npos ? -1 : static_cast<pid_t>(std::atoi(text.c_str() + at + key.size()));
-  }
+  pid_t data_plane_pid() { return data_plane_pid_in(stats_text()); }
   // Kills the control part alone (SIGKILL): its data plane serves on, for a successor to adopt.
   void kill9_control_part() {
     ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);

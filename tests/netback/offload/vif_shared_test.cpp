@@ -13,6 +13,8 @@ namespace {
 using netback::HashConfig;
 using netback::MacAddress;
 using netback::VifShared;
+using netback::GuestSetState;
+using netback::GuestStateSink;
 
 MacAddress group(std::uint8_t n) { return {0x01, 0x00, 0x5e, 0x00, 0x00, n}; }
 
@@ -135,6 +137,55 @@ TEST(VifShared, ReadersNeverSeeATornHash) {
   }
   writer.join();
   EXPECT_FALSE(torn);
+}
+
+// What the guest set is saved before it takes effect, and restored (bounded) by a successor.
+TEST(VifShared, GuestStateGoesToItsSinkAndComesBackBounded) {
+  struct Sink : GuestStateSink {
+    void save(const GuestSetState& s) noexcept override {
+      last = s;
+      ++saves;
+    }
+    GuestSetState last;
+    int saves = 0;
+  } sink;
+  VifShared v(4);
+  v.persist_to(&sink);
+  HashConfig h;
+  h.algorithm = 1;
+  h.flags = 3;
+  h.mapping_size = 2;
+  h.mapping[1] = 3;
+  v.set_hash(h);
+  const MacAddress group{0x01, 0x00, 0x5e, 0x00, 0x00, 0x01};
+  v.set_multicast_control(true);
+  EXPECT_TRUE(v.multicast_add(group));
+  EXPECT_EQ(sink.saves, 2) << "the hash and the multicast address, not the control flag";
+  EXPECT_EQ(sink.last.hash.flags, 3u);
+  EXPECT_EQ(sink.last.multicast_count, 1u);
+
+  VifShared successor(4);
+  successor.set_multicast_control(true);
+  successor.restore(sink.last);
+  EXPECT_EQ(successor.hash().flags, 3u);
+  EXPECT_EQ(successor.hash().mapping[1], 3u);
+  EXPECT_TRUE(successor.multicast_allowed(group));
+  EXPECT_FALSE(successor.multicast_allowed({0x01, 0x00, 0x5e, 0x00, 0x00, 0x02}));
+
+  // Whatever a record holds, nothing past the arrays or the queues reaches the data path.
+  GuestSetState bad = sink.last;
+  bad.hash.key_len = 1000;
+  bad.hash.mapping_size = 1000;
+  bad.hash.mapping[0] = 99;
+  bad.multicast_count = 1000;
+  bad.multicast_overflow = 7;
+  VifShared third(4);
+  third.restore(bad);
+  EXPECT_EQ(third.hash().key_len, 40u);
+  EXPECT_EQ(third.hash().mapping_size, 128u);
+  EXPECT_EQ(third.hash().mapping[0], 0u);
+  EXPECT_EQ(third.multicast_count(), VifShared::kMaxMulticastAddresses);
+  EXPECT_TRUE(third.multicast_overflowed());
 }
 
 }  // namespace

@@ -1,0 +1,44 @@
+// The command-line options every backend with a data-plane process takes (pvback-blk's
+// BackendOptions and pvback-net's VifOptions have these fields by the same names).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace pvback::plane {
+
+// Parses one of --data-plane process|thread, --data-plane-restart-burst N, --orphan-timeout-ms N,
+// --no-sandbox, --sandbox-uid-base N, --data-plane-binary PATH into `o`; false if `arg` is none of
+// them. `value` is the next argument (nullptr: none), `i` its index, advanced past what is taken;
+// `number(max)` parses `value` as a number up to `max` and advances `i` (it exits on a bad one).
+template <class Options, class Number>
+bool parse_data_plane_option(std::string_view arg, const char* value, int& i, Number&& number, Options& o) {
+  if (arg == "--data-plane" && value != nullptr &&
+      (std::string_view(value) == "process" || std::string_view(value) == "thread")) {
+    o.data_plane_process = std::string_view(value) == "process";
+    ++i;
+  } else if (arg == "--data-plane-restart-burst") {
+    o.data_plane_restart_burst = static_cast<unsigned>(number(1'000'000));
+  } else if (arg == "--orphan-timeout-ms") {
+    o.orphan_timeout = std::chrono::milliseconds(number(86'400'000));
+  } else if (arg == "--no-sandbox") {
+    o.sandbox = false;
+  } else if (arg == "--sandbox-uid-base") {
+    o.sandbox_uid_base = static_cast<std::uint32_t>(number(0xFFFF0000ul));
+  } else if (arg == "--data-plane-binary" && value != nullptr) {
+    o.data_plane_binary = value;
+    ++i;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The directory of a backend's records and its data planes' listening sockets: `chosen`
+// (--recovery-dir) or else `fallback` (the platform's), created if need be. Empty, with a warning
+// naming the device and `without` (what is lost without it), if it cannot be created.
+std::string prepare_recovery_dir(const std::string& chosen, const std::string& fallback, const std::string& name,
+                                 const char* without);
+
+}  // namespace pvback::plane

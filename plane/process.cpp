@@ -1,0 +1,340 @@
+#include "plane/process.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "base/fd_passing.hpp"
+#include "base/log.hpp"
+
+namespace pvback::plane {
+namespace {
+
+constexpr std::size_t kMaxNotice = 4096;
+
+// Waits up to `timeout` for one notice of type `want` (other notices are not expected here).
+std::expected<Notice, int> await_notice(int sock, const Protocol& protocol, std::uint32_t want,
+                                        std::chrono::milliseconds timeout, const std::string& name) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<std::byte> buf(kMaxNotice);
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::unexpected(ETIMEDOUT);
+    pollfd p{sock, POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return std::unexpected(errno);
+    if (r == 0) return std::unexpected(ETIMEDOUT);
+    auto n = recv_message(sock, buf);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return std::unexpected(ECONNRESET);  // it ended
+    auto notice = decode_notice(protocol, std::span(buf).first(*n));
+    if (!notice) {
+      PVBACK_LOG(Error, "%s: data plane: %s", name.c_str(), notice.error().c_str());
+      return std::unexpected(EPROTO);
+    }
+    if (notice->type == want) return *notice;
+    PVBACK_LOG(Warning, "%s: data plane: unexpected notice %u while waiting", name.c_str(), notice->type);
+  }
+}
+
+// A process that is not our child is gone once it is a zombie or reaped.
+bool gone(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return true;
+  char state = '?';
+  const int got = std::fscanf(f, "%*d (%*[^)]) %c", &state);
+  std::fclose(f);
+  return got == 1 && (state == 'Z' || state == 'X');
+}
+
+}  // namespace
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "ended (wait status " + std::to_string(status) + ")";
+}
+
+Process::Process(Process&& o) noexcept
+    : protocol_(o.protocol_),
+      child_(o.child_),
+      name_(std::move(o.name_)),
+      sock_(std::move(o.sock_)),
+      pid_(std::exchange(o.pid_, -1)) {}
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    if (running()) stop();
+    protocol_ = o.protocol_;
+    child_ = o.child_;
+    name_ = std::move(o.name_);
+    sock_ = std::move(o.sock_);
+    pid_ = std::exchange(o.pid_, -1);
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (running()) stop();
+}
+
+std::expected<Process, int> Process::launch(const Launch& l) {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return std::unexpected(errno);
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  const std::string exe = l.binary.empty() ? "/proc/self/exe" : l.binary;
+  // Everything the child does between fork and exec is async-signal-safe (this process has threads).
+  const char* argv[] = {l.argv0, "--data-plane", "3", nullptr};
+  const pid_t parent = ::getpid();
+  const bool adoptable = l.adoptable;
+  const pid_t pid = ::fork();
+  if (pid < 0) return std::unexpected(errno);
+  if (pid == 0) {
+    // A control part that dies leaves its data plane serving (it notices the end of its socket)
+    // until a successor adopts it; without a place to be adopted, it stops (SIGTERM: it finishes
+    // what is in flight, and the records let the successor resume the rings).
+    if (!adoptable) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(70);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the control part blocks its termination signals
+    if (::dup2(theirs.get(), 3) != 3) ::_exit(71);
+    // Nothing else crosses: not the XenStore connection, not another device's anything.
+    ::close_range(4, ~0u, 0);
+    ::execv(exe.c_str(), const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  theirs.reset();
+  Process p;
+  p.protocol_ = l.protocol;
+  p.name_ = l.name;
+  p.sock_ = std::move(ours);
+  p.pid_ = pid;
+  // Before it holds anything of the guest's: what it allocates from then on is charged to its group.
+  if (l.place) {
+    if (int e = l.place(pid)) {
+      PVBACK_LOG(Error, "%s: cannot place the data plane (pid %d) in its control group: %s", l.name.c_str(), pid,
+                 std::strerror(e));
+      p.stop(std::chrono::milliseconds(0));
+      return std::unexpected(e);
+    }
+  }
+  if (int e = send_message(p.sock_.get(), l.start, l.fds)) {
+    PVBACK_LOG(Error, "%s: cannot start the data plane (pid %d): %s", l.name.c_str(), pid, std::strerror(e));
+    p.stop(std::chrono::milliseconds(0));
+    return std::unexpected(e);
+  }
+  auto ready = await_notice(p.sock_.get(), l.protocol, kReady, l.ready_timeout, l.name);
+  if (!ready || ready->error != 0) {
+    const int e = ready ? ready->error : ready.error();
+    const int status = p.stop(std::chrono::milliseconds(ready ? 1000 : 0));
+    PVBACK_LOG(Error, "%s: the data plane (pid %d) did not start: %s%s%s; it %s", l.name.c_str(), pid,
+               std::strerror(e), ready && !ready->reason.empty() ? ": " : "", ready ? ready->reason.c_str() : "",
+               describe_wait_status(status).c_str());
+    return std::unexpected(e);
+  }
+  return p;
+}
+
+Process::Event Process::take_event() {
+  Event ev;
+  if (!running()) return ev;
+  std::vector<std::byte> buf(kMaxNotice);
+  auto n = recv_message(sock_.get(), buf, nullptr, MSG_DONTWAIT);
+  if (!n && (n.error() == EAGAIN || n.error() == EINTR)) return ev;
+  if (n && *n > 0) {
+    auto notice = decode_notice(protocol_, std::span(buf).first(*n));
+    if (!notice) {
+      PVBACK_LOG(Error, "%s: data plane: %s", name_.c_str(), notice.error().c_str());
+      return ev;
+    }
+    ev.kind = Event::Said;
+    ev.notice = std::move(*notice);
+    return ev;
+  }
+  // The end of the socket: the process is gone (or going).
+  sock_.reset();
+  ev.kind = Event::Ended;
+  const bool child = child_;
+  const int status = reap(true);
+  // An adopted one is not our child: how it ended is its parent's to know.
+  ev.reason = child ? describe_wait_status(status) : "ended";
+  return ev;
+}
+
+int Process::send(std::span<const std::byte> message) {
+  if (!running() || !sock_) return ENOTCONN;
+  return send_message(sock_.get(), message);
+}
+
+std::expected<Notice, int> Process::request(const Notice& notice, std::uint32_t reply,
+                                            std::chrono::milliseconds timeout) {
+  if (int e = send(encode_notice(protocol_, notice))) return std::unexpected(e);
+  return await_notice(sock_.get(), protocol_, reply, timeout, name_);
+}
+
+int Process::stop(std::chrono::milliseconds timeout) {
+  if (!running()) return 0;
+  if (sock_ && send_message(sock_.get(), encode_notice(protocol_, {kStop, 0, {}})) == 0) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (!child_) {
+        if (gone(pid_)) {
+          pid_ = -1;
+          sock_.reset();
+          return 0;
+        }
+      } else if (const pid_t r = ::waitpid(pid_, &status, WNOHANG); r == pid_ || (r < 0 && errno == ECHILD)) {
+        pid_ = -1;
+        sock_.reset();
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    PVBACK_LOG(Warning, "%s: the data plane (pid %d) did not stop within %lld ms: killing it", name_.c_str(), pid_,
+               static_cast<long long>(timeout.count()));
+  }
+  ::kill(pid_, SIGKILL);
+  sock_.reset();
+  return reap(true);
+}
+
+void Process::kill() {
+  if (!running()) return;
+  ::kill(pid_, SIGKILL);
+  sock_.reset();
+  reap(true);
+}
+
+std::expected<Process::Adoption, int> Process::adopt(const std::string& path, const std::string& name,
+                                                      const Protocol& protocol) {
+  auto connected = connect_seqpacket(path);
+  if (!connected) return std::unexpected(connected.error());
+  UniqueFd sock = std::move(*connected);
+  // Who answers is what the kernel says of the sender (SCM_CREDENTIALS), not what it claims: the
+  // pid is the one a stop that times out SIGKILLs. (SO_PEERCRED would name whoever listen()ed: the
+  // dead predecessor.)
+  const int on = 1;
+  if (::setsockopt(sock.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) return std::unexpected(errno);
+  if (int e = send_message(sock.get(), encode_notice(protocol, {kAdopt, 0, {}}))) return std::unexpected(e);
+  pollfd p{sock.get(), POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1) return std::unexpected(ETIMEDOUT);
+  Adoption a;
+  a.answer.resize(256 * 1024);
+  ucred peer{};
+  auto n = recv_message(sock.get(), a.answer, &a.fds, 0, &peer);
+  if (!n) return std::unexpected(n.error());
+  if (*n == 0) return std::unexpected(ECONNRESET);
+  if (peer.pid <= 0) return std::unexpected(EPROTO);
+  a.answer.resize(*n);
+  a.process.protocol_ = protocol;
+  a.process.child_ = false;
+  a.process.name_ = name;
+  a.process.sock_ = std::move(sock);
+  a.process.pid_ = peer.pid;
+  auto type = message_type(protocol, a.answer);
+  if (!type || *type != kAdopted) {
+    // Another build's data plane, speaking another version: it cannot be taken over; it is ended
+    // (the rings are resumed from their records by a new one).
+    PVBACK_LOG(Warning, "%s: the data plane left serving (pid %d) cannot be adopted (%s): killing it", name.c_str(),
+               peer.pid, type ? "it did not answer Adopted" : type.error().c_str());
+    a.process.kill();
+    return std::unexpected(EPROTO);
+  }
+  return a;
+}
+
+int Process::reap(bool block) {
+  int status = 0;
+  if (!child_) {
+    while (block && pid_ > 0 && !gone(pid_)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    pid_ = -1;
+    return 0;
+  }
+  while (pid_ > 0) {
+    const pid_t r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
+    if (r == pid_ || (r < 0 && errno != EINTR)) break;
+    if (r == 0) return 0;
+  }
+  pid_ = -1;
+  return status;
+}
+
+UniqueFd listen_for_adoption(const std::string& path, const std::string& name) {
+  if (path.empty()) return {};
+  auto fd = listen_seqpacket(path, 0600, 2);
+  if (!fd) {
+    PVBACK_LOG(Warning, "%s: cannot listen on %s (%s): its data plane stops if this process dies", name.c_str(),
+               path.c_str(), std::strerror(fd.error()));
+    return {};
+  }
+  return std::move(*fd);
+}
+
+int stop_orphan(const std::string& path, const Protocol& protocol, std::chrono::milliseconds timeout) {
+  if (path.empty()) return EINVAL;
+  auto connected = connect_seqpacket(path);
+  if (!connected) return connected.error() == ENOENT || connected.error() == ECONNREFUSED ? 0 : connected.error();
+  const UniqueFd sock = std::move(*connected);
+  if (int e = send_message(sock.get(), encode_notice(protocol, {kStop, 0, {}}))) return e;
+  // It closes the connection when it exits.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::byte b[64];
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return ETIMEDOUT;
+    pollfd p{sock.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    auto n = recv_message(sock.get(), b);
+    if (!n || *n == 0) return 0;
+  }
+}
+
+void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
+                             const std::function<void(int, const std::string&)>& fail,
+                             const std::function<int()>& relaunch) {
+  auto ev = process.take_event();
+  if (ev.kind == Process::Event::Said && ev.notice.type == kFatal) {
+    fail(ev.notice.error, ev.notice.reason);
+    return;
+  }
+  if (ev.kind != Process::Event::Ended) return;
+  PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name.c_str(),
+             ev.reason.c_str());
+  for (;;) {
+    if (!limit.allow()) {
+      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
+                 name.c_str(), limit.burst() + 1,
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit.window()).count()));
+      fail(EIO, "the data plane keeps dying");
+      return;
+    }
+    ++restarts;
+    if (relaunch() == 0) return;
+  }
+}
+
+bool RestartLimit::allow(std::chrono::steady_clock::time_point now) {
+  std::erase_if(recent_, [&](auto t) { return now - t > window_; });
+  if (recent_.size() >= burst_) return false;
+  recent_.push_back(now);
+  return true;
+}
+
+}  // namespace pvback::plane
