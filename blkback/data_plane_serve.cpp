@@ -104,7 +104,8 @@ int serve_as_data_plane(int sock) {
   std::string why;
   int e = set_up(link, *spec, fds, s, why);
   // The last step before serving: a data plane that cannot confine itself does not serve.
-  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid, sandbox::Policy{}, why);
+  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid,
+                                           ::pvback::plane::data_plane_policy(sandbox::Profile::Block), why);
   if (e != 0) {
     PVBACK_LOG(Error, "%s: data plane: %s: %s", spec->name.c_str(), why.c_str(), std::strerror(e));
     link.say(::pvback::plane::kReady, e, why);

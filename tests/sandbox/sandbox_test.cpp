@@ -139,6 +139,31 @@ TEST(Seccomp, BlockProfileKeepsTheStoragesCalls) {
   EXPECT_TRUE(exited_with(status, kPassed)) << describe_status(status);
 }
 
+// On the simulated platform a data plane may ask whether a process exists (its grant pin locks
+// take over one a SIGKILLed holder left), and still signal nothing.
+TEST(Seccomp, ProbeProcessesAllowsSignalZeroOnly) {
+  SKIP_UNLESS_ROOT();
+  SKIP_WITHOUT_SECCOMP();
+  auto probing = [] {
+    Policy p = domain_policy();
+    p.probe_processes = true;
+    return p;
+  };
+  int status = run_in_child([&] {
+    apply_or_exit(probing());
+    // Another uid's process: EPERM says it exists, which is all a pin lock needs (not ESRCH).
+    if (::kill(1, 0) == 0 || errno != EPERM) return int{kCallFailed};
+    return int{kPassed};
+  });
+  EXPECT_TRUE(exited_with(status, kPassed)) << describe_status(status);
+  status = run_in_child([&] {
+    apply_or_exit(probing());
+    ::kill(1, SIGTERM);
+    return int{kCallSucceeded};
+  });
+  EXPECT_TRUE(killed_by_seccomp(status)) << describe_status(status);
+}
+
 // clone3 is not a kill: glibc falls back to clone when it says ENOSYS.
 TEST(Seccomp, Clone3SaysEnosys) {
   SKIP_UNLESS_ROOT();
