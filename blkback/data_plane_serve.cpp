@@ -104,10 +104,8 @@ int serve_as_data_plane(int sock) {
   std::string why;
   int e = set_up(link, *spec, fds, s, why);
   // The last step before serving: a data plane that cannot confine itself does not serve.
-  sandbox::Policy policy;
-  // pvback-sim's grant pin lock asks whether a holder that died (a killed predecessor) exists.
-  policy.existence_probes = grant::PlatformConfig::from_env().kind == grant::PlatformConfig::Kind::Sim;
-  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid, policy, why);
+  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid,
+                                           ::pvback::plane::data_plane_policy(sandbox::Profile::Block), why);
   if (e != 0) {
     PVBACK_LOG(Error, "%s: data plane: %s: %s", spec->name.c_str(), why.c_str(), std::strerror(e));
     link.say(::pvback::plane::kReady, e, why);

@@ -41,6 +41,7 @@ struct ControlRing::Impl {
       : config(std::move(c)), shared(s), on_fatal(std::move(f)), name(config.name.c_str()) {}
 
   int init(const grant::Platform& platform);
+  int attach();
   void run();
   void process_ring();
   Answer handle(const CtrlRequest& req);
@@ -61,6 +62,7 @@ struct ControlRing::Impl {
   netif::CtrlRing::Back ring;
   StopSignal stop;
   bool fatal_seen = false;
+  bool attached = false;
   CtrlResponse responses[netif::kCtrlRingSize];  // one batch's, in ring order
 };
 
@@ -88,23 +90,6 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
     return mapped.error();
   }
   ring_mapping = std::move(*mapped);
-  // A batch a killed predecessor logged and did not make visible is answered first
-  // (ring_journal.hpp): its slots may hold responses, which must not be read as requests.
-  const Replay replay = config.journal.replay<netif::CtrlRing>(ring_mapping.data());
-  if (replay == Replay::Rewritten)
-    PVBACK_LOG(Notice, "%s: answered the batch its predecessor had logged and not made visible", name);
-  else if (replay == Replay::Mismatch)
-    PVBACK_LOG(Warning, "%s: rsp_prod fits neither end of the logged batch: taken from rsp_prod", name);
-  // Attach where the ring's responses stand, as Linux does, so a ring reused across a reconnect
-  // keeps its indices; a req_prod already more than a ring ahead of them is refused.
-  auto attached = netif::CtrlRing::Back::attach_at_rsp_prod(ring_mapping.data(), 1);
-  if (!attached) return attached.error();
-  ring = *attached;
-  if (ring.requests_overflow()) {
-    PVBACK_LOG(Error, "%s: control ring of domain %u has req_prod beyond its size", name, config.frontend_domid);
-    return ring::kErrProducerOverflow;
-  }
-
   auto local = grant::bind_interdomain_patiently(*channels, config.frontend_domid, config.event_channel,
                                                 config.bind_patience, name);
   if (!local) {
@@ -118,6 +103,28 @@ int ControlRing::Impl::init(const grant::Platform& platform) {
   return 0;
 }
 
+int ControlRing::Impl::attach() {
+  // A batch a killed predecessor logged and did not make visible is answered first
+  // (ring_journal.hpp): its slots may hold responses, which must not be read as requests.
+  const Replay replay = config.journal.replay<netif::CtrlRing>(ring_mapping.data());
+  if (replay == Replay::Rewritten)
+    PVBACK_LOG(Notice, "%s: answered the batch its predecessor had logged and not made visible", name);
+  else if (replay == Replay::Mismatch)
+    PVBACK_LOG(Warning, "%s: rsp_prod fits neither end of the logged batch: taken from rsp_prod", name);
+  // Attach where the ring's responses stand, as Linux does, so a ring reused across a reconnect
+  // keeps its indices; a req_prod already more than a ring ahead of them is refused.
+  auto back = netif::CtrlRing::Back::attach_at_rsp_prod(ring_mapping.data(), 1);
+  if (!back) return back.error();
+  ring = *back;
+  if (ring.requests_overflow()) {
+    PVBACK_LOG(Error, "%s: control ring of domain %u has req_prod beyond its size", name, config.frontend_domid);
+    return ring::kErrProducerOverflow;
+  }
+  port.notify();  // whatever a predecessor did or did not say
+  attached = true;
+  return 0;
+}
+
 void ControlRing::Impl::fatal(int error, const char* reason) {
   if (fatal_seen) return;
   fatal_seen = true;
@@ -126,6 +133,10 @@ void ControlRing::Impl::fatal(int error, const char* reason) {
 }
 
 void ControlRing::Impl::run() {
+  if (!attached) {
+    fatal(EINVAL, "served before its ring was attached");
+    return;
+  }
   // The frontend may have queued requests before we bound the event channel.
   if (!stop.requested()) process_ring();
   while (!fatal_seen && !stop.requested()) {
@@ -231,6 +242,8 @@ std::expected<std::unique_ptr<ControlRing>, int> ControlRing::create(const grant
 
 ControlRing::ControlRing(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ControlRing::~ControlRing() = default;
+
+int ControlRing::attach() { return impl_->attach(); }
 
 void ControlRing::run() { impl_->run(); }
 

@@ -31,6 +31,10 @@ class ControlRing {
                                                                  ControlRingConfig config, VifShared& shared,
                                                                  FatalHandler on_fatal);
   ~ControlRing();
+  // The first access to the guest's ring, before run() (as Queue::attach): finishes a batch the
+  // journal holds and takes the ring where its responses stand; kErrProducerOverflow if req_prod
+  // is already more than a ring ahead of them. 0 or an errno value.
+  [[nodiscard]] int attach();
   void run();   // blocking, its own thread
   void stop();  // thread-safe
 

@@ -1,7 +1,7 @@
 // The data-plane process's side (`pvback-net --data-plane 3`): takes the vif's rings, its TAP
 // queue fds, the statistics memory and the record from the control part, maps the rings, binds
-// the channels (handles restricted to the guest's domain), finishes what a killed predecessor
-// logged, confines itself, and only then reads the first guest-written byte. It never touches
+// the channels (handles restricted to the guest's domain), confines itself, and only then touches
+// the guest's memory (finishes what a killed predecessor logged, takes the rings). It never touches
 // XenStore, and issues no TAP ioctl: queues, offloads, MTU and carrier stay with the control part.
 #include <sys/prctl.h>
 
@@ -71,17 +71,6 @@ int set_up(plane::ControlLink& link, const PlaneSpec& spec, std::vector<UniqueFd
   return 0;
 }
 
-// What the net data path needs beyond what every data plane does: nothing of the storage's
-// (sandbox::Profile::Net). Its network namespace is a new, empty one: a TAP queue fd reads and
-// writes the device it is attached to whatever namespace its holder is in, and the data plane
-// needs no other network.
-sandbox::Policy policy() {
-  sandbox::Policy p;
-  p.profile = sandbox::Profile::Net;
-  // pvback-sim's grant pin lock asks whether a holder that died (a killed predecessor) exists.
-  p.existence_probes = grant::PlatformConfig::from_env().kind == grant::PlatformConfig::Kind::Sim;
-  return p;
-}
 
 }  // namespace
 
@@ -104,7 +93,12 @@ int serve_as_data_plane(int sock) {
   Serving s;
   std::string why;
   int e = set_up(link, *spec, fds, s, why);
-  if (e == 0) e = plane::confine(name, spec->sandbox, spec->uid, spec->gid, policy(), why);
+  // What the net data path needs beyond what every data plane does: nothing of the storage's
+  // (Profile::Net). Its network namespace is a new, empty one (the policy's default): a TAP queue
+  // fd reads and writes the device it is attached to whatever namespace its holder is in, and the
+  // data plane needs no other network.
+  if (e == 0)
+    e = plane::confine(name, spec->sandbox, spec->uid, spec->gid, plane::data_plane_policy(sandbox::Profile::Net), why);
   if (e != 0) {
     PVBACK_LOG(Error, "%s: data plane: %s: %s", name.c_str(), why.c_str(), std::strerror(e));
     link.say(plane::kReady, e, why);
@@ -114,7 +108,11 @@ int serve_as_data_plane(int sock) {
   const UniqueFd listener = fds.size() == 3 + spec->tap_fds ? std::move(fds.back()) : UniqueFd();
   std::vector<int> adopted_fds = {fds[0].get(), s.record.get()};
   for (const auto& p : s.ports) adopted_fds.push_back(p->rx_fd());
-  s.rings->start();
+  // Confined: now the guest's rings are read (a logged batch finished, each taken at rsp_prod).
+  if (int e = s.rings->start()) {
+    link.say(plane::kReady, e, "cannot take the rings");
+    return 1;
+  }
   link.say(plane::kReady, 0);
 
   plane::ServeHooks hooks;

@@ -83,6 +83,49 @@ int Queue::Impl::init(const grant::Platform& platform) {
   };
   if (int err = map_ring(config.tx_ring_ref, "tx", tx_mapping); err != 0) return err;
   if (int err = map_ring(config.rx_ring_ref, "rx", rx_mapping); err != 0) return err;
+  auto bind = [&](EvtchnPort remote, grant::BoundPort& out) -> int {
+    auto local =
+        grant::bind_interdomain_patiently(*channels, config.frontend_domid, remote, config.bind_patience, name);
+    if (!local) {
+      PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, remote, config.frontend_domid,
+                 std::strerror(local.error()));
+      return local.error();
+    }
+    out = grant::BoundPort(*channels, *local);
+    return 0;
+  };
+  if (int err = bind(config.tx_event_channel, tx_port); err != 0) return err;
+  if (config.split_event_channels) {
+    if (int err = bind(config.rx_event_channel, rx_port); err != 0) return err;
+  }
+  if (int e = stop.open()) return e;
+
+  caps = config.exit;
+  const std::size_t ring = netif::kTxRingSize;  // netif rings are one page
+  tx_reqs.resize(ring);
+  tx_pkts.resize(ring);
+  tx_bufs.resize(ring);
+  tx_buf_owner.resize(ring);
+  tx_segs.resize(ring * (1 + kMaxChunks));
+  tx_seg_owner.resize(tx_segs.size());
+  tx_rsps.resize(ring);
+
+  rx_bufs.resize(kRxBatch);
+  rx_held.resize(kRxBatch);
+  rx_held_hash.resize(kRxBatch);
+  rx_hash.resize(kRxBatch);
+  rx_target.resize(kRxBatch);
+  rx_out.resize(kRxBatch);
+  rx_out_hash.resize(kRxBatch);
+  rx_plans.resize(kRxBatch);
+  rx_rsps.resize(netif::kRxRingSize);
+  rx_segs.resize(std::size_t{kRxBatch} * rx::kMaxSegmentsPerPacket);  // a batch's plans always fit
+  rx_seg_owner.resize(rx_segs.size());
+  return 0;
+}
+
+// The first access to the guest's ring memory (a data plane makes it confined).
+int Queue::Impl::attach() {
   // A batch a killed predecessor logged and did not make visible is answered first, as it was
   // decided (ring_journal.hpp); then each ring is taken at its rsp_prod, not 0: a frontend that
   // stayed Connected across a backend restart keeps its indices. TX requests after rsp_prod are
@@ -103,52 +146,12 @@ int Queue::Impl::init(const grant::Platform& platform) {
   if (!r) return r.error();
   rx = *r;
 
-  auto bind = [&](EvtchnPort remote, grant::BoundPort& out) -> int {
-    auto local =
-        grant::bind_interdomain_patiently(*channels, config.frontend_domid, remote, config.bind_patience, name);
-    if (!local) {
-      PVBACK_LOG(Error, "%s: cannot bind event channel %u of domain %u: %s", name, remote, config.frontend_domid,
-                 std::strerror(local.error()));
-      return local.error();
-    }
-    out = grant::BoundPort(*channels, *local);
-    return 0;
-  };
-  if (int err = bind(config.tx_event_channel, tx_port); err != 0) return err;
-  if (config.split_event_channels) {
-    if (int err = bind(config.rx_event_channel, rx_port); err != 0) return err;
-  }
   // Whatever the predecessor did or did not say, the guest looks at both rings now.
   tx_port.notify();
   if (rx_port) rx_port.notify();
-
-  if (int e = stop.open()) return e;
-
-  caps = config.exit;
-  const std::size_t ring = tx.size();
-  tx_reqs.resize(ring);
-  tx_pkts.resize(ring);
-  tx_bufs.resize(ring);
-  tx_buf_owner.resize(ring);
-  tx_segs.resize(ring * (1 + kMaxChunks));
-  tx_seg_owner.resize(tx_segs.size());
-  tx_rsps.resize(ring);
-
-  rx_bufs.resize(kRxBatch);
-  rx_held.resize(kRxBatch);
-  rx_held_hash.resize(kRxBatch);
-  rx_hash.resize(kRxBatch);
-  rx_target.resize(kRxBatch);
-  rx_out.resize(kRxBatch);
-  rx_out_hash.resize(kRxBatch);
-  rx_plans.resize(kRxBatch);
-  rx_rsps.resize(rx.size());
-  rx_segs.resize(std::size_t{kRxBatch} * rx::kMaxSegmentsPerPacket);  // a batch's plans always fit
-  rx_seg_owner.resize(rx_segs.size());
-
   last_rx_buffers = now_ns();
   credit_window_start = last_rx_buffers;
-
+  // Only now may another queue of the vif deliver into this one's RX ring.
   if (config.group != nullptr) {
     auto& st = config.group->state();
     std::unique_lock lock(st.mutex);
@@ -159,6 +162,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
     st.members[config.index] = this;
     registered = true;
   }
+  attached = true;
   return 0;
 }
 
@@ -209,6 +213,10 @@ void Queue::Impl::refresh_shared() {
 // Main loop
 
 void Queue::Impl::run() {
+  if (!attached) {
+    fatal(EINVAL, "served before its rings were attached");
+    return;
+  }
   const int rx_fd = port.rx_fd();
   const bool poll_mode = rx_fd < 0;
   pollfd fds[3];
@@ -332,6 +340,8 @@ std::expected<std::unique_ptr<Queue>, int> Queue::create(const grant::Platform& 
 
 Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Queue::~Queue() = default;
+
+int Queue::attach() { return impl_->attach(); }
 
 void Queue::run() { impl_->run(); }
 

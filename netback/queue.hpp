@@ -71,11 +71,18 @@ class Queue {
   // overflow, too many slots beyond the fatal limit) that the vif must be disconnected.
   using FatalHandler = std::function<void(int error, const std::string& reason)>;
 
-  // Maps both rings, binds the event channel(s). errno value on failure (nothing stays mapped).
+  // Maps both rings, binds the event channel(s); reads nothing of them yet. errno value on failure
+  // (nothing stays mapped).
   static std::expected<std::unique_ptr<Queue>, int> create(const grant::Platform& platform, QueueConfig config,
                                                            Port& port, VifShared& shared, QueueStats& stats,
                                                            FatalHandler on_fatal);
   ~Queue();
+
+  // The first access to the guest's ring memory, before run() (and, in a data plane, after it
+  // confined itself): finishes a batch a killed predecessor logged in the journals, takes each
+  // ring where its responses stand and notifies the guest. Every queue of a group attaches
+  // before any of them runs (one queue delivers into another's RX ring). 0 or an errno value.
+  [[nodiscard]] int attach();
 
   // Serves both rings until stop() or a fatal error. Blocking; run it on its own thread.
   void run();

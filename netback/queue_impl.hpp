@@ -120,6 +120,7 @@ struct Queue::Impl {
   ~Impl();
 
   int init(const grant::Platform& platform);
+  int attach();
   void run();
 
   // ---- shared state ----
@@ -162,6 +163,7 @@ struct Queue::Impl {
   StopSignal stop;
   bool fatal_seen = false;
   bool registered = false;
+  bool attached = false;  // attach() took the rings
 
   // Shared-state copies, refreshed when VifShared::generation() moves.
   std::uint64_t generation = ~std::uint64_t{0};

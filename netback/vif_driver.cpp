@@ -264,8 +264,7 @@ int VifDriver::start_rings() {
   auto rings = VifRings::create(platform_, spec_, ports, stats_, record_.get(), on_fatal);
   if (!rings) return rings.error();
   rings_ = std::move(*rings);
-  rings_->start();
-  return 0;
+  return rings_->start();
 }
 
 int VifDriver::launch_data_plane(bool resume) {

@@ -80,9 +80,20 @@ std::expected<std::unique_ptr<VifRings>, int> VifRings::create(const grant::Plat
   return v;
 }
 
-void VifRings::start() {
+int VifRings::start() {
+  for (std::size_t i = 0; i < queues_.size(); ++i)
+    if (int e = queues_[i]->attach()) {
+      PVBACK_LOG(Error, "%s: queue %zu: cannot take its rings: %s", spec_.name.c_str(), i, std::strerror(e));
+      return e;
+    }
+  if (ctrl_)
+    if (int e = ctrl_->attach()) {
+      PVBACK_LOG(Error, "%s: cannot take the control ring: %s", spec_.name.c_str(), std::strerror(e));
+      return e;
+    }
   for (auto& q : queues_) threads_.emplace_back([queue = q.get()] { queue->run(); });
   if (ctrl_) threads_.emplace_back([ctrl = ctrl_.get()] { ctrl->run(); });
+  return 0;
 }
 
 VifRings::~VifRings() {

@@ -40,7 +40,8 @@ class VifRings {
  public:
   // Maps the record in `record_fd` (sized for the spec's queues, vif_record.hpp), then every ring,
   // and binds every event channel; `ports` and `stats` have one entry per queue and must outlive
-  // the object. No thread runs yet. An errno value on failure (logged, naming the device).
+  // the object. Nothing of the rings is read yet, no thread runs. An errno value on failure
+  // (logged, naming the device).
   static std::expected<std::unique_ptr<VifRings>, int> create(const grant::Platform& platform, VifRingsSpec spec,
                                                               std::span<Port* const> ports,
                                                               std::span<QueueStats* const> stats, int record_fd,
@@ -49,7 +50,10 @@ class VifRings {
   VifRings(const VifRings&) = delete;
   VifRings& operator=(const VifRings&) = delete;
 
-  void start();  // one thread per queue and one for the control ring
+  // Attaches every ring (Queue::attach, ControlRing::attach: the first access to the guest's ring
+  // memory; a data plane calls this confined), then starts one thread per queue and one for the
+  // control ring. 0, or an errno value with no thread started.
+  [[nodiscard]] int start();
   VifShared& shared() { return *shared_; }
   const VifRingsSpec& spec() const { return spec_; }
   bool resumed() const { return resumed_; }

@@ -10,6 +10,7 @@
 
 #include "base/fd_passing.hpp"
 #include "base/log.hpp"
+#include "grant/platform.hpp"
 
 namespace pvback::plane {
 
@@ -67,6 +68,13 @@ std::optional<std::size_t> receive_start(int sock, std::span<std::byte> buffer, 
     return std::nullopt;
   }
   return *n;
+}
+
+sandbox::Policy data_plane_policy(sandbox::Profile profile) {
+  sandbox::Policy p;
+  p.profile = profile;
+  p.probe_processes = grant::PlatformConfig::from_env().kind == grant::PlatformConfig::Kind::Sim;
+  return p;
 }
 
 int confine(const std::string& name, bool on, std::uint32_t uid, std::uint32_t gid, sandbox::Policy policy,

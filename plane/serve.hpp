@@ -47,6 +47,11 @@ class ControlLink {
 // came with it. Its length, or nothing (logged: the socket closed or failed).
 std::optional<std::size_t> receive_start(int sock, std::span<std::byte> buffer, std::vector<UniqueFd>& fds);
 
+// The sandbox policy of a data plane serving `profile`'s data path on the platform the
+// environment names (grant/platform.hpp): on the simulated one it may probe whether a process
+// exists (sandbox::Policy::probe_processes).
+sandbox::Policy data_plane_policy(sandbox::Profile profile);
+
 // Applies the sandbox (sandbox/sandbox.hpp) as the last step before serving: from here on the
 // process holds what it needs and can reach nothing else. 0, or an errno value with `why` set
 // (a data plane that cannot confine itself does not serve: its control part fails the device,

@@ -242,7 +242,7 @@ std::expected<Report, std::string> apply(const Policy& policy) {
     skip(report, Step::seccomp, "the seccomp filter (the policy turns it off)");
   } else if (!kSeccompInThisBuild) {
     skip(report, Step::seccomp, "the seccomp filter (AddressSanitizer build)");
-  } else if (auto r = detail::install_seccomp_filter(::getpid(), policy.profile, policy.existence_probes); !r) {
+  } else if (auto r = detail::install_seccomp_filter(::getpid(), policy); !r) {
     return std::unexpected(r.error());
   }
   return report;

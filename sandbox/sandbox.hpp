@@ -85,10 +85,11 @@ struct Policy {
   std::optional<rlim_t> max_processes;  // RLIMIT_NPROC (threads count against it); left alone if empty
   bool seccomp = true;
   Profile profile = Profile::Block;
-  // kill(pid, 0) allowed through the filter, which tells whether a process exists and signals
-  // nothing. Only the simulated hypervisor needs it (its grant table's pin lock is taken over
-  // from a holder that died, such as a SIGKILLed predecessor); on Xen the hypervisor keeps that.
-  bool existence_probes = false;
+  // kill(pid, 0), which only asks whether a process exists, passes the filter (any other kill
+  // still kills). The simulated hypervisor's grant pin locks need it: a process that finds a lock
+  // held checks whether its holder is alive (a holder SIGKILLed while holding it is taken over).
+  // Only on the simulated platform; on Xen nothing of the data path asks.
+  bool probe_processes = false;
 };
 
 // Steps apply() can skip: not root (namespaces, ids, bounding set), or a sanitized build (seccomp).

@@ -93,7 +93,7 @@ constexpr std::uint64_t kLow32 = 0xffffffffu;
 
 }  // namespace
 
-std::expected<void, std::string> install_seccomp_filter(pid_t self, Profile profile, bool existence_probes) {
+std::expected<void, std::string> install_seccomp_filter(pid_t self, const Policy& policy) {
   Context ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return fail("seccomp_init", ENOMEM);
   scmp_filter_ctx c = ctx.get();
@@ -110,7 +110,7 @@ std::expected<void, std::string> install_seccomp_filter(pid_t self, Profile prof
   };
   auto allow_if = [&](const char* name, scmp_arg_cmp cmp) { return add(name, SCMP_ACT_ALLOW, 1, &cmp); };
 
-  const bool storage = profile == Profile::Block;
+  const bool storage = policy.profile == Profile::Block;
   for (const char* name : kAllowed)
     if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
   if (storage)
@@ -146,9 +146,8 @@ std::expected<void, std::string> install_seccomp_filter(pid_t self, Profile prof
   // abort() and raise() signal the calling thread through tgkill(getpid(), gettid(), sig); no
   // other process may be signalled.
   if (auto r = allow_if("tgkill", SCMP_A0(SCMP_CMP_EQ, static_cast<std::uint64_t>(self))); !r) return r;
-  // Only where asked (pvback-sim's grant table, whose pin lock asks whether a holder that left it
-  // locked still exists): kill with signal 0, which signals nothing.
-  if (existence_probes)
+  // Asking whether a process exists (signal 0) on the simulated platform: see Policy.
+  if (policy.probe_processes)
     if (auto r = allow_if("kill", SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, 0)); !r) return r;
 
   // Naming threads (pthread_setname_np on the calling thread) and reading the name back.

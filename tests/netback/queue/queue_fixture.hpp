@@ -271,6 +271,10 @@ class NetQueueTest : public SimHypervisorTest {
       throw std::runtime_error("create");
     }
     r->queue = std::move(*q);
+    if (int e = r->queue->attach()) {
+      ADD_FAILURE() << "Queue::attach: " << std::strerror(e);
+      throw std::runtime_error("attach");
+    }
     if (before_run) before_run(*r);
     r->thread = std::thread([raw] {
       raw->queue->run();
