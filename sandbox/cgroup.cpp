@@ -149,6 +149,19 @@ std::expected<void, std::string> enable_in_subtree(const std::string& parent_dir
   return std::unexpected(failure(std::string("cannot enable ") + controller_name(c) + " in", file, err));
 }
 
+bool valid_leaf_name(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
+}
+
+// The directory of `parent` in `h` ("" = this process's own cgroup there), or nullopt if this
+// process's cgroup there cannot be found.
+std::optional<std::string> parent_dir(const Hierarchy& h, const std::string& parent) {
+  if (!parent.empty()) return join(h.mount_point, parent);
+  auto own = cgroup_of(0, h);
+  if (!own) return std::nullopt;
+  return join(h.mount_point, *own);
+}
+
 struct Setting {
   std::string file;
   std::string value;
@@ -202,8 +215,7 @@ Cgroup::~Cgroup() { remove(); }
 
 std::expected<Cgroup, std::string> Cgroup::create(const std::string& parent, const std::string& name,
                                                   const ResourceLimits& limits) {
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
-    return std::unexpected("invalid cgroup name \"" + name + "\"");
+  if (!valid_leaf_name(name)) return std::unexpected("invalid cgroup name \"" + name + "\"");
   if (!parent.empty() && (!parent.starts_with('/') || parent.find("..") != std::string::npos))
     return std::unexpected("the cgroup parent must be an absolute path within the hierarchy, not \"" + parent + "\"");
   const auto all = mounted_hierarchies();
@@ -219,16 +231,11 @@ std::expected<Cgroup, std::string> Cgroup::create(const std::string& parent, con
     const Hierarchy* h = hierarchy_for(all, c);
     if (h == nullptr) return undo(std::string("no cgroup hierarchy on this host offers the ") + controller_name(c) +
                                   " controller");
-    std::string parent_path = parent;
-    if (parent_path.empty()) {
-      auto own = cgroup_of(0, *h);
-      if (!own) return undo(std::string("cannot find this process's ") + controller_name(c) + " cgroup");
-      parent_path = *own;
-    }
-    const std::string parent_dir = join(h->mount_point, parent_path);
-    const std::string dir = join(parent_dir, name);
+    const auto above = parent_dir(*h, parent);
+    if (!above) return undo(std::string("cannot find this process's ") + controller_name(c) + " cgroup");
+    const std::string dir = join(*above, name);
     if (h->v2)
-      if (auto r = enable_in_subtree(parent_dir, c); !r) return undo(r.error());
+      if (auto r = enable_in_subtree(*above, c); !r) return undo(r.error());
     if (std::ranges::find(group.dirs_, dir) == group.dirs_.end()) {
       if (::mkdir(dir.c_str(), 0755) == 0) {
         made.push_back(dir);
@@ -266,19 +273,15 @@ int Cgroup::remove(std::chrono::milliseconds patience) {
 }
 
 int remove_leaf(const std::string& parent, const std::string& name, std::chrono::milliseconds patience) {
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") return EINVAL;
+  if (!valid_leaf_name(name)) return EINVAL;
   const auto all = mounted_hierarchies();
   Cgroup group;
   for (const Controller c : kControllers) {
     const Hierarchy* h = hierarchy_for(all, c);
     if (h == nullptr) continue;
-    std::string parent_path = parent;
-    if (parent_path.empty()) {
-      auto own = cgroup_of(0, *h);
-      if (!own) continue;
-      parent_path = *own;
-    }
-    const std::string dir = join(join(h->mount_point, parent_path), name);
+    const auto above = parent_dir(*h, parent);
+    if (!above) continue;
+    const std::string dir = join(*above, name);
     if (std::ranges::find(group.dirs_, dir) == group.dirs_.end()) group.dirs_.push_back(dir);
   }
   return group.remove(patience);
@@ -291,7 +294,7 @@ std::string Cgroup::describe() const {
 }
 
 std::expected<std::string, std::string> enter_own_leaf(const std::string& leaf) {
-  if (leaf.empty() || leaf.find('/') != std::string::npos || leaf == "." || leaf == "..")
+  if (!valid_leaf_name(leaf))
     return std::unexpected("invalid cgroup name \"" + leaf + "\"");
   const auto all = mounted_hierarchies();
   const Hierarchy* v2 = nullptr;
