@@ -211,9 +211,6 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     // resuming may have left it at InitWait. The record says whether it is live and whose it is.
     resume_next_connect_ = true;
   }
-  if (!engine_) {
-    if (int e = open_storage(xs, backend_path)) return e;
-  }
   return xs.transact([&](xenbus::Txn txn) -> int {
     const std::pair<const char*, std::string> keys[] = {
         {"feature-persistent", options_.persistent_grants ? "1" : "0"},
@@ -223,9 +220,18 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     };
     for (const auto& [key, value] : keys)
       if (int e = xs.write(backend_path + "/" + key, value, txn)) return e;
-    // Published now as well as at connect: some frontends read the geometry early.
-    return publish_disk(xs, txn);
+    return 0;
   });
+}
+
+// The storage is opened only now: a disk the toolstack's block script refused (in use by another
+// guest) is never opened (xenbus/hotplug.hpp).
+int VbdDriver::prepare(xenbus::XenStore& xs, const std::string& backend_path) {
+  if (!engine_) {
+    if (int e = open_storage(xs, backend_path)) return e;
+  }
+  // Published now as well as at connect: some frontends read the geometry early.
+  return xs.transact([&](xenbus::Txn txn) -> int { return publish_disk(xs, txn); });
 }
 
 QueueConfig VbdDriver::queue_config(const FrontendRing& ring, unsigned index) const {

@@ -38,6 +38,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   ~VbdDriver() override;
 
   int advertise(xenbus::XenStore& xs, const std::string& backend_path) override;
+  int prepare(xenbus::XenStore& xs, const std::string& backend_path) override;
   int connect(xenbus::XenStore& xs, const std::string& frontend_path) override;
   void disconnect() override;
   std::string advertise_failure() const override { return storage_failure_; }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "xenbus/hotplug.hpp"
 
 namespace pvback::xenbus {
 namespace {
@@ -139,6 +140,8 @@ int BackendDevice::start() {
     fail(rc, what.empty() ? "writing backend features" : what.c_str());
     return rc;
   }
+  // Without a script to wait for, what the frontend reads of the storage is there before InitWait.
+  if (int rc = prepare_when_plugged(); rc != 0 && rc != EAGAIN) return rc;
   switch_state(XenbusStateInitWait);
   evaluate();
   return 0;
@@ -170,6 +173,11 @@ void BackendDevice::evaluate() {
   if (!*backend_present) {
     mark_removed("backend node removed (hot unplug)", /*backend_node_present=*/false);
     return;
+  }
+  // The script runs once we are at InitWait; it reports in the backend directory, whose watch
+  // brings us here.
+  if (!prepared_ && state_ == XenbusStateInitWait) {
+    if (int rc = prepare_when_plugged(); rc != 0 && rc != EAGAIN) return;
   }
 
   auto raw = xs_.read(frontend_path_ + "/state");
@@ -210,7 +218,7 @@ void BackendDevice::evaluate() {
       // Closed here means the frontend came back and we missed its Initialising. Closing means
       // a failed connect or a bad frontend; only a full close by the frontend gets out of it.
       if (state_ == XenbusStateClosed) switch_state(XenbusStateInitWait);
-      if (state_ == XenbusStateInitWait) try_connect();
+      if (state_ == XenbusStateInitWait && prepared_) try_connect();
       if (state_ == XenbusStateReconfigured && *frontend == XenbusStateConnected) switch_state(XenbusStateConnected);
       return;
     case XenbusStateReconfiguring:
@@ -286,6 +294,42 @@ void BackendDevice::fail(int error, const char* what) {
 void BackendDevice::disconnect_driver() {
   driver_.disconnect();
   driver_connected_ = false;
+}
+
+int BackendDevice::prepare_when_plugged() {
+  if (prepared_) return 0;
+  auto node = [&](const char* key) -> std::optional<std::string> {
+    auto value = xs_.read(backend_path_ + "/" + key);
+    if (value) return std::move(*value);
+    return std::nullopt;
+  };
+  const std::optional<std::string> script = node("script");
+  const HotplugVerdict verdict =
+      hotplug_verdict(script, node("hotplug-status"), node("hotplug-error"), node("physical-device"));
+  using Kind = HotplugVerdict::Kind;
+  if (verdict.kind == Kind::Pending || verdict.kind == Kind::Failed) {
+    const std::string seen = std::string(verdict.kind == Kind::Pending ? "pending" : "failed: ") + verdict.detail;
+    if (seen != hotplug_logged_) {
+      hotplug_logged_ = seen;
+      if (verdict.kind == Kind::Pending)
+        PVBACK_LOG(Info, "%s: waiting for the hotplug script %s before serving the device", name_.c_str(),
+                   printable(*script).c_str());
+      else
+        // As Linux's backends do, the device stays at InitWait with nothing opened; the toolstack,
+        // which ran the script, reports the failure and removes the device.
+        PVBACK_LOG(Error, "%s: the hotplug script %s refused the device (%s): not serving it", name_.c_str(),
+                   printable(*script).c_str(), printable(verdict.detail).c_str());
+    }
+    return EAGAIN;
+  }
+  if (int rc = driver_.prepare(xs_, backend_path_); rc != 0) {
+    const std::string what = driver_.advertise_failure();
+    fail(rc, what.empty() ? "preparing the device" : what.c_str());
+    return rc;
+  }
+  if (verdict.kind == Kind::Connected) PVBACK_LOG(Info, "%s: the hotplug script reported", name_.c_str());
+  prepared_ = true;
+  return 0;
 }
 
 void BackendDevice::try_connect() {

@@ -36,6 +36,12 @@ struct BackendDriver {
   virtual ~BackendDriver() = default;
   // Writes feature-* and other keys the frontend reads before it initialises.
   virtual int advertise(XenStore& xs, const std::string& backend_path) = 0;
+  // Opens what the device is served from (a vbd's storage) and publishes what the frontend reads
+  // of it, once the toolstack's hotplug script has set it up (xenbus/hotplug.hpp): right after
+  // advertise() when the directory names no script or the script already reported, else when it
+  // does. Called once per device. 0 or an errno value (the device fails; advertise_failure()
+  // then says what was being done).
+  virtual int prepare(XenStore& /*xs*/, const std::string& /*backend_path*/) { return 0; }
   // Reads ring-ref/event-channel etc. from the frontend and maps the rings. 0 or an errno value.
   virtual int connect(XenStore& xs, const std::string& frontend_path) = 0;
   // Unmaps and unbinds; must be idempotent.
@@ -44,7 +50,7 @@ struct BackendDriver {
   // headroom): re-read what changed. 0 moves the backend to Reconfigured, then back to Connected
   // when the frontend is Connected again; an errno value fails the device.
   virtual int reconfigure(XenStore& /*xs*/, const std::string& /*frontend_path*/) { return EOPNOTSUPP; }
-  // What the last failed advertise() was doing, in the operator's words ("opening <params>"), for
+  // What the last failed advertise() or prepare() was doing, in the operator's words ("opening <params>"), for
   // the error node; empty for the generic text.
   virtual std::string advertise_failure() const { return {}; }
 };
@@ -74,8 +80,9 @@ class BackendDevice {
   // Unwatches, and disconnects the driver if it is still connected.
   ~BackendDevice();
 
-  // Reads and validates "frontend"/"frontend-id", registers the watches, advertises and switches
-  // to InitWait, then acts on the frontend's current state. 0 or an errno value (EINVAL for bogus
+  // Reads and validates "frontend"/"frontend-id", registers the watches, advertises (and prepares,
+  // unless a hotplug script has yet to report) and switches to InitWait, then acts on the
+  // frontend's current state. 0 or an errno value (EINVAL for bogus
   // toolstack values, ENOENT if the backend node does not exist).
   int start();
 
@@ -108,6 +115,10 @@ class BackendDevice {
   void fail(int error, const char* what);  // "error" node, disconnect, Closing
   void disconnect_driver();
   void try_connect();
+  // The hotplug gate (xenbus/hotplug.hpp): 0 once the driver is prepared; EAGAIN while a script
+  // has not reported or refused the device (logged once per verdict); else prepare()'s error,
+  // after fail().
+  int prepare_when_plugged();
   void mark_removed(const char* why, bool backend_node_present);
   void unwatch_all();
 
@@ -123,6 +134,8 @@ class BackendDevice {
   bool started_ = false;
   bool removed_ = false;
   bool driver_connected_ = false;
+  bool prepared_ = false;
+  std::string hotplug_logged_;  // the verdict last logged, so that each is logged once
   State state_ = XenbusStateInitialising;
   std::optional<std::string> last_bad_frontend_state_;
   std::function<void()> on_removed_;

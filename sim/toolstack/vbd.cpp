@@ -1,6 +1,7 @@
 #include "sim/toolstack/vbd.hpp"
 
 #include <cerrno>
+#include <vector>
 
 #include "sim/toolstack/device.hpp"
 #include "xenbus/state.hpp"
@@ -23,7 +24,7 @@ int add_vbd(xenbus::XenStore& xs, const VbdSpec& spec) {
   const std::string be = vbd_backend_path(spec.backend_domid, spec.frontend_domid, spec.devid);
   const std::string fe = vbd_frontend_path(spec.frontend_domid, spec.devid);
   const DomId bd = spec.backend_domid, fd = spec.frontend_domid;
-  const std::pair<const char*, std::string> backend_keys[] = {
+  std::vector<std::pair<const char*, std::string>> backend_keys = {
       {"frontend", fe},
       {"frontend-id", std::to_string(fd)},
       {"online", "1"},
@@ -37,6 +38,8 @@ int add_vbd(xenbus::XenStore& xs, const VbdSpec& spec) {
       {"discard-enable", spec.discard_enable ? "1" : "0"},
       {"state", std::to_string(XenbusStateInitialising)},
   };
+  if (!spec.script.empty()) backend_keys.emplace_back("script", spec.script);
+  if (!spec.script.empty() && !spec.hotplug_status.empty()) backend_keys.emplace_back("hotplug-status", spec.hotplug_status);
   const std::pair<const char*, std::string> frontend_keys[] = {
       {"backend", be},
       {"backend-id", std::to_string(bd)},

@@ -18,6 +18,11 @@ struct VbdSpec {
   std::string device_type = "disk";  // "disk" or "cdrom"
   bool discard_enable = true;
   std::string dev_name = "xvda";
+  // libxl's "script" node: the hotplug script the toolstack runs once the backend is at InitWait
+  // (xenbus/hotplug.hpp); empty: none (the node is not written). As for a vif (vif.hpp), the
+  // simulated toolstack writes `hotplug_status` for the script with the other nodes, if not empty.
+  std::string script;
+  std::string hotplug_status;
 };
 
 std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid);

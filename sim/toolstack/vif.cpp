@@ -46,6 +46,7 @@ int add_vif(xenbus::XenStore& xs, const VifSpec& spec) {
       {"mtu", std::to_string(spec.mtu)},
       {"state", std::to_string(XenbusStateInitialising)},
   };
+  if (!spec.script.empty() && !spec.hotplug_status.empty()) backend_keys.emplace_back("hotplug-status", spec.hotplug_status);
   if (!spec.bridge.empty()) backend_keys.emplace_back("bridge", spec.bridge);
   if (!spec.rate.empty()) backend_keys.emplace_back("rate", spec.rate);
   const std::pair<const char*, std::string> frontend_keys[] = {

@@ -17,7 +17,12 @@ struct VifSpec {
   std::string bridge;              // optional, for the hotplug script
   std::string rate;                // optional, "<bytes>,<usec>" as libxl writes it
   std::uint32_t mtu = 1500;
+  // libxl's "script" node, the hotplug script it runs once the backend is at InitWait
+  // (xenbus/hotplug.hpp). The simulated toolstack runs none: it writes what the script would
+  // report, `hotplug_status` ("hotplug-status"), with the other nodes; empty: nothing, and the test
+  // reports for the script itself.
   std::string script = "/etc/xen/scripts/vif-bridge";
+  std::string hotplug_status = "connected";
 };
 
 std::string vif_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t handle);

@@ -33,6 +33,11 @@ struct FakeDriver : BackendDriver {
     state_when_advertising = xs.read(backend_path + "/state").value_or("");
     return advertise_result != 0 ? advertise_result : xs.write(backend_path + "/feature-test", "1");
   }
+  int prepare(XenStore& xs, const std::string& backend_path) override {
+    ++prepares;
+    state_when_preparing = xs.read(backend_path + "/state").value_or("");
+    return prepare_result;
+  }
   int connect(XenStore& xs, const std::string& frontend_path) override {
     ++connects;
     connected_to = frontend_path;
@@ -53,6 +58,9 @@ struct FakeDriver : BackendDriver {
   int reconfigures = 0;
   std::string xdp_seen;
   int advertise_result = 0;
+  int prepare_result = 0;
+  int prepares = 0;
+  std::string state_when_preparing;
   int connect_result = 0;
   int advertised = 0;
   int connects = 0;
@@ -99,8 +107,11 @@ class BackendDeviceSim : public testing::SimXenStoreTest {
       ASSERT_EQ(frontend_.set_permissions(std::string(kFrontend) + key, frontend_perms), 0);
   }
 
-  void start_device() {
+  void start_device(const std::string& script = {}) {
     create_device();
+    if (!script.empty()) {
+      ASSERT_EQ(frontend_.write(std::string(kBackend) + "/script", script), 0);
+    }
     device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
     device_->set_on_removed([this] { ++removed_callbacks_; });
     ASSERT_EQ(device_->start(), 0);
@@ -158,6 +169,92 @@ TEST_F(BackendDeviceSim, AdvertisesThenWaitsForFrontend) {
   EXPECT_EQ(device_->name(), "vbd 5/768");
   settle();
   EXPECT_EQ(driver_.connects, 0) << "frontend is still Initialising";
+}
+
+TEST_F(BackendDeviceSim, WithoutAHotplugScriptPreparesBeforeInitWait) {
+  start_device();
+  EXPECT_EQ(driver_.prepares, 1);
+  EXPECT_EQ(driver_.state_when_preparing, "1") << "what the frontend reads of the storage comes before InitWait";
+  connect_frontend();
+  settle();
+  EXPECT_EQ(driver_.prepares, 1) << "prepared once";
+}
+
+// libxl runs the script once the backend is at InitWait; the device is served only once the script
+// reported "connected" (xenbus/hotplug.hpp).
+TEST_F(BackendDeviceSim, HotplugScriptGatesPrepareAndConnect) {
+  start_device("/etc/xen/scripts/block");
+  EXPECT_EQ(backend_node("state"), "2");
+  EXPECT_EQ(driver_.prepares, 0) << "nothing is opened before the script reported";
+  ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/ring-ref", "8"), 0);
+  set_frontend_state(XenbusStateInitialised);
+  settle();
+  EXPECT_EQ(driver_.prepares, 0);
+  EXPECT_EQ(driver_.connects, 0) << "connected before the hotplug script reported";
+  EXPECT_EQ(device_->state(), XenbusStateInitWait);
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/hotplug-status", "connected"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateConnected));
+  EXPECT_EQ(driver_.prepares, 1);
+  EXPECT_EQ(driver_.state_when_preparing, "2");
+  EXPECT_EQ(driver_.connects, 1);
+}
+
+// A script that refused the device (block's sharing check: "busy"; any failure: "error") leaves it
+// at InitWait with nothing opened, as Linux's backends do; the toolstack reports and removes it.
+TEST_F(BackendDeviceSim, HotplugScriptRefusalServesNothing) {
+  start_device("/etc/xen/scripts/block");
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/hotplug-error", "in use by domain 3"), 0);
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/hotplug-status", "busy"), 0);
+  ASSERT_EQ(frontend_.write(std::string(kFrontend) + "/ring-ref", "8"), 0);
+  set_frontend_state(XenbusStateInitialised);
+  settle();
+  EXPECT_EQ(driver_.prepares, 0);
+  EXPECT_EQ(driver_.connects, 0);
+  EXPECT_EQ(device_->state(), XenbusStateInitWait);
+  // libxl's teardown: online=0, Closing, then the nodes go.
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/online", "0"), 0);
+  set_frontend_state(XenbusStateClosed);
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_EQ(driver_.connects, 0);
+}
+
+// Linux's blkback waits for "physical-device", which block writes before its status.
+TEST_F(BackendDeviceSim, PhysicalDeviceOpensTheHotplugGate) {
+  start_device("/etc/xen/scripts/block");
+  EXPECT_EQ(driver_.prepares, 0);
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/physical-device", "fe:0"), 0);
+  ASSERT_TRUE(wait_for([&] { return driver_.prepares == 1; }));
+  connect_frontend();
+  EXPECT_EQ(driver_.connects, 1);
+}
+
+// A backend restarted under a connected device finds the script's report there already.
+TEST_F(BackendDeviceSim, HotplugStatusAlreadyThereAtStart) {
+  create_device();
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/script", "/etc/xen/scripts/vif-bridge"), 0);
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/hotplug-status", "connected"), 0);
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  ASSERT_EQ(device_->start(), 0);
+  EXPECT_EQ(driver_.prepares, 1);
+  EXPECT_EQ(driver_.state_when_preparing, "1");
+}
+
+TEST_F(BackendDeviceSim, PrepareFailureCloses) {
+  create_device();
+  driver_.prepare_result = ENOENT;
+  device_ = std::make_unique<BackendDevice>(backend_xs_, kBackend, driver_);
+  EXPECT_EQ(device_->start(), ENOENT);
+  EXPECT_EQ(device_->state(), XenbusStateClosing);
+  EXPECT_NE(backend_node("error"), "<missing>");
+}
+
+TEST_F(BackendDeviceSim, PrepareFailureAfterTheScriptCloses) {
+  start_device("/etc/xen/scripts/block");
+  driver_.prepare_result = ENOENT;
+  ASSERT_EQ(frontend_.write(std::string(kBackend) + "/hotplug-status", "connected"), 0);
+  ASSERT_TRUE(wait_for_state(XenbusStateClosing));
+  EXPECT_EQ(backend_node("state"), "5");
+  EXPECT_EQ(backend_node("error").rfind(std::to_string(ENOENT) + " ", 0), 0u) << backend_node("error");
 }
 
 TEST_F(BackendDeviceSim, FullHandshakeReachesConnected) {

@@ -2,9 +2,11 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "xenbus/backend_device.hpp"
+#include "xenbus/hotplug.hpp"
 #include "xenbus/state.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -120,6 +122,41 @@ TEST(XenStoreOpen, UnconnectedHandleReportsNotConnected) {
   EXPECT_EQ(xs.write("/a", "1"), ENOTCONN);
   EXPECT_EQ(xs.fd(), -1);
   EXPECT_EQ(xs.read_watch().error(), ENOTCONN);
+}
+
+}  // namespace
+}  // namespace pvback::xenbus
+
+namespace pvback::xenbus {
+namespace {
+
+using Kind = HotplugVerdict::Kind;
+using Opt = std::optional<std::string>;
+
+TEST(HotplugVerdict, NoScriptNoWait) {
+  EXPECT_EQ(hotplug_verdict(std::nullopt, std::nullopt, std::nullopt, std::nullopt).kind, Kind::NoScript);
+  EXPECT_EQ(hotplug_verdict(Opt(""), std::nullopt, std::nullopt, std::nullopt).kind, Kind::NoScript);
+  // A status without a script (a toolstack that writes one anyway) changes nothing.
+  EXPECT_EQ(hotplug_verdict(std::nullopt, Opt("error"), std::nullopt, std::nullopt).kind, Kind::NoScript);
+}
+
+TEST(HotplugVerdict, ScriptPendingUntilItReports) {
+  const Opt script("/etc/xen/scripts/block");
+  EXPECT_EQ(hotplug_verdict(script, std::nullopt, std::nullopt, std::nullopt).kind, Kind::Pending);
+  EXPECT_EQ(hotplug_verdict(script, Opt(""), std::nullopt, Opt("")).kind, Kind::Pending);
+  EXPECT_EQ(hotplug_verdict(script, Opt("connected"), std::nullopt, std::nullopt).kind, Kind::Connected);
+  EXPECT_EQ(hotplug_verdict(script, std::nullopt, std::nullopt, Opt("fe:1")).kind, Kind::Connected);
+}
+
+TEST(HotplugVerdict, AnyOtherStatusFailsWithItsReason) {
+  const Opt script("/etc/xen/scripts/block");
+  auto busy = hotplug_verdict(script, Opt("busy"), Opt("File /x is loopback-mounted through /dev/loop0"), Opt("7:0"));
+  EXPECT_EQ(busy.kind, Kind::Failed) << "a status other than connected wins over physical-device";
+  EXPECT_EQ(busy.detail, "File /x is loopback-mounted through /dev/loop0");
+  auto error = hotplug_verdict(script, Opt("error"), std::nullopt, std::nullopt);
+  EXPECT_EQ(error.kind, Kind::Failed);
+  EXPECT_EQ(error.detail, "hotplug-status error");
+  EXPECT_EQ(hotplug_verdict(script, Opt("Connected"), std::nullopt, std::nullopt).kind, Kind::Failed);
 }
 
 }  // namespace

@@ -38,6 +38,50 @@ TEST_F(VbdTest, AdvertisesFeaturesAndGeometryAtInitWait) {
   ASSERT_TRUE(eventually([&] { return stats_text().find("\"queues\": 3") != std::string::npos; })) << stats_text();
 }
 
+// The toolstack's hotplug script (libxl's "script" node) decides whether the disk is served: its
+// storage is not even opened before the script reported "connected" (here it does not exist
+// until then), and a refusal leaves the device at InitWait with nothing opened.
+TEST_F(VbdTest, HotplugScriptGatesTheStorage) {
+  sim::VbdSpec spec;
+  spec.script = "/etc/xen/scripts/block";
+  backend_log_ = dir_ / "pvback-blk.log";
+  add_vbd_and_start({}, spec);
+  const std::string be = backend_path();
+  ASSERT_TRUE(eventually([&] { return log_contains("waiting for the hotplug script /etc/xen/scripts/block"); }))
+      << log_text();
+  EXPECT_EQ(read_key(dom0_xs_, be + "/sectors"), "<missing>");
+  make_disk(4 << 20);
+  ASSERT_EQ(dom0_xs_.write(be + "/physical-device", "fe:0"), 0);
+  ASSERT_EQ(dom0_xs_.write(be + "/physical-device-path", disk_.string()), 0);
+  ASSERT_EQ(dom0_xs_.write(be + "/hotplug-status", "connected"), 0);
+  ASSERT_TRUE(eventually([&] { return read_key(dom0_xs_, be + "/sectors") == std::to_string((4 << 20) / 512); }));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(4096, std::byte{0x5a}), back(4096);
+  ASSERT_EQ(front->write(8, data), 0);
+  ASSERT_EQ(front->read(8, back), 0);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(VbdTest, HotplugScriptRefusalOpensNothing) {
+  sim::VbdSpec spec;
+  spec.script = "/etc/xen/scripts/block";
+  spec.params = (dir_ / "no-such-disk").string();  // opening it would fail the device with an error node
+  backend_log_ = dir_ / "pvback-blk.log";
+  add_vbd_and_start({}, spec);
+  const std::string be = backend_path();
+  ASSERT_EQ(dom0_xs_.write(be + "/hotplug-error", "File is already used by domain 7"), 0);
+  ASSERT_EQ(dom0_xs_.write(be + "/hotplug-status", "busy"), 0);
+  ASSERT_TRUE(eventually([&] { return log_contains("refused the device (File is already used by domain 7)"); }))
+      << log_text();
+  EXPECT_EQ(backend_state(), XenbusStateInitWait);
+  EXPECT_EQ(read_key(dom0_xs_, be + "/error"), "<missing>") << "the storage was opened";
+  EXPECT_EQ(read_key(dom0_xs_, be + "/sectors"), "<missing>");
+  // The toolstack removes the refused device: the backend closes and exits.
+  ASSERT_EQ(sim::remove_vbd(dom0_xs_, 0, kGuest, kDevid), 0);
+  EXPECT_TRUE(eventually([&] { return !backend_->running(); })) << log_text();
+}
+
 TEST_F(VbdTest, OptionsTurnFeaturesOff) {
   make_disk(1 << 20);
   add_vbd_and_start({"--no-persistent-grants", "--max-indirect-segments", "0", "--max-ring-page-order", "0",

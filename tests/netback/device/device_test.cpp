@@ -3,6 +3,7 @@
 // exit, frontends it must refuse, the rate watch, hot unplug, SIGTERM and a XenStore server that
 // dies under the backend.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <tuple>
@@ -43,6 +44,35 @@ TEST_F(VifTest, AdvertisesFeaturesAtInitWait) {
   EXPECT_EQ(backend_key("feature-gso-tcpv4"), "0");
   EXPECT_EQ(backend_key("feature-gso-tcpv6"), "0");
   EXPECT_EQ(backend_key("error"), "<missing>");
+}
+
+// The vif's hotplug script (vif-bridge puts the interface on its bridge) reports before the guest
+// sees the backend Connected, as Linux's netback waits for "hotplug-status".
+TEST_F(VifTest, HotplugScriptGatesConnected) {
+  sim::VifSpec spec;
+  spec.hotplug_status.clear();  // the script has not run yet
+  backend_log_ = dir_ / "pvback-net.log";
+  add_vif_and_start(dpdk("net_null", 12), spec);
+  auto log_text = [&] {
+    std::ifstream in(backend_log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  ASSERT_TRUE(eventually([&] {
+    return log_text().find("waiting for the hotplug script /etc/xen/scripts/vif-bridge") != std::string::npos;
+  })) << log_text();
+  std::atomic<bool> reported{false};
+  std::thread script([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    reported = true;
+    EXPECT_EQ(dom0_xs_.write(backend_path() + "/hotplug-status", "connected"), 0);
+  });
+  auto front = attach();
+  script.join();
+  ASSERT_NE(front, nullptr);
+  EXPECT_TRUE(reported.load()) << "Connected before the hotplug script reported";
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
 }
 
 TEST_F(VifTest, OptionsTurnFeaturesOff) {
