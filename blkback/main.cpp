@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "base/unique_fd.hpp"
 #include "blkback/data_plane.hpp"
 #include "blkback/stats_writer.hpp"
@@ -178,6 +179,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // systemd's notifications (Type=notify units): taken, and removed from the environment that the
+  // processes started from here inherit, before any thread starts.
+  service::notifier() = service::Notifier::from_environment();
   // Signals are taken through a signalfd so the main loop sees them between events.
   UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "base/unique_fd.hpp"
 #include "netback/data_plane.hpp"
 #include "netback/dpdk_exit.hpp"
@@ -175,6 +176,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // systemd's notifications (Type=notify units): taken, and removed from the environment that the
+  // processes started from here inherit, before any thread starts.
+  service::notifier() = service::Notifier::from_environment();
   // Signals are taken through a signalfd so the main loop sees them between events.
   UniqueFd signal_fd = xenbus::take_termination_signals();  // before any thread starts
 

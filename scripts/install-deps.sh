@@ -18,7 +18,9 @@ packages=(
   libdpdk-dev                   # netback's DPDK exit (ethdev, mempools, net_null/net_ring/net_tap vdevs)
   iproute2 iputils-ping iperf3 nginx-light apache2-utils  # netback end-to-end: namespaces, iperf3, ab against nginx
   libgtest-dev googletest       # tests
-  dpkg-dev                      # `apt-get source` (xen's test-xenstore, fio's headers: dpkg-source); dpkg-buildflags
+  dpkg-dev                      # `apt-get source` (xen's test-xenstore, fio's headers: dpkg-source); dpkg-buildflags; dpkg-buildpackage
+  debhelper lintian             # the Debian package (scripts/build-deb.sh: dh with debhelper compat 13, then lintian)
+  systemd                       # tests: `systemd-analyze verify` of systemd/*.service (tests/systemd)
   python3 cpio gzip             # the real-Xen harness's initramfs join/check and its test
   clang-16 libclang-rt-16-dev llvm-16  # libFuzzer targets (tests/fuzz, label fuzz) and their coverage
 )

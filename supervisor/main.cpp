@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "base/unique_fd.hpp"
 #include "grant/platform.hpp"
 #include "sandbox/cgroup.hpp"
@@ -43,6 +44,9 @@ int main(int argc, char** argv) {
     if (::access(binary->c_str(), X_OK) != 0)
       PVBACK_LOG(Warning, "%s is not executable: %s", binary->c_str(), std::strerror(errno));
 
+  // systemd's notifications (Type=notify units): taken, and removed from the environment that the
+  // processes started from here inherit, before any thread starts.
+  service::notifier() = service::Notifier::from_environment();
   // Blocked before anything can start a thread (libxenstore's reader), so every signal arrives
   // on the signalfd; the backends get an empty mask back before exec.
   sigset_t signals;

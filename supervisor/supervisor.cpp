@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "plane/process.hpp"
 #include "plane/protocols.hpp"
 #include "sandbox/cgroup.hpp"
@@ -259,6 +260,10 @@ int Supervisor::run(const UniqueFd& signal_fd) {
              options_.serve_vbd && options_.serve_vif ? " and " : "",
              options_.serve_vif ? directory(DeviceType::Vif).c_str() : "");
   rescan();
+  // The directories are watched and the devices already there have their backends: a
+  // Type=notify unit is started now, and xendomains, ordered after it, may create guests.
+  auto& manager = service::notifier();
+  manager.ready("watching the backend directories");
   // libxenstore tells of a dead connection only through the calls made on it (see
   // kXenStoreProbeInterval): the loop probes while idle and checks after every step that used
   // XenStore. A lost connection is handled like SIGTERM (the backends are stopped: they have lost
@@ -284,7 +289,11 @@ int Supervisor::run(const UniqueFd& signal_fd) {
         std::chrono::ceil<std::chrono::milliseconds>(next_probe - Clock::now()).count(), 0,
         xenbus::kXenStoreProbeInterval.count()));
     const int until_restart = poll_timeout_ms();
-    const int r = ::poll(fds, 2, until_restart < 0 ? until_probe : std::min(until_restart, until_probe));
+    // The watchdog's ping is sent from here, so a loop stuck anywhere (a XenStore call that never
+    // returns included) stops the pings and the service manager restarts the supervisor.
+    const int until_ping = manager.watchdog();
+    const int r = ::poll(
+        fds, 2, service::cap_for_watchdog(until_restart < 0 ? until_probe : std::min(until_restart, until_probe), until_ping));
     if (r < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "poll: %s", std::strerror(errno));
@@ -297,7 +306,8 @@ int Supervisor::run(const UniqueFd& signal_fd) {
       next_probe = Clock::now() + xenbus::kXenStoreProbeInterval;
     }
     // A restart came due (the probe's own wake-ups are not worth a rescan).
-    bool scan = r == 0 && until_restart >= 0 && until_restart <= until_probe;
+    bool scan = r == 0 && until_restart >= 0 && until_restart <= until_probe &&
+                (until_ping < 0 || until_restart <= until_ping);
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo info{};
       while (::read(signal_fd.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
@@ -321,6 +331,7 @@ int Supervisor::run(const UniqueFd& signal_fd) {
     }
     if (scan && !stopping_) rescan();
   }
+  manager.stopping();
   unwatch_all();
   stopping_ = true;
   stop_children(signal_fd);

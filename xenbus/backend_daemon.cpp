@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "base/text_file.hpp"
 
 namespace pvback::xenbus {
@@ -83,6 +84,11 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
     if (hook) hook();
   };
   call(hooks.write_stats);
+  // The device's watches are in place (BackendDevice::start): a Type=notify unit
+  // (pvback-blk@, pvback-net@) is started now. Nothing is sent under the supervisor, which keeps
+  // NOTIFY_SOCKET to itself.
+  auto& manager = service::notifier();
+  manager.ready("serving " + device.backend_path());
 
   // libxenstore tells of a dead connection only through the calls made on it (see
   // kXenStoreProbeInterval): the loop probes while idle and checks after every step that used
@@ -104,7 +110,9 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
         std::chrono::ceil<std::chrono::milliseconds>(next_probe - std::chrono::steady_clock::now()).count();
     pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal.fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
                     {signal_fd.get(), POLLIN, 0}, {hooks.extra_fd ? hooks.extra_fd() : -1, POLLIN, 0}};
-    if (::poll(fds, 5, static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count()))) < 0) {
+    const int timeout = service::cap_for_watchdog(
+        static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count())), manager.watchdog());
+    if (::poll(fds, 5, timeout) < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "%s: poll: %s", name, std::strerror(errno));
       exit_code = 1;
@@ -155,6 +163,7 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
       break;
     }
   }
+  manager.stopping();
   return exit_code;
 }
 

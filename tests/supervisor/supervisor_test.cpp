@@ -25,6 +25,7 @@
 #include "sim/toolstack/vif.hpp"
 #include "tests/support/backend_process.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/notify_listener.hpp"
 #include "tests/support/sim_host.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -95,6 +96,7 @@ class SupervisorTest : public SimHostTest {
                                      "--restart-delay-ms", "200"};
     args.insert(args.end(), extra.begin(), extra.end());
     supervisor_.emplace(PVBACK_SUPERVISOR, 30s);
+    for (const auto& e : supervisor_env_) supervisor_->add_environment(e);
     supervisor_->spawn(hv_->run_dir(), std::move(args), log_);
     ASSERT_TRUE(eventually([&] { return log_text().find("watching") != std::string::npos; })) << log_text();
   }
@@ -144,6 +146,7 @@ class SupervisorTest : public SimHostTest {
 
   std::filesystem::path disk_;
   std::filesystem::path log_;
+  std::vector<std::string> supervisor_env_;  // "NAME=VALUE" for the next start_supervisor()
   std::optional<BackendProcess> supervisor_;
 };
 
@@ -311,6 +314,48 @@ TEST_F(SupervisorTest, SigtermStopsEveryBackendAndExitsZero) {
   for (pid_t c : children) EXPECT_TRUE(::kill(c, 0) != 0 && errno == ESRCH) << "child " << c << " still exists";
   EXPECT_EQ(log_count("exited with status 0"), 2u) << log_text();
   EXPECT_EQ(log_count("killing it"), 0u);
+}
+
+// Under systemd (Type=notify, WatchdogSec=): READY=1 once the directories are watched, WATCHDOG=1
+// every half WATCHDOG_USEC from the main loop, STOPPING=1 on SIGTERM. The backends it starts do not
+// inherit NOTIFY_SOCKET (systemd would refuse, and log, a notification from a process not the
+// unit's main one).
+TEST_F(SupervisorTest, NotifiesTheServiceManagerReadyWatchdogAndStopping) {
+  NotifyListener manager(dir_ / "notify");
+  ASSERT_TRUE(manager.bound());
+  supervisor_env_ = {"NOTIFY_SOCKET=" + manager.path().string(), "WATCHDOG_USEC=300000"};
+  start_supervisor();
+  ASSERT_TRUE(manager.wait_for("READY=1")) << log_text();
+  ASSERT_TRUE(manager.wait_for("WATCHDOG=1", 4, 5s)) << log_text();  // every 150 ms, from the loop
+  EXPECT_EQ(manager.received().front().substr(0, 8), "READY=1\n");  // READY before the first ping
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  const pid_t backend = child_for(vbd_path());
+  ASSERT_GT(backend, 0);
+  const std::string environment = read_text("/proc/" + std::to_string(backend) + "/environ");
+  EXPECT_EQ(environment.find("NOTIFY_SOCKET="), std::string::npos);
+  EXPECT_EQ(environment.find("WATCHDOG_USEC="), std::string::npos);
+  EXPECT_EQ(manager.count("READY=1"), 1u);  // the backend sent nothing
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
+  ASSERT_TRUE(wait_supervisor_exit().has_value());
+  EXPECT_EQ(manager.count("STOPPING=1"), 1u);
+}
+
+// pvback-blk on its own, as the pvback-blk@ unit runs it: READY=1 once its device's watches are set.
+TEST_F(SupervisorTest, APerDeviceBackendNotifiesReadyAndStopping) {
+  NotifyListener manager(dir_ / "notify");
+  ASSERT_TRUE(manager.bound());
+  add_vbd();
+  BackendProcess blk(PVBACK_BLK, 10s);
+  blk.add_environment("NOTIFY_SOCKET=" + manager.path().string());
+  blk.add_environment("WATCHDOG_USEC=200000");
+  blk.start(hv_->run_dir(), vbd_path(), {}, (dir_ / "vbd.json").string(), log_);
+  ASSERT_TRUE(manager.wait_for("READY=1")) << log_text();
+  EXPECT_EQ(state(vbd_path()), XenbusStateInitWait);  // watches set, InitWait written: ready
+  ASSERT_TRUE(manager.wait_for("WATCHDOG=1", 3, 5s)) << log_text();
+  blk.terminate();
+  ASSERT_TRUE(blk.wait_exit().has_value());
+  EXPECT_EQ(manager.count("STOPPING=1"), 1u);
 }
 
 // The XenStore server dies (issue 14). The supervisor notices by itself (libxenstore's pollable

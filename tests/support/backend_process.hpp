@@ -44,6 +44,9 @@ class BackendProcess {
     spawn(run_dir, std::move(args), stderr_file);
   }
 
+  // "NAME=VALUE" added to the environment of every later spawn (e.g. NOTIFY_SOCKET).
+  void add_environment(std::string name_value) { extra_env_.push_back(std::move(name_value)); }
+
   // Runs the binary with `args` in the simulated host's environment (PVBACK_* replaced), its
   // stderr appended to `stderr_file` when one is given.
   void spawn(const std::filesystem::path& run_dir, std::vector<std::string> args,
@@ -61,6 +64,7 @@ class BackendProcess {
     env_strings.push_back("PVBACK_PLATFORM=sim");
     env_strings.push_back("PVBACK_SIM_DIR=" + run_dir.string());
     env_strings.push_back("PVBACK_DOMID=0");
+    env_strings.insert(env_strings.end(), extra_env_.begin(), extra_env_.end());
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
@@ -108,6 +112,7 @@ class BackendProcess {
  private:
   std::string binary_;
   std::chrono::milliseconds exit_timeout_;
+  std::vector<std::string> extra_env_;
   pid_t pid_ = -1;
 };
 
