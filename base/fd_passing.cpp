@@ -68,7 +68,6 @@ std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buff
   return static_cast<std::size_t>(n);
 }
 
-namespace {
 std::expected<sockaddr_un, int> unix_address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -76,7 +75,6 @@ std::expected<sockaddr_un, int> unix_address(const std::string& path) {
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   return addr;
 }
-}  // namespace
 
 std::expected<UniqueFd, int> connect_seqpacket(const std::string& path) {
   auto addr = unix_address(path);

@@ -1,6 +1,7 @@
 // One message with file descriptors over an AF_UNIX SOCK_SEQPACKET socket (SCM_RIGHTS).
 #pragma once
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cstddef>
 #include <expected>
@@ -30,6 +31,9 @@ inline constexpr std::size_t kMaxPassedFds = 96;
 [[nodiscard]] std::expected<std::size_t, int> recv_message(int sock, std::span<std::byte> buffer,
                                                           std::vector<UniqueFd>* fds = nullptr, int flags = 0,
                                                           ucred* sender = nullptr);
+
+// The address of the AF_UNIX socket at `path`; ENAMETOOLONG if it does not fit.
+std::expected<sockaddr_un, int> unix_address(const std::string& path);
 
 // A SOCK_SEQPACKET socket connected to the AF_UNIX socket at `path`, or an errno value
 // (ENAMETOOLONG, ENOENT, ECONNREFUSED, ...).

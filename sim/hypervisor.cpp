@@ -42,6 +42,8 @@ SimHypervisor::~SimHypervisor() {
   stop_xenstore();
 }
 
+std::vector<pid_t> SimHypervisor::xenstore_dom0_clients() const { return xenstore_->dom0_client_pids(); }
+
 void SimHypervisor::stop_xenstore() {
   {
     std::lock_guard lock(toolstack_mutex_);

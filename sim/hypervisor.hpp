@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "grant/platform.hpp"
 #include "xenbus/xenstore.hpp"
@@ -35,6 +36,8 @@ class SimHypervisor {
   // clients see the server hang up) and nothing is served any more; the domain manager keeps
   // running. For tests of a lost XenStore connection. Idempotent.
   void stop_xenstore();
+  // The pids of the processes connected to Dom0's XenStore socket (XenStoreServer::dom0_client_pids).
+  std::vector<pid_t> xenstore_dom0_clients() const;
 
  private:
   void domain_created(DomId domid, const std::string& name);

@@ -1,6 +1,7 @@
-// pvback-supervisor: runs a pvback-blk for every vbd and a pvback-net for every vif the toolstack
-// creates under /local/domain/<self>/backend, restarts them when they fail and stops them when it
-// is stopped. See supervisor/supervisor.hpp for why it exists; options in supervisor/options.cpp.
+// pvback-supervisor: the host's control plane. Serves every vbd and vif the toolstack creates under
+// /local/domain/<self>/backend (in this process, or in a pvback-blk / pvback-net of the device's
+// own for the kinds served on threads), restarts what fails, answers the operator's control socket.
+// See supervisor/supervisor.hpp; options in supervisor/options.cpp.
 // Platform from the environment (PVBACK_PLATFORM=xen|sim, PVBACK_SIM_DIR, PVBACK_DOMID), which the
 // backends inherit.
 #include <signal.h>
@@ -12,13 +13,16 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/log.hpp"
 #include "base/service_notify.hpp"
 #include "base/unique_fd.hpp"
+#include "blkback/command_line.hpp"
 #include "grant/platform.hpp"
+#include "netback/command_line.hpp"
 #include "sandbox/cgroup.hpp"
 #include "supervisor/supervisor.hpp"
 #include "xenbus/xenstore.hpp"
@@ -84,11 +88,41 @@ int main(int argc, char** argv) {
     options->blk_cgroup_parent = *parent;
     options->blk_args.insert(options->blk_args.begin(), {"--cgroup-parent", *parent});
   }
+  // Each backend's options, parsed as pvback-blk and pvback-net parse theirs: in host mode they
+  // serve devices in this process; a mistake shows now rather than at every backend's start.
+  grant::Platform platform(config);
+  std::optional<supervisor::HostConfig> host;
+  if (!options->process_per_device) {
+    auto blk = blkback::parse_command_line(options->blk_args);
+    auto net = netback::parse_command_line(options->net_args);
+    if (!blk || !net) {
+      std::fprintf(stderr, "pvback-supervisor: %s: %s\n", !blk ? "--blk-arg" : "--net-arg",
+                   !blk ? blk.error().c_str() : net.error().c_str());
+      return 2;
+    }
+    // The data planes are the backends' executables run as such, not this one.
+    if (blk->options.data_plane_binary.empty()) blk->options.data_plane_binary = options->blk_binary;
+    if (net->options.data_plane_binary.empty()) net->options.data_plane_binary = options->net_binary;
+    host = supervisor::HostConfig{&platform, std::move(*blk), std::move(*net)};
+  }
+  supervisor::ControlServer control;
+  if (options->control_socket != "none") {
+    const std::string path =
+        options->control_socket.empty() ? config.stats_dir() + "/control.sock" : options->control_socket;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    auto opened = supervisor::ControlServer::open(path);
+    if (!opened && opened.error() == EADDRINUSE) {
+      PVBACK_LOG(Error, "%s: another control plane answers there; one per host", path.c_str());
+      return 1;
+    }
+    if (opened) control = std::move(*opened);
+    else PVBACK_LOG(Warning, "no control socket at %s: %s", path.c_str(), std::strerror(opened.error()));
+  }
   auto xs = xenbus::XenStore::open(config.xenstore_path());
   if (!xs) {
     PVBACK_LOG(Error, "cannot connect to XenStore: %s", std::strerror(xs.error()));
     return 1;
   }
-  supervisor::Supervisor supervisor(*xs, config.self, std::move(*options));
+  supervisor::Supervisor supervisor(*xs, config.self, std::move(*options), std::move(host), std::move(control));
   return supervisor.run(signal_fd);
 }

@@ -56,12 +56,17 @@ std::string printable(std::string_view text) {
 void print_usage(std::FILE* out) {
   std::fprintf(out,
                "usage: pvback-supervisor [options]\n"
-               "Runs pvback-blk for every /local/domain/<self>/backend/vbd/<domid>/<devid> and pvback-net\n"
-               "for every .../backend/vif/<domid>/<handle> the toolstack creates.\n"
+               "The host's control plane: serves every /local/domain/<self>/backend/vbd/<domid>/<devid> and\n"
+               ".../backend/vif/<domid>/<handle> the toolstack creates on its one XenStore connection, each\n"
+               "device's rings in a sandboxed data-plane process. Devices whose data path runs on threads of a\n"
+               "control part (images, NBD, RBD, the DPDK exit, --data-plane thread) get a pvback-blk or\n"
+               "pvback-net process of their own.\n"
+               "  --process-per-device     a pvback-blk / pvback-net process for every device (the former mode)\n"
+               "  --control-socket PATH    the operator's socket (default <run dir>/control.sock; none: no socket)\n"
                "  --blk-binary PATH        default: pvback-blk next to this executable\n"
                "  --net-binary PATH        default: pvback-net next to this executable\n"
-               "  --blk-arg ARG            pass ARG to every pvback-blk (repeat for each argument)\n"
-               "  --net-arg ARG            pass ARG to every pvback-net (repeat for each argument)\n"
+               "  --blk-arg ARG            a pvback-blk option for every vbd (repeat for each argument)\n"
+               "  --net-arg ARG            a pvback-net option for every vif (repeat for each argument)\n"
                "  --only vbd|vif           serve one device type only\n"
                "  --max-devices N          backends run at most (default 256)\n"
                "  --stop-timeout-ms N      on SIGTERM, wait this long for the backends, then SIGKILL (default 10000)\n"
@@ -100,6 +105,12 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       auto v = value();
       if (!v) return std::unexpected(v.error());
       (arg == "--blk-arg" ? o.blk_args : o.net_args).push_back(*v);
+    } else if (arg == "--process-per-device") {
+      o.process_per_device = true;
+    } else if (arg == "--control-socket") {
+      auto v = value();
+      if (!v || v->empty()) return std::unexpected(arg + " needs a path");
+      o.control_socket = *v;
     } else if (arg == "--only") {
       auto v = value();
       if (!v || (*v != "vbd" && *v != "vif")) return std::unexpected("--only needs vbd or vif");

@@ -26,6 +26,11 @@ struct Options {
   // argument may contain spaces, e.g. --dpdk-eal-args).
   std::vector<std::string> blk_args;
   std::vector<std::string> net_args;
+  // The former mode: every device gets a backend process of its own, none is served in this one.
+  bool process_per_device = false;
+  // The operator's control socket (supervisor/control.hpp); empty: <run dir>/control.sock,
+  // "none": no socket.
+  std::string control_socket;
   bool serve_vbd = true;
   bool serve_vif = true;
   unsigned max_devices = 256;

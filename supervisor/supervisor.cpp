@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +24,6 @@ namespace pvback::supervisor {
 
 namespace {
 
-constexpr const char* kWatchToken = "pvback-supervisor";
 // Refused entries remembered (and so logged once each) per scan; beyond that they are dropped
 // silently, so a toolstack gone mad cannot grow our memory or the journal without bound.
 constexpr std::size_t kMaxRefusedRemembered = 1024;
@@ -34,14 +34,11 @@ std::string describe_status(int status) {
   return "stopped (status " + std::to_string(status) + ")";
 }
 
-long long ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
-}
-
 }  // namespace
 
-Supervisor::Supervisor(xenbus::XenStore& xs, DomId self, Options options)
-    : xs_(xs), self_(self), options_(std::move(options)) {}
+Supervisor::Supervisor(xenbus::XenStore& xs, DomId self, Options options, std::optional<HostConfig> host,
+                       ControlServer control)
+    : xs_(xs), self_(self), options_(std::move(options)), host_(std::move(host)), control_(std::move(control)) {}
 
 std::string Supervisor::directory(DeviceType type) const {
   return "/local/domain/" + std::to_string(self_) + "/backend/" + std::string(type_name(type));
@@ -77,7 +74,7 @@ void Supervisor::rescan() {
   // Without a "state" node (or a node at all) a device is gone; a backend still running follows
   // the removal itself and is forgotten when it exits.
   std::erase_if(devices_, [&](const auto& entry) {
-    if (seen.contains(entry.first) || entry.second.pid > 0) return false;
+    if (seen.contains(entry.first) || entry.second.pid > 0 || entry.second.service) return false;
     if (!entry.second.finished)
       PVBACK_LOG(Info, "%s: device removed", entry.second.name.c_str());
     return true;
@@ -149,9 +146,9 @@ void Supervisor::scan_type(DeviceType type, std::set<Key>& seen, std::set<std::s
         d.restart_pending = false;
         d.backoff = Backoff(options_);
       }
-      if (d.pid > 0) continue;
+      if (d.pid > 0 || d.service) continue;
       if (d.restart_pending && Clock::now() < d.restart_at) continue;
-      spawn(d, type);
+      start_backend(d, type);
     }
   }
 }
@@ -196,54 +193,61 @@ void Supervisor::spawn(Device& device, DeviceType type) {
 }
 
 void Supervisor::reap() {
-  for (;;) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    auto it = std::find_if(devices_.begin(), devices_.end(), [&](const auto& e) { return e.second.pid == pid; });
-    if (it == devices_.end()) continue;
+  // Only the backends' pids: the data planes of the devices served in this process are children
+  // too, and their drivers wait for them (waitpid(-1) would take their exit statuses).
+  for (auto it = devices_.begin(); it != devices_.end();) {
     Device& d = it->second;
+    int status = 0;
+    if (d.pid <= 0 || ::waitpid(d.pid, &status, WNOHANG) != d.pid) {
+      ++it;
+      continue;
+    }
     const std::string binary =
         std::filesystem::path(it->first.type == DeviceType::Vbd ? options_.blk_binary : options_.net_binary)
             .filename()
             .string();
-    const auto now = Clock::now();
-    PVBACK_LOG(Notice, "%s: %s (pid %d) %s after %lld ms", d.name.c_str(), binary.c_str(), static_cast<int>(pid),
-               describe_status(status).c_str(), ms_between(d.started, now));
+    const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - d.started);
+    PVBACK_LOG(Notice, "%s: %s (pid %d) %s after %lld ms", d.name.c_str(), binary.c_str(), static_cast<int>(d.pid),
+               describe_status(status).c_str(), static_cast<long long>(ran.count()));
     d.pid = -1;
-    if (stopping_) continue;
-    auto state = xs_.read(d.path + "/state");
-    // A failed read may be the first sign of a lost connection (a backend that noticed first and
-    // exited); a probe settles it before anything is restarted. run() then stops everything.
-    if (!state && state.error() != ENOENT) static_cast<void>(xs_.probe(d.path));
-    if (xs_.connection_lost()) continue;
-    if (!state && state.error() == ENOENT) {
-      PVBACK_LOG(Info, "%s: device removed, not restarted", d.name.c_str());
-      stop_orphan(it->first);
-      devices_.erase(it);
-      continue;
-    }
-    // A backend that exited by itself (status 0) with its device Closed decided the device is
-    // done (unplugged, its frontend gone). One killed or crashed there decided nothing: while the
-    // device is online its guest is between two connections, and the next one needs a backend.
-    const bool exited_by_itself = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (state && *state == "6" && (exited_by_itself || xs_.read(d.path + "/online").value_or("0") != "1")) {
-      PVBACK_LOG(Info, "%s: device closed, not restarted", d.name.c_str());
-      stop_orphan(it->first);
-      d.finished = true;
-      continue;
-    }
-    const auto delay = d.backoff.after_exit(std::chrono::duration_cast<std::chrono::milliseconds>(now - d.started));
-    d.restart_pending = true;
-    d.restart_at = now + delay;
-    PVBACK_LOG(Notice, "%s: restarting in %lld ms", d.name.c_str(), static_cast<long long>(delay.count()));
+    // A backend that exited by itself (status 0) decided; one killed or crashed decided nothing.
+    after_end(it++, WIFEXITED(status) && WEXITSTATUS(status) == 0, ran);
   }
+}
+
+void Supervisor::after_end(std::map<Key, Device>::iterator it, bool by_itself, std::chrono::milliseconds ran) {
+  Device& d = it->second;
+  if (stopping_) return;
+  auto state = xs_.read(d.path + "/state");
+  // A failed read may be the first sign of a lost connection (a backend that noticed first and
+  // exited); a probe settles it before anything is restarted. run() then stops everything.
+  if (!state && state.error() != ENOENT) static_cast<void>(xs_.probe(d.path));
+  if (xs_.connection_lost()) return;
+  if (!state && state.error() == ENOENT) {
+    PVBACK_LOG(Info, "%s: device removed, not restarted", d.name.c_str());
+    stop_orphan(it->first);
+    devices_.erase(it);
+    return;
+  }
+  // A backend that ended by itself with its device Closed decided the device is done (unplugged,
+  // its frontend gone). One killed or crashed there decided nothing: while the device is online
+  // its guest is between two connections, and the next one needs a backend.
+  if (state && *state == "6" && (by_itself || xs_.read(d.path + "/online").value_or("0") != "1")) {
+    PVBACK_LOG(Info, "%s: device closed, not restarted", d.name.c_str());
+    stop_orphan(it->first);
+    d.finished = true;
+    return;
+  }
+  const auto delay = d.backoff.after_exit(ran);
+  d.restart_pending = true;
+  d.restart_at = Clock::now() + delay;
+  PVBACK_LOG(Notice, "%s: restarting in %lld ms", d.name.c_str(), static_cast<long long>(delay.count()));
 }
 
 int Supervisor::poll_timeout_ms() const {
   std::optional<Clock::time_point> next;
   for (const auto& [key, d] : devices_)
-    if (d.pid <= 0 && d.restart_pending && !d.finished && (!next || d.restart_at < *next)) next = d.restart_at;
+    if (d.pid <= 0 && !d.service && d.restart_pending && !d.finished && (!next || d.restart_at < *next)) next = d.restart_at;
   if (!next) return -1;
   // Rounded up: waking a millisecond early would find nothing due and spin.
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()).count();
@@ -278,13 +282,41 @@ int Supervisor::run(const UniqueFd& signal_fd) {
                std::strerror(xs_.connection_error()));
     return true;
   };
+  // The in-process devices' statistics and resize checks, at the backends' own period.
+  UniqueFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (host_ && timer_fd) {
+    const unsigned ms = std::min(host_->blk.interval_ms, host_->net.interval_ms);
+    itimerspec period{};
+    period.it_interval.tv_sec = static_cast<time_t>(ms / 1000);
+    period.it_interval.tv_nsec = static_cast<long>(ms % 1000) * 1'000'000;
+    period.it_value = period.it_interval;
+    ::timerfd_settime(timer_fd.get(), 0, &period, nullptr);
+  }
   int exit_code = 0;
   while (!stopping_) {
     if (connection_lost()) {
       exit_code = 1;
       break;
     }
-    pollfd fds[] = {{xs_.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
+    // Fixed fds first, then each in-process device's (its FatalLatch, its data plane's channel),
+    // then the control socket's.
+    std::vector<pollfd> fds = {{xs_.fd(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0}};
+    struct Owner {
+      Key key;
+      bool fatal;
+    };
+    std::vector<Owner> owners;
+    for (auto& [key, d] : devices_) {
+      if (!d.service) continue;
+      fds.push_back({d.service->fatal().fd(), POLLIN, 0});
+      owners.push_back({key, true});
+      if (const auto& extra = d.service->hooks().extra_fd; extra && extra() >= 0) {
+        fds.push_back({extra(), POLLIN, 0});
+        owners.push_back({key, false});
+      }
+    }
+    const std::size_t control_at = fds.size();
+    control_.add_poll_fds(fds);
     const int until_probe = static_cast<int>(std::clamp<long long>(
         std::chrono::ceil<std::chrono::milliseconds>(next_probe - Clock::now()).count(), 0,
         xenbus::kXenStoreProbeInterval.count()));
@@ -292,8 +324,9 @@ int Supervisor::run(const UniqueFd& signal_fd) {
     // The watchdog's ping is sent from here, so a loop stuck anywhere (a XenStore call that never
     // returns included) stops the pings and the service manager restarts the supervisor.
     const int until_ping = manager.watchdog();
-    const int r = ::poll(
-        fds, 2, service::cap_for_watchdog(until_restart < 0 ? until_probe : std::min(until_restart, until_probe), until_ping));
+    const int r = ::poll(fds.data(), fds.size(),
+                         service::cap_for_watchdog(
+                             until_restart < 0 ? until_probe : std::min(until_restart, until_probe), until_ping));
     if (r < 0) {
       if (errno == EINTR) continue;
       PVBACK_LOG(Error, "poll: %s", std::strerror(errno));
@@ -318,13 +351,25 @@ int Supervisor::run(const UniqueFd& signal_fd) {
           scan = true;
         }
       }
-      reap();  // SIGCHLD coalesces: reap() collects every exited child
+      reap();  // SIGCHLD coalesces: reap() collects every exited backend
       scan = true;
     }
-    if (fds[0].revents & POLLIN) {
-      while (auto event = xs_.read_watch())
-        if (event->token == kWatchToken) scan = true;
+    if (fds[0].revents & POLLIN) route_watch_events(scan);
+    for (std::size_t i = 0; i < owners.size(); ++i) {
+      const pollfd& p = fds[3 + i];
+      auto it = devices_.find(owners[i].key);
+      if (p.revents == 0 || it == devices_.end() || !it->second.service) continue;
+      if (owners[i].fatal) xenbus::on_fatal_readable(*it->second.service);
+      else xenbus::on_extra_readable(*it->second.service);
     }
+    if (fds[2].revents & POLLIN) {
+      std::uint64_t expirations;
+      [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
+      for (auto& [key, d] : devices_)
+        if (d.service) xenbus::on_timer(*d.service);
+    }
+    control_.handle(std::span(fds).subspan(control_at), [this](const ControlRequest& q) { return answer(q); });
+    end_removed_services();
     if (connection_lost()) {
       exit_code = 1;
       break;
@@ -334,6 +379,7 @@ int Supervisor::run(const UniqueFd& signal_fd) {
   manager.stopping();
   unwatch_all();
   stopping_ = true;
+  finish_services();
   stop_children(signal_fd);
   return exit_code;
 }

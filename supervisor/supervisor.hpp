@@ -1,4 +1,13 @@
-// The supervisor proper: one backend process per device the toolstack creates.
+// The supervisor proper, the host's control plane. It holds the host's one XenStore connection
+// and serves every device there itself: each device's XenbusState machine and driver
+// (blkback::start_vbd, netback::start_vif) run in this process, on that connection, and each
+// device's rings in a sandboxed data-plane process, a child of this one. Its watch events are read
+// once here and routed by token to the device they concern. Devices whose data path runs on
+// threads of a control part (an image's qemu-storage-daemon, NBD, RBD, DPDK, --data-plane thread:
+// a dying storage daemon there ends the process so that a successor re-executes from the
+// recovery records) get a backend process of their own, as every device did before (and does
+// under --process-per-device). A SIGKILLed supervisor leaves the data planes serving; its
+// successor adopts them as a successor pvback-blk / pvback-net would.
 //
 // libxl's `xl create` / `xl block-attach` write /local/domain/<self>/backend/<type>/<domid>/<devid>
 // and give up on the device (destroying a guest being created) unless the backend reaches
@@ -16,16 +25,34 @@
 #include <string>
 #include <tuple>
 
+#include <memory>
+#include <optional>
+
 #include "base/unique_fd.hpp"
+#include "blkback/command_line.hpp"
+#include "grant/platform.hpp"
+#include "netback/command_line.hpp"
+#include "supervisor/control.hpp"
 #include "supervisor/options.hpp"
+#include "xenbus/backend_daemon.hpp"
 #include "xenbus/xenstore.hpp"
 
 namespace pvback::supervisor {
 
+// What serving devices in this process takes: the platform and each backend's options, parsed from
+// --blk-arg / --net-arg as pvback-blk and pvback-net parse theirs.
+struct HostConfig {
+  const grant::Platform* platform = nullptr;
+  blkback::CommandLine blk;
+  netback::CommandLine net;
+};
+
 class Supervisor {
  public:
-  // `options` must have both binaries set. `xs` must outlive the supervisor.
-  Supervisor(xenbus::XenStore& xs, DomId self, Options options);
+  // `options` must have both binaries set. `xs` (and `host`'s platform) must outlive the
+  // supervisor. Without `host` every device gets a backend process (--process-per-device).
+  Supervisor(xenbus::XenStore& xs, DomId self, Options options, std::optional<HostConfig> host = std::nullopt,
+             ControlServer control = {});
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -37,6 +64,7 @@ class Supervisor {
 
  private:
   using Clock = std::chrono::steady_clock;
+  static constexpr const char* kWatchToken = "pvback-supervisor";
   struct Key {
     DeviceType type;
     DomId domid;
@@ -48,6 +76,8 @@ class Supervisor {
     std::string path;
     std::string name;  // "vbd 1/51712"
     pid_t pid = -1;
+    // Served in this process (pid is then -1).
+    std::unique_ptr<xenbus::DeviceService> service;
     Clock::time_point started{};
     bool restart_pending = false;
     Clock::time_point restart_at{};
@@ -63,7 +93,23 @@ class Supervisor {
   void scan_type(DeviceType type, std::set<Key>& seen, std::set<std::string>& refused);
   void consider(const Key& key, const std::string& path, std::set<Key>& seen, std::set<std::string>& refused);
   void spawn(Device& device, DeviceType type);
+  // Starts serving the device: in this process if it can be, else in a backend process.
+  void start_backend(Device& device, DeviceType type);
+  bool serves_in_process(DeviceType type, const std::string& path) const;
+  void start_in_process(Device& device, DeviceType type);
   void reap();
+  // A device's backend (process or in-process service) ended: it is started again, or forgotten
+  // (removed), or left finished (closed). `by_itself`: it ended by its own decision.
+  void after_end(std::map<Key, Device>::iterator it, bool by_itself, std::chrono::milliseconds ran);
+  // Watch events: the supervisor's own make `scan` true, each device's are routed to it.
+  void route_watch_events(bool& scan);
+  // In-process devices whose device is gone (removed, frontend gone): finished, then after_end.
+  void end_removed_services();
+  // Every in-process device disconnected, its recovery records kept (SIGTERM, lost XenStore).
+  void finish_services();
+  std::string answer(const ControlRequest& request) const;
+  std::string list_json() const;
+  std::string device_json(const Key& key, const Device& d) const;
   // A vbd that will not be served again: a data plane its dead pvback-blk left serving stops.
   void stop_orphan(const Key& key) const;
   void child_exited(Device& device, DeviceType type, int status);
@@ -75,6 +121,8 @@ class Supervisor {
   xenbus::XenStore& xs_;
   DomId self_;
   Options options_;
+  std::optional<HostConfig> host_;
+  ControlServer control_;
   std::map<Key, Device> devices_;
   std::set<std::string> refused_;  // entries refused in the last scan, so each is logged once
   bool stopping_ = false;

@@ -67,11 +67,52 @@ UniqueFd take_termination_signals() {
   return UniqueFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
 }
 
-int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd& signal_fd, unsigned interval_ms,
-                       const DaemonHooks& hooks) {
+namespace {
+void call(const std::function<void()>& hook) {
+  if (hook) hook();
+}
+}  // namespace
+
+unsigned long OptionNumber::operator()(unsigned long max) const {
+  const auto next = static_cast<std::size_t>(i_) + 1;
+  auto parsed = parse_uint(next < args_.size() ? args_[next] : "", max);
+  if (!parsed) {
+    if (error_.empty()) error_ = args_[static_cast<std::size_t>(i_)] + " needs a number up to " + std::to_string(max);
+    return 0;
+  }
+  ++i_;
+  return static_cast<unsigned long>(*parsed);
+}
+
+void after_watch_events(DeviceService& service, State before) {
+  call(service.hooks().after_xenstore_events);
+  // A reader waiting for a state sees it at once.
+  if (service.device().state() != before) call(service.hooks().write_stats);
+}
+
+void on_fatal_readable(DeviceService& service) {
+  auto [error, reason] = service.fatal().take();
+  if (error != 0 && service.hooks().on_fatal) service.hooks().on_fatal(error, reason);
+  call(service.hooks().write_stats);
+}
+
+void on_extra_readable(DeviceService& service) {
+  if (!service.hooks().on_extra_fd) return;
+  service.hooks().on_extra_fd();
+  call(service.hooks().write_stats);
+}
+
+void on_timer(DeviceService& service) {
+  call(service.hooks().on_timer);
+  call(service.hooks().write_stats);
+}
+
+int run_backend_daemon(DeviceService& service, const UniqueFd& signal_fd, unsigned interval_ms) {
+  BackendDevice& device = service.device();
+  const DaemonHooks& hooks = service.hooks();
   const char* name = device.name().c_str();
   UniqueFd timer_fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!timer_fd || !signal_fd || fatal.fd() < 0) {
+  if (!timer_fd || !signal_fd || service.fatal().fd() < 0) {
     PVBACK_LOG(Error, "%s: cannot create the main loop's fds: %s", name, std::strerror(errno));
     return 1;
   }
@@ -80,9 +121,6 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
   period.it_interval.tv_nsec = static_cast<long>(interval_ms % 1000) * 1'000'000;
   period.it_value = period.it_interval;
   ::timerfd_settime(timer_fd.get(), 0, &period, nullptr);
-  auto call = [](const std::function<void()>& hook) {
-    if (hook) hook();
-  };
   call(hooks.write_stats);
   // The device's watches are in place (BackendDevice::start): a Type=notify unit
   // (pvback-blk@, pvback-net@) is started now. Nothing is sent under the supervisor, which keeps
@@ -108,7 +146,7 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
   while (!device.removed()) {
     const auto until_probe =
         std::chrono::ceil<std::chrono::milliseconds>(next_probe - std::chrono::steady_clock::now()).count();
-    pollfd fds[] = {{device.fd(), POLLIN, 0}, {fatal.fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
+    pollfd fds[] = {{device.fd(), POLLIN, 0}, {service.fatal().fd(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0},
                     {signal_fd.get(), POLLIN, 0}, {hooks.extra_fd ? hooks.extra_fd() : -1, POLLIN, 0}};
     const int timeout = service::cap_for_watchdog(
         static_cast<int>(std::clamp<long long>(until_probe, 0, kXenStoreProbeInterval.count())), manager.watchdog());
@@ -130,27 +168,18 @@ int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd&
     if (fds[0].revents & POLLIN) {
       const auto before = device.state();
       device.handle_events();
-      call(hooks.after_xenstore_events);
-      if (device.state() != before) call(hooks.write_stats);  // a reader waiting for a state sees it at once
+      after_watch_events(service, before);
       if (connection_lost()) {
         exit_code = 1;
         break;
       }
     }
-    if (fds[4].fd >= 0 && (fds[4].revents & (POLLIN | POLLHUP | POLLERR)) && hooks.on_extra_fd) {
-      hooks.on_extra_fd();
-      call(hooks.write_stats);
-    }
-    if (fds[1].revents & POLLIN) {
-      auto [error, reason] = fatal.take();
-      if (error != 0 && hooks.on_fatal) hooks.on_fatal(error, reason);
-      call(hooks.write_stats);
-    }
+    if (fds[4].fd >= 0 && (fds[4].revents & (POLLIN | POLLHUP | POLLERR))) on_extra_readable(service);
+    if (fds[1].revents & POLLIN) on_fatal_readable(service);
     if (fds[2].revents & POLLIN) {
       std::uint64_t expirations;
       [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
-      call(hooks.on_timer);
-      call(hooks.write_stats);
+      on_timer(service);
     }
     if (connection_lost()) {
       exit_code = 1;

@@ -1,12 +1,17 @@
 // The main loop every one-device backend process (pvback-blk, pvback-net) runs: XenStore watch
 // events into the BackendDevice, fatal protocol errors from data-path threads into
 // report_fatal(), a periodic timer (statistics, resize checks) and SIGTERM/SIGINT/SIGHUP, until
-// the device is removed, a signal arrives or the XenStore connection is lost.
+// the device is removed, a signal arrives or the XenStore connection is lost. The host daemon
+// (pvback-supervisor) runs the same per-device steps (DeviceService, on_*) for every device it
+// serves from one loop of its own.
 #pragma once
+#include <sys/types.h>
+
 #include <functional>
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/unique_fd.hpp"
 #include "xenbus/backend_device.hpp"
@@ -64,11 +69,82 @@ struct DaemonHooks {
   std::function<void()> on_extra_fd;
 };
 
+// One served device: its XenbusState machine, its driver and whatever the driver needs (storage,
+// exit, statistics file), with the hooks the loop calls. Made by each backend's library
+// (blkback::start_vbd, netback::start_vif) for its own process or for the host daemon's.
+class DeviceService {
+ public:
+  virtual ~DeviceService() = default;
+  virtual BackendDevice& device() = 0;
+  // The device's statistics as its file holds them (JSON).
+  virtual std::string stats_json() const = 0;
+  // The data plane serving its rings, -1 if none (not connected, or served on threads).
+  virtual pid_t data_plane_pid() const = 0;
+  // What it serves, for an operator: the storage's params, the exit's name.
+  virtual std::string target() const = 0;
+  // The end of serving, in this process: the driver disconnects, keeping the recovery records
+  // (and so the running data plane's work) for a successor unless the device was removed.
+  virtual void finish() = 0;
+  FatalLatch& fatal() { return fatal_; }
+  const DaemonHooks& hooks() const { return hooks_; }
+
+ protected:
+  FatalLatch fatal_;
+  DaemonHooks hooks_;
+};
+
+// The hooks every driver with a data plane sets the same way (blkback's VbdDriver, netback's
+// VifDriver): a fatal error fails the device unless its connection already ended, and the data
+// plane's channel is the extra fd.
+template <class Driver>
+void set_driver_hooks(DaemonHooks& hooks, Driver& driver, BackendDevice& device) {
+  hooks.on_fatal = [&driver, &device](int error, const std::string& reason) {
+    // A connection that already ended (the frontend reconnected meanwhile) is not failed again.
+    if (driver.connected() && driver.fatal_generation() == driver.generation())
+      device.report_fatal(error, reason.c_str());
+  };
+  hooks.extra_fd = [&driver] { return driver.data_plane_fd(); };
+  hooks.on_extra_fd = [&driver] { driver.on_data_plane_event(); };
+}
+
+// DeviceService::finish() for such a driver: true if the device was removed (its records are
+// deleted then; nothing will resume it).
+template <class Driver>
+bool finish_driver(Driver& driver, const BackendDevice& device, const DaemonHooks& hooks) {
+  driver.keep_recovery_records();  // a successor may resume the rings
+  driver.disconnect();
+  if (hooks.write_stats) hooks.write_stats();
+  if (!device.removed()) return false;
+  driver.remove_recovery_records();
+  return true;
+}
+
+// The `number(max)` a backend's command-line parser uses (plane::parse_data_plane_option's):
+// `args[i + 1]` as a number up to `max`, advancing `i`; the first bad one is kept in `error` and
+// 0 returned.
+class OptionNumber {
+ public:
+  OptionNumber(const std::vector<std::string>& args, int& i, std::string& error) : args_(args), i_(i), error_(error) {}
+  unsigned long operator()(unsigned long max) const;
+
+ private:
+  const std::vector<std::string>& args_;
+  int& i_;
+  std::string& error_;
+};
+
+// The steps of the loop for one device, each after its fd polled readable: watch events that
+// concern the device were handled (`before`: its state then), its FatalLatch, its extra fd, the
+// timer.
+void after_watch_events(DeviceService& service, State before);
+void on_fatal_readable(DeviceService& service);
+void on_extra_readable(DeviceService& service);
+void on_timer(DeviceService& service);
+
 // Runs until the device is removed (exit code 0), a signal arrives (0) or the XenStore connection
 // is lost (1, logged naming the device and the cause). A lost connection is noticed by the
 // liveness probe every kXenStoreProbeInterval, or at once when any XenStore call fails with a
 // connection error; the caller must then stop serving (disconnect the driver) and exit.
-int run_backend_daemon(BackendDevice& device, FatalLatch& fatal, const UniqueFd& signal_fd, unsigned interval_ms,
-                       const DaemonHooks& hooks);
+int run_backend_daemon(DeviceService& service, const UniqueFd& signal_fd, unsigned interval_ms);
 
 }  // namespace pvback::xenbus

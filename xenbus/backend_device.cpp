@@ -156,7 +156,7 @@ void BackendDevice::handle_events() {
         PVBACK_LOG_RATELIMITED(Error, "%s: reading watch events: %s", name_.c_str(), std::strerror(event.error()));
       break;
     }
-    if (event->token == backend_token_ || event->token == frontend_token_) relevant = true;
+    if (concerns(event->token)) relevant = true;
   }
   if (relevant) evaluate();
 }

@@ -93,6 +93,9 @@ class BackendDevice {
   // Drains all pending watch events and runs the state machine once if any concerned this device.
   // Events for other watches on the same connection are dropped. Never throws.
   void handle_events();
+  // Whether a watch event of this token is one of this device's (a connection shared by several
+  // devices: its reader routes each event to the device it concerns, then calls evaluate()).
+  bool concerns(const std::string& token) const { return token == backend_token_ || token == frontend_token_; }
   // Re-reads everything and acts on it, as a watch event would.
   void evaluate();
 

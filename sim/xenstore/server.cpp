@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -42,6 +43,7 @@ struct Connection : xs::Session {
   UniqueFd fd;
   std::string in;  // received, not yet a whole message (or held back while output is queued)
   std::uint32_t epoll_events = 0;
+  pid_t peer_pid = 0;  // SO_PEERCRED at accept
 };
 
 struct Listener {
@@ -112,6 +114,8 @@ class XenStoreServer::Impl {
     for (DomId domid : guests) close_guest_listener(domid);
     for (auto& [key, conn] : connections_) protocol_.detach(*conn);
     connections_.clear();
+    std::lock_guard lock(peers_mutex_);
+    dom0_peers_.clear();
   }
 
  private:
@@ -155,10 +159,17 @@ class XenStoreServer::Impl {
       auto conn = std::make_unique<Connection>();
       conn->key = kConnectionKeyBase + next_connection_serial_++;
       conn->caller = xs::Caller{domid, domid == 0};
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) conn->peer_pid = cred.pid;
       conn->fd = std::move(fd);
       conn->epoll_events = EPOLLIN;
       add_to_epoll(conn->fd.get(), conn->key, conn->epoll_events);
       protocol_.attach(*conn);
+      if (domid == 0) {
+        std::lock_guard lock(peers_mutex_);
+        dom0_peers_[conn->key] = conn->peer_pid;
+      }
       connections_.emplace(conn->key, std::move(conn));
     }
   }
@@ -239,9 +250,21 @@ class XenStoreServer::Impl {
     std::erase_if(connections_, [this](const auto& entry) {
       if (!entry.second->dead) return false;
       protocol_.detach(*entry.second);
+      std::lock_guard lock(peers_mutex_);
+      dom0_peers_.erase(entry.first);
       return true;
     });
   }
+
+ public:
+  std::vector<pid_t> dom0_client_pids() const {
+    std::lock_guard lock(peers_mutex_);
+    std::vector<pid_t> pids;
+    for (const auto& [key, pid] : dom0_peers_) pids.push_back(pid);
+    return pids;
+  }
+
+ private:
 
   // The guest's own socket, from INTRODUCE until RELEASE (the protocol's domain hooks).
   int open_guest_listener(DomId domid) {
@@ -275,6 +298,8 @@ class XenStoreServer::Impl {
   std::map<DomId, Listener> listeners_;  // 0 = the Dom0 socket
   std::map<std::uint64_t, std::unique_ptr<Connection>> connections_;
   std::uint64_t next_connection_serial_ = 0;
+  mutable std::mutex peers_mutex_;
+  std::map<std::uint64_t, pid_t> dom0_peers_;  // the Dom0 socket's live connections' peers
   // Last: its hooks use listeners_ and epoll_, so it goes first. Every connection in
   // connections_ is attached to it, and detached before it is destroyed.
   xs::Protocol protocol_{{[this](DomId domid) { return open_guest_listener(domid); },
@@ -285,5 +310,6 @@ XenStoreServer::XenStoreServer(std::filesystem::path run_dir) : impl_(std::make_
 XenStoreServer::~XenStoreServer() = default;
 void XenStoreServer::run() { impl_->run(); }
 void XenStoreServer::stop() { impl_->stop(); }
+std::vector<pid_t> XenStoreServer::dom0_client_pids() const { return impl_->dom0_client_pids(); }
 
 }  // namespace pvback::sim

@@ -9,7 +9,10 @@
 //    permission checks, quotas).
 #pragma once
 #include <filesystem>
+#include <sys/types.h>
+
 #include <memory>
+#include <vector>
 
 namespace pvback::sim {
 
@@ -26,6 +29,10 @@ class XenStoreServer {
   void run();
   // Thread-safe; may be called before run(), from any thread or a signal-safe context.
   void stop();
+  // The processes connected to the Dom0 (privileged) socket now, one entry per connection (its
+  // peer's pid when it connected, SO_PEERCRED). Thread-safe. Tests use it to tell which process
+  // holds the host's privileged XenStore connections.
+  std::vector<pid_t> dom0_client_pids() const;
 
  private:
   class Impl;

@@ -31,17 +31,23 @@ class SimHostTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(dir.data()), nullptr);
     dir_ = dir;
     hv_ = std::make_unique<sim::SimHypervisor>(dir_ / "sim");
-    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
-    ASSERT_TRUE(ctl.has_value());
-    sim_protocol::Request req;
-    req.op = sim_protocol::Op::CreateDomain;
-    req.domid = kGuest;
-    req.memory_bytes = 256ull << 20;
-    ASSERT_TRUE(ctl->call(req).has_value());
+    create_domain(kGuest);
+    if (HasFatalFailure()) return;
     auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
     ASSERT_TRUE(xs.has_value());
     dom0_xs_ = std::move(*xs);
     guest_platform_.emplace(hv_->platform(kGuest));
+  }
+
+  // A guest domain of 256 MiB.
+  void create_domain(DomId domid) {
+    auto ctl = grant::SimControl::connect(hv_->run_dir(), 0);
+    ASSERT_TRUE(ctl.has_value());
+    sim_protocol::Request req;
+    req.op = sim_protocol::Op::CreateDomain;
+    req.domid = domid;
+    req.memory_bytes = 256ull << 20;
+    ASSERT_TRUE(ctl->call(req).has_value());
   }
 
   // A subclass stops its daemons first, then calls this.

@@ -1,0 +1,86 @@
+#include "blkback/vbd_service.hpp"
+
+#include <cstring>
+
+#include "base/log.hpp"
+#include "blkback/stats_writer.hpp"
+#include "blkback/vbd_driver.hpp"
+#include "plane/options.hpp"
+#include "storage/nbd_engine.hpp"
+#include "xenbus/backend_device.hpp"
+
+namespace pvback::blkback {
+namespace {
+
+class VbdService final : public xenbus::DeviceService {
+ public:
+  VbdService(const grant::Platform& platform, xenbus::XenStore& xs, const std::string& backend_path,
+             const xenbus::BackendPath& bp, const CommandLine& c, std::string name, std::string params)
+      : xs_(xs),
+        params_(std::move(params)),
+        stats_(c.stats_path.empty() ? xenbus::StatsFile::default_path(platform.config().stats_dir(), bp) : c.stats_path,
+               name),
+        driver_(platform, c.options, name, bp.frontend_domid,
+                [this](int error, const std::string& reason) { fatal_.post(error, reason); }),
+        device_(xs, backend_path, driver_) {
+    hooks_.write_stats = [this] { stats_.write(stats_json()); };
+    xenbus::set_driver_hooks(hooks_, driver_, device_);
+    hooks_.on_timer = [this] { driver_.check_resize(xs_); };
+  }
+
+  xenbus::BackendDevice& device() override { return device_; }
+  std::string stats_json() const override { return render_stats_json(device_, driver_); }
+  pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
+  std::string target() const override { return params_; }
+  const std::string& stats_path() const { return stats_.path(); }
+
+  void finish() override {
+    if (xenbus::finish_driver(driver_, device_, hooks_)) {
+      PVBACK_LOG(Info, "%s: device removed", device_.name().c_str());
+    }
+  }
+
+ private:
+  xenbus::XenStore& xs_;
+  std::string params_;
+  xenbus::StatsFile stats_;
+  VbdDriver driver_;
+  xenbus::BackendDevice device_;
+};
+
+}  // namespace
+
+bool served_on_threads(const std::string& params, const BackendOptions& options) {
+  if (!options.data_plane_process) return true;
+  if (params.starts_with("rbd:") || params.starts_with("aio:rbd:") || params.starts_with("nbd")) return true;
+  // As VbdDriver::open_engine reads it: "<format>:<path>" with a format QEMU serves (not raw).
+  const auto colon = params.find(':');
+  if (colon == std::string::npos || params.find('/') < colon) return false;
+  const char* format = storage::qemu_format_name(params.substr(0, colon));
+  return format != nullptr && std::string_view(format) != "raw";
+}
+
+std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant::Platform& platform,
+                                                                      xenbus::XenStore& xs,
+                                                                      const std::string& backend_path,
+                                                                      const CommandLine& command_line) {
+  auto bp = xenbus::parse_backend_path(backend_path);
+  if (!bp || bp->type != "vbd") return std::unexpected(EINVAL);
+  const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
+  CommandLine c = command_line;
+  if (c.recovery)
+    c.options.recovery_dir = ::pvback::plane::prepare_recovery_dir(c.recovery_dir, platform.config().recovery_dir(), name,
+                                                         "a crash of this process may lose or repeat answers");
+  c.options.cgroup_prefix = platform.config().host_tag();
+  auto service = std::make_unique<VbdService>(platform, xs, backend_path, *bp, c, name,
+                                              xs.read(backend_path + "/params").value_or(""));
+  if (int rc = service->device().start(); rc != 0) {
+    PVBACK_LOG(Error, "%s: cannot start: %s", name.c_str(), std::strerror(rc));
+    return std::unexpected(rc);
+  }
+  PVBACK_LOG(Info, "%s: serving %s, statistics in %s", name.c_str(), backend_path.c_str(),
+             service->stats_path().c_str());
+  return std::unique_ptr<xenbus::DeviceService>(std::move(service));
+}
+
+}  // namespace pvback::blkback

@@ -1,0 +1,177 @@
+// The supervisor's devices served in its own process, the routing of their watch events, and the
+// control socket's answers. See supervisor.hpp.
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "base/log.hpp"
+#include "base/text_file.hpp"
+#include "blkback/vbd_service.hpp"
+#include "netback/vif_service.hpp"
+#include "supervisor/supervisor.hpp"
+#include "xenbus/backend_device.hpp"
+
+namespace pvback::supervisor {
+namespace {
+
+// At most this many watch events are read per round, as BackendDevice::handle_events does, so a
+// guest flooding its nodes cannot hold the loop (the rest keep the fd readable).
+constexpr unsigned kMaxEventsPerRound = 1024;
+
+std::string file_name(std::string_view type, DomId domid, std::uint32_t devid) {
+  return std::string(type) + "-" + std::to_string(domid) + "-" + std::to_string(devid);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+void Supervisor::start_backend(Device& device, DeviceType type) {
+  if (serves_in_process(type, device.path)) {
+    start_in_process(device, type);
+  } else {
+    spawn(device, type);
+  }
+}
+
+bool Supervisor::serves_in_process(DeviceType type, const std::string& path) const {
+  if (!host_) return false;
+  if (type == DeviceType::Vif) return !netback::served_on_threads(host_->net);
+  // A vbd's storage decides; "params" not there yet is read again when the driver opens it, and a
+  // vbd with none fails the same way in either place.
+  return !blkback::served_on_threads(xs_.read(path + "/params").value_or(""), host_->blk.options);
+}
+
+void Supervisor::start_in_process(Device& device, DeviceType type) {
+  device.restart_pending = false;
+  device.started = Clock::now();
+  auto service = type == DeviceType::Vbd ? blkback::start_vbd(*host_->platform, xs_, device.path, host_->blk)
+                                         : netback::start_vif(*host_->platform, xs_, device.path, host_->net);
+  if (!service) {
+    // As a backend process that exits at once: started again after the backoff.
+    const auto delay = device.backoff.after_exit(std::chrono::milliseconds(0));
+    device.restart_pending = true;
+    device.restart_at = Clock::now() + delay;
+    PVBACK_LOG(Notice, "%s: could not start (%s): trying again in %lld ms", device.name.c_str(),
+               std::strerror(service.error()), static_cast<long long>(delay.count()));
+    return;
+  }
+  device.service = std::move(*service);
+  PVBACK_LOG(Info, "%s: started in this process", device.name.c_str());
+  if (const auto& write = device.service->hooks().write_stats) write();
+}
+
+void Supervisor::route_watch_events(bool& scan) {
+  std::set<Key> touched;
+  for (unsigned n = 0; n < kMaxEventsPerRound; ++n) {
+    auto event = xs_.read_watch();
+    if (!event) {
+      if (event.error() != EAGAIN)
+        PVBACK_LOG_RATELIMITED(Error, "reading watch events: %s", std::strerror(event.error()));
+      break;
+    }
+    if (event->token == kWatchToken) {
+      scan = true;
+      continue;
+    }
+    for (auto& [key, d] : devices_)
+      if (d.service && d.service->device().concerns(event->token)) touched.insert(key);
+  }
+  for (const Key& key : touched) {
+    auto it = devices_.find(key);
+    if (it == devices_.end() || !it->second.service) continue;
+    xenbus::DeviceService& service = *it->second.service;
+    const auto before = service.device().state();
+    service.device().evaluate();
+    xenbus::after_watch_events(service, before);
+  }
+}
+
+void Supervisor::end_removed_services() {
+  for (auto it = devices_.begin(); it != devices_.end();) {
+    Device& d = it->second;
+    if (!d.service || !d.service->device().removed()) {
+      ++it;
+      continue;
+    }
+    d.service->finish();
+    d.service.reset();
+    after_end(it++, /*by_itself=*/true,
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - d.started));
+  }
+}
+
+void Supervisor::finish_services() {
+  for (auto& [key, d] : devices_) {
+    if (!d.service) continue;
+    d.service->finish();
+    d.service.reset();
+  }
+}
+
+std::string Supervisor::device_json(const Key& key, const Device& d) const {
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - d.started).count();
+  std::string out = "{\"device\": " + json_string(file_name(type_name(key.type), key.domid, key.devid));
+  out += ", \"kind\": \"" + std::string(type_name(key.type)) + "\"";
+  out += ", \"domid\": " + std::to_string(key.domid) + ", \"devid\": " + std::to_string(key.devid);
+  if (d.service) {
+    const auto& device = d.service->device();
+    out += ", \"served_by\": \"host\", \"state\": " + std::to_string(device.state());
+    out += std::string(", \"") + (key.type == DeviceType::Vbd ? "storage" : "exit") +
+           "\": " + json_string(d.service->target());
+    out += ", \"data_plane_pid\": " + std::to_string(d.service->data_plane_pid());
+    out += ", \"uptime_s\": " + std::to_string(uptime);
+  } else if (d.pid > 0) {
+    out += ", \"served_by\": \"process\", \"backend_pid\": " + std::to_string(d.pid);
+    out += ", \"state\": " + json_string(xs_.read(d.path + "/state").value_or(""));
+    if (key.type == DeviceType::Vbd) out += ", \"storage\": " + json_string(xs_.read(d.path + "/params").value_or(""));
+    out += ", \"uptime_s\": " + std::to_string(uptime);
+  } else {
+    out += std::string(", \"served_by\": ") + (d.finished ? "\"none\", \"closed\": true" : "\"none\"");
+  }
+  return out + "}";
+}
+
+std::string Supervisor::list_json() const {
+  std::string out = "\"devices\": [";
+  bool first = true;
+  for (const auto& [key, d] : devices_) {
+    out += first ? "\n  " : ",\n  ";
+    first = false;
+    out += device_json(key, d);
+  }
+  return out + "]";
+}
+
+std::string Supervisor::answer(const ControlRequest& request) const {
+  if (request.command == "list") {
+    if (!request.args.empty()) return control_error("list takes no argument");
+    return control_answer(list_json());
+  }
+  if (request.command == "stats") {
+    if (request.args.size() != 1) return control_error("stats takes one device, e.g. vbd-5-768");
+    for (const auto& [key, d] : devices_) {
+      const std::string name = file_name(type_name(key.type), key.domid, key.devid);
+      if (name != request.args[0]) continue;
+      if (d.service) return control_answer("\"stats\": " + d.service->stats_json());
+      // A backend process writes its statistics to its file (at the default place).
+      if (host_) {
+        auto text = read_file(host_->platform->config().stats_dir() + "/" + name + ".json");
+        if (text) return control_answer("\"stats\": " + *text);
+      }
+      return control_error("no statistics for " + name + " (not served now)");
+    }
+    return control_error("no such device");
+  }
+  return control_error("unknown command (list, stats DEVICE)");
+}
+
+}  // namespace pvback::supervisor

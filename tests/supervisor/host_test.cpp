@@ -1,0 +1,203 @@
+// pvback-supervisor as the host's control plane (issue 14): one process holding the only XenStore
+// connection, every device's XenbusState machine and driver, the data planes as its children, and
+// the control socket. The test is the toolstack and, through the userspace blkfront, the guests.
+// The vif is a TAP, in a network namespace of this test's own (main below).
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "tests/supervisor/supervisor_fixture.hpp"
+
+namespace pvback::test {
+namespace {
+
+constexpr DomId kGuest2 = 2;
+
+class HostTest : public SupervisorTest {
+ protected:
+  std::vector<std::string> mode_args() const override {
+    return {"--net-arg", "--stats-interval-ms", "--net-arg", "50"};
+  }
+
+  void add_guest2_vbd() {
+    const auto disk2 = dir_ / "disk2.img";
+    std::filesystem::copy_file(disk_, disk2);
+    create_domain(kGuest2);
+    if (HasFatalFailure()) return;
+    sim::VbdSpec spec;
+    spec.frontend_domid = kGuest2;
+    spec.devid = kDevid;
+    spec.params = disk2.string();
+    ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  }
+
+  std::unique_ptr<blkfront::BlkFront> attach_guest(const grant::Platform& platform, DomId domid) {
+    blkfront::Options options;
+    options.max_queues = 2;
+    options.close_timeout = 2s;
+    auto front = blkfront::BlkFront::attach(platform, sim::vbd_frontend_path(domid, kDevid), options);
+    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
+    return front ? std::move(*front) : nullptr;
+  }
+
+  static void write_and_verify(blkfront::BlkFront& front, unsigned seed) {
+    const auto data = pattern(64 << 10, seed);
+    ASSERT_EQ(front.write(128, data), 0);
+    std::vector<std::byte> back(data.size());
+    ASSERT_EQ(front.read(128, back), 0);
+    EXPECT_TRUE(back == data);
+  }
+
+  // One request on the control socket, its answer ("" if none came).
+  std::string control(const std::string& request) {
+    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = (hv_->run_dir() / "stats" / "control.sock").string();
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return "";
+    if (::send(sock.get(), request.data(), request.size(), 0) < 0) return "";
+    timeval tv{5, 0};
+    ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string answer(1 << 20, '\0');
+    const ssize_t n = ::recv(sock.get(), answer.data(), answer.size(), 0);
+    answer.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return answer;
+  }
+
+  // Processes other than this test connected to Dom0's XenStore socket.
+  std::vector<pid_t> xenstore_clients() const {
+    auto pids = hv_->xenstore_dom0_clients();
+    std::erase(pids, ::getpid());
+    return pids;
+  }
+};
+
+TEST_F(HostTest, TwoGuestsVbdsAndAVifAreServedByOneProcess) {
+  start_supervisor();
+  add_vbd();
+  add_guest2_vbd();
+  sim::VifSpec spec;
+  spec.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+  const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
+  ASSERT_TRUE(eventually([&] { return state(vbd2) == XenbusStateInitWait; })) << log_text();
+  ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s)) << log_text();
+  grant::Platform guest2(hv_->platform(kGuest2));
+  auto front1 = attach();
+  auto front2 = attach_guest(guest2, kGuest2);
+  ASSERT_NE(front1, nullptr);
+  ASSERT_NE(front2, nullptr);
+  write_and_verify(*front1, 1);
+  write_and_verify(*front2, 2);
+  // No control process per device: the supervisor's children are the two vbds' data planes.
+  EXPECT_TRUE(children_of(supervisor_pid(), "--backend-path").empty());
+  EXPECT_EQ(children_of(supervisor_pid(), "pvback-blk --data-plane").size(), 2u);
+  // The host's one privileged XenStore connection is the supervisor's.
+  EXPECT_EQ(xenstore_clients(), std::vector<pid_t>{supervisor_pid()});
+  EXPECT_EQ(log_count("started in this process"), 3u) << log_text();
+}
+
+TEST_F(HostTest, ControlSocketListsAndShowsStatisticsAndRefusesNonsense) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  write_and_verify(*front, 3);
+  const std::string list = control("1 list");
+  EXPECT_NE(list.find("\"ok\": true"), std::string::npos) << list;
+  EXPECT_NE(list.find("\"device\": \"vbd-1-51712\""), std::string::npos) << list;
+  EXPECT_NE(list.find("\"served_by\": \"host\", \"state\": 4"), std::string::npos) << list;
+  EXPECT_NE(list.find("\"storage\": \"" + disk_.string() + "\""), std::string::npos) << list;
+  EXPECT_EQ(list.find("\"data_plane_pid\": -1"), std::string::npos) << list;
+  const std::string stats = control("1 stats vbd-1-51712");
+  EXPECT_NE(stats.find("\"ok\": true, \"stats\": {"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"queues\""), std::string::npos) << stats;
+  for (const char* bad : {"hello", "1", "2 list", "1 stats", "1 stats vbd-9-9", "1 list x", "1 \x01"}) {
+    const std::string answer = control(bad);
+    EXPECT_NE(answer.find("\"ok\": false, \"error\": "), std::string::npos) << bad << ": " << answer;
+  }
+  EXPECT_TRUE(supervisor_running());
+}
+
+TEST_F(HostTest, ARemovedDeviceGoesWhileAnotherKeepsServing) {
+  start_supervisor();
+  add_vbd();
+  add_guest2_vbd();
+  const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }));
+  grant::Platform guest2(hv_->platform(kGuest2));
+  auto front1 = attach();
+  auto front2 = attach_guest(guest2, kGuest2);
+  ASSERT_NE(front1, nullptr);
+  ASSERT_NE(front2, nullptr);
+  std::thread toolstack([&] {
+    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+    ASSERT_TRUE(xs.has_value());
+    EXPECT_EQ(sim::remove_vbd(*xs, 0, kGuest, kDevid), 0);
+  });
+  ASSERT_TRUE(eventually([&] {
+    front1->process_xenstore();
+    return !front1->connected();
+  }));
+  toolstack.join();
+  ASSERT_TRUE(eventually([&] { return log_text().find("vbd 1/51712: device removed, not restarted") != std::string::npos; }))
+      << log_text();
+  write_and_verify(*front2, 4);
+  EXPECT_EQ(children_of(supervisor_pid(), "pvback-blk --data-plane").size(), 1u);
+  EXPECT_EQ(control("1 list").find("vbd-1-51712"), std::string::npos);
+  EXPECT_TRUE(supervisor_running());
+}
+
+// SIGKILL of the control plane: the data plane keeps serving with nobody above it, and the next
+// supervisor adopts that very process.
+TEST_F(HostTest, KilledHostDaemonLeavesTheDataPlaneServingAndItsSuccessorAdoptsIt) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  write_and_verify(*front, 5);
+  const auto planes = children_of(supervisor_pid(), "pvback-blk --data-plane");
+  ASSERT_EQ(planes.size(), 1u);
+  ASSERT_EQ(::kill(supervisor_pid(), SIGKILL), 0);
+  ASSERT_TRUE(wait_supervisor_exit().has_value());
+  write_and_verify(*front, 6);  // no control plane at all
+  EXPECT_EQ(::kill(planes[0], 0), 0);
+  start_supervisor();
+  ASSERT_TRUE(eventually([&] { return control("1 list").find("\"data_plane_pid\": " + std::to_string(planes[0])) !=
+                                      std::string::npos; }))
+      << control("1 list") << log_text();
+  write_and_verify(*front, 7);
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+}
+
+TEST_F(HostTest, LostXenStoreConnectionEndsTheHostDaemonWithStatus1) {
+  start_supervisor();
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; }));
+  hv_->stop_xenstore();
+  auto status = supervisor_->wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << "pvback-supervisor still runs 10 s after the XenStore server died\n" << log_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status;
+}
+
+}  // namespace
+}  // namespace pvback::test
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // The vif's TAP (and the supervisor that makes it) in a network namespace of this test's own.
+  if (::unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET): the host tests need root");
+    return 1;
+  }
+  return RUN_ALL_TESTS();
+}
