@@ -174,6 +174,18 @@ void BackendDevice::evaluate() {
     mark_removed("backend node removed (hot unplug)", /*backend_node_present=*/false);
     return;
   }
+  // A directory the toolstack removed and wrote again between two of our looks (the device
+  // unplugged and plugged back, or its domain destroyed and the id given to a new one) is a new
+  // device, whose storage, features and frontend may all differ: libxl writes a new backend's
+  // state as Initialising, which a backend never writes. Ours ends here without writing into the
+  // new directory, and whoever serves the new one starts afresh (advertises, opens its storage).
+  if (state_ != XenbusStateInitialising) {
+    auto written = xs_.read(backend_path_ + "/state");
+    if (written && parse_state(*written) == XenbusStateInitialising) {
+      mark_removed("the toolstack plugged the device anew", /*backend_node_present=*/false);
+      return;
+    }
+  }
   // The script runs once we are at InitWait; it reports in the backend directory, whose watch
   // brings us here.
   if (!prepared_ && state_ == XenbusStateInitWait) {

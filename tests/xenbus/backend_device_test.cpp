@@ -257,6 +257,23 @@ TEST_F(BackendDeviceSim, PrepareFailureAfterTheScriptCloses) {
   EXPECT_EQ(backend_node("error").rfind(std::to_string(ENOENT) + " ", 0), 0u) << backend_node("error");
 }
 
+// Unplugged and plugged back before the backend looked (the soak's clean shutdown and next life
+// of a guest): the new directory is a new device. The old one ends without writing into it; had it
+// carried on ("frontend reinitialising"), the new directory would have had no features at all.
+TEST_F(BackendDeviceSim, DirectoryWrittenAnewEndsTheOldDevice) {
+  start_device();
+  connect_frontend();
+  settle();
+  ASSERT_EQ(frontend_.rm(kBackend), 0);
+  ASSERT_EQ(frontend_.rm(kFrontend), 0);
+  create_device();  // state 1 in both, as libxl writes them
+  ASSERT_TRUE(wait_for([&] { return device_->removed(); }));
+  EXPECT_EQ(removed_callbacks_, 1);
+  EXPECT_FALSE(device_->driver_connected());
+  EXPECT_EQ(backend_node("state"), "1") << "the old device wrote into the new directory";
+  EXPECT_EQ(backend_node("feature-test"), "<missing>");
+}
+
 TEST_F(BackendDeviceSim, FullHandshakeReachesConnected) {
   start_device();
   connect_frontend();
