@@ -19,7 +19,7 @@ std::string render_table(const std::vector<Row>& rows) {
   for (std::size_t i = 0; i < rows.size(); ++i)
     for (std::size_t c = 0; c < rows[i].size(); ++c) {
       width[c] = std::max(width[c], rows[i][c].size());
-      if (i > 0 && rows[i][c].find_first_not_of("0123456789.-/s") != std::string::npos) numeric[c] = false;
+      if (i > 0 && rows[i][c].find_first_not_of("0123456789.-") != std::string::npos) numeric[c] = false;
     }
   std::string out;
   for (const Row& r : rows) {
@@ -100,7 +100,7 @@ std::string format_info(const Json& answer) {
                                    " bytes" + (member(*storage, "read_only") == "true" ? ", read-only" : "")});
   }
   if (s.find("exit") != nullptr) rows.push_back({"exit", member(s, "exit")});
-  rows.push_back({"advertised (backend)", ""});
+  rows.push_back({"backend directory (the toolstack's keys and what the backend advertised)", ""});
   append_members(rows, info->find("backend"));
   rows.push_back({"frontend wrote", ""});
   append_members(rows, info->find("frontend"));
