@@ -501,6 +501,13 @@ void VbdDriver::on_data_plane_event() {
       [this] { return launch_data_plane(true); });
 }
 
+std::expected<pid_t, int> VbdDriver::restart_data_plane() {
+  return ::pvback::plane::restart_data_plane(
+      plane_, restart_limit_, plane_restarts_, name_,
+      [this](int error, const std::string& reason) { fail_connection(error, reason); },
+      [this] { return launch_data_plane(true); });
+}
+
 void VbdDriver::disconnect() {
   const bool had_connection = !queues_.empty() || plane_.running() || !plane_configs_.empty();
   if (plane_.running()) {

@@ -2,6 +2,7 @@
 // frontend's ring keys and how it starts and stops one Queue (and thread) per ring.
 #pragma once
 #include <atomic>
+#include <expected>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   // (the guest sees a pause); one that keeps dying fails the device.
   int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
   void on_data_plane_event();
+  // An operator's restart of the running data plane (plane::restart_data_plane): the new one's
+  // pid; ENOTCONN if no data plane serves the rings (not connected, or served on threads).
+  [[nodiscard]] std::expected<pid_t, int> restart_data_plane();
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
   // The data plane's control group directories, if it has one (one per cgroup hierarchy used).

@@ -31,6 +31,7 @@ class VbdService final : public xenbus::DeviceService {
   xenbus::BackendDevice& device() override { return device_; }
   std::string stats_json() const override { return render_stats_json(device_, driver_); }
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
+  std::expected<pid_t, int> restart_data_plane() override { return driver_.restart_data_plane(); }
   std::string target() const override { return params_; }
   const std::string& stats_path() const { return stats_.path(); }
 

@@ -355,6 +355,13 @@ void VifDriver::on_data_plane_event() {
       [this] { return launch_data_plane(true); });
 }
 
+std::expected<pid_t, int> VifDriver::restart_data_plane() {
+  return plane::restart_data_plane(
+      plane_, restart_limit_, plane_restarts_, name_,
+      [this](int error, const std::string& reason) { fail_connection(error, reason); },
+      [this] { return launch_data_plane(true); });
+}
+
 int VifDriver::reconfigure(xenbus::XenStore& xs, const std::string& frontend_path) {
   auto read = read_xdp_headroom(key_reader(xs, frontend_path), options_.xdp_headroom);
   if (!read) {

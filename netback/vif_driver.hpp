@@ -5,6 +5,7 @@
 // threads of this process (VifRings: --data-plane thread, and always for the DPDK exit).
 #pragma once
 #include <atomic>
+#include <expected>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,9 @@ class VifDriver final : public xenbus::BackendDriver {
   // pause); one that keeps dying fails the vif.
   int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
   void on_data_plane_event();
+  // An operator's restart of the running data plane (plane::restart_data_plane): the new one's
+  // pid; ENOTCONN if no data plane serves the rings (not connected, or served on threads).
+  [[nodiscard]] std::expected<pid_t, int> restart_data_plane();
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
 

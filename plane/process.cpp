@@ -306,6 +306,27 @@ int stop_orphan(const std::string& path, const Protocol& protocol, std::chrono::
   }
 }
 
+namespace {
+
+// Starts another data plane through `relaunch` until one starts or `limit` says the device fails
+// (through `fail`). true: one started.
+bool relaunch_within(RestartLimit& limit, unsigned& restarts, const std::string& name,
+                     const std::function<void(int, const std::string&)>& fail, const std::function<int()>& relaunch) {
+  for (;;) {
+    if (!limit.allow()) {
+      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
+                 name.c_str(), limit.burst() + 1,
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit.window()).count()));
+      fail(EIO, "the data plane keeps dying");
+      return false;
+    }
+    ++restarts;
+    if (relaunch() == 0) return true;
+  }
+}
+
+}  // namespace
+
 void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
                              const std::function<void(int, const std::string&)>& fail,
                              const std::function<int()>& relaunch) {
@@ -317,17 +338,22 @@ void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& re
   if (ev.kind != Process::Event::Ended) return;
   PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name.c_str(),
              ev.reason.c_str());
-  for (;;) {
-    if (!limit.allow()) {
-      PVBACK_LOG(Error, "%s: the data plane died or failed to start %u times within %lld s: failing the device",
-                 name.c_str(), limit.burst() + 1,
-                 static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(limit.window()).count()));
-      fail(EIO, "the data plane keeps dying");
-      return;
-    }
-    ++restarts;
-    if (relaunch() == 0) return;
-  }
+  [[maybe_unused]] const bool started = relaunch_within(limit, restarts, name, fail, relaunch);
+}
+
+std::expected<pid_t, int> restart_data_plane(Process& process, RestartLimit& limit, unsigned& restarts,
+                                             const std::string& name,
+                                             const std::function<void(int, const std::string&)>& fail,
+                                             const std::function<int()>& relaunch) {
+  if (!process.running()) return std::unexpected(ENOTCONN);
+  const pid_t old = process.pid();
+  PVBACK_LOG(Notice, "%s: restarting the data plane (pid %d) on request", name.c_str(), old);
+  if (const int status = process.stop(); status != 0)
+    PVBACK_LOG(Warning, "%s: the data plane %s", name.c_str(), describe_wait_status(status).c_str());
+  ++restarts;
+  if (relaunch() != 0 && !relaunch_within(limit, restarts, name, fail, relaunch)) return std::unexpected(EIO);
+  PVBACK_LOG(Notice, "%s: the data plane (pid %d) took over from pid %d", name.c_str(), process.pid(), old);
+  return process.pid();
 }
 
 bool RestartLimit::allow(std::chrono::steady_clock::time_point now) {

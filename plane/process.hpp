@@ -139,4 +139,15 @@ void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& re
                              const std::function<void(int, const std::string&)>& fail,
                              const std::function<int()>& relaunch);
 
+// An operator's restart of a running data plane (pvbackctl restart, an upgrade reaching a running
+// device): it is told to stop, finishes what is in flight and exits, its recovery records left
+// live for whatever it took and did not answer; another is started through `relaunch` (from the
+// binary on disk), which resumes the rings from those records, as after a crash but without
+// counting against `limit` unless starting fails. The new process's pid, or ENOTCONN (none
+// running) or, once the device failed through `fail`, EIO. Blocks until the old one is gone.
+[[nodiscard]] std::expected<pid_t, int> restart_data_plane(Process& process, RestartLimit& limit, unsigned& restarts,
+                                                           const std::string& name,
+                                                           const std::function<void(int, const std::string&)>& fail,
+                                                           const std::function<int()>& relaunch);
+
 }  // namespace pvback::plane

@@ -5,6 +5,11 @@
 // A request is one line of words: "<version> <command> [<argument>...]", version 1:
 //   1 list            every device: {"version":1,"ok":true,"devices":[{...}, ...]}
 //   1 stats vbd-5-768 the device's statistics document: {"version":1,"ok":true,"stats":{...}}
+//   1 info vbd-5-768  what the backend advertised and the frontend wrote (their XenStore
+//                     directories' values) and the statistics document: {..., "info":{...}}
+//   1 restart vif-5-0 a new data plane for a device served in the host daemon, resuming its rings
+//                     from the old one's recovery records: {..., "restart":{"old_pid":N,
+//                     "data_plane_pid":M}}; refused for a device with a backend process of its own
 // Anything else is answered {"version":1,"ok":false,"error":"..."}. The server never waits on a
 // client: a request is read only when it is there, and a client that does not take its answer
 // (its socket buffer full) is disconnected.

@@ -1,5 +1,6 @@
 // The supervisor's devices served in its own process, the routing of their watch events, and the
 // control socket's answers. See supervisor.hpp.
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "netback/vif_service.hpp"
 #include "supervisor/supervisor.hpp"
 #include "xenbus/backend_device.hpp"
+#include "xenbus/state.hpp"
 
 namespace pvback::supervisor {
 namespace {
@@ -125,13 +127,17 @@ std::string Supervisor::device_json(const Key& key, const Device& d) const {
   if (d.service) {
     const auto& device = d.service->device();
     out += ", \"served_by\": \"host\", \"state\": " + std::to_string(device.state());
+    out += ", \"state_name\": " + json_string(std::string(xenbus::state_name(device.state())));
     out += std::string(", \"") + (key.type == DeviceType::Vbd ? "storage" : "exit") +
            "\": " + json_string(d.service->target());
     out += ", \"data_plane_pid\": " + std::to_string(d.service->data_plane_pid());
     out += ", \"uptime_s\": " + std::to_string(uptime);
   } else if (d.pid > 0) {
     out += ", \"served_by\": \"process\", \"backend_pid\": " + std::to_string(d.pid);
-    out += ", \"state\": " + json_string(xs_.read(d.path + "/state").value_or(""));
+    const std::string state = xs_.read(d.path + "/state").value_or("");
+    const auto parsed = xenbus::parse_state(state);
+    out += ", \"state\": " + json_string(state) + ", \"state_name\": " +
+           json_string(parsed ? std::string(xenbus::state_name(*parsed)) : "unknown");
     if (key.type == DeviceType::Vbd) out += ", \"storage\": " + json_string(xs_.read(d.path + "/params").value_or(""));
     out += ", \"uptime_s\": " + std::to_string(uptime);
   } else {
@@ -151,27 +157,78 @@ std::string Supervisor::list_json() const {
   return out + "]";
 }
 
-std::string Supervisor::answer(const ControlRequest& request) const {
+// The device an operator names ("vbd-5-768"), or end().
+std::map<Supervisor::Key, Supervisor::Device>::const_iterator Supervisor::find_device(const std::string& name) const {
+  return std::ranges::find_if(devices_, [&](const auto& entry) {
+    return file_name(type_name(entry.first.type), entry.first.domid, entry.first.devid) == name;
+  });
+}
+
+std::optional<std::string> Supervisor::stats_of(const std::string& name, const Device& d) const {
+  if (d.service) return d.service->stats_json();
+  // A backend process writes its statistics to its file (at the default place).
+  if (host_) return read_file(host_->platform->config().stats_dir() + "/" + name + ".json");
+  return std::nullopt;
+}
+
+// Every child of `path` that holds a value, as a JSON object of strings (a directory's own
+// value is empty: left out).
+std::string Supervisor::node_values_json(const std::string& path) const {
+  std::string out = "{";
+  for (const std::string& child : xs_.directory(path).value_or(std::vector<std::string>{})) {
+    const std::string value = xs_.read(path + "/" + child).value_or("");
+    if (value.empty()) continue;
+    out += (out.size() > 1 ? ", " : "") + json_string(child) + ": " + json_string(value);
+  }
+  return out + "}";
+}
+
+// What the backend advertised (its directory) and the frontend wrote (its own), with the
+// statistics document, whose "negotiated" is what the driver took from the frontend.
+std::string Supervisor::info_json(const std::string& name, const Device& d) const {
+  const std::string frontend = xs_.read(d.path + "/frontend").value_or("");
+  std::string out = "\"info\": {\"device\": " + json_string(name) + ", \"served_by\": ";
+  out += d.service ? "\"host\"" : d.pid > 0 ? "\"process\"" : "\"none\"";
+  out += ", \"backend_path\": " + json_string(d.path) + ", \"frontend_path\": " + json_string(frontend);
+  out += ", \"backend\": " + node_values_json(d.path);
+  out += ", \"frontend\": " + (frontend.empty() ? std::string("{}") : node_values_json(frontend));
+  const auto stats = stats_of(name, d);
+  return out + ", \"stats\": " + (stats ? *stats : "null") + "}";
+}
+
+std::string Supervisor::restart(const std::string& name, Device& d) {
+  if (!d.service && d.pid > 0)
+    return control_error(name + " is served by a backend process of its own (pid " + std::to_string(d.pid) +
+                         "), not in the host daemon: pvbackctl restarts only data planes the host daemon runs");
+  if (!d.service) return control_error(name + " is not served now");
+  const pid_t old = d.service->data_plane_pid();
+  auto started = d.service->restart_data_plane();
+  if (const auto& write = d.service->hooks().write_stats) write();
+  if (!started)
+    return control_error(started.error() == ENOTCONN
+                             ? name + " has no data-plane process to restart (its frontend is not connected)"
+                             : name + ": the new data plane did not start (" + std::strerror(started.error()) +
+                                   "): the device failed");
+  return control_answer("\"restart\": {\"device\": " + json_string(name) + ", \"old_pid\": " + std::to_string(old) +
+                        ", \"data_plane_pid\": " + std::to_string(*started) + "}");
+}
+
+std::string Supervisor::answer(const ControlRequest& request) {
   if (request.command == "list") {
     if (!request.args.empty()) return control_error("list takes no argument");
     return control_answer(list_json());
   }
-  if (request.command == "stats") {
-    if (request.args.size() != 1) return control_error("stats takes one device, e.g. vbd-5-768");
-    for (const auto& [key, d] : devices_) {
-      const std::string name = file_name(type_name(key.type), key.domid, key.devid);
-      if (name != request.args[0]) continue;
-      if (d.service) return control_answer("\"stats\": " + d.service->stats_json());
-      // A backend process writes its statistics to its file (at the default place).
-      if (host_) {
-        auto text = read_file(host_->platform->config().stats_dir() + "/" + name + ".json");
-        if (text) return control_answer("\"stats\": " + *text);
-      }
-      return control_error("no statistics for " + name + " (not served now)");
-    }
-    return control_error("no such device");
-  }
-  return control_error("unknown command (list, stats DEVICE)");
+  const bool per_device = request.command == "stats" || request.command == "info" || request.command == "restart";
+  if (!per_device) return control_error("unknown command '" + request.command + "' (list, info, stats, restart)");
+  if (request.args.size() != 1) return control_error(request.command + " takes one device, e.g. vbd-5-768");
+  const std::string& name = request.args[0];
+  const auto it = find_device(name);
+  if (it == devices_.end()) return control_error("no such device: " + name);
+  if (request.command == "info") return control_answer(info_json(name, it->second));
+  if (request.command == "restart") return restart(name, devices_.at(it->first));
+  const auto stats = stats_of(name, it->second);
+  if (!stats) return control_error("no statistics for " + name + " (not served now)");
+  return control_answer("\"stats\": " + *stats);
 }
 
 }  // namespace pvback::supervisor

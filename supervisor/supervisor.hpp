@@ -107,7 +107,13 @@ class Supervisor {
   void end_removed_services();
   // Every in-process device disconnected, its recovery records kept (SIGTERM, lost XenStore).
   void finish_services();
-  std::string answer(const ControlRequest& request) const;
+  // The control socket's answers (control.hpp).
+  std::string answer(const ControlRequest& request);
+  std::map<Key, Device>::const_iterator find_device(const std::string& name) const;
+  std::optional<std::string> stats_of(const std::string& name, const Device& d) const;
+  std::string node_values_json(const std::string& path) const;
+  std::string info_json(const std::string& name, const Device& d) const;
+  std::string restart(const std::string& name, Device& d);
   std::string list_json() const;
   std::string device_json(const Key& key, const Device& d) const;
   // A vbd that will not be served again: a data plane its dead pvback-blk left serving stops.

@@ -7,6 +7,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <expected>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -82,6 +83,9 @@ class DeviceService {
   virtual pid_t data_plane_pid() const = 0;
   // What it serves, for an operator: the storage's params, the exit's name.
   virtual std::string target() const = 0;
+  // Restarts the data plane serving its rings without disturbing the guest (an operator's
+  // request): the new data plane's pid, or an errno value (ENOTCONN: none runs).
+  [[nodiscard]] virtual std::expected<pid_t, int> restart_data_plane() = 0;
   // The end of serving, in this process: the driver disconnects, keeping the recovery records
   // (and so the running data plane's work) for a successor unless the device was removed.
   virtual void finish() = 0;

@@ -2,7 +2,6 @@
 // connection, every device's XenbusState machine and driver, the data planes as its children, and
 // the control socket. The test is the toolstack and, through the userspace blkfront, the guests.
 // The vif is a TAP, in a network namespace of this test's own (main below).
-#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -11,6 +10,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "tests/support/own_net_namespace.hpp"
 #include "tests/supervisor/supervisor_fixture.hpp"
 
 namespace pvback::test {
@@ -192,12 +192,5 @@ TEST_F(HostTest, LostXenStoreConnectionEndsTheHostDaemonWithStatus1) {
 }  // namespace
 }  // namespace pvback::test
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  // The vif's TAP (and the supervisor that makes it) in a network namespace of this test's own.
-  if (::unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET): the host tests need root");
-    return 1;
-  }
-  return RUN_ALL_TESTS();
-}
+// The vif's TAP (and the supervisor that makes it) in a network namespace of this test's own.
+int main(int argc, char** argv) { return pvback::test::run_all_tests_in_own_net_namespace(argc, argv); }

@@ -1,0 +1,161 @@
+// pvbackctl without a daemon: the answers' parser, the checks on an answer, the command line and
+// the formatting of list, info and stats.
+#include <cerrno>
+
+#include <gtest/gtest.h>
+
+#include "ctl/client.hpp"
+#include "ctl/command_line.hpp"
+#include "ctl/format.hpp"
+#include "ctl/json.hpp"
+
+namespace pvback::ctl {
+namespace {
+
+Json parsed(std::string_view text) {
+  auto v = parse_json(text);
+  EXPECT_TRUE(v.has_value()) << text << ": " << (v ? "" : v.error());
+  return v ? *v : Json{};
+}
+
+TEST(CtlJson, ParsesWhatTheDaemonWrites) {
+  const Json v = parsed(R"({"version": 1, "ok": true, "a": [1, -2.5e3, "x\"\n\u0001"], "b": {"c": null, "d": false},
+                            "big": 18446744073709551615})");
+  ASSERT_TRUE(v.is(Json::Type::Object));
+  EXPECT_EQ(v.find("version")->integer(), 1);
+  EXPECT_TRUE(v.find("ok")->boolean);
+  EXPECT_EQ(v.find("a")->items.size(), 3u);
+  EXPECT_EQ(v.find("a")->items[1].text, "-2.5e3");
+  EXPECT_EQ(v.find("a")->items[2].text, "x\"\n\x01");
+  EXPECT_TRUE(v.find("b")->find("c")->is(Json::Type::Null));
+  EXPECT_FALSE(v.find("b")->find("d")->boolean);
+  // A counter beyond int64 keeps its literal.
+  EXPECT_EQ(v.find("big")->scalar(), "18446744073709551615");
+  EXPECT_FALSE(v.find("big")->integer().has_value());
+  EXPECT_EQ(v.find("missing"), nullptr);
+  EXPECT_EQ(to_json(*v.find("a")), R"([1, -2.5e3, "x\"\u000a\u0001"])");
+}
+
+TEST(CtlJson, RefusesMalformedText) {
+  for (const char* bad : {"", "{", "{\"a\" 1}", "{\"a\": 1,}", "[1 2]", "01", "1.", "\"open", "tru", "{} x",
+                          "\"\\q\"", "\"\x01\"", "{1: 2}"})
+    EXPECT_FALSE(parse_json(bad).has_value()) << bad;
+  EXPECT_NE(parse_json("{\"a\" 1}").error().find("at byte"), std::string::npos);
+  EXPECT_FALSE(parse_json(std::string(kMaxJsonDepth + 2, '[') + std::string(kMaxJsonDepth + 2, ']')).has_value());
+  EXPECT_TRUE(parse_json(std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']')).has_value());
+}
+
+TEST(CtlClient, ChecksEveryAnswer) {
+  EXPECT_TRUE(check_answer(R"({"version": 1, "ok": true, "devices": []})").has_value());
+  const auto refused = check_answer(R"({"version": 1, "ok": false, "error": "no such device: vbd-9-9"})");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().status, kRefused);
+  EXPECT_EQ(refused.error().message, "no such device: vbd-9-9");
+  for (const char* bad : {"garbage", "[]", R"({"version": 1})", R"({"version": 1, "ok": "yes"})",
+                          R"({"version": 1, "ok": false})"}) {
+    const auto e = check_answer(bad);
+    ASSERT_FALSE(e.has_value()) << bad;
+    EXPECT_EQ(e.error().status, kBadAnswer) << bad;
+    EXPECT_NE(e.error().message.find("malformed answer"), std::string::npos) << e.error().message;
+  }
+  const auto other = check_answer(R"({"version": 2, "ok": true})");
+  ASSERT_FALSE(other.has_value());
+  EXPECT_NE(other.error().message.find("protocol version 2"), std::string::npos);
+}
+
+TEST(CtlClient, EachConnectFailureHasItsOwnMessageAndStatus) {
+  const Error absent = connect_error("/run/pvback/control.sock", ENOENT);
+  const Error stale = connect_error("/run/pvback/control.sock", ECONNREFUSED);
+  const Error denied = connect_error("/run/pvback/control.sock", EACCES);
+  EXPECT_EQ(absent.status, kNotRunning);
+  EXPECT_EQ(stale.status, kNotRunning);
+  EXPECT_EQ(denied.status, kPermission);
+  EXPECT_NE(absent.message.find("not running"), std::string::npos);
+  EXPECT_NE(stale.message.find("dead daemon"), std::string::npos);
+  EXPECT_NE(denied.message.find("run pvbackctl as root"), std::string::npos);
+  EXPECT_NE(absent.message, stale.message);
+}
+
+TEST(CtlCommandLine, ParsesOptionsAnywhere) {
+  auto c = parse_command_line({"stats", "vbd-5-768", "--queue", "1", "--watch", "0.5", "--count", "3", "--json"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->command, "stats");
+  EXPECT_EQ(c->device, "vbd-5-768");
+  EXPECT_EQ(c->queue, 1u);
+  EXPECT_EQ(c->watch_seconds, 0.5);
+  EXPECT_EQ(c->count, 3u);
+  EXPECT_TRUE(c->json);
+  c = parse_command_line({"--socket", "/tmp/s", "stats", "--watch", "vif-1-0"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->socket, "/tmp/s");
+  EXPECT_EQ(c->watch_seconds, kDefaultWatchSeconds);
+  EXPECT_EQ(c->device, "vif-1-0");
+  EXPECT_TRUE(parse_command_line({"--help"})->help);
+}
+
+TEST(CtlCommandLine, RefusesWhatItCannotDo) {
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{},
+                                             {"frobnicate"},
+                                             {"info"},
+                                             {"list", "x"},
+                                             {"stats", "vbd-1-2", "--queue", "x"},
+                                             {"list", "--watch"},
+                                             {"stats", "vbd-1-2", "--count", "2"},
+                                             {"stats", "vbd-1-2", "--watch", "0"},
+                                             {"--socket"},
+                                             {"list", "--bogus"}})
+    EXPECT_FALSE(parse_command_line(bad).has_value()) << (bad.empty() ? "(nothing)" : bad[0]);
+  EXPECT_EQ(parse_command_line({"frobnicate"}).error(), "unknown command 'frobnicate'");
+}
+
+TEST(CtlFormat, ListIsOneLinePerDevice) {
+  const Json answer = parsed(R"({"version": 1, "ok": true, "devices": [
+    {"device": "vbd-5-768", "kind": "vbd", "domid": 5, "devid": 768, "served_by": "host", "state": 4,
+     "state_name": "Connected", "storage": "/srv/disk.img", "data_plane_pid": 4242, "uptime_s": 3725},
+    {"device": "vif-5-0", "kind": "vif", "domid": 5, "devid": 0, "served_by": "process", "backend_pid": 99,
+     "state": "2", "state_name": "InitWait", "uptime_s": 5},
+    {"device": "vbd-6-768", "kind": "vbd", "domid": 6, "devid": 768, "served_by": "none", "closed": true}]})");
+  const std::string text = format_list(answer);
+  EXPECT_EQ(text,
+            "DEVICE     KIND  DOMAIN  DEVID  STATE      SERVED-BY   PID  UPTIME  STORAGE/EXIT\n"
+            "vbd-5-768  vbd        5    768  Connected  host       4242  1h02m   /srv/disk.img\n"
+            "vif-5-0    vif        5      0  InitWait   process      99  5s      -\n"
+            "vbd-6-768  vbd        6    768  closed     none          -  -       -\n");
+  EXPECT_EQ(format_list(parsed(R"({"version": 1, "ok": true, "devices": []})")), "no devices\n");
+  EXPECT_EQ(format_uptime(59), "59s");
+  EXPECT_EQ(format_uptime(90061), "1d01h");
+  EXPECT_EQ(format_uptime(std::nullopt), "-");
+}
+
+TEST(CtlFormat, StatsAsATableAndPerQueue) {
+  const Json stats = parsed(R"({"device": "vbd 5/768", "state": "Connected", "data_plane": {"pid": 7, "restarts": 1},
+    "total": {"reads": 30, "writes": 4}, "queues": [{"reads": 10, "writes": 4}, {"reads": 20, "writes": 0}]})");
+  auto all = format_stats(stats, std::nullopt);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all,
+            "vbd 5/768  Connected  data plane pid 7, 1 restart(s)\n"
+            "COUNTER  TOTAL  Q0  Q1\n"
+            "reads       30  10  20\n"
+            "writes       4   4   0\n");
+  auto one = format_stats(stats, 1u);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_NE(one->find("COUNTER  QUEUE-1\nreads         20\n"), std::string::npos) << *one;
+  auto none = format_stats(stats, 2u);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error(), "no queue 2: the connection has 2 (0 to 1)");
+  EXPECT_EQ(select_counters(stats, 0u)->find("reads")->integer(), 10);
+}
+
+TEST(CtlFormat, WatchShowsRatesPerSecond) {
+  const Json before = parsed(R"({"reads": 10, "in_flight": 3})");
+  const Json now = parsed(R"({"reads": 30, "in_flight": 1})");
+  EXPECT_EQ(format_rates(now, &before, 2.0),
+            "COUNTER    VALUE  PER-SECOND\n"
+            "reads         30        10.0\n"
+            "in_flight      1        -1.0\n");
+  EXPECT_EQ(format_rates(now, nullptr, 0), "COUNTER    VALUE\nreads         30\nin_flight      1\n");
+}
+
+}  // namespace
+}  // namespace pvback::ctl
