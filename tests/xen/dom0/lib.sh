@@ -69,6 +69,29 @@ supervisor_stop() {
   rm -f "$WORK/supervisor.pid"
   ! pgrep -x pvback-blk >/dev/null && ! pgrep -x pvback-net >/dev/null
 }
+# The control part of the device at backend/PATH (e.g. vbd/1/51712): its own pvback-blk or
+# pvback-net (images, DPDK, --process-per-device), or else the host daemon, the supervisor serving
+# it in its own process (a data plane's command line names no backend path).
+control_pid() {
+  local p; p=$(pgrep -f "backend/$1" | head -1)
+  [ -n "$p" ] && echo "$p" || cat "$WORK/supervisor.pid" 2>/dev/null
+}
+# After control part PID was killed or stopped: a device's own backend process is restarted by
+# the supervisor; the supervisor itself by its service manager (systemd's Restart=), which in this
+# dom0 is us, once it is gone (its control socket refuses a second live daemon).
+control_restarted_after() {
+  [ "$1" = "$(cat "$WORK/supervisor.pid" 2>/dev/null)" ] || return 0
+  for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  rm -f "$WORK/supervisor.pid"
+  supervisor_start
+}
+# Waits (10 s at most) for another control part than OLD for backend/PATH; sets $new.
+new_control_for() {  # PATH OLD
+  new=
+  for _ in $(seq 1 200); do
+    new=$(control_pid "$1"); [ -n "$new" ] && [ "$new" != "$2" ] && break; new=; sleep 0.05
+  done
+}
 stats_file() { echo "/run/pvback/$1-$2-$3.json"; }  # TYPE DOMID DEVID
 # The pid of a vbd's data-plane process, as its control part's statistics name it.
 data_plane_pid() {  # DOMID DEVID

@@ -116,25 +116,23 @@ if want 4 && [ -n "${pv1:-}" ]; then
     grep -E "Complete requests|Failed requests|Requests per second|Total transferred" /tmp/ab; exit $rc' || ok=0
   grep -q "Failed requests: *0" /tmp/ab && grep -q "Complete requests: *500" /tmp/ab || { say "ab failures"; ok=0; }
   say "pvback-net $net_stats: tx_packets=$(stat_total "$net_stats" tx_packets) rx_packets=$(stat_total "$net_stats" rx_packets)"
-  # pvback-net (its control part) killed -9 under an iperf3 stream and a ping: its data plane serves
-  # on, the supervisor starts another control part, which adopts it with the TAP queues it holds
-  # (vif1.0, persistent, still in xenbr0). The guest's netfront stays Connected; the TCP connection
-  # survives.
+  # The vif's control part killed -9 under an iperf3 stream and a ping (the host daemon, which
+  # serves a TAP vif in its own process; a pvback-net of its own in --process-per-device): its data
+  # plane serves on, the successor adopts it with the TAP queues it holds (vif1.0, persistent,
+  # still in xenbr0). The guest's netfront stays Connected; the TCP connection survives.
   timeout 90 iperf3 -c 10.99.0.2 -t 14 -f m > /tmp/ipk 2>&1 &
   ipk=$!
   busybox ping -c 60 -i 0.25 -W 1 10.99.0.2 > /tmp/pingk 2>&1 &
   pingk=$!
   sleep 4
-  old=$(pgrep -f "backend/vif/$pv1/0")
-  say "kill -9 pvback-net for vif $pv1/0 (pid $old) under iperf3 and ping"
+  old=$(control_pid "vif/$pv1/0")
+  say "kill -9 the control part of vif $pv1/0 ($(cat "/proc/$old/comm" 2>/dev/null), pid $old) under iperf3 and ping"
   kill -KILL "$old"
   t0=$(date +%s%N)
-  new=
-  for _ in $(seq 1 200); do
-    new=$(pgrep -f "backend/vif/$pv1/0"); [ -n "$new" ] && [ "$new" != "$old" ] && break; new=; sleep 0.05
-  done
-  [ -n "$new" ] && say "pvback-net restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
-                || { say "no new pvback-net"; ok=0; }
+  control_restarted_after "$old"
+  new_control_for "vif/$pv1/0" "$old"
+  [ -n "$new" ] && say "control part restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
+                || { say "no new control part"; ok=0; }
   wait "$ipk" && grep -q receiver /tmp/ipk || { say "the TCP stream did not survive the kill"; ok=0; }
   tail -3 /tmp/ipk | sed 's/^/   /'
   wait "$pingk" || true
@@ -145,8 +143,8 @@ if want 4 && [ -n "${pv1:-}" ]; then
   busybox ping -c 2 -W 3 10.99.0.2 >/dev/null || { say "no ping after the kill"; ok=0; }
   grep -q "vif $pv1/0: adopted the data plane" "$LOGS/supervisor.log" &&
     grep -q "tap vif$pv1.0: taken over from the data plane serving it" "$LOGS/supervisor.log" ||
-    { say "the new pvback-net did not adopt the data plane serving vif$pv1.0"; ok=0; }
-  [ $ok = 1 ] && verdict PASS "4-pv-network" "ping, iperf3 both ways, ab 500/500, pvback-net killed -9 under iperf3 (TCP survives)" \
+    { say "the new control part did not adopt the data plane serving vif$pv1.0"; ok=0; }
+  [ $ok = 1 ] && verdict PASS "4-pv-network" "ping, iperf3 both ways, ab 500/500, the vif's control part killed -9 under iperf3 (TCP survives)" \
               || verdict FAIL "4-pv-network"
 fi
 
@@ -162,16 +160,15 @@ if want 3 && [ -n "${pv1:-}" ]; then
   step "guest: xvdb contents after re-attach" guest_do pv1 60 disk_checksum xvdb 4 || ok=0
   [ "$(guest_out pv1 | cut -c1-16)" = "$ro_sum" ] || { say "xvdb checksum differs after re-attach"; ok=0; }
 
-  # Restart pvback-blk under a connected, idle guest: the supervisor starts a new one, which
-  # picks up the rings where the old one left them; the guest notices nothing.
-  old=$(pgrep -f "backend/vbd/$pv1/51712")
-  say "killing pvback-blk for xvda (pid $old)"
+  # Restart xvda's control part (SIGTERM: the host daemon, or its own pvback-blk) under a
+  # connected, idle guest: its successor picks up the rings where the old one left them; the guest
+  # notices nothing.
+  old=$(control_pid "vbd/$pv1/51712")
+  say "stopping the control part of xvda ($(cat "/proc/$old/comm" 2>/dev/null), pid $old)"
   kill -TERM $old
-  new=
-  for _ in $(seq 1 100); do
-    new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$old" ] && break; new=; sleep 0.1
-  done
-  [ -n "$new" ] && say "pvback-blk for xvda restarted (pid $new)" || { say "no new pvback-blk for xvda"; ok=0; }
+  control_restarted_after "$old"
+  new_control_for "vbd/$pv1/51712" "$old"
+  [ -n "$new" ] && say "xvda's control part restarted (pid $new)" || { say "no new control part for xvda"; ok=0; }
   sleep 1
   step "guest: write 8 MiB to xvda through the restarted backend" guest_do pv1 120 disk_write_pattern xvda 8 || ok=0
   written=$(guest_out pv1 | tail -1)
@@ -191,24 +188,22 @@ if want 3 && [ -n "${pv1:-}" ]; then
     done
     w0=$(stat_total "$(stats_file vbd "$pv1" 51712)" writes)
   }
-  new_control() {  # OLD_PID: waits for another pvback-blk for xvda
-    new=
-    for _ in $(seq 1 200); do
-      new=$(pgrep -f "backend/vbd/$pv1/51712"); [ -n "$new" ] && [ "$new" != "$1" ] && break; new=; sleep 0.05
-    done
+  new_control() {  # OLD_PID: restarts the host daemon if it was that, waits for another control part
+    control_restarted_after "$1"
+    new_control_for "vbd/$pv1/51712" "$1"
   }
   step "guest: fio verify on xvda, in the background" guest_do pv1 30 disk_fio_verify_start xvda 32M || ok=0
   # Killed once fio's writes are flowing (fio starts slowly under emulation).
   wait_writes 300
-  old=$(pgrep -f "backend/vbd/$pv1/51712")
+  old=$(control_pid "vbd/$pv1/51712")
   dp=$(data_plane_pid "$pv1" 51712)
-  say "kill -9 pvback-blk for xvda, data plane (pid $dp) and control part (pid $old), under fio"
+  say "kill -9 xvda's data plane (pid $dp) and control part ($(cat "/proc/$old/comm" 2>/dev/null), pid $old), under fio"
   [ -n "$dp" ] && kill -KILL "$dp"
   kill -KILL "$old"
   t0=$(date +%s%N)
   new_control "$old"
-  [ -n "$new" ] && say "pvback-blk for xvda restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
-                || { say "no new pvback-blk for xvda"; ok=0; }
+  [ -n "$new" ] && say "xvda's control part restarted (pid $new) $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill" \
+                || { say "no new control part for xvda"; ok=0; }
   # Until the successor's own data plane serves (its statistics name it; they start again at 0).
   new_data_plane() {  # OLD_PID
     for _ in $(seq 1 600); do
@@ -224,18 +219,18 @@ if want 3 && [ -n "${pv1:-}" ]; then
     { say "the successor's data plane did not resume from the recovery record"; ok=0; }
   wait_writes 300
   dp=$(data_plane_pid "$pv1" 51712)
-  control=$(pgrep -f "backend/vbd/$pv1/51712")
+  control=$(control_pid "vbd/$pv1/51712")
   say "kill -9 the data plane alone (pid $dp) under fio"
   [ -n "$dp" ] && kill -KILL "$dp" || { say "no data plane found"; ok=0; }
   new_data_plane "$dp"
-  [ "$(data_plane_pid "$pv1" 51712)" != "$dp" ] && [ "$(pgrep -f "backend/vbd/$pv1/51712")" = "$control" ] \
+  [ "$(data_plane_pid "$pv1" 51712)" != "$dp" ] && [ "$(control_pid "vbd/$pv1/51712")" = "$control" ] \
     && say "data plane replaced (pid $(data_plane_pid "$pv1" 51712)) by the same control part (pid $control)" \
     || { say "the data plane was not replaced by its control part"; ok=0; }
   [ "$(resumed)" -gt "$r0" ] || { say "the replacement data plane did not resume from the recovery record"; ok=0; }
   wait_writes 300
   dp=$(data_plane_pid "$pv1" 51712)
-  old=$(pgrep -f "backend/vbd/$pv1/51712")
-  say "kill -9 the control part alone (pid $old) under fio; its data plane (pid $dp) serves on"
+  old=$(control_pid "vbd/$pv1/51712")
+  say "kill -9 the control part alone ($(cat "/proc/$old/comm" 2>/dev/null), pid $old) under fio; its data plane (pid $dp) serves on"
   kill -KILL "$old"
   new_control "$old"
   for _ in $(seq 1 300); do
