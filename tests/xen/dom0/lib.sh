@@ -54,7 +54,14 @@ supervisor_start() {
   local extra; mapfile -t extra < <(backend_args)
   [ ${#extra[@]} = 0 ] || say "pvback-supervisor ${extra[*]}"
   # In the cgroup its unit would give it (init made it): the subshell moves itself, then execs.
-  ( [ -d /sys/fs/cgroup/pvback.service ] && echo "$BASHPID" > /sys/fs/cgroup/pvback.service/cgroup.procs
+  # Started again, it finds the unit's cgroup holding its data planes' groups, which (cgroup v2's
+  # no-internal-process rule) takes no process: it starts in its leaf, as systemd's
+  # DelegateSubgroup=supervisor (systemd 254 and later) would start it.
+  ( if [ -d /sys/fs/cgroup/pvback.service ]; then
+      echo "$BASHPID" > /sys/fs/cgroup/pvback.service/cgroup.procs 2>/dev/null ||
+        { mkdir -p /sys/fs/cgroup/pvback.service/supervisor &&
+          echo "$BASHPID" > /sys/fs/cgroup/pvback.service/supervisor/cgroup.procs; }
+    fi
     PVBACK_PLATFORM=xen exec pvback-supervisor "${extra[@]}" "$@" ) >>"$LOGS/supervisor.log" 2>&1 &
   echo $! > "$WORK/supervisor.pid"
   # Ready when it has set its watches; give it a moment to list what exists.
@@ -81,7 +88,11 @@ control_pid() {
 # dom0 is us, once it is gone (its control socket refuses a second live daemon).
 control_restarted_after() {
   [ "$1" = "$(cat "$WORK/supervisor.pid" 2>/dev/null)" ] || return 0
-  for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  # Gone, or a zombie of ours (this shell started it).
+  for _ in $(seq 1 200); do
+    kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] || break; sleep 0.05
+  done
+  wait "$1" 2>/dev/null
   rm -f "$WORK/supervisor.pid"
   supervisor_start
 }
