@@ -141,8 +141,13 @@ if want 4 && [ -n "${pv1:-}" ]; then
   # Traffic resumed: replies after the kill (more than the 16 sent before it), and one more now.
   [ "${received:-0}" -ge 24 ] || { say "ping lost more than 36 of 60 across the kill"; ok=0; }
   busybox ping -c 2 -W 3 10.99.0.2 >/dev/null || { say "no ping after the kill"; ok=0; }
-  grep -q "vif $pv1/0: adopted the data plane" "$LOGS/supervisor.log" &&
-    grep -q "tap vif$pv1.0: taken over from the data plane serving it" "$LOGS/supervisor.log" ||
+  # The successor takes the host's devices one after another (under emulation, seconds each).
+  adopted_vif() {
+    grep -q "vif $pv1/0: adopted the data plane" "$LOGS/supervisor.log" &&
+      grep -q "tap vif$pv1.0: taken over from the data plane serving it" "$LOGS/supervisor.log"
+  }
+  for _ in $(seq 1 300); do adopted_vif && break; sleep 0.1; done
+  adopted_vif ||
     { say "the new control part did not adopt the data plane serving vif$pv1.0"; ok=0; }
   [ $ok = 1 ] && verdict PASS "4-pv-network" "ping, iperf3 both ways, ab 500/500, the vif's control part killed -9 under iperf3 (TCP survives)" \
               || verdict FAIL "4-pv-network"
