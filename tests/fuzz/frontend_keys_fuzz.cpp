@@ -39,8 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   CHECK(r->queues >= 1 && r->queues <= limits.max_queues);
   CHECK(r->ring_page_order <= limits.max_ring_page_order);
   CHECK(r->rings.size() == r->queues);
+  // Any spelling of 1 that a XenStore number may have ("01" too, as Linux's blkback reads it).
   CHECK(!r->persistent_grants || (limits.persistent_offered && dir.count("feature-persistent") != 0 &&
-                                  dir["feature-persistent"] == "1"));
+                                  xenbus::parse_uint(dir["feature-persistent"], 1) == 1u));
   if (auto p = dir.find("protocol"); p != dir.end())
     CHECK((r->abi == Abi::X86_32 && p->second == blkif::kProtocolX86_32) ||
           (r->abi == Abi::X86_64 && p->second == blkif::kProtocolX86_64));
