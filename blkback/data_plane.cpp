@@ -17,7 +17,8 @@ std::expected<::pvback::plane::Process, int> launch_data_plane(const std::string
   l.name = spec.name;
   l.protocol = plane::kProtocol;
   l.start = plane::encode_start(spec);
-  l.fds = {storage_fd, stats_fd};
+  if (storage_fd >= 0) l.fds.push_back(storage_fd);  // none for an NBD server
+  l.fds.push_back(stats_fd);
   if (listen_fd >= 0) l.fds.push_back(listen_fd);
   l.adoptable = listen_fd >= 0;
   l.ready_timeout = ready_timeout;

@@ -16,7 +16,7 @@
 namespace pvback::blkback {
 
 // Starts `binary` (empty: this very executable) as a data plane, gives it `spec`, the storage
-// and the statistics memory, and waits up to `ready_timeout` until it serves. errno value on
+// file (`storage_fd`; -1 for an NBD server, which spec.nbd_uri names) and the statistics memory, and waits up to `ready_timeout` until it serves. errno value on
 // failure (logged, naming the device); nothing is left running then.
 // `listen_fd` (-1: none) is where a successor of this control part may adopt it.
 std::expected<::pvback::plane::Process, int> launch_data_plane(const std::string& binary,

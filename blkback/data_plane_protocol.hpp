@@ -1,9 +1,11 @@
 // What pvback-blk's control part and a vbd's data-plane process say to each other, over the
 // AF_UNIX SOCK_SEQPACKET socket the data plane gets as fd 3 (one message per packet).
 //
-//   control -> data plane   Start   the rings to serve (DataPlaneSpec) with two fds: the storage,
-//                                   already opened and locked (FileEngine::reopen_locked), and the
-//                                   queues' statistics memory (SharedQueueStats)
+//   control -> data plane   Start   the rings to serve (DataPlaneSpec) with its fds: a file's
+//                                   storage, already opened and locked (FileEngine::reopen_locked;
+//                                   none for an NBD server, which the data plane connects to
+//                                   itself before it confines itself), the queues' statistics
+//                                   memory (SharedQueueStats), and the listening socket for adoption
 //                           Resize  re-read the storage's size; answered with Resized
 //                           Stop    finish the requests in flight, unmap everything, exit 0
 //   data plane -> control   Ready   every ring mapped, event channel bound, sandbox on (error 0),
@@ -48,6 +50,12 @@ inline const ::pvback::plane::Protocol& kProtocol = ::pvback::plane::kBlkProtoco
 struct DataPlaneSpec {
   std::string name;          // the device's log name, "vbd 1/51712"
   std::string storage_path;  // names the storage in logs
+  // Empty: the storage is the file that comes with Start. Otherwise the NBD server to connect to
+  // (storage::NbdEngine), before the sandbox goes on; `storage_ours` says it is the control part's
+  // own qemu-storage-daemon, whose death is not the guest's error: the data plane ends with status
+  // 75 and the control part starts the daemon and a data plane again, which resumes the rings.
+  std::string nbd_uri;
+  bool storage_ours = false;
   bool read_only = false;
   bool discard = true;
   std::uint64_t inject_latency_us = 0;  // testing: storage::FaultEngine's latency, 0: off
@@ -57,7 +65,7 @@ struct DataPlaneSpec {
   std::uint32_t gid = 0;
   // Without a control part, how long it keeps serving for one to adopt it; then it stops (0: at once).
   std::uint32_t orphan_timeout_ms = 0;
-  // One per ring, without on_storage_lost (the data plane's storage is a file it holds).
+  // One per ring, without on_storage_lost (the data plane sets its own).
   std::vector<QueueConfig> queues;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "sandbox/sandbox.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
+#include "storage/nbd_engine.hpp"
 #include "xenbus/backend_daemon.hpp"
 
 namespace pvback::blkback {
@@ -36,36 +38,70 @@ struct Serving {
   }
 };
 
-// Everything before the first guest-controlled byte is read: errno value, or 0.
-int set_up(::pvback::plane::ControlLink& link, const plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fds, Serving& s,
-           std::string& why) {
-  if (fds.size() != 2 && fds.size() != 3) {
-    why = "Start came with " + std::to_string(fds.size()) + " fds, not 2 or 3";
-    return EPROTO;
+// The storage: the file the control part opened and locked (it came as fds[0]), or the NBD
+// server the spec names, connected to now, while the process may still make connections.
+std::expected<std::unique_ptr<storage::Engine>, int> open_storage(const plane::DataPlaneSpec& spec, UniqueFd file_fd) {
+  if (!spec.nbd_uri.empty()) {
+    storage::NbdOptions o;
+    o.uri = spec.nbd_uri;
+    o.read_only = spec.read_only;
+    o.discard = spec.discard;
+    o.server_is_ours = spec.storage_ours;
+    auto nbd = storage::NbdEngine::open(o);
+    if (!nbd) return std::unexpected(nbd.error());
+    return std::unique_ptr<storage::Engine>(std::move(*nbd));
   }
   storage::FileOptions so;
   so.path = spec.storage_path;
   so.read_only = spec.read_only;
   so.discard = spec.discard;
   so.lock = false;  // the control part locked this open file for us
-  auto file = storage::FileEngine::adopt(std::move(fds[0]), so);
-  if (!file) {
-    why = "the storage " + spec.storage_path + ": " + std::strerror(file.error());
-    return file.error();
+  auto file = storage::FileEngine::adopt(std::move(file_fd), so);
+  if (!file) return std::unexpected(file.error());
+  return std::unique_ptr<storage::Engine>(std::move(*file));
+}
+
+// Everything before the first guest-controlled byte is read: errno value, or 0. `fds` are what
+// came with Start: [the storage file,] the statistics memory[, the adoption listener].
+int set_up(::pvback::plane::ControlLink& link, plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fds, Serving& s,
+           std::string& why) {
+  const std::size_t storage_fds = spec.nbd_uri.empty() ? 1 : 0;
+  if (fds.size() != storage_fds + 1 && fds.size() != storage_fds + 2) {
+    why = "Start came with " + std::to_string(fds.size()) + " fds, not " + std::to_string(storage_fds + 1) + " or " +
+          std::to_string(storage_fds + 2);
+    return EPROTO;
   }
-  s.engine = std::move(*file);
+  auto engine = open_storage(spec, storage_fds != 0 ? std::move(fds[0]) : UniqueFd());
+  if (!engine) {
+    why = "the storage " + spec.storage_path + ": " + std::strerror(engine.error());
+    return engine.error();
+  }
+  fds.erase(fds.begin(), fds.begin() + static_cast<std::ptrdiff_t>(storage_fds));  // [stats, listener]
+  s.engine = std::move(*engine);
   if (spec.inject_latency_us > 0) {
     storage::FaultPlan plan;
     plan.max_latency = std::chrono::microseconds(spec.inject_latency_us);
     plan.seed = static_cast<std::uint64_t>(::getpid());
     s.engine = std::make_unique<storage::FaultEngine>(std::move(s.engine), plan);
   }
-  auto stats = SharedQueueStats::adopt(UniqueFd(::dup(fds[1].get())), static_cast<unsigned>(spec.queues.size()));
+  auto stats = SharedQueueStats::adopt(UniqueFd(::dup(fds[0].get())), static_cast<unsigned>(spec.queues.size()));
   if (!stats) {
     why = "the statistics memory";
     return stats.error();
   }
   s.stats = std::move(*stats);
+  if (spec.storage_ours) {
+    // The control part's storage daemon died: the requests it failed are left unanswered in the
+    // recovery record, and this process ends as a crash would (75), for the control part to start
+    // the daemon and a data plane again, which executes them again.
+    for (auto& q : spec.queues)
+      q.on_storage_lost = [name = spec.name, storage = spec.storage_path](int error) {
+        PVBACK_LOG(Error, "%s: data plane: its storage is gone (%s: %s): exiting, so that a successor executes the "
+                   "requests in flight again from the recovery record", name.c_str(), storage.c_str(),
+                   std::strerror(error));
+        std::_Exit(75);
+      };
+  }
 
   const grant::Platform platform(grant::PlatformConfig::from_env());
   auto on_fatal = [&link](int error, const std::string& reason) { link.fatal(error, reason); };
@@ -111,8 +147,8 @@ int serve_as_data_plane(int sock) {
     link.say(::pvback::plane::kReady, e, why);
     return 1;
   }
-  const UniqueFd stats_fd = std::move(fds[1]);          // handed to an adopting successor
-  const UniqueFd listener = fds.size() == 3 ? std::move(fds[2]) : UniqueFd();
+  const UniqueFd stats_fd = std::move(fds[0]);  // handed to an adopting successor
+  const UniqueFd listener = fds.size() == 2 ? std::move(fds[1]) : UniqueFd();
   for (auto& q : s.queues) s.threads.emplace_back([queue = q.get()] { queue->run(); });
   link.say(::pvback::plane::kReady, 0);
 

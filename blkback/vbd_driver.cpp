@@ -296,12 +296,16 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     // A new connection of the frontend stops one left serving an earlier connection (it holds
     // the storage's lock).
     const bool resume = plane_configs_.front().resume;
-    if (!resume) stop_orphan_data_plane(adoption_path());
+    // One connected to the storage daemon of a dead predecessor (the daemon died with it) cannot
+    // be: it is stopped, and the new one resumes its rings with this process's daemon.
+    const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
+    const bool adoptable = nbd == nullptr || nbd->storage_daemon() == 0;
+    if (!resume || !adoptable) stop_orphan_data_plane(adoption_path());
     if (int e = make_cgroup()) {
       disconnect();
       return e;
     }
-    if (!(resume && adopt_data_plane())) {
+    if (!(resume && adoptable && adopt_data_plane())) {
       if (int e = make_stats(); e != 0 || (e = launch_data_plane(false)) != 0) {
         disconnect();
         return e;
@@ -343,11 +347,22 @@ const storage::Engine* VbdDriver::base_engine() const {
   return fault != nullptr ? &fault->inner() : engine_.get();
 }
 
-// Images and RBD disks keep their engine's connection (a storage daemon of this process, a
-// cluster session) here, so their rings are served on threads of this process for now.
+storage::Engine* VbdDriver::base_engine() {
+  auto* fault = dynamic_cast<storage::FaultEngine*>(engine_.get());
+  return fault != nullptr ? &fault->inner() : engine_.get();
+}
+
+// A file is given to the data plane open and locked; the data plane connects to an NBD server
+// (an image's qemu-storage-daemon of this process, or one named by its URI) before it confines
+// itself. RBD disks keep their cluster session here, and so does an NBD server over TLS (its
+// session would need the certificates in the sandbox): their rings are served on threads of this
+// process, unconfined.
 bool VbdDriver::serves_in_process() const {
   if (!options_.data_plane_process) return true;
-  return dynamic_cast<const storage::FileEngine*>(base_engine()) == nullptr;
+  const storage::Engine* base = base_engine();
+  if (dynamic_cast<const storage::FileEngine*>(base) != nullptr) return false;
+  const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base);
+  return nbd == nullptr || nbd->uses_tls();
 }
 
 int VbdDriver::make_stats() {
@@ -403,16 +418,31 @@ bool VbdDriver::adopt_data_plane() {
 }
 
 int VbdDriver::launch_data_plane(bool resume) {
-  const auto* file = dynamic_cast<const storage::FileEngine*>(base_engine());
-  auto storage = file->reopen_locked();
-  if (!storage) {
-    PVBACK_LOG(Error, "%s: cannot open %s for the data plane: %s", name_.c_str(), file->path().c_str(),
-               std::strerror(storage.error()));
-    return storage.error();
-  }
   plane::DataPlaneSpec spec;
   spec.name = name_;
-  spec.storage_path = file->path();
+  UniqueFd storage;
+  if (const auto* file = dynamic_cast<const storage::FileEngine*>(base_engine())) {
+    auto opened = file->reopen_locked();
+    if (!opened) {
+      PVBACK_LOG(Error, "%s: cannot open %s for the data plane: %s", name_.c_str(), file->path().c_str(),
+                 std::strerror(opened.error()));
+      return opened.error();
+    }
+    storage = std::move(*opened);
+    spec.storage_path = file->path();
+  } else {
+    // An NBD server (serves_in_process() takes no other engine here): the data plane connects to
+    // it. This process's storage daemon comes back first if it died (what ended the last data
+    // plane, most likely).
+    auto* nbd = dynamic_cast<storage::NbdEngine*>(base_engine());
+    if (int e = nbd->revive_storage_daemon()) {
+      PVBACK_LOG(Error, "%s: its storage daemon cannot be started again: %s", name_.c_str(), std::strerror(e));
+      return e;
+    }
+    spec.nbd_uri = nbd->uri();
+    spec.storage_ours = nbd->server_is_ours();
+    spec.storage_path = nbd->describe();
+  }
   spec.read_only = read_only_;
   spec.discard = discard_enable_;
   spec.inject_latency_us = static_cast<std::uint64_t>(options_.inject_latency.count());
@@ -429,7 +459,7 @@ int VbdDriver::launch_data_plane(bool resume) {
   const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * spec.queues.size();
   std::function<int(pid_t)> place;
   if (cgroup_.valid()) place = [this](pid_t pid) { return cgroup_.attach(pid); };
-  auto p = blkback::launch_data_plane(options_.data_plane_binary, spec, storage->get(), shared_stats_.fd(),
+  auto p = blkback::launch_data_plane(options_.data_plane_binary, spec, storage ? storage.get() : -1, shared_stats_.fd(),
                                       listener ? listener.get() : -1, timeout, place);
   if (!p) return p.error();
   plane_ = std::move(*p);

@@ -103,6 +103,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   void remove_cgroup();
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
+  storage::Engine* base_engine();
   bool serves_in_process() const;
 
   const grant::Platform& platform_;

@@ -6,7 +6,6 @@
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "plane/options.hpp"
-#include "storage/nbd_engine.hpp"
 #include "xenbus/backend_device.hpp"
 
 namespace pvback::blkback {
@@ -53,12 +52,8 @@ class VbdService final : public xenbus::DeviceService {
 
 bool served_on_threads(const std::string& params, const BackendOptions& options) {
   if (!options.data_plane_process) return true;
-  if (params.starts_with("rbd:") || params.starts_with("aio:rbd:") || params.starts_with("nbd")) return true;
-  // As VbdDriver::open_engine reads it: "<format>:<path>" with a format QEMU serves (not raw).
-  const auto colon = params.find(':');
-  if (colon == std::string::npos || params.find('/') < colon) return false;
-  const char* format = storage::qemu_format_name(params.substr(0, colon));
-  return format != nullptr && std::string_view(format) != "raw";
+  // As VbdDriver::serves_in_process decides once the engine is open: RBD, and NBD over TLS.
+  return params.starts_with("rbd:") || params.starts_with("aio:rbd:") || params.starts_with("nbds");
 }
 
 std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant::Platform& platform,

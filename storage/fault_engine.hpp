@@ -47,6 +47,7 @@ class FaultEngine final : public Engine {
   const char* kind() const override { return inner_->kind(); }
   std::expected<std::unique_ptr<Channel>, int> open_channel(Loop& loop) override;
   const Engine& inner() const { return *inner_; }
+  Engine& inner() { return *inner_; }
 
   // Thread-safe. While stalled, operations submitted are held; resume() starts them.
   void stall();

@@ -229,9 +229,9 @@ class NbdChannel final : public Channel {
 
   std::uint32_t in_flight() const override { return in_flight_; }
 
-  // The daemon pvback-blk started is gone (its connection dead): a successor starts a new one.
+  // pvback's own daemon is gone (its connection dead): the control part starts a new one.
   int storage_lost() const override {
-    if (engine_.storage_daemon() == 0) return 0;  // a server someone else runs: errors are errors
+    if (!engine_.server_is_ours()) return 0;  // a server someone else runs: errors are errors
     return nbd_aio_is_dead(h_.get()) == 1 || nbd_aio_is_closed(h_.get()) == 1 ? ENOTCONN : 0;
   }
 
@@ -331,6 +331,8 @@ const char* qemu_format_name(const std::string& f) {
 
 std::expected<std::unique_ptr<NbdEngine>, int> NbdEngine::open(const NbdOptions& options) {
   std::unique_ptr<NbdEngine> e(new NbdEngine);
+  e->options_ = options;
+  e->server_is_ours_ = options.server_is_ours || !options.image.empty();
   if (!options.image.empty()) {
     if (int err = e->start_storage_daemon(options)) return std::unexpected(err);
   } else if (options.uri.empty()) {
@@ -387,6 +389,18 @@ std::expected<std::unique_ptr<Channel>, int> NbdEngine::open_channel(Loop& loop)
     return std::unexpected(EIO);
   }
   return std::make_unique<NbdChannel>(loop, *this, std::move(*h));
+}
+
+int NbdEngine::revive_storage_daemon() {
+  if (qsd_pid_ <= 0) return 0;
+  int status = 0;
+  if (::waitpid(qsd_pid_, &status, WNOHANG) != qsd_pid_) return 0;  // it runs
+  PVBACK_LOG(Warning, "%s: qemu-storage-daemon (pid %d) %s %d: starting another", description_.c_str(),
+             static_cast<int>(qsd_pid_), WIFEXITED(status) ? "exited with status" : "was killed by signal",
+             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  qsd_pid_ = 0;
+  stop_storage_daemon();  // its directory
+  return start_storage_daemon(options_);
 }
 
 // qemu-storage-daemon exporting the image on a UNIX socket in a private directory. It dies with

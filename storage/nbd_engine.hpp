@@ -29,6 +29,10 @@ struct NbdOptions {
   // no answered write), or at once (writeback).
   bool writethrough = true;
   std::string qsd_binary = "qemu-storage-daemon";
+  // The server at `uri` is pvback's own storage daemon, started by another process (a data plane
+  // connecting to its control part's daemon): a dead connection is storage lost (storage_lost()),
+  // not an error to answer the guest with. An engine that starts the daemon itself knows.
+  bool server_is_ours = false;
 };
 
 // The QEMU format name for a format libxl writes in params ("qcow2:/path", "vhd:/path", "aio:..."),
@@ -51,7 +55,14 @@ class NbdEngine final : public Engine {
   std::expected<std::unique_ptr<Channel>, int> open_channel(Loop& loop) override;
 
   const std::string& uri() const { return uri_; }
-  pid_t storage_daemon() const { return qsd_pid_; }  // 0 when the server is not ours
+  pid_t storage_daemon() const { return qsd_pid_; }  // 0 when this engine did not start it
+  // The server is pvback's own daemon (this engine's, or the control part's for a data plane).
+  bool server_is_ours() const { return server_is_ours_; }
+  // A server that must be reached over TLS (nbds://), whose session cannot be set up in advance.
+  bool uses_tls() const { return uri_.starts_with("nbds"); }
+  // This engine's storage daemon, started again if it died (the image's new socket is in uri()
+  // then). 0 when it runs (or the server is not ours), or an errno value.
+  [[nodiscard]] int revive_storage_daemon();
 
  private:
   NbdEngine() = default;
@@ -62,6 +73,8 @@ class NbdEngine final : public Engine {
   std::string description_;
   Capabilities caps_;
   std::atomic<std::uint64_t> sectors_{0};
+  NbdOptions options_;
+  bool server_is_ours_ = false;
   pid_t qsd_pid_ = 0;
   std::string qsd_dir_;  // holds the daemon's socket
 };

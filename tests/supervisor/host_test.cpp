@@ -8,8 +8,10 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
+#include "tests/support/confinement.hpp"
 #include "tests/support/own_net_namespace.hpp"
 #include "tests/supervisor/supervisor_fixture.hpp"
 
@@ -68,6 +70,16 @@ class HostTest : public SupervisorTest {
     const ssize_t n = ::recv(sock.get(), answer.data(), answer.size(), 0);
     answer.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
     return answer;
+  }
+
+  // The data plane the control socket names for `device` ("vbd-2-51712"), or -1.
+  pid_t data_plane_of(const std::string& device) {
+    const std::string list = control("1 list");
+    const auto at = list.find("\"device\": \"" + device + "\"");
+    if (at == std::string::npos) return -1;
+    const std::string key = "\"data_plane_pid\": ";
+    const auto pid_at = list.find(key, at);
+    return pid_at == std::string::npos ? -1 : std::atoi(list.c_str() + pid_at + key.size());
   }
 
   // Processes other than this test connected to Dom0's XenStore socket.
@@ -182,6 +194,61 @@ TEST_F(HostTest, KilledHostDaemonLeavesTheDataPlaneServingAndItsSuccessorAdoptsI
       << control("1 list") << log_text();
   write_and_verify(*front, 7);
   EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+}
+
+// A qcow2 image in the host daemon: the device's control part and its qemu-storage-daemon in the
+// host daemon, its rings in a confined data plane like a file's; no pvback-blk process for it.
+// The storage daemon killed under the guest's writes restarts that device's data plane alone,
+// with a new daemon, and the writes are answered once, successfully; the other guest's file vbd
+// and the host daemon go on as they were.
+TEST_F(HostTest, AnImageIsServedInTheHostDaemonAndItsStorageDaemonsDeathRestartsOnlyItsDataPlane) {
+  const auto image = dir_ / "disk2.qcow2";
+  ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image.string() + " 8M").c_str()), 0);
+  start_supervisor();
+  add_vbd();
+  create_domain(kGuest2);
+  ASSERT_FALSE(HasFatalFailure());
+  sim::VbdSpec spec;
+  spec.frontend_domid = kGuest2;
+  spec.devid = kDevid;
+  spec.params = "qcow2:" + image.string();
+  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }))
+      << log_text();
+  grant::Platform guest2(hv_->platform(kGuest2));
+  auto front1 = attach();
+  auto front2 = attach_guest(guest2, kGuest2);
+  ASSERT_NE(front1, nullptr);
+  ASSERT_NE(front2, nullptr);
+  write_and_verify(*front1, 8);
+  write_and_verify(*front2, 9);
+  EXPECT_TRUE(children_of(supervisor_pid(), "--backend-path").empty()) << "a pvback-blk process serves the image";
+  EXPECT_EQ(xenstore_clients(), std::vector<pid_t>{supervisor_pid()});
+  const pid_t file_plane = data_plane_of("vbd-1-51712");
+  const pid_t image_plane = data_plane_of("vbd-2-51712");
+  ASSERT_GT(file_plane, 0) << control("1 list");
+  ASSERT_GT(image_plane, 0) << control("1 list");
+  if (::geteuid() == 0) {
+    ASSERT_NO_FATAL_FAILURE(expect_confined(image_plane, kGuest2));
+  }
+  const auto daemons = children_of(supervisor_pid(), "qemu-storage-daemon");
+  ASSERT_EQ(daemons.size(), 1u);
+  const pid_t host = supervisor_pid();
+
+  ASSERT_EQ(::kill(daemons[0], SIGKILL), 0);
+  write_and_verify(*front2, 10);  // meets the dead daemon, and is answered by the next data plane
+  write_and_verify(*front1, 11);
+  EXPECT_EQ(front2->queue(0).error(), 0);
+  EXPECT_EQ(supervisor_pid(), host);
+  EXPECT_TRUE(supervisor_running());
+  EXPECT_EQ(data_plane_of("vbd-1-51712"), file_plane);
+  EXPECT_NE(data_plane_of("vbd-2-51712"), image_plane);
+  const auto now = children_of(supervisor_pid(), "qemu-storage-daemon");
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_NE(now[0], daemons[0]);
+  EXPECT_NE(log_text().find("its storage is gone"), std::string::npos) << log_text();
+  EXPECT_EQ(state(vbd2), XenbusStateConnected);
 }
 
 TEST_F(HostTest, LostXenStoreConnectionEndsTheHostDaemonWithStatus1) {

@@ -17,6 +17,8 @@ DataPlaneSpec two_queues() {
   spec.inject_latency_us = 2000;
   spec.uid = spec.gid = 0x70000003;
   spec.orphan_timeout_ms = 60000;
+  spec.nbd_uri = "nbd+unix:///disk?socket=/tmp/pvback-qsd-1/nbd.sock";
+  spec.storage_ours = true;
   for (unsigned i = 0; i < 2; ++i) {
     QueueConfig q;
     q.name = "vbd 3/51712 q" + std::to_string(i);
@@ -51,6 +53,8 @@ TEST(DataPlaneProtocol, StartRoundTrips) {
   EXPECT_EQ(back->inject_latency_us, 2000u);
   EXPECT_EQ(back->uid, 0x70000003u);
   EXPECT_EQ(back->orphan_timeout_ms, 60000u);
+  EXPECT_EQ(back->nbd_uri, spec.nbd_uri);
+  EXPECT_TRUE(back->storage_ours);
   ASSERT_EQ(back->queues.size(), 2u);
   for (unsigned i = 0; i < 2; ++i) {
     const QueueConfig &a = spec.queues[i], &b = back->queues[i];
