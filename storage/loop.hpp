@@ -18,7 +18,8 @@ class Loop {
   Loop& operator=(const Loop&) = delete;
   ~Loop();
 
-  // 0 or an errno value.
+  // 0 or an errno value. The ring takes only the operations the queues and engines submit
+  // (IORING_REGISTER_RESTRICTIONS): see loop.cpp.
   [[nodiscard]] int init(unsigned entries);
   bool initialised() const { return initialised_; }
   void close();
