@@ -85,6 +85,7 @@ std::vector<std::byte> encode_start(const DataPlaneSpec& spec, Msg type) {
   w.put(spec.orphan_timeout_ms);
   w.put(spec.nbd_uri);
   w.put(static_cast<std::uint8_t>(spec.storage_ours));
+  w.put(spec.rbd_params);
   w.put(static_cast<std::uint32_t>(spec.queues.size()));
   for (const QueueConfig& q : spec.queues) put_queue(w, q);
   return w.take();
@@ -99,7 +100,8 @@ std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte
   std::uint32_t queues = 0;
   if (!r.get(spec.name) || !r.get(spec.storage_path) || !r.get(spec.read_only) || !r.get(spec.discard) ||
       !r.get(spec.inject_latency_us) || !r.get(spec.sandbox) || !r.get(spec.uid) || !r.get(spec.gid) ||
-      !r.get(spec.orphan_timeout_ms) || !r.get(spec.nbd_uri) || !r.get(spec.storage_ours) || !r.get(queues))
+      !r.get(spec.orphan_timeout_ms) || !r.get(spec.nbd_uri) || !r.get(spec.storage_ours) ||
+      !r.get(spec.rbd_params) || !r.get(queues))
     return std::unexpected("truncated Start message");
   if (queues == 0 || queues > 256) return std::unexpected("Start message with " + std::to_string(queues) + " queues");
   spec.queues.resize(queues);

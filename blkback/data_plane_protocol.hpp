@@ -3,8 +3,8 @@
 //
 //   control -> data plane   Start   the rings to serve (DataPlaneSpec) with its fds: a file's
 //                                   storage, already opened and locked (FileEngine::reopen_locked;
-//                                   none for an NBD server, which the data plane connects to
-//                                   itself before it confines itself), the queues' statistics
+//                                   none for an NBD server or an RBD image, which the data plane
+//                                   connects to itself before it confines itself), the queues' statistics
 //                                   memory (SharedQueueStats), and the listening socket for adoption
 //                           Resize  re-read the storage's size; answered with Resized
 //                           Stop    finish the requests in flight, unmap everything, exit 0
@@ -13,6 +13,8 @@
 //                           Fatal   a queue found the frontend breaking the protocol: the control
 //                                   part disconnects the device (errno + reason)
 //                           Resized
+//                           LockOwner  an RBD image's exclusive lock is its: the owner's address
+//                                   (reason), which the control part breaks once it died
 // A data plane whose control part died keeps serving and waits on a listening socket it was given
 // (<recovery dir>/vbd-<domid>-<devid>.dp) for the control part's successor:
 //   successor -> data plane  Adopt
@@ -34,14 +36,15 @@
 namespace pvback::blkback::plane {
 
 // The common types of plane/codec.hpp (Start, Stop, Adopt, Ready, Fatal, Adopted) keep their numbers.
-enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Adopt, Ready = 100, Fatal, Resized, Adopted };
+enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Adopt, Ready = 100, Fatal, Resized, Adopted, LockOwner };
 static_assert(static_cast<std::uint32_t>(Msg::Stop) == ::pvback::plane::kStop &&
               static_cast<std::uint32_t>(Msg::Adopt) == ::pvback::plane::kAdopt &&
               static_cast<std::uint32_t>(Msg::Ready) == ::pvback::plane::kReady &&
               static_cast<std::uint32_t>(Msg::Fatal) == ::pvback::plane::kFatal &&
               static_cast<std::uint32_t>(Msg::Adopted) == ::pvback::plane::kAdopted);
-// plane/protocols.cpp lists Resize and Resized among the notices by these numbers.
-static_assert(static_cast<std::uint32_t>(Msg::Resize) == 3 && static_cast<std::uint32_t>(Msg::Resized) == 102);
+// plane/protocols.cpp lists Resize, Resized and LockOwner among the notices by these numbers.
+static_assert(static_cast<std::uint32_t>(Msg::Resize) == 3 && static_cast<std::uint32_t>(Msg::Resized) == 102 &&
+              static_cast<std::uint32_t>(Msg::LockOwner) == 104);
 
 // pvback-blk's magic ("pvdp"), version and notices, for plane::Process and plane::serve_control.
 inline const ::pvback::plane::Protocol& kProtocol = ::pvback::plane::kBlkProtocol;
@@ -56,6 +59,9 @@ struct DataPlaneSpec {
   // 75 and the control part starts the daemon and a data plane again, which resumes the rings.
   std::string nbd_uri;
   bool storage_ours = false;
+  // Or the RBD image "params" names (storage::parse_rbd_params): the data plane connects to the
+  // cluster itself, before it confines itself, and keeps the host's network to reach it.
+  std::string rbd_params;
   bool read_only = false;
   bool discard = true;
   std::uint64_t inject_latency_us = 0;  // testing: storage::FaultEngine's latency, 0: off

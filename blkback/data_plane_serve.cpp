@@ -20,6 +20,9 @@
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
 #include "storage/nbd_engine.hpp"
+#ifdef PVBACK_HAVE_RBD
+#include "storage/rbd_engine.hpp"
+#endif
 #include "xenbus/backend_daemon.hpp"
 
 namespace pvback::blkback {
@@ -39,8 +42,28 @@ struct Serving {
 };
 
 // The storage: the file the control part opened and locked (it came as fds[0]), or the NBD
-// server the spec names, connected to now, while the process may still make connections.
+// server or RBD image the spec names, connected to now, while the process may still make
+// connections and read the cluster's configuration and key.
 std::expected<std::unique_ptr<storage::Engine>, int> open_storage(const plane::DataPlaneSpec& spec, UniqueFd file_fd) {
+  if (!spec.rbd_params.empty()) {
+#ifdef PVBACK_HAVE_RBD
+    auto o = storage::parse_rbd_params(spec.rbd_params);
+    if (!o) {
+      PVBACK_LOG(Error, "%s: data plane: \"%s\": %s", spec.name.c_str(), spec.rbd_params.c_str(), o.error().c_str());
+      return std::unexpected(EINVAL);
+    }
+    o->read_only = spec.read_only;
+    o->discard = spec.discard;
+    // No admin socket: it would be a file this process makes, and a way in that is not the ring.
+    o->settings.emplace_back("admin_socket", "");
+    o->take_lock = true;
+    auto rbd = storage::RbdEngine::open(*o);
+    if (!rbd) return std::unexpected(rbd.error());
+    return std::unique_ptr<storage::Engine>(std::move(*rbd));
+#else
+    return std::unexpected(EOPNOTSUPP);
+#endif
+  }
   if (!spec.nbd_uri.empty()) {
     storage::NbdOptions o;
     o.uri = spec.nbd_uri;
@@ -65,7 +88,7 @@ std::expected<std::unique_ptr<storage::Engine>, int> open_storage(const plane::D
 // came with Start: [the storage file,] the statistics memory[, the adoption listener].
 int set_up(::pvback::plane::ControlLink& link, plane::DataPlaneSpec& spec, std::vector<UniqueFd>& fds, Serving& s,
            std::string& why) {
-  const std::size_t storage_fds = spec.nbd_uri.empty() ? 1 : 0;
+  const std::size_t storage_fds = spec.nbd_uri.empty() && spec.rbd_params.empty() ? 1 : 0;
   if (fds.size() != storage_fds + 1 && fds.size() != storage_fds + 2) {
     why = "Start came with " + std::to_string(fds.size()) + " fds, not " + std::to_string(storage_fds + 1) + " or " +
           std::to_string(storage_fds + 2);
@@ -116,6 +139,33 @@ int set_up(::pvback::plane::ControlLink& link, plane::DataPlaneSpec& spec, std::
   return 0;
 }
 
+// The RBD image's exclusive lock this data plane took (RbdOptions::take_lock): its owner's
+// address told to the control part, which breaks the lock once this process died.
+void report_lock_owner([[maybe_unused]] const plane::DataPlaneSpec& spec, [[maybe_unused]] storage::Engine& engine,
+                       [[maybe_unused]] ::pvback::plane::ControlLink& link) {
+#ifdef PVBACK_HAVE_RBD
+  auto* fault = dynamic_cast<storage::FaultEngine*>(&engine);
+  auto* rbd = dynamic_cast<storage::RbdEngine*>(fault != nullptr ? &fault->inner() : &engine);
+  if (rbd == nullptr || rbd->lock_owner().empty()) return;
+  link.say(static_cast<std::uint32_t>(plane::Msg::LockOwner), 0, rbd->lock_owner());
+#endif
+}
+
+// An RBD image's data plane runs librbd's threads from the cluster connection on, and reaches the
+// cluster's monitors and OSDs over new connections whenever librbd wants one: it keeps the
+// host's network and file system (no namespace can be entered by a process with threads), and
+// its filter also allows making and using sockets. Everything else applies as to any data plane.
+sandbox::Policy policy_for(const plane::DataPlaneSpec& spec) {
+  if (spec.rbd_params.empty()) return ::pvback::plane::data_plane_policy(sandbox::Profile::Block);
+  sandbox::Policy p = ::pvback::plane::data_plane_policy(sandbox::Profile::BlockNetwork);
+  p.mount_namespace = false;
+  p.network = true;
+  p.ipc_namespace = false;
+  p.threads_running = true;
+  p.fd_margin = 4096;  // a connection per OSD the image's objects live on
+  return p;
+}
+
 }  // namespace
 
 int serve_as_data_plane(int sock) {
@@ -140,8 +190,7 @@ int serve_as_data_plane(int sock) {
   std::string why;
   int e = set_up(link, *spec, fds, s, why);
   // The last step before serving: a data plane that cannot confine itself does not serve.
-  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid,
-                                           ::pvback::plane::data_plane_policy(sandbox::Profile::Block), why);
+  if (e == 0) e = ::pvback::plane::confine(spec->name, spec->sandbox, spec->uid, spec->gid, policy_for(*spec), why);
   if (e != 0) {
     PVBACK_LOG(Error, "%s: data plane: %s: %s", spec->name.c_str(), why.c_str(), std::strerror(e));
     link.say(::pvback::plane::kReady, e, why);
@@ -151,6 +200,7 @@ int serve_as_data_plane(int sock) {
   const UniqueFd listener = fds.size() == 2 ? std::move(fds[1]) : UniqueFd();
   for (auto& q : s.queues) s.threads.emplace_back([queue = q.get()] { queue->run(); });
   link.say(::pvback::plane::kReady, 0);
+  report_lock_owner(*spec, *s.engine, link);
 
   ::pvback::plane::ServeHooks hooks;
   hooks.on_message = [&](std::uint32_t type, std::span<const std::byte>, ::pvback::plane::ControlLink& to) {

@@ -4,10 +4,13 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string_view>
 #include <unistd.h>
 
 #include "base/fd_passing.hpp"
 #include "base/log.hpp"
+#include "base/text_file.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
@@ -159,6 +162,7 @@ int VbdDriver::open_storage(xenbus::XenStore& xs, const std::string& backend_pat
     return engine.error();
   }
   engine_ = std::move(*engine);
+  params_ = *params;
   if (options_.inject_latency.count() > 0) {
     storage::FaultPlan plan;
     plan.max_latency = options_.inject_latency;
@@ -353,16 +357,13 @@ storage::Engine* VbdDriver::base_engine() {
 }
 
 // A file is given to the data plane open and locked; the data plane connects to an NBD server
-// (an image's qemu-storage-daemon of this process, or one named by its URI) before it confines
-// itself. RBD disks keep their cluster session here, and so does an NBD server over TLS (its
-// session would need the certificates in the sandbox): their rings are served on threads of this
-// process, unconfined.
+// (an image's qemu-storage-daemon of this process, or one named by its URI) or to the RBD image's
+// cluster before it confines itself. An NBD server over TLS keeps its session here (it would need
+// the certificates in the sandbox): its rings are served on threads of this process, unconfined.
 bool VbdDriver::serves_in_process() const {
   if (!options_.data_plane_process) return true;
-  const storage::Engine* base = base_engine();
-  if (dynamic_cast<const storage::FileEngine*>(base) != nullptr) return false;
-  const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base);
-  return nbd == nullptr || nbd->uses_tls();
+  const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
+  return nbd != nullptr && nbd->uses_tls();
 }
 
 int VbdDriver::make_stats() {
@@ -430,6 +431,14 @@ int VbdDriver::launch_data_plane(bool resume) {
     }
     storage = std::move(*opened);
     spec.storage_path = file->path();
+  } else if (std::string_view(base_engine()->kind()) == "rbd") {
+    // The data plane opens the image itself, with its own cluster connection; this process's
+    // stays for the image's size.
+#ifdef PVBACK_HAVE_RBD
+    break_dead_lock(*dynamic_cast<storage::RbdEngine*>(base_engine()));
+#endif
+    spec.rbd_params = params_;
+    spec.storage_path = base_engine()->describe();
   } else {
     // An NBD server (serves_in_process() takes no other engine here): the data plane connects to
     // it. This process's storage daemon comes back first if it died (what ended the last data
@@ -528,7 +537,40 @@ void VbdDriver::on_data_plane_event() {
   ::pvback::plane::handle_data_plane_event(
       plane_, restart_limit_, plane_restarts_, name_,
       [this](int error, const std::string& reason) { fail_connection(error, reason); },
-      [this] { return launch_data_plane(true); });
+      [this] { return launch_data_plane(true); },
+      [this](const ::pvback::plane::Notice& n) {
+        if (n.type == static_cast<std::uint32_t>(plane::Msg::LockOwner)) record_lock_owner(n.reason);
+      });
+}
+
+// The data plane's RBD lock owner, kept beside the recovery records so that a successor of this
+// process finds it too.
+std::string VbdDriver::lock_owner_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".rbd-lock"; }
+
+void VbdDriver::record_lock_owner(const std::string& owner) {
+  if (owner.empty() || owner.size() > 256) return;
+  lock_owner_ = owner;
+  if (const std::string path = lock_owner_path(); !path.empty())
+    if (const int e = write_file_atomically(path, owner))
+      PVBACK_LOG(Warning, "%s: cannot keep the image's lock owner in %s: %s", name_.c_str(), path.c_str(),
+                 std::strerror(e));
+}
+
+// A data plane that died holding the RBD image's exclusive lock would make its successor wait for
+// the cluster to drop its watch (30 s) before any write: its lock is broken (and that client
+// blocked by the cluster) first.
+void VbdDriver::break_dead_lock(storage::RbdEngine& rbd) {
+  std::string owner = lock_owner_;
+  if (owner.empty())
+    if (const std::string path = lock_owner_path(); !path.empty()) std::getline(std::ifstream(path), owner);
+  if (owner.empty()) return;
+  if (const int e = rbd.break_lock_of(owner); e == 0)
+    PVBACK_LOG(Notice, "%s: broke the image's lock held by the dead data plane (%s)", name_.c_str(), owner.c_str());
+  else if (e != ENOENT)
+    PVBACK_LOG(Warning, "%s: cannot break the image's lock held by the dead data plane (%s): %s", name_.c_str(),
+               owner.c_str(), std::strerror(e));
+  lock_owner_.clear();
+  if (const std::string path = lock_owner_path(); !path.empty()) ::unlink(path.c_str());
 }
 
 std::expected<pid_t, int> VbdDriver::restart_data_plane() {
@@ -574,6 +616,8 @@ void VbdDriver::remove_recovery_records() {
     if (options_.cgroup && !cgroup_.valid()) sandbox::remove_leaf(options_.cgroup_parent, cgroup_leaf());
   }
   ::unlink(adoption_path().c_str());
+  if (const std::string path = lock_owner_path(); !path.empty()) ::unlink(path.c_str());
+  lock_owner_.clear();
   // One record per queue a connection ever had: "<prefix>-q<N>".
   for (unsigned i = 0; i < 256; ++i) {
     const std::string path = recovery_prefix_ + "-q" + std::to_string(i);

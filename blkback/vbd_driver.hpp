@@ -20,6 +20,10 @@
 #include "storage/engine.hpp"
 #include "xenbus/backend_device.hpp"
 
+namespace pvback::storage {
+class RbdEngine;
+}
+
 namespace pvback::blkback {
 
 // What the frontend asked for at connect time.
@@ -94,6 +98,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   QueueConfig queue_config(const FrontendRing& ring, unsigned index) const;
   int launch_data_plane(bool resume);
   bool adopt_data_plane();
+  std::string lock_owner_path() const;
+  void record_lock_owner(const std::string& owner);
+  void break_dead_lock(storage::RbdEngine& rbd);
   void fail_connection(int error, const std::string& reason);
   int make_stats();
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
@@ -114,6 +121,8 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::string backend_path_;
   std::unique_ptr<storage::Engine> engine_;
   bool read_only_ = false;
+  std::string params_;           // what the storage was opened from
+  std::string lock_owner_;       // the RBD data plane's exclusive-lock owner (LockOwner)
   std::string storage_failure_;  // "opening <params>" once opening the storage failed
   bool cdrom_ = false;
   bool removable_ = false;

@@ -52,8 +52,8 @@ class VbdService final : public xenbus::DeviceService {
 
 bool served_on_threads(const std::string& params, const BackendOptions& options) {
   if (!options.data_plane_process) return true;
-  // As VbdDriver::serves_in_process decides once the engine is open: RBD, and NBD over TLS.
-  return params.starts_with("rbd:") || params.starts_with("aio:rbd:") || params.starts_with("nbds");
+  // As VbdDriver::serves_in_process decides once the engine is open: NBD over TLS.
+  return params.starts_with("nbds");
 }
 
 std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant::Platform& platform,

@@ -329,10 +329,15 @@ bool relaunch_within(RestartLimit& limit, unsigned& restarts, const std::string&
 
 void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
                              const std::function<void(int, const std::string&)>& fail,
-                             const std::function<int()>& relaunch) {
+                             const std::function<int()>& relaunch,
+                             const std::function<void(const Notice&)>& said) {
   auto ev = process.take_event();
   if (ev.kind == Process::Event::Said && ev.notice.type == kFatal) {
     fail(ev.notice.error, ev.notice.reason);
+    return;
+  }
+  if (ev.kind == Process::Event::Said && said) {
+    said(ev.notice);
     return;
   }
   if (ev.kind != Process::Event::Ended) return;

@@ -135,9 +135,11 @@ class RestartLimit {
 // which resumes the rings; past `limit` the device fails instead (`fail(EIO, "the data plane keeps
 // dying")`), so a guest that found a way to crash its data plane cannot keep a core busy
 // restarting it. `restarts` counts those started.
+// Any other notice it says goes to `said`, if given.
 void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
                              const std::function<void(int, const std::string&)>& fail,
-                             const std::function<int()>& relaunch);
+                             const std::function<int()>& relaunch,
+                             const std::function<void(const Notice&)>& said = {});
 
 // An operator's restart of a running data plane (pvbackctl restart, an upgrade reaching a running
 // device): it is told to stop, finishes what is in flight and exits, its recovery records left

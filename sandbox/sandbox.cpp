@@ -190,6 +190,34 @@ Result clear_capability_sets() {
   return {};
 }
 
+// Every thread of the process runs under the policy's uid with no capability in its permitted,
+// effective or ambient sets (as /proc/self/task/<tid>/status tells).
+Result check_every_thread(const Policy& policy) {
+  DIR* dir = ::opendir("/proc/self/task");
+  if (dir == nullptr) return fail("opendir /proc/self/task", errno);
+  Result result;
+  unsigned seen = 0;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/status";
+    auto text = read_small_file(path.c_str());
+    if (!text) continue;  // the thread ended meanwhile
+    ++seen;
+    std::uint64_t prm = 1, eff = 1, amb = 1;
+    uid_t uid = 0;
+    const bool parsed = parse_number(status_field(*text, "CapPrm"), prm, 16) &&
+                        parse_number(status_field(*text, "CapEff"), eff, 16) &&
+                        parse_number(status_field(*text, "CapAmb"), amb, 16) && parse_number(status_field(*text, "Uid"), uid);
+    if (!parsed || prm != 0 || eff != 0 || amb != 0 || (policy.uid && uid != *policy.uid)) {
+      result = fail(std::string("thread ") + e->d_name + " kept capabilities or its uid", EPERM);
+      break;
+    }
+  }
+  ::closedir(dir);
+  if (result && seen == 0) return fail("no thread found in /proc/self/task", ENOENT);
+  return result;
+}
+
 void skip(Report& report, Step step, const char* why) {
   report.skipped |= static_cast<unsigned>(step);
   report.notices.emplace_back(std::string("sandbox: skipped ") + why);
@@ -206,9 +234,12 @@ std::expected<Report, std::string> apply(const Policy& policy) {
   if (policy.mount_namespace) namespaces |= CLONE_NEWNS;
   if (!policy.network) namespaces |= CLONE_NEWNET;
   if (policy.ipc_namespace) namespaces |= CLONE_NEWIPC;
-  if (root && facts.threads > 1)
+  if (policy.threads_running) {
+    if (namespaces != 0) return std::unexpected(std::string("sandbox: a process with threads enters no namespace"));
+  } else if (root && facts.threads > 1) {
     return std::unexpected("sandbox: " + std::to_string(facts.threads) +
                            " threads; the namespace, id and capability steps act on one thread only");
+  }
 
   if (root) {
     if (namespaces != 0 && ::unshare(static_cast<int>(namespaces)) != 0) return fail("unshare (namespaces)", errno);
@@ -235,6 +266,8 @@ std::expected<Report, std::string> apply(const Policy& policy) {
       skip(report, Step::ids, "switching to the policy's gid (not root)");
   }
   if (auto r = clear_capability_sets(); !r) return std::unexpected(r.error());
+  if (policy.threads_running && root)
+    if (auto r = check_every_thread(policy); !r) return std::unexpected(r.error());
 
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("prctl PR_SET_NO_NEW_PRIVS", errno);
 
@@ -248,8 +281,9 @@ std::expected<Report, std::string> apply(const Policy& policy) {
   return report;
 }
 
-std::expected<Confinement, std::string> describe(pid_t pid) {
-  std::string path = "/proc/" + std::to_string(pid) + "/status";
+namespace {
+
+std::expected<Confinement, std::string> describe_status(const std::string& path) {
   auto text = read_small_file(path.c_str());
   if (!text) return fail("reading " + path, errno);
   Confinement c;
@@ -273,6 +307,16 @@ std::expected<Confinement, std::string> describe(pid_t pid) {
             parse_number(status_field(*text, "Threads"), c.threads);
   if (!ok) return std::unexpected("parsing " + path + ": a field is missing or malformed");
   return c;
+}
+
+}  // namespace
+
+std::expected<Confinement, std::string> describe(pid_t pid) {
+  return describe_status("/proc/" + std::to_string(pid) + "/status");
+}
+
+std::expected<Confinement, std::string> describe_task(pid_t pid, pid_t tid) {
+  return describe_status("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
 }
 
 }  // namespace pvback::sandbox

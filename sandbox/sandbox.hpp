@@ -74,7 +74,10 @@ inline constexpr bool kSeccompInThisBuild = true;
 // pwrite, flushes, fallocate, io_uring, the block-device ioctls), or pvback-net's, which needs
 // none of those (the grant and event-channel handles, a TAP queue's read/write, sockets already
 // connected).
-enum class Profile { Block, Net };
+// BlockNetwork: pvback-blk's storage reached over connections the data plane makes itself, as
+// librbd does to a Ceph cluster's OSDs (sockets of the internet families, connecting them, their
+// options).
+enum class Profile { Block, Net, BlockNetwork };
 
 struct Policy {
   std::optional<uid_t> uid;  // setresuid to it (never 0); the process's own uid when empty
@@ -86,6 +89,13 @@ struct Policy {
   std::optional<rlim_t> max_processes;  // RLIMIT_NPROC (threads count against it); left alone if empty
   bool seccomp = true;
   Profile profile = Profile::Block;
+  // The process already runs threads (a library's, librbd's): no namespace can be entered then
+  // (mount_namespace, ipc_namespace must be off and network on), the capability bounding set is
+  // dropped on the calling thread only (an exec, which it alone would matter for, is refused by
+  // the filter anyway), the ids are switched on every thread (glibc's setxid broadcast, which
+  // empties every thread's capabilities), checked on each in /proc/self/task, and no_new_privs
+  // and the filter reach every thread (TSYNC).
+  bool threads_running = false;
   // kill(pid, 0), which only asks whether a process exists, passes the filter (any other kill
   // still kills). The simulated hypervisor's grant pin locks need it: a process that finds a lock
   // held checks whether its holder is alive (a holder SIGKILLed while holding it is taken over).
@@ -126,5 +136,7 @@ struct Confinement {
 };
 
 [[nodiscard]] std::expected<Confinement, std::string> describe(pid_t pid);
+// The same for one thread `tid` of `pid` (/proc/<pid>/task/<tid>/status).
+[[nodiscard]] std::expected<Confinement, std::string> describe_task(pid_t pid, pid_t tid);
 
 }  // namespace pvback::sandbox

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <xen/xen.h>  // domid_t, which <xen/sys/evtchn.h> uses without including
 #include <xen/sys/evtchn.h>
 #include <xen/sys/gntdev.h>
@@ -63,6 +64,12 @@ constexpr const char* kStorageAllowed[] = {
     "io_uring_enter", "io_uring_register",
 };
 
+// Profile::BlockNetwork on top of those: librbd's connections to a Ceph cluster's monitors and
+// OSDs, made and remade whenever it wants one (socket() itself is below: internet families only).
+constexpr const char* kNetworkAllowed[] = {
+    "connect", "setsockopt", "getsockopt", "getsockname", "getpeername", "shutdown",
+};
+
 // Request numbers ioctl() may carry (the kernel reads the request as 32 bits: compared so).
 // libxengnttab (from <xen/sys/gntdev.h>, Debian's libxen-dev; the DMA-buf requests are left out)
 // and libxenevtchn (<xen/sys/evtchn.h>; BIND_VIRQ is the toolstack's, not a backend's).
@@ -110,12 +117,25 @@ std::expected<void, std::string> install_seccomp_filter(pid_t self, const Policy
   };
   auto allow_if = [&](const char* name, scmp_arg_cmp cmp) { return add(name, SCMP_ACT_ALLOW, 1, &cmp); };
 
-  const bool storage = policy.profile == Profile::Block;
+  const bool network = policy.profile == Profile::BlockNetwork;
+  const bool storage = policy.profile == Profile::Block || network;
   for (const char* name : kAllowed)
     if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
   if (storage)
     for (const char* name : kStorageAllowed)
       if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
+  if (network) {
+    for (const char* name : kNetworkAllowed)
+      if (auto r = add(name, SCMP_ACT_ALLOW, 0, nullptr); !r) return r;
+    for (int family : {AF_INET, AF_INET6})
+      if (auto r = allow_if("socket", SCMP_A0(SCMP_CMP_EQ, static_cast<std::uint64_t>(family))); !r) return r;
+    // This data plane keeps the host's file system (it has threads before it confines itself), and
+    // glibc opens files of it behind librbd's back (a thread librbd starts later asks
+    // sysconf(_SC_NPROCESSORS_ONLN), which reads /sys/devices/system/cpu/online and falls back to
+    // sched_getaffinity): opening fails with EACCES instead of killing it. Nothing is opened.
+    for (const char* name : {"open", "openat", "openat2"})
+      if (auto r = add(name, SCMP_ACT_ERRNO(EACCES), 0, nullptr); !r) return r;
+  }
 
   for (unsigned long request : kIoctls)
     if (auto r = allow_if("ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, request & kLow32)); !r) return r;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <optional>
 #include <thread>
 
@@ -254,6 +255,21 @@ std::expected<RbdOptions, std::string> parse_rbd_params(std::string_view params)
   return o;
 }
 
+namespace {
+
+// The exclusive lock's owner as librbd names it, or empty.
+std::string lock_owner_of(rbd_image_t image) {
+  rbd_lock_mode_t mode{};
+  char* owners[4] = {};
+  size_t count = std::size(owners);
+  if (rbd_lock_get_owners(image, &mode, owners, &count) < 0) return "";
+  std::string owner = count > 0 && owners[0] != nullptr ? owners[0] : "";
+  rbd_lock_get_owners_cleanup(owners, count);
+  return owner;
+}
+
+}  // namespace
+
 RbdEngine::RbdEngine() : handles_(std::make_unique<Handles>()) {}
 RbdEngine::~RbdEngine() = default;
 
@@ -291,6 +307,22 @@ std::expected<std::unique_ptr<RbdEngine>, int> RbdEngine::open(const RbdOptions&
     h.image = nullptr;
     return failed("cannot open the image", r);
   }
+  if (o.take_lock && !read_only) {
+    // Before any I/O: from rbd_lock_acquire on, librbd answers a write without the lock with
+    // EROFS rather than asking for the lock, so one that fails is undone by opening again.
+    if (int l = rbd_lock_acquire(h.image, RBD_LOCK_MODE_EXCLUSIVE); l == 0) {
+      e->lock_owner_ = lock_owner_of(h.image);
+    } else {
+      PVBACK_LOG(Warning, "%s: the image's exclusive lock is not ours (%s): librbd takes it at the first write", what,
+                 std::strerror(-l));
+      rbd_close(h.image);
+      h.image = nullptr;
+      if (int again = rbd_open(h.pool, o.image.c_str(), &h.image, snap); again < 0) {
+        h.image = nullptr;
+        return failed("cannot open the image again", again);
+      }
+    }
+  }
   rbd_image_info_t info{};
   if (int s = rbd_stat(h.image, &info, sizeof info); s < 0) return failed("cannot stat the image", s);
   Capabilities& c = e->caps_;
@@ -308,6 +340,21 @@ std::expected<std::unique_ptr<RbdEngine>, int> RbdEngine::open(const RbdOptions&
              static_cast<unsigned long long>(info.obj_size), read_only ? ", read-only" : "",
              c.discard ? ", discard" : "");
   return e;
+}
+
+int RbdEngine::break_lock_of(const std::string& owner) {
+  rbd_lock_mode_t mode{};
+  char* owners[4] = {};
+  size_t count = std::size(owners);
+  const int r = rbd_lock_get_owners(handles_->image, &mode, owners, &count);
+  if (r == -ENOENT) return ENOENT;
+  if (r < 0) return -r;
+  bool held = false;
+  for (size_t i = 0; i < count; ++i) held = held || (owners[i] != nullptr && owner == owners[i]);
+  rbd_lock_get_owners_cleanup(owners, count);
+  if (!held) return ENOENT;
+  const int b = rbd_lock_break(handles_->image, RBD_LOCK_MODE_EXCLUSIVE, owner.c_str());
+  return b < 0 ? -b : 0;
 }
 
 bool RbdEngine::refresh_size() {

@@ -36,6 +36,9 @@ struct RbdOptions {
   std::vector<std::pair<std::string, std::string>> settings;  // other Ceph options, in order
   bool read_only = false;
   bool discard = true;     // the toolstack's discard-enable
+  // Take the image's exclusive lock at open and keep it (librbd then hands it to no other client
+  // that asks), for a process that serves the image alone (a data plane): lock_owner() names it.
+  bool take_lock = false;
 };
 
 // Whether params names an RBD image: "rbd:..." or libxl's qdisk form "aio:rbd:..." / "raw:rbd:...".
@@ -59,12 +62,23 @@ class RbdEngine final : public Engine {
   const char* kind() const override { return "rbd"; }
   std::expected<std::unique_ptr<Channel>, int> open_channel(Loop& loop) override;
 
+  // With RbdOptions::take_lock, the exclusive lock's owner (this process) as librbd names it, for
+  // the control part to break once this process died: a dead owner's lock would otherwise hold
+  // every write of its successor until the cluster drops its watch (30 s). Empty when no lock
+  // was taken (read-only, or another client holds it: librbd then takes it at the first write).
+  const std::string& lock_owner() const { return lock_owner_; }
+  // Breaks the exclusive lock if `owner` (take_exclusive_lock's answer in a process that died)
+  // still holds it, and has the cluster block that client (librbd's rbd_blocklist_on_break_lock).
+  // 0, ENOENT if it holds none, or an errno value.
+  [[nodiscard]] int break_lock_of(const std::string& owner);
+
   struct Handles;  // the cluster, pool and image (rbd_engine.cpp)
 
  private:
   RbdEngine();
   std::unique_ptr<Handles> handles_;
   std::string description_;
+  std::string lock_owner_;
   Capabilities caps_;
   std::atomic<std::uint64_t> sectors_{0};
 };

@@ -3,7 +3,12 @@
 // form "aio:rbd:...". What the guest writes is in the cluster; a resize with the rbd tool reaches
 // the guest; a guest's discard frees the cluster's objects; a missing image fails the device
 // with an error node that names it.
+#include <signal.h>
+
 #include <deque>
+#include <filesystem>
+
+#include "sandbox/sandbox.hpp"
 
 #include "tests/blkback/device/vbd_fixture.hpp"
 #include "tests/support/ceph_cluster.hpp"
@@ -117,6 +122,53 @@ TEST_F(VbdRbdTest, AGuestsDiscardFreesTheClustersObjects) {
   std::vector<std::byte> back(4 << 20);
   ASSERT_EQ(front->read((8u << 20) / 512, back), 0);
   EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin() + (8 << 20))) << "the data after the discard changed";
+}
+
+// The image's rings are served by a data plane of their own, which opened its own cluster
+// connection before confining itself: the guest's uid, no capabilities and the filter on every
+// thread librbd runs, the host's network kept (it reaches the OSDs over connections it makes
+// itself). Killed, it is replaced under the same connection of the guest, and what the guest
+// wrote before is read back through the new one.
+TEST_F(VbdRbdTest, TheImagesDataPlaneIsConfinedOnEveryThreadAndAKilledOneIsReplaced) {
+  RbdImage image("16M");
+  ASSERT_NO_FATAL_FAILURE(start_on(image, "rbd:", {"--stats-interval-ms", "50"}));
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  std::vector<std::byte> data(1 << 20), back(1 << 20);
+  fill_pattern(data, 2048, 21);
+  ASSERT_EQ(front->write(2048, data), 0);
+  const auto planes = data_planes();
+  ASSERT_EQ(planes.size(), 1u) << "the image is not served by a data-plane process";
+  const pid_t dp = planes[0];
+  if (::geteuid() == 0) {
+    const uid_t want = sandbox::kDataPlaneUidBase + kGuest;
+    unsigned threads = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(dp) + "/task")) {
+      auto c = sandbox::describe_task(dp, static_cast<pid_t>(std::stoi(task.path().filename().string())));
+      if (!c) continue;  // ended meanwhile
+      ++threads;
+      EXPECT_EQ(c->uid[1], want) << "thread " << task.path();
+      EXPECT_EQ(c->cap_eff, 0u) << "thread " << task.path();
+      EXPECT_EQ(c->cap_prm, 0u) << "thread " << task.path();
+      EXPECT_EQ(c->no_new_privs, 1) << "thread " << task.path();
+      if (sandbox::kSeccompInThisBuild) {
+        EXPECT_EQ(c->seccomp, 2) << "thread " << task.path();
+      }
+    }
+    EXPECT_GT(threads, 2u) << "librbd's threads";
+  }
+  ASSERT_EQ(::kill(dp, SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] {
+    auto now = data_planes();
+    return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1,") != std::string::npos;
+  })) << stats_text();
+  ASSERT_EQ(front->read(2048, back), 0);
+  EXPECT_TRUE(back == data);
+  fill_pattern(data, 2048, 22);
+  ASSERT_EQ(front->write(2048, data), 0);  // the image's lock moves to the new data plane
+  ASSERT_EQ(front->read(2048, back), 0);
+  EXPECT_TRUE(back == data);
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
 }
 
 TEST_F(VbdRbdTest, AMissingImageFailsTheDeviceWithAnErrorNodeNamingIt) {

@@ -19,6 +19,7 @@ DataPlaneSpec two_queues() {
   spec.orphan_timeout_ms = 60000;
   spec.nbd_uri = "nbd+unix:///disk?socket=/tmp/pvback-qsd-1/nbd.sock";
   spec.storage_ours = true;
+  spec.rbd_params = "rbd:pool/image:id=admin";
   for (unsigned i = 0; i < 2; ++i) {
     QueueConfig q;
     q.name = "vbd 3/51712 q" + std::to_string(i);
@@ -55,6 +56,7 @@ TEST(DataPlaneProtocol, StartRoundTrips) {
   EXPECT_EQ(back->orphan_timeout_ms, 60000u);
   EXPECT_EQ(back->nbd_uri, spec.nbd_uri);
   EXPECT_TRUE(back->storage_ours);
+  EXPECT_EQ(back->rbd_params, spec.rbd_params);
   ASSERT_EQ(back->queues.size(), 2u);
   for (unsigned i = 0; i < 2; ++i) {
     const QueueConfig &a = spec.queues[i], &b = back->queues[i];
