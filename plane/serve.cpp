@@ -152,8 +152,10 @@ void serve_control(ControlLink& link, const UniqueFd& listener, const UniqueFd& 
     }
     if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     auto m = recv_message(link_fd, buf, nullptr, MSG_DONTWAIT);
-    if (m && *m == 0) {
-      // The control part died (an orderly one says Stop). Keep serving; its successor adopts us.
+    // The control part died (an orderly one says Stop). Keep serving; its successor adopts us. One
+    // that died with a message of ours unread (a successor killed before it read our Adopted, or
+    // a Fatal) resets the connection rather than closing it: that is its death too.
+    if ((m && *m == 0) || (!m && m.error() == ECONNRESET)) {
       link.detach();
       adopted.reset();
       orphaned_at = std::chrono::steady_clock::now();
@@ -163,6 +165,7 @@ void serve_control(ControlLink& link, const UniqueFd& listener, const UniqueFd& 
     }
     if (!m) {
       if (m.error() == EAGAIN || m.error() == EINTR) continue;
+      PVBACK_LOG(Error, "%s: data plane: reading from the control part: %s: stopping", n, std::strerror(m.error()));
       return;
     }
     const auto message = std::span<const std::byte>(buf).first(*m);

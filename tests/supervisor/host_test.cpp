@@ -3,92 +3,17 @@
 // the control socket. The test is the toolstack and, through the userspace blkfront, the guests.
 // The vif is a TAP, in a network namespace of this test's own (main below).
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
 #include "tests/support/confinement.hpp"
 #include "tests/support/own_net_namespace.hpp"
-#include "tests/supervisor/supervisor_fixture.hpp"
+#include "tests/supervisor/host_fixture.hpp"
 
 namespace pvback::test {
 namespace {
-
-constexpr DomId kGuest2 = 2;
-
-class HostTest : public SupervisorTest {
- protected:
-  std::vector<std::string> mode_args() const override {
-    return {"--net-arg", "--stats-interval-ms", "--net-arg", "50"};
-  }
-
-  void add_guest2_vbd() {
-    const auto disk2 = dir_ / "disk2.img";
-    std::filesystem::copy_file(disk_, disk2);
-    create_domain(kGuest2);
-    if (HasFatalFailure()) return;
-    sim::VbdSpec spec;
-    spec.frontend_domid = kGuest2;
-    spec.devid = kDevid;
-    spec.params = disk2.string();
-    ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
-  }
-
-  std::unique_ptr<blkfront::BlkFront> attach_guest(const grant::Platform& platform, DomId domid) {
-    blkfront::Options options;
-    options.max_queues = 2;
-    options.close_timeout = 2s;
-    auto front = blkfront::BlkFront::attach(platform, sim::vbd_frontend_path(domid, kDevid), options);
-    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
-    return front ? std::move(*front) : nullptr;
-  }
-
-  static void write_and_verify(blkfront::BlkFront& front, unsigned seed) {
-    const auto data = pattern(64 << 10, seed);
-    ASSERT_EQ(front.write(128, data), 0);
-    std::vector<std::byte> back(data.size());
-    ASSERT_EQ(front.read(128, back), 0);
-    EXPECT_TRUE(back == data);
-  }
-
-  // One request on the control socket, its answer ("" if none came).
-  std::string control(const std::string& request) {
-    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    const std::string path = (hv_->run_dir() / "stats" / "control.sock").string();
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return "";
-    if (::send(sock.get(), request.data(), request.size(), 0) < 0) return "";
-    timeval tv{5, 0};
-    ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string answer(1 << 20, '\0');
-    const ssize_t n = ::recv(sock.get(), answer.data(), answer.size(), 0);
-    answer.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    return answer;
-  }
-
-  // The data plane the control socket names for `device` ("vbd-2-51712"), or -1.
-  pid_t data_plane_of(const std::string& device) {
-    const std::string list = control("1 list");
-    const auto at = list.find("\"device\": \"" + device + "\"");
-    if (at == std::string::npos) return -1;
-    const std::string key = "\"data_plane_pid\": ";
-    const auto pid_at = list.find(key, at);
-    return pid_at == std::string::npos ? -1 : std::atoi(list.c_str() + pid_at + key.size());
-  }
-
-  // Processes other than this test connected to Dom0's XenStore socket.
-  std::vector<pid_t> xenstore_clients() const {
-    auto pids = hv_->xenstore_dom0_clients();
-    std::erase(pids, ::getpid());
-    return pids;
-  }
-};
 
 TEST_F(HostTest, TwoGuestsVbdsAndAVifAreServedByOneProcess) {
   start_supervisor();
@@ -225,8 +150,8 @@ TEST_F(HostTest, AnImageIsServedInTheHostDaemonAndItsStorageDaemonsDeathRestarts
   write_and_verify(*front2, 9);
   EXPECT_TRUE(children_of(supervisor_pid(), "--backend-path").empty()) << "a pvback-blk process serves the image";
   EXPECT_EQ(xenstore_clients(), std::vector<pid_t>{supervisor_pid()});
-  const pid_t file_plane = data_plane_of("vbd-1-51712");
-  const pid_t image_plane = data_plane_of("vbd-2-51712");
+  const pid_t file_plane = listed_data_plane_pid("vbd-1-51712");
+  const pid_t image_plane = listed_data_plane_pid("vbd-2-51712");
   ASSERT_GT(file_plane, 0) << control("1 list");
   ASSERT_GT(image_plane, 0) << control("1 list");
   if (::geteuid() == 0) {
@@ -242,8 +167,8 @@ TEST_F(HostTest, AnImageIsServedInTheHostDaemonAndItsStorageDaemonsDeathRestarts
   EXPECT_EQ(front2->queue(0).error(), 0);
   EXPECT_EQ(supervisor_pid(), host);
   EXPECT_TRUE(supervisor_running());
-  EXPECT_EQ(data_plane_of("vbd-1-51712"), file_plane);
-  EXPECT_NE(data_plane_of("vbd-2-51712"), image_plane);
+  EXPECT_EQ(listed_data_plane_pid("vbd-1-51712"), file_plane);
+  EXPECT_NE(listed_data_plane_pid("vbd-2-51712"), image_plane);
   const auto now = children_of(supervisor_pid(), "qemu-storage-daemon");
   ASSERT_EQ(now.size(), 1u);
   EXPECT_NE(now[0], daemons[0]);

@@ -5,14 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdlib>
-#include <map>
-#include <random>
 #include <thread>
 
 #include "tests/blkback/device/vbd_fixture.hpp"
-#include "tests/support/stop_and_join.hpp"
+#include "tests/support/verifying_workload.hpp"
 
 namespace pvback::test {
 namespace {
@@ -205,11 +202,9 @@ class VbdRandomKillTest : public VbdKillTest, public ::testing::WithParamInterfa
 // another without the guest's XenBus connection noticing), or its control part alone (the data
 // plane serves on; the control part's successor adopts it).
 TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills) {
-  const char* env = std::getenv("PVBACK_KILL_ROUNDS");
-  const int rounds = env != nullptr ? std::atoi(env) : 40;
-  constexpr std::uint64_t kBlocks = 1024;  // 4 KiB blocks under test
-  constexpr std::size_t kDepth = 8;        // per queue
-  make_disk(kBlocks * 4096);
+  const int rounds = VerifyingWorkload::rounds_from_env(40);
+  VerifyingWorkload::Options load;
+  make_disk(load.blocks * 4096);
   // Storage latency that varies per operation: completions come back out of order, and a kill
   // finds requests in every state.
   std::vector<std::string> args{"--max-queues", "2", "--stats-interval-ms", "100", "--inject-latency-us", "2000",
@@ -234,161 +229,42 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
   ASSERT_NE(front, nullptr);
   ASSERT_EQ(front->num_queues(), 2u);
   ASSERT_EQ(front->negotiated().persistent, persistent);
-  const bool discard = front->negotiated().discard;
 
-  // The disk as the guest knows it: the version of the last acknowledged write of each block
-  // (0: zeros). A block with a request in flight is busy: nothing else touches it meanwhile.
-  std::vector<std::uint64_t> version(kBlocks, 0);
-  std::vector<bool> busy(kBlocks, false);
-  enum class Op { Write, Read, Flush, Discard };
-  struct Pending {
-    Op op;
-    std::uint64_t block = 0, count = 0, new_version = 0;
-    std::vector<std::byte> buf;
-  };
-  std::map<std::uint64_t, Pending> pending;  // by tag
-  std::mt19937_64 rng(20261206);
-  std::uint64_t next_tag = 1, next_version = 1, completed = 0;
-
-  std::atomic<bool> done{false};
-  std::atomic<int> kills{0};
-  std::thread killer;
-  StopAndJoin join_on_exit(done, killer);  // a failed assertion returns from the test
-  killer = std::thread([&] {
-    std::mt19937 krng(7);
-    for (int k = 0; k < rounds && !done.load(); ++k) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20 + krng() % 120));
-      if (victim == Victim::ControlPart) {
-        // After the first adoption the data plane is no child of the control part: its pid is in
-        // the statistics.
-        const pid_t dp = data_plane_pid();
-        kill9_control_part();
-        std::filesystem::remove(stats_);
-        restart(args);
-        // Until the successor has adopted it (its pid in the successor's statistics).
-        if (dp <= 0 || !eventually([&] { return data_plane_pid() == dp; })) break;
-      } else if (victim == Victim::DataPlane) {
-        const pid_t old = kill9_data_plane();
-        // Until its successor serves (its pid in the statistics), not merely exists.
-        if (!eventually([&] {
-              auto now = data_planes();
-              return now.size() == 1 && now[0] != old &&
-                     stats_text().find("\"pid\": " + std::to_string(now[0]) + ",") != std::string::npos;
-            }))
-          break;  // the main thread's progress check fails the test
-      } else if (upgrade) {
-        kill9();
-        // Odd kills bring the next build (running this build's data plane), even ones this build.
-        if (k % 2 == 0)
-          restart(with_data_plane(PVBACK_BLK), PVBACK_BLK_NEXT);
-        else
-          restart(with_data_plane(PVBACK_BLK_NEXT), PVBACK_BLK);
-      } else {
-        kill9();
-        restart(args);
-      }
-      kills.fetch_add(1);
+  VerifyingWorkload workload(*front, load);
+  workload.run(rounds, [&](int k) {
+    if (victim == Victim::ControlPart) {
+      // After the first adoption the data plane is no child of the control part: its pid is in
+      // the statistics.
+      const pid_t dp = data_plane_pid();
+      kill9_control_part();
+      std::filesystem::remove(stats_);
+      restart(args);
+      // Until the successor has adopted it (its pid in the successor's statistics).
+      return dp > 0 && eventually([&] { return data_plane_pid() == dp; });
     }
-    done.store(true);
+    if (victim == Victim::DataPlane) {
+      const pid_t old = kill9_data_plane();
+      // Until its successor serves (its pid in the statistics), not merely exists.
+      return eventually([&] {
+        auto now = data_planes();
+        return now.size() == 1 && now[0] != old &&
+               stats_text().find("\"pid\": " + std::to_string(now[0]) + ",") != std::string::npos;
+      });
+    }
+    kill9();
+    if (!upgrade) {
+      restart(args);
+    } else if (k % 2 == 0) {  // odd kills bring the next build (running this build's data plane), even ones this build
+      restart(with_data_plane(PVBACK_BLK), PVBACK_BLK_NEXT);
+    } else {
+      restart(with_data_plane(PVBACK_BLK_NEXT), PVBACK_BLK);
+    }
+    return true;
   });
-
-  auto submit_some = [&](unsigned qi) {
-    auto& q = front->queue(qi);
-    while (q.in_flight() < kDepth) {
-      Pending p;
-      const unsigned pick = static_cast<unsigned>(rng() % 100);
-      p.op = pick < 45 ? Op::Write : pick < 85 ? Op::Read : pick < 93 || !discard ? Op::Flush : Op::Discard;
-      if (p.op != Op::Flush) {
-        p.count = 1 + rng() % 4;
-        p.block = rng() % (kBlocks - p.count);
-        bool free = true;
-        for (std::uint64_t b = p.block; b < p.block + p.count; ++b) free = free && !busy[b];
-        if (!free) return;
-        p.buf.resize(p.count * 4096);
-      }
-      const std::uint64_t tag = next_tag++;
-      const std::uint64_t sector = p.block * 8;
-      int rc = 0;
-      switch (p.op) {
-        case Op::Write:
-          p.new_version = next_version++;
-          for (std::uint64_t i = 0; i < p.count; ++i)
-            fill_pattern(std::span(p.buf).subspan(i * 4096, 4096), (p.block + i) * 8, p.new_version);
-          rc = q.submit_write(sector, p.buf, tag);
-          break;
-        case Op::Read:
-          rc = q.submit_read(sector, p.buf, tag);
-          break;
-        case Op::Flush:
-          rc = q.submit_flush(tag);
-          break;
-        case Op::Discard:
-          rc = q.submit_discard(sector, p.count * 8, false, tag);
-          break;
-      }
-      if (rc == EAGAIN) return;
-      ASSERT_EQ(rc, 0);
-      for (std::uint64_t b = p.block; b < p.block + p.count; ++b) busy[b] = true;
-      pending.emplace(tag, std::move(p));
-    }
-  };
-  auto expected_block = [&](std::uint64_t block) {
-    std::vector<std::byte> want(4096);
-    if (version[block] != 0) fill_pattern(want, block * 8, version[block]);
-    return want;
-  };
-  auto reap = [&](unsigned qi) {
-    blkfront::Completion c[32];
-    auto& q = front->queue(qi);
-    const std::size_t n = q.poll(c);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto it = pending.find(c[i].tag);
-      ASSERT_NE(it, pending.end()) << "completion for a tag never submitted or already completed";
-      ASSERT_EQ(c[i].error, 0) << "tag " << c[i].tag;
-      Pending& p = it->second;
-      for (std::uint64_t b = p.block; b < p.block + p.count; ++b) {
-        busy[b] = false;
-        if (p.op == Op::Write) version[b] = p.new_version;
-        if (p.op == Op::Discard) version[b] = 0;
-        if (p.op == Op::Read) {
-          const auto want = expected_block(b);
-          ASSERT_TRUE(std::equal(want.begin(), want.end(), p.buf.begin() + static_cast<std::ptrdiff_t>((b - p.block) * 4096)))
-              << "block " << b << " read back other data than its last acknowledged write";
-        }
-      }
-      pending.erase(it);
-      ++completed;
-    }
-  };
-
-  auto last_progress = std::chrono::steady_clock::now();
-  while (!done.load() || !pending.empty()) {
-    for (unsigned qi = 0; qi < 2; ++qi) {
-      if (!done.load()) submit_some(qi);
-      ASSERT_EQ(front->queue(qi).kick(), 0);
-      const auto before = completed;
-      front->queue(qi).wait(2ms);
-      reap(qi);
-      if (HasFatalFailure()) break;
-      ASSERT_EQ(front->queue(qi).error(), 0) << "queue " << qi << " saw a bad answer";
-      if (completed != before) last_progress = std::chrono::steady_clock::now();
-    }
-    if (HasFatalFailure()) break;
-    ASSERT_LT(std::chrono::steady_clock::now() - last_progress, 30s)
-        << pending.size() << " request(s) never answered after " << kills.load() << " kill(s)";
-  }
-  done.store(true);
-  killer.join();
   ASSERT_FALSE(HasFatalFailure());
-  EXPECT_EQ(kills.load(), rounds);
-  EXPECT_GT(completed, static_cast<std::uint64_t>(rounds)) << "too little I/O between the kills to mean anything";
-  // The whole disk once more, as the last acknowledged operations left it.
-  std::vector<std::byte> all(kBlocks * 4096);
-  ASSERT_EQ(front->read(0, all), 0);
-  for (std::uint64_t b = 0; b < kBlocks; ++b) {
-    const auto want = expected_block(b);
-    ASSERT_TRUE(std::equal(want.begin(), want.end(), all.begin() + static_cast<std::ptrdiff_t>(b * 4096))) << "block " << b;
-  }
+  EXPECT_EQ(workload.disturbances(), rounds);
+  EXPECT_GT(workload.completed(), static_cast<std::uint64_t>(rounds)) << "too little I/O between the kills to mean anything";
+  workload.verify_disk();
   if (upgrade) {
     EXPECT_TRUE(log_contains("pvback-blk: build next")) << "the next build never served";
   }
@@ -398,10 +274,10 @@ TEST_P(VbdRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills)
       return stats_text().find("\"restarts\": " + std::to_string(rounds) + ",") != std::string::npos;
     })) << "the statistics do not count every restart of the data plane: " << stats_text();
   }
-  RecordProperty("kills", kills.load());
-  RecordProperty("requests", static_cast<int>(completed));
-  std::printf("%d SIGKILLs, %llu requests answered exactly once, disk verified\n", kills.load(),
-              static_cast<unsigned long long>(completed));
+  RecordProperty("kills", workload.disturbances());
+  RecordProperty("requests", static_cast<int>(workload.completed()));
+  std::printf("%d SIGKILLs, %llu requests answered exactly once, disk verified\n", workload.disturbances(),
+              static_cast<unsigned long long>(workload.completed()));
 }
 INSTANTIATE_TEST_SUITE_P(DataPaths, VbdRandomKillTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Values(Victim::WholeBackend, Victim::DataPlane,

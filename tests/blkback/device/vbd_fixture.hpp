@@ -30,6 +30,7 @@
 #include "tests/support/backend_process.hpp"
 #include "tests/support/data_plane.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/fill_pattern.hpp"
 #include "tests/support/sim_host.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -167,18 +168,7 @@ class VbdTest : public SimHostTest {
   std::unique_ptr<BackendProcess> backend_;
 };
 
-// Deterministic test data: byte i of sector s under `seed`.
 // A XenStore node's value, or "<missing>".
 inline std::string read_key(xenbus::XenStore& xs, const std::string& path) { return xs.read(path).value_or("<missing>"); }
-
-inline void fill_pattern(std::span<std::byte> out, std::uint64_t first_sector, std::uint64_t seed) {
-  for (std::size_t i = 0; i < out.size(); i += 8) {
-    std::uint64_t x = (first_sector * 512 + i) ^ (seed * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    std::memcpy(out.data() + i, &x, std::min<std::size_t>(8, out.size() - i));
-  }
-}
 
 }  // namespace pvback::test

@@ -1,0 +1,88 @@
+// HostTest: pvback-supervisor as the host daemon (its default mode), with the test as toolstack
+// and, through the userspace blkfront, as the guests: a second guest, the control socket, the
+// host's Dom0 XenStore clients. Shared by host_test.cpp and host_kill_test.cpp.
+#pragma once
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "tests/supervisor/supervisor_fixture.hpp"
+
+namespace pvback::test {
+
+constexpr DomId kGuest2 = 2;
+
+class HostTest : public SupervisorTest {
+ protected:
+  std::vector<std::string> mode_args() const override {
+    return {"--net-arg", "--stats-interval-ms", "--net-arg", "50"};
+  }
+
+  void add_guest2_vbd() {
+    const auto disk2 = dir_ / "disk2.img";
+    std::filesystem::copy_file(disk_, disk2);
+    create_domain(kGuest2);
+    if (HasFatalFailure()) return;
+    sim::VbdSpec spec;
+    spec.frontend_domid = kGuest2;
+    spec.devid = kDevid;
+    spec.params = disk2.string();
+    ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  }
+
+  std::unique_ptr<blkfront::BlkFront> attach_guest(const grant::Platform& platform, DomId domid) {
+    blkfront::Options options;
+    options.max_queues = 2;
+    options.close_timeout = 2s;
+    auto front = blkfront::BlkFront::attach(platform, sim::vbd_frontend_path(domid, kDevid), options);
+    EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
+    return front ? std::move(*front) : nullptr;
+  }
+
+  static void write_and_verify(blkfront::BlkFront& front, unsigned seed) {
+    const auto data = pattern(64 << 10, seed);
+    ASSERT_EQ(front.write(128, data), 0);
+    std::vector<std::byte> back(data.size());
+    ASSERT_EQ(front.read(128, back), 0);
+    EXPECT_TRUE(back == data);
+  }
+
+  // One request on the control socket, its answer ("" if none came).
+  std::string control(const std::string& request) {
+    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = (hv_->run_dir() / "stats" / "control.sock").string();
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return "";
+    if (::send(sock.get(), request.data(), request.size(), 0) < 0) return "";
+    timeval tv{5, 0};
+    ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string answer(1 << 20, '\0');
+    const ssize_t n = ::recv(sock.get(), answer.data(), answer.size(), 0);
+    answer.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return answer;
+  }
+
+  // The data-plane pid the host daemon's list gives `device` (-1: not there, none, or no answer).
+  pid_t listed_data_plane_pid(const std::string& device = "vbd-1-51712") {
+    const std::string list = control("1 list");
+    const auto at = list.find("\"device\": \"" + device + "\"");
+    if (at == std::string::npos) return -1;
+    const std::string key = "\"data_plane_pid\": ";
+    const auto pid = list.find(key, at);
+    if (pid == std::string::npos || pid > list.find('}', at)) return -1;
+    return static_cast<pid_t>(std::atoi(list.c_str() + pid + key.size()));
+  }
+
+  // Processes other than this test connected to Dom0's XenStore socket.
+  std::vector<pid_t> xenstore_clients() const {
+    auto pids = hv_->xenstore_dom0_clients();
+    std::erase(pids, ::getpid());
+    return pids;
+  }
+};
+
+}  // namespace pvback::test
