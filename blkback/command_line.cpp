@@ -111,17 +111,15 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       options.image_writeback = std::string_view(value) == "writeback";
       ++i;
     } else if (arg == "--cgroup-parent" && value) {
-      options.cgroup = std::string_view(value) != "none";
-      options.cgroup_parent_named = options.cgroup && std::string_view(value) != "auto";
-      options.cgroup_parent = options.cgroup_parent_named ? value : "";
+      ::pvback::plane::set_cgroup_parent(value, options.cgroup);
       ++i;
     } else if (arg == "--data-plane-memory-max" && value && sandbox::parse_size(value)) {
-      options.data_plane_memory_max = *sandbox::parse_size(value);
+      options.cgroup.memory_max = *sandbox::parse_size(value);
       ++i;
     } else if (arg == "--data-plane-tasks-max") {
-      options.data_plane_tasks_max = number(1u << 22);
+      options.cgroup.tasks_max = number(1u << 22);
     } else if (arg == "--data-plane-cpu-max") {
-      options.data_plane_cpu_max = static_cast<unsigned>(number(100'000));
+      options.cgroup.cpu_max = static_cast<unsigned>(number(100'000));
     } else if (::pvback::plane::parse_data_plane_option(arg, value, i, number, options)) {
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));
