@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "plane/options.hpp"
-#include "sandbox/cgroup.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -110,18 +109,6 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
                                                     std::string_view(value) == "writeback")) {
       options.image_writeback = std::string_view(value) == "writeback";
       ++i;
-    } else if (arg == "--cgroup-parent" && value) {
-      options.cgroup = std::string_view(value) != "none";
-      options.cgroup_parent_named = options.cgroup && std::string_view(value) != "auto";
-      options.cgroup_parent = options.cgroup_parent_named ? value : "";
-      ++i;
-    } else if (arg == "--data-plane-memory-max" && value && sandbox::parse_size(value)) {
-      options.data_plane_memory_max = *sandbox::parse_size(value);
-      ++i;
-    } else if (arg == "--data-plane-tasks-max") {
-      options.data_plane_tasks_max = number(1u << 22);
-    } else if (arg == "--data-plane-cpu-max") {
-      options.data_plane_cpu_max = static_cast<unsigned>(number(100'000));
     } else if (::pvback::plane::parse_data_plane_option(arg, value, i, number, options)) {
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));

@@ -16,7 +16,7 @@
 #include "blkback/command_line.hpp"
 #include "blkback/data_plane.hpp"
 #include "blkback/vbd_service.hpp"
-#include "sandbox/cgroup.hpp"
+#include "plane/cgroup_leaf.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
@@ -65,17 +65,9 @@ int main(int argc, char** argv) {
   }
   const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
   // cgroup v2: this process leaves its own cgroup for a leaf "control" of it, where the data planes'
-  // groups become its siblings (sandbox/cgroup.hpp).
+  // groups become its siblings (plane/cgroup_leaf.hpp).
   blkback::BackendOptions& options = command_line->options;
-  if (options.data_plane_process && options.cgroup && !options.cgroup_parent_named) {
-    if (auto parent = sandbox::enter_own_leaf("control"); !parent) {
-      PVBACK_LOG(Warning, "%s: data planes run without memory, task and CPU limits: %s", name.c_str(),
-                 parent.error().c_str());
-      options.cgroup = false;
-    } else if (!parent->empty()) {
-      options.cgroup_parent = *parent;
-    }
-  }
+  plane::enter_control_leaf(options.cgroup, options.data_plane_process, name, "control");
   auto service = blkback::start_vbd(platform, *xs, command_line->backend_path, *command_line);
   if (!service) return 1;
   const int exit_code = xenbus::run_backend_daemon(**service, signal_fd, command_line->interval_ms);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "blkback/queue.hpp"
+#include "plane/cgroup_leaf.hpp"
 
 namespace pvback::blkback {
 
@@ -50,18 +51,10 @@ struct BackendOptions {
   // The data plane's sandbox (sandbox/sandbox.hpp) and its uid: base + the frontend's domid.
   bool sandbox = true;
   std::uint32_t sandbox_uid_base = 0x70000000;
-  // The data plane's control group (sandbox/cgroup.hpp): a leaf "vbd-<domid>-<devid>" under
-  // cgroup_parent, holding it to memory, task and CPU limits. An empty parent is the cgroup this
-  // process is in, where a host that cannot have the leaf (no such controller, cgroup v2's rule
-  // that a cgroup with processes has no limited children) only costs a warning; a parent the
-  // operator names must work, or the device fails to connect. cgroup = false: no leaf at all.
-  bool cgroup = true;
-  std::string cgroup_parent;
-  bool cgroup_parent_named = false;  // by the operator: it must work
-  std::string cgroup_prefix;         // of the leaf's name (PlatformConfig::host_tag)
-  std::uint64_t data_plane_memory_max = 0;  // bytes; 0: 64 MiB + 32 MiB per queue
-  std::uint64_t data_plane_tasks_max = 0;   // 0: enough for every queue's thread and io_uring workers
-  unsigned data_plane_cpu_max = 0;          // percent of one CPU; 0: no limit
+  // The data plane's control group (plane/cgroup_leaf.hpp): a leaf "vbd-<domid>-<devid>" holding
+  // it to memory, task and CPU limits. Defaults (VbdDriver::make_cgroup): memory 64 MiB + 32 MiB
+  // per queue, tasks enough for every queue's thread and its io_uring's workers, no CPU limit.
+  ::pvback::plane::CgroupOptions cgroup;
 };
 
 }  // namespace pvback::blkback

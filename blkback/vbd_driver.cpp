@@ -37,6 +37,7 @@ VbdDriver::VbdDriver(const grant::Platform& platform, BackendOptions options, st
       name_(std::move(name)),
       frontend_domid_(frontend_domid),
       on_fatal_(std::move(on_fatal)),
+      cgroup_(options_.cgroup, name_),
       restart_limit_(options_.data_plane_restart_burst) {
   if (options_.max_ring_page_order > kMaxRingPageOrder) options_.max_ring_page_order = kMaxRingPageOrder;
   if (options_.max_indirect_segments > blkif::kMaxIndirectSegments)
@@ -415,6 +416,7 @@ bool VbdDriver::adopt_data_plane() {
   }
   use_stats(std::move(*stats));
   plane_ = std::move(*p);
+  cgroup_.adopt(plane_.pid());
   return true;
 }
 
@@ -466,65 +468,25 @@ int VbdDriver::launch_data_plane(bool resume) {
   }
   // Binding patiently may take kSuccessorBindPatience per queue.
   const auto timeout = std::chrono::milliseconds(10'000) + grant::kSuccessorBindPatience * spec.queues.size();
-  std::function<int(pid_t)> place;
-  if (cgroup_.valid()) place = [this](pid_t pid) { return cgroup_.attach(pid); };
   auto p = blkback::launch_data_plane(options_.data_plane_binary, spec, storage ? storage.get() : -1, shared_stats_.fd(),
-                                      listener ? listener.get() : -1, timeout, place);
+                                      listener ? listener.get() : -1, timeout, cgroup_.placer());
   if (!p) return p.error();
   plane_ = std::move(*p);
   return 0;
 }
 
-// The data plane's control group for this connection: its limits follow the queues negotiated.
-// A data plane adopted from a dead predecessor is in this leaf already (it is reused).
+// The data plane's control group for this connection: its limits follow the queues negotiated
+// (64 MiB + 32 MiB per queue; each queue's thread and its io_uring's bounded workers, at most 4
+// per CPU). A data plane adopted from a dead predecessor is in this leaf already (it is reused).
+// An RBD image's data plane also runs librbd: its cache (rbd_cache_size, 32 MiB by default), the
+// messenger's buffers and threads, and the threads of librados' pools, which grow when it starts
+// them: 256 MiB and 96 tasks more.
 int VbdDriver::make_cgroup() {
-  if (!options_.cgroup) return 0;
   const auto queues = static_cast<std::uint64_t>(plane_configs_.size());
-  sandbox::ResourceLimits limits;
-  limits.memory_bytes = options_.data_plane_memory_max != 0 ? options_.data_plane_memory_max
-                                                             : (std::uint64_t{64} << 20) + queues * (std::uint64_t{32} << 20);
-#if defined(__SANITIZE_ADDRESS__)
-  // AddressSanitizer's quarantine alone may hold 256 MiB of freed memory.
-  if (options_.data_plane_memory_max == 0) limits.memory_bytes.reset();
-#endif
-  // Each queue's thread, and its io_uring's bounded workers (at most 4 per CPU).
   const auto cpus = static_cast<std::uint64_t>(std::max(1u, std::thread::hardware_concurrency()));
-  limits.tasks = options_.data_plane_tasks_max != 0 ? options_.data_plane_tasks_max : 32 + queues * (1 + 4 * cpus);
-  if (options_.data_plane_cpu_max != 0) limits.cpu_percent = options_.data_plane_cpu_max;
-  auto group = sandbox::Cgroup::create(options_.cgroup_parent, cgroup_leaf(), limits);
-  if (!group) {
-    if (options_.cgroup_parent_named) {
-      PVBACK_LOG(Error, "%s: cannot give the data plane its control group: %s", name_.c_str(), group.error().c_str());
-      return EPERM;
-    }
-    if (!cgroup_warned_)
-      PVBACK_LOG(Warning, "%s: the data plane runs without memory, task and CPU limits: %s (--cgroup-parent names "
-                 "a parent that can have them)", name_.c_str(), group.error().c_str());
-    cgroup_warned_ = true;
-    return 0;
-  }
-  cgroup_ = std::move(*group);
-  PVBACK_LOG(Info, "%s: data plane control group %s", name_.c_str(), cgroup_.describe().c_str());
-  return 0;
-}
-
-// "vbd 1/51712" -> "vbd-1-51712" (after the simulated host's tag)
-std::string VbdDriver::cgroup_leaf() const {
-  std::string leaf = options_.cgroup_prefix + name_;
-  std::ranges::replace(leaf, ' ', '-');
-  std::ranges::replace(leaf, '/', '-');
-  return leaf;
-}
-
-// After the data plane ended. A process that is not our child (adopted) may take a moment to
-// leave the group after it is gone.
-void VbdDriver::remove_cgroup() {
-  if (!cgroup_.valid()) return;
-  if (int e = cgroup_.remove(std::chrono::milliseconds(1000)); e != 0) {
-    PVBACK_LOG(Warning, "%s: cannot remove the data plane's control group %s: %s", name_.c_str(),
-               cgroup_.describe().c_str(), std::strerror(e));
-    cgroup_ = sandbox::Cgroup();
-  }
+  const bool rbd = engine_ != nullptr && std::string_view(base_engine()->kind()) == "rbd";
+  return cgroup_.make({(std::uint64_t{64} << 20) + queues * (std::uint64_t{32} << 20) + (rbd ? std::uint64_t{256} << 20 : 0),
+                       32 + queues * (1 + 4 * cpus) + (rbd ? 96 : 0)});
 }
 
 // Reports a fatal error of the current connection as a queue of it would.
@@ -586,7 +548,7 @@ void VbdDriver::disconnect() {
     const int status = plane_.stop();
     if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), ::pvback::plane::describe_wait_status(status).c_str());
   }
-  remove_cgroup();
+  cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
   // Its listening socket goes with it (not at the connect() of a successor that may adopt one).
   if (!plane_configs_.empty())
     if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
@@ -608,13 +570,13 @@ void VbdDriver::disconnect() {
 }
 
 void VbdDriver::remove_recovery_records() {
-  if (recovery_prefix_.empty()) return;
-  // A data plane a dead control part left serving this device stops first.
+  // A data plane a dead control part left serving this device stops first, then the control group
+  // that predecessor made goes (with no recovery directory its data plane stopped with it).
   if (!plane_.running()) {
-    stop_orphan_data_plane(adoption_path());
-    // Its control group, if a dead predecessor made one.
-    if (options_.cgroup && !cgroup_.valid()) sandbox::remove_leaf(options_.cgroup_parent, cgroup_leaf());
+    if (!recovery_prefix_.empty()) stop_orphan_data_plane(adoption_path());
+    cgroup_.remove_orphan();
   }
+  if (recovery_prefix_.empty()) return;
   ::unlink(adoption_path().c_str());
   if (const std::string path = lock_owner_path(); !path.empty()) ::unlink(path.c_str());
   lock_owner_.clear();

@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "blkback/data_plane.hpp"
-#include "sandbox/cgroup.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "blkback/options.hpp"
 #include "blkback/queue.hpp"
 #include "blkback/shared_stats.hpp"
 #include "blkback/stats.hpp"
 #include "grant/platform.hpp"
+#include "plane/cgroup_leaf.hpp"
 #include "storage/engine.hpp"
 #include "xenbus/backend_device.hpp"
 
@@ -105,9 +105,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   int make_stats();
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
-  int make_cgroup();
-  std::string cgroup_leaf() const;
-  void remove_cgroup();
+  [[nodiscard]] int make_cgroup();
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
   storage::Engine* base_engine();
@@ -138,8 +136,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   std::vector<std::unique_ptr<Queue>> queues_;
   // The data-plane process serving the rings, and what it was given, to start it again.
   ::pvback::plane::Process plane_;
-  sandbox::Cgroup cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
-  bool cgroup_warned_ = false;
+  ::pvback::plane::CgroupLeaf cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
   std::vector<QueueConfig> plane_configs_;
   unsigned plane_restarts_ = 0;
   ::pvback::plane::RestartLimit restart_limit_;

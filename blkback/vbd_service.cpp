@@ -67,7 +67,7 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant
   if (c.recovery)
     c.options.recovery_dir = ::pvback::plane::prepare_recovery_dir(c.recovery_dir, platform.config().recovery_dir(), name,
                                                          "a crash of this process may lose or repeat answers");
-  c.options.cgroup_prefix = platform.config().host_tag();
+  c.options.cgroup.prefix = platform.config().host_tag();
   auto service = std::make_unique<VbdService>(platform, xs, backend_path, *bp, c, name,
                                               xs.read(backend_path + "/params").value_or(""));
   if (int rc = service->device().start(); rc != 0) {

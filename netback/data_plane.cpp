@@ -6,7 +6,8 @@ namespace pvback::netback {
 
 std::expected<plane::Process, int> launch_data_plane(const std::string& binary, const PlaneSpec& spec, int stats_fd,
                                                      int record_fd, std::span<const int> tap_fds, int listen_fd,
-                                                     std::chrono::milliseconds ready_timeout) {
+                                                     std::chrono::milliseconds ready_timeout,
+                                                     const std::function<int(pid_t)>& place) {
   plane::Launch l;
   l.binary = binary;
   l.argv0 = "pvback-net";
@@ -18,6 +19,7 @@ std::expected<plane::Process, int> launch_data_plane(const std::string& binary, 
   if (listen_fd >= 0) l.fds.push_back(listen_fd);
   l.adoptable = listen_fd >= 0;
   l.ready_timeout = ready_timeout;
+  l.place = place;
   auto p = plane::Process::launch(l);
   if (p)
     PVBACK_LOG(Info, "%s: data plane running (pid %d, %zu queue(s)%s)", l.name.c_str(), p->pid(),

@@ -8,6 +8,7 @@
 #pragma once
 #include <chrono>
 #include <expected>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,10 +22,13 @@ namespace pvback::netback {
 // Starts `binary` (empty: this very executable) as a data plane serving `spec` with the queues'
 // statistics memory, the vif's record, the TAP queue fds and (-1: none) the listening socket a
 // successor of this control part may adopt it through. Waits up to `ready_timeout` until it
-// serves. errno value on failure (logged, naming the device); nothing is left running then.
+// serves. `place` (if set) puts the new process in its control group before it is given anything
+// (plane::Launch::place). errno value on failure (logged, naming the device); nothing is left
+// running then.
 std::expected<plane::Process, int> launch_data_plane(const std::string& binary, const PlaneSpec& spec, int stats_fd,
                                                      int record_fd, std::span<const int> tap_fds, int listen_fd,
-                                                     std::chrono::milliseconds ready_timeout);
+                                                     std::chrono::milliseconds ready_timeout,
+                                                     const std::function<int(pid_t)>& place = {});
 
 // A data plane a dead control part left serving, taken over through its listening socket.
 struct AdoptedDataPlane {

@@ -17,6 +17,7 @@
 #include "netback/command_line.hpp"
 #include "netback/data_plane.hpp"
 #include "netback/vif_service.hpp"
+#include "plane/cgroup_leaf.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
@@ -60,6 +61,11 @@ int main(int argc, char** argv) {
     PVBACK_LOG(Error, "cannot connect to XenStore: %s", std::strerror(xs.error()));
     return 1;
   }
+  // cgroup v2: this process leaves its own cgroup for a leaf "control" of it, where the data planes'
+  // groups become its siblings (plane/cgroup_leaf.hpp).
+  netback::VifOptions& options = command_line->options;
+  plane::enter_control_leaf(options.cgroup, options.data_plane_process && command_line->exit_kind == "tap",
+                            "vif " + std::to_string(bp->frontend_domid) + "/" + bp->devid, "control");
   auto service = netback::start_vif(platform, *xs, command_line->backend_path, *command_line);
   if (!service) return 1;
   const int exit_code = xenbus::run_backend_daemon(**service, signal_fd, command_line->interval_ms);

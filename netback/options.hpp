@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "plane/cgroup_leaf.hpp"
+
 namespace pvback::netback {
 
 struct VifOptions {
@@ -32,6 +34,9 @@ struct VifOptions {
   // A data plane whose control part died serves on this long for a successor to adopt it.
   std::chrono::milliseconds orphan_timeout{60'000};
   std::string data_plane_binary;       // empty: this executable
+  // The data plane's control group (plane/cgroup_leaf.hpp): a leaf "vif-<domid>-<handle>" holding
+  // it to memory, task and CPU limits, as pvback-blk's vbds have. Defaults: VifDriver::make_cgroup.
+  plane::CgroupOptions cgroup;
 };
 
 }  // namespace pvback::netback

@@ -23,9 +23,12 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VifDriv
            ", \"gso_tcpv4\": " + flag(n.offloads.gso_tcpv4) + ", \"gso_tcpv6\": " + flag(n.offloads.gso_tcpv6) +
            ", \"csum\": " + flag(n.offloads.csum) + ", \"ipv6_csum\": " + flag(n.offloads.ipv6_csum) + "},\n";
   }
-  if (driver.connected())
+  if (driver.connected()) {
+    std::string cgroup;
+    for (const auto& dir : driver.data_plane_cgroup()) cgroup += (cgroup.empty() ? "" : ", ") + json_string(dir);
     out += "  \"data_plane\": {\"pid\": " + std::to_string(driver.data_plane_pid()) +
-           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + "},\n";
+           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + ", \"cgroup\": [" + cgroup + "]},\n";
+  }
   append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }

@@ -18,6 +18,7 @@
 #include "netback/port.hpp"
 #include "netback/stats.hpp"
 #include "netback/vif_rings.hpp"
+#include "plane/cgroup_leaf.hpp"
 #include "plane/process.hpp"
 #include "plane/shared_stats.hpp"
 #include "xenbus/backend_device.hpp"
@@ -82,13 +83,16 @@ class VifDriver final : public xenbus::BackendDriver {
   [[nodiscard]] std::expected<pid_t, int> restart_data_plane();
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
+  // The data plane's control group directories, if it has one (one per cgroup hierarchy used).
+  const std::vector<std::string>& data_plane_cgroup() const { return cgroup_.dirs(); }
 
   // A data plane a dead predecessor of this control part left serving, adopted before the exit
   // was made (it holds the vif's TAP queues, which the exit is then made of). The first connect()
   // keeps it if it serves the frontend's current rings and stops it otherwise.
   void offer_adopted(AdoptedDataPlane adopted);
-  // After the device's start: with no connection, a data plane adopted for nothing is stopped and
-  // the carrier (a predecessor's TAP keeps its own until then) goes off.
+  // After the device's start: with no connection, a data plane adopted for nothing is stopped, the
+  // control group a dead predecessor made for its data plane goes, and the carrier (a
+  // predecessor's TAP keeps its own until then) goes off.
   void settle_after_start();
   // The process is ending while the device lives on: disconnect() keeps the vif's record for a
   // successor (which resumes the rings from it) instead of deleting it.
@@ -103,6 +107,7 @@ class VifDriver final : public xenbus::BackendDriver {
   int open_connection_record();
   int start_rings();
   int launch_data_plane(bool resume);
+  [[nodiscard]] int make_cgroup();
   bool claim_adopted();
   void fail_connection(int error, const std::string& reason);
   void use_stats(plane::SharedStats<QueueStats> stats);
@@ -133,6 +138,7 @@ class VifDriver final : public xenbus::BackendDriver {
   std::unique_ptr<VifRings> rings_;  // served on threads of this process
   plane::Process plane_;             // or by a data-plane process
   std::optional<AdoptedDataPlane> adopted_;
+  plane::CgroupLeaf cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
   unsigned plane_restarts_ = 0;
   plane::RestartLimit restart_limit_;
   QueueStats past_;

@@ -92,6 +92,7 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vif(const grant
   // The backend's mtu key (libxl writes it) sizes the exit; 1500 when absent.
   const auto mtu = static_cast<std::uint32_t>(xs.read_uint(backend_path + "/mtu", 65535).value_or(1500));
 
+  options.cgroup.prefix = platform.config().host_tag();
   if (c.recovery)
     options.recovery_dir = plane::prepare_recovery_dir(c.recovery_dir, platform.config().recovery_dir(), name,
                                                        "a successor of this process takes the rings from rsp_prod");

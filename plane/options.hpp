@@ -6,12 +6,18 @@
 #include <string>
 #include <string_view>
 
+#include "plane/cgroup_leaf.hpp"
+#include "sandbox/cgroup.hpp"
+
 namespace pvback::plane {
 
 // Parses one of --data-plane process|thread, --data-plane-restart-burst N, --orphan-timeout-ms N,
-// --no-sandbox, --sandbox-uid-base N, --data-plane-binary PATH into `o`; false if `arg` is none of
-// them. `value` is the next argument (nullptr: none), `i` its index, advanced past what is taken;
-// `number(max)` parses `value` as a number up to `max` and advances `i` (it exits on a bad one).
+// --no-sandbox, --sandbox-uid-base N, --data-plane-binary PATH into `o`, and the data plane's
+// control group's --cgroup-parent auto|none|PATH, --data-plane-memory-max SIZE,
+// --data-plane-tasks-max N, --data-plane-cpu-max PERCENT into `o.cgroup`; false if `arg` is none of
+// them (or its value is missing or malformed). `value` is the next argument (nullptr: none), `i`
+// its index, advanced past what is taken; `number(max)` parses `value` as a number up to `max` and
+// advances `i` (it exits on a bad one).
 template <class Options, class Number>
 bool parse_data_plane_option(std::string_view arg, const char* value, int& i, Number&& number, Options& o) {
   if (arg == "--data-plane" && value != nullptr &&
@@ -29,6 +35,16 @@ bool parse_data_plane_option(std::string_view arg, const char* value, int& i, Nu
   } else if (arg == "--data-plane-binary" && value != nullptr) {
     o.data_plane_binary = value;
     ++i;
+  } else if (arg == "--cgroup-parent" && value != nullptr) {
+    set_cgroup_parent(value, o.cgroup);
+    ++i;
+  } else if (arg == "--data-plane-memory-max" && value != nullptr && sandbox::parse_size(value)) {
+    o.cgroup.memory_max = *sandbox::parse_size(value);
+    ++i;
+  } else if (arg == "--data-plane-tasks-max") {
+    o.cgroup.tasks_max = number(1u << 22);
+  } else if (arg == "--data-plane-cpu-max") {
+    o.cgroup.cpu_max = static_cast<unsigned>(number(100'000));
   } else {
     return false;
   }

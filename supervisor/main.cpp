@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <expected>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -75,19 +76,13 @@ int main(int argc, char** argv) {
   // cgroup v2: the supervisor leaves its own cgroup (a unit with Delegate=yes) for a leaf of it, so
   // that its backends' data planes can have limited groups there (sandbox/cgroup.hpp); the
   // backends are started in the supervisor's leaf and told where their data planes go.
+  // pvback-blk's and pvback-net's alike (supervisor::settle_cgroup_parents).
   options->cgroup_prefix = config.host_tag();
-  const auto given = std::ranges::find(options->blk_args, "--cgroup-parent");
-  if (given != options->blk_args.end() && given + 1 != options->blk_args.end()) {
-    options->blk_cgroup_parent = *(given + 1) == "auto" ? "" : *(given + 1);
-  } else if (auto parent = sandbox::enter_own_leaf("supervisor"); !parent) {
-    PVBACK_LOG(Warning, "the backends' data planes run without memory, task and CPU limits: %s",
-               parent.error().c_str());
-    options->blk_cgroup_parent = "none";
-    options->blk_args.insert(options->blk_args.begin(), {"--cgroup-parent", "none"});
-  } else if (!parent->empty()) {
-    options->blk_cgroup_parent = *parent;
-    options->blk_args.insert(options->blk_args.begin(), {"--cgroup-parent", *parent});
-  }
+  std::expected<std::string, std::string> own;  // the supervisor's cgroup, which it left (v2)
+  if (supervisor::needs_own_cgroup(*options)) own = sandbox::enter_own_leaf("supervisor");
+  if (!own)
+    PVBACK_LOG(Warning, "the backends' data planes run without memory, task and CPU limits: %s", own.error().c_str());
+  supervisor::settle_cgroup_parents(*options, own);
   // Each backend's options, parsed as pvback-blk and pvback-net parse theirs: in host mode they
   // serve devices in this process; a mistake shows now rather than at every backend's start.
   grant::Platform platform(config);

@@ -1,6 +1,8 @@
 #include "supervisor/options.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <utility>
 
 #include "xenbus/xenstore.hpp"
 
@@ -23,6 +25,38 @@ std::optional<std::uint64_t> canonical_uint(std::string_view name, std::uint64_t
 }  // namespace
 
 std::string_view type_name(DeviceType type) { return type == DeviceType::Vbd ? "vbd" : "vif"; }
+
+namespace {
+
+// The value of a backend's --cgroup-parent ("auto" as ""), if it was given one.
+std::optional<std::string> given_cgroup_parent(const std::vector<std::string>& args) {
+  const auto given = std::ranges::find(args, "--cgroup-parent");
+  if (given == args.end() || given + 1 == args.end()) return std::nullopt;
+  return *(given + 1) == "auto" ? std::string() : *(given + 1);
+}
+
+}  // namespace
+
+bool needs_own_cgroup(const Options& options) {
+  return !given_cgroup_parent(options.blk_args) || !given_cgroup_parent(options.net_args);
+}
+
+void settle_cgroup_parents(Options& options, const std::expected<std::string, std::string>& own) {
+  for (auto [args, parent] : {std::pair(&options.blk_args, &options.blk_cgroup_parent),
+                              std::pair(&options.net_args, &options.net_cgroup_parent)}) {
+    if (auto given = given_cgroup_parent(*args)) {
+      *parent = *given;
+    } else if (!own) {
+      *parent = "none";
+      args->insert(args->begin(), {"--cgroup-parent", "none"});
+    } else if (!own->empty()) {
+      *parent = *own;
+      args->insert(args->begin(), {"--cgroup-parent", *own});
+    } else {
+      parent->clear();
+    }
+  }
+}
 
 std::optional<DomId> parse_domid_entry(std::string_view name) {
   auto v = canonical_uint(name, kMaxGuestDomId);

@@ -44,15 +44,26 @@ struct Options {
   // through it.
   std::string blk_recovery_dir;
   std::string net_recovery_dir;
-  // Where pvback-blk puts its data planes' control groups (its --cgroup-parent: "" = its own
-  // cgroup, "none" = no groups), and what their names start with (PlatformConfig::host_tag): the
-  // leaf of a vbd not restarted goes with its data plane.
+  // Where pvback-blk and pvback-net put their data planes' control groups (their --cgroup-parent:
+  // "" = their own cgroup, "none" = no groups), and what their names start with
+  // (PlatformConfig::host_tag): the leaf of a device whose backend died and is not restarted goes
+  // with its data plane.
   std::string blk_cgroup_parent;
+  std::string net_cgroup_parent;
   std::string cgroup_prefix;
 };
 
 // Parses argv[1..]. A value is the error message for the user; "help" when -h/--help was given.
 std::expected<Options, std::string> parse_options(const std::vector<std::string>& args);
+
+// Where pvback-blk's and pvback-net's data planes' control groups go (blk_cgroup_parent,
+// net_cgroup_parent), the same way for both: a backend's own --cgroup-parent (its --blk-arg /
+// --net-arg) is kept as given; a backend given none is told `own`, the cgroup the supervisor left for
+// its leaf (sandbox::enter_own_leaf, under cgroup v2), as its --cgroup-parent; "" (nothing had to
+// move) leaves it at auto; an error (the supervisor could not leave it) gives it "none", the
+// warning logged by the caller. needs_own_cgroup: whether some backend was given none.
+bool needs_own_cgroup(const Options& options);
+void settle_cgroup_parents(Options& options, const std::expected<std::string, std::string>& own);
 void print_usage(std::FILE* out);
 
 // A directory entry under backend/<type>/ (a frontend domid) or backend/<type>/<domid>/ (a devid):

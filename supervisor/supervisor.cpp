@@ -16,6 +16,7 @@
 
 #include "base/log.hpp"
 #include "base/service_notify.hpp"
+#include "plane/cgroup_leaf.hpp"
 #include "plane/process.hpp"
 #include "plane/protocols.hpp"
 #include "sandbox/cgroup.hpp"
@@ -72,11 +73,14 @@ void Supervisor::rescan() {
   if (options_.serve_vbd) scan_type(DeviceType::Vbd, seen, refused);
   if (options_.serve_vif) scan_type(DeviceType::Vif, seen, refused);
   // Without a "state" node (or a node at all) a device is gone; a backend still running follows
-  // the removal itself and is forgotten when it exits.
+  // the removal itself and is forgotten when it exits. One whose backend died and waited for its
+  // restart may have left a data plane serving, and its control group: they go now.
   std::erase_if(devices_, [&](const auto& entry) {
     if (seen.contains(entry.first) || entry.second.pid > 0 || entry.second.service) return false;
-    if (!entry.second.finished)
+    if (!entry.second.finished) {
       PVBACK_LOG(Info, "%s: device removed", entry.second.name.c_str());
+      stop_orphan(entry.first);
+    }
     return true;
   });
   refused_ = std::move(refused);
@@ -424,12 +428,13 @@ void Supervisor::stop_orphan(const Key& key) const {
                path.c_str(), std::strerror(e));
   // A vif's record (one file) describes a connection nothing will resume now.
   if (!vbd) ::unlink(path.substr(0, path.size() - 3).c_str());
-  // A vbd's control group, which its dead pvback-blk made and can no longer remove.
-  if (!vbd || options_.blk_cgroup_parent == "none") return;
-  const std::string leaf =
-      options_.cgroup_prefix + "vbd-" + std::to_string(key.domid) + "-" + std::to_string(key.devid);
-  if (int e = sandbox::remove_leaf(options_.blk_cgroup_parent, leaf); e != 0)
-    PVBACK_LOG(Warning, "vbd %u/%u: cannot remove the control group %s: %s", key.domid, key.devid, leaf.c_str(),
+  // The data plane's control group, which its dead backend made and can no longer remove.
+  const std::string& parent = vbd ? options_.blk_cgroup_parent : options_.net_cgroup_parent;
+  if (parent == "none") return;
+  const std::string leaf = plane::cgroup_leaf_name(
+      options_.cgroup_prefix, std::string(type) + " " + std::to_string(key.domid) + "/" + std::to_string(key.devid));
+  if (int e = sandbox::remove_leaf(parent, leaf); e != 0)
+    PVBACK_LOG(Warning, "%s %u/%u: cannot remove the control group %s: %s", type, key.domid, key.devid, leaf.c_str(),
                std::strerror(e));
 }
 

@@ -116,7 +116,8 @@ class Supervisor {
   std::string restart(const std::string& name, Device& d);
   std::string list_json() const;
   std::string device_json(const Key& key, const Device& d) const;
-  // A vbd that will not be served again: a data plane its dead pvback-blk left serving stops.
+  // A device that will not be served again: a data plane its dead backend left serving stops, and
+  // the control group that backend made for it goes.
   void stop_orphan(const Key& key) const;
   void child_exited(Device& device, DeviceType type, int status);
   int poll_timeout_ms() const;

@@ -47,6 +47,51 @@ TEST(SupervisorOptions, BadInputIsAnError) {
   EXPECT_EQ(parse_options({"--help"}).error(), "help");
 }
 
+// pvback-net gets the supervisor's cgroup as its data planes' parent as pvback-blk does; a
+// backend's own --cgroup-parent is kept; a supervisor that could not leave its cgroup (v2) gives
+// them none; one that had nothing to leave (v1, the root) leaves them at auto.
+TEST(SupervisorOptions, BothBackendsGetTheCgroupParent) {
+  auto o = parse_options({"--net-arg", "--tap-up"});
+  ASSERT_TRUE(o.has_value());
+  EXPECT_TRUE(needs_own_cgroup(*o));
+  settle_cgroup_parents(*o, std::string("/pvback.service"));
+  EXPECT_EQ(o->blk_args, (std::vector<std::string>{"--cgroup-parent", "/pvback.service"}));
+  EXPECT_EQ(o->net_args, (std::vector<std::string>{"--cgroup-parent", "/pvback.service", "--tap-up"}));
+  EXPECT_EQ(o->blk_cgroup_parent, "/pvback.service");
+  EXPECT_EQ(o->net_cgroup_parent, "/pvback.service");
+
+  o = parse_options({"--net-arg", "--cgroup-parent", "--net-arg", "/net.slice"});
+  ASSERT_TRUE(o.has_value());
+  EXPECT_TRUE(needs_own_cgroup(*o));
+  settle_cgroup_parents(*o, std::string("/pvback.service"));
+  EXPECT_EQ(o->net_args, (std::vector<std::string>{"--cgroup-parent", "/net.slice"}));
+  EXPECT_EQ(o->net_cgroup_parent, "/net.slice");
+  EXPECT_EQ(o->blk_cgroup_parent, "/pvback.service");
+
+  o = parse_options({"--blk-arg", "--cgroup-parent", "--blk-arg", "auto", "--net-arg", "--cgroup-parent",
+                     "--net-arg", "none"});
+  ASSERT_TRUE(o.has_value());
+  EXPECT_FALSE(needs_own_cgroup(*o));
+  settle_cgroup_parents(*o, std::string());
+  EXPECT_EQ(o->blk_cgroup_parent, "");
+  EXPECT_EQ(o->net_cgroup_parent, "none");
+  EXPECT_EQ(o->blk_args.size(), 2u);
+
+  o = parse_options({});
+  ASSERT_TRUE(o.has_value());
+  settle_cgroup_parents(*o, std::unexpected(std::string("cannot move")));
+  EXPECT_EQ(o->blk_args, (std::vector<std::string>{"--cgroup-parent", "none"}));
+  EXPECT_EQ(o->net_args, (std::vector<std::string>{"--cgroup-parent", "none"}));
+  EXPECT_EQ(o->net_cgroup_parent, "none");
+
+  o = parse_options({});
+  ASSERT_TRUE(o.has_value());
+  settle_cgroup_parents(*o, std::string());
+  EXPECT_TRUE(o->blk_args.empty());
+  EXPECT_TRUE(o->net_args.empty());
+  EXPECT_EQ(o->net_cgroup_parent, "");
+}
+
 TEST(SupervisorEntries, OnlyCanonicalNumbersNameDevices) {
   EXPECT_EQ(parse_domid_entry("1"), DomId{1});
   EXPECT_EQ(parse_domid_entry("0"), DomId{0});

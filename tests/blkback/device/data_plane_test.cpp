@@ -9,6 +9,7 @@
 #include "sandbox/cgroup.hpp"
 #include "sandbox/sandbox.hpp"
 #include "tests/blkback/device/vbd_fixture.hpp"
+#include "tests/support/cgroup.hpp"
 #include "tests/support/confinement.hpp"
 
 namespace pvback::test {
@@ -176,11 +177,7 @@ TEST_F(VbdDataPlaneTest, RunsInAControlGroupOfItsOwnWithItsLimits) {
                                       "--data-plane-tasks-max", "77", "--data-plane-cpu-max", "150"},
                                      front);
   ASSERT_GT(dp, 0);
-  auto limits = sandbox::applied_limits(dp);
-  ASSERT_TRUE(limits.has_value()) << limits.error();
-  EXPECT_EQ(limits->memory_bytes, std::optional<std::uint64_t>(200u << 20));
-  EXPECT_EQ(limits->tasks, std::optional<std::uint64_t>(77));
-  EXPECT_EQ(limits->cpu_percent, std::optional<unsigned>(150));
+  ASSERT_NO_FATAL_FAILURE(expect_limits(dp, 200u << 20, 77, 150));
   // The control part is not held to them.
   auto control = sandbox::applied_limits(backend_->pid());
   ASSERT_TRUE(control.has_value());
@@ -199,9 +196,7 @@ TEST_F(VbdDataPlaneTest, RunsInAControlGroupOfItsOwnWithItsLimits) {
     auto now = data_planes();
     return now.size() == 1 && now[0] != dp && stats_text().find("\"restarts\": 1,") != std::string::npos;
   })) << stats_text();
-  limits = sandbox::applied_limits(data_planes()[0]);
-  ASSERT_TRUE(limits.has_value()) << limits.error();
-  EXPECT_EQ(limits->tasks, std::optional<std::uint64_t>(77));
+  ASSERT_NO_FATAL_FAILURE(expect_limits(data_planes()[0], 200u << 20, 77, 150));
   std::vector<std::byte> back(4096);
   ASSERT_EQ(front->read(16, back), 0);
   EXPECT_TRUE(back == data_);
