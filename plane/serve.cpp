@@ -26,19 +26,17 @@ void ControlLink::say(std::uint32_t type, int error, const std::string& reason) 
     PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
 }
 
+// The first Fatal is latched: it goes to the control part attached now, if any, and again to every
+// successor that adopts this data plane, since a control part may die before it acted on it (the
+// device would then never be disconnected: its queue stopped serving, its guest waiting).
 void ControlLink::fatal(int error, const std::string& reason) {
   {
     std::lock_guard lock(mutex_);
-    if (fatal_sent_) return;
-    if (fd_ < 0) {
-      if (!pending_) {
-        pending_ = true;
-        error_ = error;
-        reason_ = reason;
-      }
-      return;
-    }
-    fatal_sent_ = true;
+    if (pending_) return;
+    pending_ = true;
+    error_ = error;
+    reason_ = reason;
+    if (fd_ < 0) return;
   }
   say(kFatal, error, reason);
 }
@@ -46,7 +44,6 @@ void ControlLink::fatal(int error, const std::string& reason) {
 void ControlLink::detach() {
   std::lock_guard lock(mutex_);
   fd_ = -1;
-  fatal_sent_ = false;  // the successor has not heard of it
 }
 
 void ControlLink::attach(int fd) {
@@ -55,7 +52,6 @@ void ControlLink::attach(int fd) {
     std::lock_guard lock(mutex_);
     fd_ = fd;
     tell = pending_;
-    fatal_sent_ = pending_;
   }
   if (tell) say(kFatal, error_, reason_);
 }

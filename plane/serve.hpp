@@ -26,7 +26,8 @@ class ControlLink {
  public:
   ControlLink(int fd, const Protocol& protocol) : protocol_(protocol), fd_(fd) {}
   int fd() const;
-  // Thread-safe; the first one per control part is sent.
+  // Thread-safe; the first one is kept and sent to the control part now attached and to every one
+  // that attaches later (each may die before it acted on it); later ones are dropped.
   void fatal(int error, const std::string& reason);
   // Tells the current control part (e.g. Ready). Logs a failure.
   void say(std::uint32_t type, int error, const std::string& reason = {});
@@ -37,8 +38,7 @@ class ControlLink {
   Protocol protocol_;
   mutable std::mutex mutex_;
   int fd_;
-  bool fatal_sent_ = false;
-  bool pending_ = false;
+  bool pending_ = false;  // a Fatal was raised: error_, reason_
   int error_ = 0;
   std::string reason_;
 };

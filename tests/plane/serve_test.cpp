@@ -126,5 +126,38 @@ TEST_F(ServeControlTest, AControlPartThatDiesWithAFatalUnreadLeavesItServingForA
   EXPECT_FALSE(returned_.load());
 }
 
+// A control part that read the Fatal and died before it acted on it (the device disconnected): its
+// successor hears it again when it adopts the data plane, and so does the next one. (Each control
+// part used to hear only a Fatal raised while none was attached: the device stayed connected with
+// its queue stopped.)
+TEST_F(ServeControlTest, EverySuccessorHearsAFatalItsPredecessorDiedWithout) {
+  link_->fatal(EPROTO, "ring overflow");
+  link_->fatal(EIO, "a second one");  // dropped: the first stands
+  auto fatal_on = [](int fd) -> std::optional<Notice> {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) return std::nullopt;
+    std::vector<std::byte> buf(512);
+    auto n = recv_message(fd, buf);
+    if (!n || *n == 0) return std::nullopt;
+    auto notice = decode_notice(kBlkProtocol, std::span(buf).first(*n));
+    if (!notice) return std::nullopt;
+    return *notice;
+  };
+  auto first = fatal_on(control_.get());
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->type, kFatal);
+  EXPECT_EQ(first->error, EPROTO);
+  control_.reset();  // read, not acted on
+  for (int successor = 0; successor < 2; ++successor) {
+    UniqueFd s = adopt();
+    ASSERT_TRUE(s) << "successor " << successor;
+    auto told = fatal_on(s.get());
+    ASSERT_TRUE(told.has_value()) << "successor " << successor << " never heard of the Fatal";
+    EXPECT_EQ(told->type, kFatal);
+    EXPECT_EQ(told->error, EPROTO);
+    EXPECT_EQ(told->reason, "ring overflow");
+  }
+}
+
 }  // namespace
 }  // namespace pvback::plane
