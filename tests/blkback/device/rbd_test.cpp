@@ -150,8 +150,10 @@ TEST_F(VbdRbdTest, TheImagesDataPlaneIsConfinedOnEveryThreadAndAKilledOneIsRepla
       EXPECT_EQ(c->uid[1], want) << "thread " << task.path();
       EXPECT_EQ(c->cap_eff, 0u) << "thread " << task.path();
       EXPECT_EQ(c->cap_prm, 0u) << "thread " << task.path();
-      EXPECT_EQ(c->no_new_privs, 1) << "thread " << task.path();
+      // no_new_privs reaches librbd's threads with the filter (TSYNC), which a sanitized build
+      // leaves out: there only the confining thread has it.
       if (sandbox::kSeccompInThisBuild) {
+        EXPECT_EQ(c->no_new_privs, 1) << "thread " << task.path();
         EXPECT_EQ(c->seccomp, 2) << "thread " << task.path();
       }
     }
