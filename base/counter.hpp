@@ -25,4 +25,12 @@ void add_counters(Stats& into, const Stats& from, const Fields& fields) {
   for (const auto& f : fields) (into.*f.member).add((from.*f.member).get());
 }
 
+// Adds into `total` the counters of `past` (earlier connections) and of every live queue
+// (`queues` holds pointers, or unique_ptrs, to each queue's Stats).
+template <class Stats, class Queues, class Fields>
+void add_queue_totals(Stats& total, const Stats& past, const Queues& queues, const Fields& fields) {
+  add_counters(total, past, fields);
+  for (const auto& q : queues) add_counters(total, *q, fields);
+}
+
 }  // namespace pvback

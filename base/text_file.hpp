@@ -38,8 +38,7 @@ void append_json_counters(std::string& out, const Stats& stats, const Fields& fi
 template <class Stats, class Queues, class Fields>
 void append_json_queue_stats(std::string& out, const Stats& past, const Queues& queues, const Fields& fields) {
   Stats total;
-  add_counters(total, past, fields);
-  for (const auto& q : queues) add_counters(total, *q, fields);
+  add_queue_totals(total, past, queues, fields);
   out += "  \"total\": ";
   append_json_counters(out, total, fields);
   out += ",\n  \"queues\": [";

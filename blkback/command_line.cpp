@@ -28,6 +28,9 @@ void print_usage(std::FILE* out) {
                "  --no-recovery                no records: a killed or crashed process may lose or repeat answers\n"
                "  --stats-file PATH            live statistics as JSON (default: <run dir>/vbd-<domid>-<devid>.json)\n"
                "  --stats-interval-ms N        statistics and resize check period (default 1000)\n"
+               "  --prometheus-textfile DIR    also write the statistics for Prometheus, as\n"
+               "                               DIR/pvback-vbd-<domid>-<devid>.prom (node_exporter's\n"
+               "                               --collector.textfile.directory=DIR reads it)\n"
                "  --image-cache writethrough|writeback\n"
                "                               images served by qemu-storage-daemon: a write is answered once\n"
                "                               QEMU's caches are in the file (default; a dead daemon loses no\n"
@@ -103,6 +106,9 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       c.recovery = false;
     } else if (arg == "--stats-file" && value) {
       c.stats_path = value;
+      ++i;
+    } else if (arg == "--prometheus-textfile" && value && *value != '\0') {
+      c.prometheus_dir = value;
       ++i;
     } else if (arg == "--stats-interval-ms") {
       c.interval_ms = static_cast<unsigned>(std::max(10ul, number(3'600'000)));

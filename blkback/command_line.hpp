@@ -14,6 +14,9 @@ struct CommandLine {
   BackendOptions options;
   std::string backend_path;  // required by pvback-blk, not given to the host daemon
   std::string stats_path;    // empty: <run dir>/vbd-<domid>-<devid>.json
+  // Non-empty: the Prometheus text exposition of the vbd, <dir>/pvback-vbd-<domid>-<devid>.prom,
+  // rewritten with the statistics (node_exporter's textfile collector reads it).
+  std::string prometheus_dir;
   std::string recovery_dir;  // empty: the platform's
   bool recovery = true;
   unsigned interval_ms = 1000;

@@ -85,6 +85,7 @@ int Queue::Impl::init(const grant::Platform& platform) {
     ring_size = ring64.size();
   }
   if (int e = open_recovery()) return e;
+  oo_counted_to = req_cons();
   // Patient only when taking over a ring a predecessor left live: a fresh connect (or a frontend
   // naming a port that will never be bindable) fails at once.
   auto local = grant::bind_interdomain_patiently(*channels, config.frontend_domid, config.remote_port,

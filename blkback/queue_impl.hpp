@@ -73,6 +73,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   void throttle_events();
   std::uint32_t process_ring();
   void take_one();
+  void count_waiting(ring::RingIdx waiting);
   void take_recovered(std::uint32_t idx, const native::Request& req);
   void prepare_batch();
   int open_recovery();
@@ -94,6 +95,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   void complete(std::uint32_t idx, std::int16_t status);
   void finish_copybacks();
   void respond(std::uint32_t idx);
+  void count_for_kernel(const Slot& s);
   void flush_responses();
   void fatal(int error, const char* reason);
   void maybe_purge(std::int64_t now);
@@ -158,6 +160,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   bool fatal_seen = false;
   bool storage_lost_reported = false;
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
+  ring::RingIdx oo_counted_to = 0;  // requests before this ring index were counted in kernel_oo_req
   std::int64_t last_purge = 0;
 };
 

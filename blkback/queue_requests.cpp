@@ -51,6 +51,7 @@ std::uint32_t Queue::Impl::process_ring() {
     for (ring::RingIdx i = 0; i < *n; ++i) {
       if (free_slots.empty() || !segments->room_for_one_more(reserved)) {
         stalled = true;
+        count_waiting(*n - i);
         break;
       }
       take_one();
@@ -88,6 +89,17 @@ void Queue::Impl::prepare_batch() {
   batch.clear();
 }
 
+// The kernel's oo_req: `waiting` requests from req_cons on stay in the ring for lack of a slot or
+// bounce pages. Each is counted once, however many passes find it still waiting.
+void Queue::Impl::count_waiting(ring::RingIdx waiting) {
+  const ring::RingIdx from = req_cons();
+  const ring::RingIdx end = from + waiting;
+  // Requests before oo_counted_to were counted already (ring indexes wrap: compare distances).
+  const ring::RingIdx start = oo_counted_to - from <= waiting ? oo_counted_to : from;
+  stats.kernel_oo_req.add(end - start);
+  oo_counted_to = end;
+}
+
 void Queue::Impl::take_one() {
   const std::uint32_t idx = free_slots.back();
   free_slots.pop_back();
@@ -106,6 +118,7 @@ void Queue::Impl::take_recovered(std::uint32_t idx, const native::Request& req) 
   s.kind = Kind::Other;
   s.indirect = false;
   s.phase = Phase::Idle;
+  s.reached_storage = false;
   s.status = blkif::kRspOkay;
   s.nsegs = 0;
   s.iov_count = s.iov_first = 0;
@@ -276,6 +289,7 @@ bool Queue::Impl::fail_submission(std::uint32_t idx, int error) {
 
 bool Queue::Impl::submit_io(std::uint32_t idx) {
   Slot& s = slots[idx];
+  s.reached_storage = true;
   storage::Request rq;
   rq.op = s.kind == Kind::Read ? storage::Op::Read : storage::Op::Write;
   rq.offset = s.offset + s.done_bytes;
@@ -291,6 +305,7 @@ bool Queue::Impl::submit_io(std::uint32_t idx) {
 
 bool Queue::Impl::submit_sync(std::uint32_t idx) {
   Slot& s = slots[idx];
+  s.reached_storage = true;
   storage::Request rq;
   rq.op = storage::Op::Flush;
   rq.tag = idx;
@@ -308,6 +323,7 @@ bool Queue::Impl::submit_discard(std::uint32_t idx) {
     respond(idx);
     return false;
   }
+  s.reached_storage = true;
   storage::Request rq;
   rq.op = (s.req.discard.flag & blkif::kDiscardSecure) != 0 ? storage::Op::SecureDiscard : storage::Op::Discard;
   rq.offset = s.offset;
@@ -392,6 +408,38 @@ void Queue::Impl::complete(std::uint32_t idx, std::int16_t status) {
   respond(idx);
 }
 
+// Linux xen-blkback's counters for a request answered now, whatever its status (stats.hpp).
+void Queue::Impl::count_for_kernel(const Slot& s) {
+  const std::uint64_t submitted_sectors = s.reached_storage ? s.sectors : 0;
+  switch (s.kind) {
+    case Kind::Read:
+      stats.kernel_rd_req.add();
+      stats.kernel_rd_sect.add(submitted_sectors);
+      break;
+    case Kind::Write:
+      stats.kernel_wr_req.add();
+      stats.kernel_wr_sect.add(submitted_sectors);
+      break;
+    case Kind::Barrier:
+      stats.kernel_f_req.add();
+      stats.kernel_wr_sect.add(submitted_sectors);
+      break;
+    case Kind::Flush:
+      stats.kernel_f_req.add();
+      break;
+    case Kind::Discard: {
+      // Linux counts a discard once xen_vbd_translate accepted it: writable, within the disk.
+      const request::Limits l = limits();
+      const auto& d = s.req.discard;
+      if (!l.read_only && d.sector_number <= l.sectors && d.nr_sectors <= l.sectors - d.sector_number)
+        stats.kernel_ds_req.add();
+      break;
+    }
+    case Kind::Other:
+      break;
+  }
+}
+
 void Queue::Impl::respond(std::uint32_t idx) {
   Slot& s = slots[idx];
   segments->release(idx, s);
@@ -421,6 +469,7 @@ void Queue::Impl::respond(std::uint32_t idx) {
     }
     if (s.indirect) stats.indirect.add();
   }
+  count_for_kernel(s);
   const ring::RingIdx at = rsp_prod_pvt();
   put_response(blkif::make_response(s.req, s.status));
   log.answered(idx, at, s.status);

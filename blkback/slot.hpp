@@ -21,6 +21,7 @@ struct Slot {
   Kind kind = Kind::Other;
   bool indirect = false;
   Phase phase = Phase::Idle;
+  bool reached_storage = false;       // handed to the storage engine at least once (the kernel's counters)
   std::int16_t status = blkif::kRspOkay;
   std::uint32_t nsegs = 0;
   blkif::Segment* segs = nullptr;     // the slot's own copy of the descriptors (capacity max_segs)

@@ -27,6 +27,28 @@ struct QueueStats {
   // left masked for a while (an event storm, XSA-332's class).
   Counter spurious_events, events_throttled;
   Counter batches;                   // wake-ups that found work (requests per batch = total / batches)
+
+  // Linux xen-blkback's counters (its sysfs statistics/ directory, which xentop reads), counted
+  // with the kernel's meaning beside pvback's own: pvback's reads, writes, ... count requests
+  // answered OK, the kernel's every request it dispatched, whatever its outcome. Each request is
+  // counted once, when it is answered (a request resumed from a crash-recovery record is counted
+  // by the queue that answers it).
+  //   oo_req   requests found in the ring that could not be taken at once for lack of resources
+  //            (a free slot, or room in the bounce-page pool on the copy path); each once,
+  //            however long it waited (Linux counts once per pass that stops for want of a
+  //            free request structure);
+  //   rd_req   read requests (direct, or indirect with indirect_op read), whatever the status:
+  //            Linux counts them before it checks them, so refused and failed reads count too;
+  //   wr_req   write requests likewise; barriers are not writes here (Linux counts
+  //            BLKIF_OP_WRITE_BARRIER in f_req only);
+  //   f_req    flush (BLKIF_OP_FLUSH_DISKCACHE) and barrier requests, whatever the status;
+  //   ds_req   discard requests within the disk on writable storage, whatever the status
+  //            (Linux counts a discard once xen_vbd_translate accepted it: a discard beyond
+  //            the end of the disk or on a read-only one is not counted);
+  //   rd_sect  512-byte sectors of read requests handed to the storage, whatever its answer
+  //            (Linux adds them once the bios are submitted);
+  //   wr_sect  likewise for writes and barriers with data.
+  Counter kernel_oo_req, kernel_rd_req, kernel_wr_req, kernel_f_req, kernel_ds_req, kernel_rd_sect, kernel_wr_sect;
 };
 
 // Every counter of QueueStats with its name in the statistics file: what sums and prints them
@@ -61,6 +83,15 @@ inline constexpr QueueStatsField kQueueStatsFields[] = {
     {"spurious_events", &QueueStats::spurious_events},
     {"events_throttled", &QueueStats::events_throttled},
     {"batches", &QueueStats::batches},
+};
+
+// The kernel's counters under the kernel's names (xen-blkback's statistics/ files), for the
+// statistics file's "kernel" object and the Prometheus exposition.
+inline constexpr QueueStatsField kKernelStatsFields[] = {
+    {"oo_req", &QueueStats::kernel_oo_req},   {"rd_req", &QueueStats::kernel_rd_req},
+    {"wr_req", &QueueStats::kernel_wr_req},   {"f_req", &QueueStats::kernel_f_req},
+    {"ds_req", &QueueStats::kernel_ds_req},   {"rd_sect", &QueueStats::kernel_rd_sect},
+    {"wr_sect", &QueueStats::kernel_wr_sect},
 };
 
 }  // namespace pvback::blkback

@@ -35,6 +35,12 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
              for (const auto& dir : driver.data_plane_cgroup()) list += (list.empty() ? "" : ", ") + json_string(dir);
              return list;
            }() + "]},\n";
+  // Linux xen-blkback's statistics/ under its names, over every connection (stats.hpp).
+  QueueStats kernel;
+  add_queue_totals(kernel, driver.past_totals(), driver.queue_stats(), kKernelStatsFields);
+  out += "  \"kernel\": ";
+  append_json_counters(out, kernel, kKernelStatsFields);
+  out += ",\n";
   append_json_queue_stats(out, driver.past_totals(), driver.queue_stats(), kQueueStatsFields);
   return out;
 }

@@ -561,7 +561,10 @@ void VbdDriver::disconnect() {
   // left live could be taken for a new ring that happens to reuse the same grant references. Only
   // this process ending (SIGTERM, a lost XenStore) keeps them for a successor.
   if (had_connection && !keep_recovery_records_) remove_recovery_records();
-  for (auto* s : stats_) add_counters(past_, *s, kQueueStatsFields);
+  for (auto* s : stats_) {
+    add_counters(past_, *s, kQueueStatsFields);
+    add_counters(past_, *s, kKernelStatsFields);
+  }
   stats_.clear();
   shared_stats_ = SharedQueueStats();
   // Gauges of ended connections are not carried over.

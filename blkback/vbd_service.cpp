@@ -1,8 +1,10 @@
 #include "blkback/vbd_service.hpp"
 
 #include <cstring>
+#include <optional>
 
 #include "base/log.hpp"
+#include "blkback/metrics.hpp"
 #include "blkback/stats_writer.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "plane/options.hpp"
@@ -16,19 +18,28 @@ class VbdService final : public xenbus::DeviceService {
   VbdService(const grant::Platform& platform, xenbus::XenStore& xs, const std::string& backend_path,
              const xenbus::BackendPath& bp, const CommandLine& c, std::string name, std::string params)
       : xs_(xs),
+        bp_(bp),
         params_(std::move(params)),
         stats_(c.stats_path.empty() ? xenbus::StatsFile::default_path(platform.config().stats_dir(), bp) : c.stats_path,
                name),
         driver_(platform, c.options, name, bp.frontend_domid,
                 [this](int error, const std::string& reason) { fatal_.post(error, reason); }),
         device_(xs, backend_path, driver_) {
-    hooks_.write_stats = [this] { stats_.write(stats_json()); };
+    if (!c.prometheus_dir.empty())
+      prometheus_.emplace(xenbus::StatsFile::prometheus_path(c.prometheus_dir, bp), name);
+    hooks_.write_stats = [this] {
+      stats_.write(stats_json());
+      if (prometheus_) xenbus::write_metrics(*prometheus_, *this);
+    };
     xenbus::set_driver_hooks(hooks_, driver_, device_);
     hooks_.on_timer = [this] { driver_.check_resize(xs_); };
   }
 
   xenbus::BackendDevice& device() override { return device_; }
   std::string stats_json() const override { return render_stats_json(device_, driver_); }
+  void append_metrics(prometheus::Exposition& e) const override {
+    append_vbd_metrics(e, bp_.frontend_domid, bp_.devid, device_, driver_);
+  }
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
   std::expected<pid_t, int> restart_data_plane() override { return driver_.restart_data_plane(); }
   std::string target() const override { return params_; }
@@ -38,12 +49,16 @@ class VbdService final : public xenbus::DeviceService {
     if (xenbus::finish_driver(driver_, device_, hooks_)) {
       PVBACK_LOG(Info, "%s: device removed", device_.name().c_str());
     }
+    // Not served by this process any more: its series go rather than stay frozen.
+    if (prometheus_) prometheus_->remove();
   }
 
  private:
   xenbus::XenStore& xs_;
+  xenbus::BackendPath bp_;
   std::string params_;
   xenbus::StatsFile stats_;
+  std::optional<xenbus::StatsFile> prometheus_;
   VbdDriver driver_;
   xenbus::BackendDevice device_;
 };

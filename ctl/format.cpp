@@ -159,7 +159,15 @@ std::expected<std::string, std::string> format_stats(const Json& stats, std::opt
     for (const Json* c : columns) row.push_back(member(*c, name));
     rows.push_back(std::move(row));
   }
-  return out + "\n" + render_table(rows);
+  out += "\n" + render_table(rows);
+  // A vbd's counters under Linux xen-blkback's names (its sysfs statistics/), all queues and
+  // connections together.
+  if (const Json* kernel = stats.find("kernel"); kernel != nullptr && !queue) {
+    std::vector<Row> k = {{"KERNEL-NAME", "TOTAL"}};
+    for (const auto& [name, value] : kernel->members) k.push_back({name, value.scalar()});
+    out += render_table(k);
+  }
+  return out;
 }
 
 std::string format_rates(const Json& now, const Json* before, double seconds) {

@@ -20,7 +20,8 @@ std::string format_list(const Json& answer);
 std::string format_info(const Json& answer);
 
 // A statistics document (`stats`'s "stats") as a table: one row per counter, a column for the
-// total and one per queue, or only queue `queue` if given (an error if it has no such queue).
+// total and one per queue, or only queue `queue` if given (an error if it has no such queue);
+// without `queue`, a vbd's "kernel" counters (xen-blkback's names) follow in a table of their own.
 [[nodiscard]] std::expected<std::string, std::string> format_stats(const Json& stats, std::optional<unsigned> queue);
 
 // The counters --watch follows: the total's, or queue `queue`'s, as an object; an error if the

@@ -48,7 +48,10 @@ void print_usage(std::FILE* out) {
                "  --no-recovery              the record in memory of this process only: a successor of the whole\n"
                "                             backend takes the rings from rsp_prod\n"
                "  --stats-file PATH          live statistics as JSON (default: <run dir>/vif-<domid>-<handle>.json)\n"
-               "  --stats-interval-ms N      statistics period (default 1000)\n");
+               "  --stats-interval-ms N      statistics period (default 1000)\n"
+               "  --prometheus-textfile DIR  also write the statistics for Prometheus, as\n"
+               "                             DIR/pvback-vif-<domid>-<handle>.prom (node_exporter's\n"
+               "                             --collector.textfile.directory=DIR reads it)\n");
 }
 
 std::expected<CommandLine, std::string> parse_command_line(const std::vector<std::string>& args) {
@@ -107,6 +110,8 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       c.recovery = false;
     } else if (arg == "--stats-file") {
       text(c.stats_path);
+    } else if (arg == "--prometheus-textfile") {
+      text(c.prometheus_dir);
     } else if (arg == "--stats-interval-ms") {
       c.interval_ms = static_cast<unsigned>(std::max(10ul, number(3'600'000)));
     } else if (arg == "-h" || arg == "--help") {

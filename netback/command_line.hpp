@@ -14,6 +14,9 @@ struct CommandLine {
   VifOptions options;
   std::string backend_path;  // required by pvback-net, not given to the host daemon
   std::string stats_path;    // empty: <run dir>/vif-<domid>-<handle>.json
+  // Non-empty: the Prometheus text exposition of the vif, <dir>/pvback-vif-<domid>-<handle>.prom,
+  // rewritten with the statistics (node_exporter's textfile collector reads it).
+  std::string prometheus_dir;
   std::string recovery_dir;  // empty: the platform's
   bool recovery = true;
   unsigned interval_ms = 1000;

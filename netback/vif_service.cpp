@@ -10,6 +10,7 @@
 
 #include "base/log.hpp"
 #include "netback/data_plane.hpp"
+#include "netback/metrics.hpp"
 #include "netback/dpdk_exit.hpp"
 #include "netback/stats_writer.hpp"
 #include "netback/tap_exit.hpp"
@@ -34,13 +35,19 @@ class VifService final : public xenbus::DeviceService {
              const xenbus::BackendPath& bp, const CommandLine& c, const VifOptions& options, std::string name,
              std::unique_ptr<Exit> exit)
       : xs_(xs),
+        bp_(bp),
         exit_(std::move(exit)),
         stats_(c.stats_path.empty() ? xenbus::StatsFile::default_path(platform.config().stats_dir(), bp) : c.stats_path,
                name),
         driver_(platform, options, name, bp.frontend_domid, *exit_,
                 [this](int error, const std::string& reason) { fatal_.post(error, reason); }),
         device_(xs, backend_path, driver_) {
-    hooks_.write_stats = [this] { stats_.write(stats_json()); };
+    if (!c.prometheus_dir.empty())
+      prometheus_.emplace(xenbus::StatsFile::prometheus_path(c.prometheus_dir, bp), name);
+    hooks_.write_stats = [this] {
+      stats_.write(stats_json());
+      if (prometheus_) xenbus::write_metrics(*prometheus_, *this);
+    };
     xenbus::set_driver_hooks(hooks_, driver_, device_);
     hooks_.after_xenstore_events = [this] { driver_.refresh_rate(xs_); };
     hooks_.on_timer = [this] { driver_.refresh_link(); };
@@ -49,6 +56,9 @@ class VifService final : public xenbus::DeviceService {
   VifDriver& driver() { return driver_; }
   xenbus::BackendDevice& device() override { return device_; }
   std::string stats_json() const override { return render_stats_json(device_, driver_); }
+  void append_metrics(prometheus::Exposition& e) const override {
+    append_vif_metrics(e, bp_.frontend_domid, bp_.devid, device_, driver_);
+  }
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
   std::expected<pid_t, int> restart_data_plane() override { return driver_.restart_data_plane(); }
   std::string target() const override { return exit_->name(); }
@@ -59,12 +69,16 @@ class VifService final : public xenbus::DeviceService {
       if (auto* tap = dynamic_cast<TapExit*>(exit_.get())) tap->set_persist(false);  // gone with its last fd
       PVBACK_LOG(Info, "%s: device removed", device_.name().c_str());
     }
+    // Not served by this process any more: its series go rather than stay frozen.
+    if (prometheus_) prometheus_->remove();
   }
 
  private:
   xenbus::XenStore& xs_;
+  xenbus::BackendPath bp_;
   std::unique_ptr<Exit> exit_;
   xenbus::StatsFile stats_;
+  std::optional<xenbus::StatsFile> prometheus_;
   VifDriver driver_;
   xenbus::BackendDevice device_;
 };

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/log.hpp"
+#include "base/prometheus.hpp"
 #include "base/text_file.hpp"
 #include "blkback/vbd_service.hpp"
 #include "netback/vif_service.hpp"
@@ -144,6 +145,34 @@ std::string Supervisor::device_json(const Key& key, const Device& d) const {
     out += std::string(", \"served_by\": ") + (d.finished ? "\"none\", \"closed\": true" : "\"none\"");
   }
   return out + "}";
+}
+
+std::string Supervisor::metrics_text() const {
+  prometheus::Exposition e;
+  e.family("pvback_devices", prometheus::Type::Gauge,
+           "Devices the supervisor knows, by kind and by who serves them: host (this process), process (a backend "
+           "process of their own, whose series are in its own textfile), none (closed, or waiting for a restart)");
+  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif})
+    for (const char* by : {"host", "process", "none"}) {
+      const auto n = std::ranges::count_if(devices_, [&](const auto& entry) {
+        const Device& d = entry.second;
+        const char* served = d.service ? "host" : d.pid > 0 ? "process" : "none";
+        return entry.first.type == type && std::string_view(served) == by;
+      });
+      e.sample("pvback_devices", {{"kind", std::string(type_name(type))}, {"served_by", by}},
+               static_cast<std::uint64_t>(n));
+    }
+  for (const auto& [key, d] : devices_)
+    if (d.service) d.service->append_metrics(e);
+  return e.render();
+}
+
+void Supervisor::write_metrics() {
+  const std::string path = options_.prometheus_dir + "/pvback.prom";
+  if (const int e = write_file_atomically(path, metrics_text()); e != 0 && !metrics_error_logged_) {
+    PVBACK_LOG(Warning, "cannot write the Prometheus textfile %s: %s", path.c_str(), std::strerror(e));
+    metrics_error_logged_ = true;
+  }
 }
 
 std::string Supervisor::list_json() const {

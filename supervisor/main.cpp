@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
     }
     return dir;
   };
+  // The backend processes write their own textfiles beside the supervisor's.
+  if (!options->prometheus_dir.empty())
+    for (auto* args : {&options->blk_args, &options->net_args})
+      if (std::ranges::find(*args, "--prometheus-textfile") == args->end())
+        args->insert(args->end(), {"--prometheus-textfile", options->prometheus_dir});
   options->blk_recovery_dir = recovery_dir(options->blk_args);
   options->net_recovery_dir = recovery_dir(options->net_args);
   // cgroup v2: the supervisor leaves its own cgroup (a unit with Delegate=yes) for a leaf of it, so
@@ -95,6 +100,9 @@ int main(int argc, char** argv) {
                    !blk ? blk.error().c_str() : net.error().c_str());
       return 2;
     }
+    // The devices served here are in the supervisor's own textfile, not in one file each.
+    blk->prometheus_dir.clear();
+    net->prometheus_dir.clear();
     // The data planes are the backends' executables run as such, not this one.
     if (blk->options.data_plane_binary.empty()) blk->options.data_plane_binary = options->blk_binary;
     if (net->options.data_plane_binary.empty()) net->options.data_plane_binary = options->net_binary;

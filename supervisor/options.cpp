@@ -97,6 +97,9 @@ void print_usage(std::FILE* out) {
                "pvback-net process of their own.\n"
                "  --process-per-device     a pvback-blk / pvback-net process for every device (the former mode)\n"
                "  --control-socket PATH    the operator's socket (default <run dir>/control.sock; none: no socket)\n"
+               "  --prometheus-textfile DIR  the devices' statistics for Prometheus: DIR/pvback.prom for those\n"
+               "                           served here, DIR/pvback-<type>-<domid>-<devid>.prom from backend\n"
+               "                           processes (node_exporter's --collector.textfile.directory=DIR)\n"
                "  --blk-binary PATH        default: pvback-blk next to this executable\n"
                "  --net-binary PATH        default: pvback-net next to this executable\n"
                "  --blk-arg ARG            a pvback-blk option for every vbd (repeat for each argument)\n"
@@ -145,6 +148,10 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       auto v = value();
       if (!v || v->empty()) return std::unexpected(arg + " needs a path");
       o.control_socket = *v;
+    } else if (arg == "--prometheus-textfile") {
+      auto v = value();
+      if (!v || v->empty()) return std::unexpected(arg + " needs a directory");
+      o.prometheus_dir = *v;
     } else if (arg == "--only") {
       auto v = value();
       if (!v || (*v != "vbd" && *v != "vif")) return std::unexpected("--only needs vbd or vif");

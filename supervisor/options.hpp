@@ -31,6 +31,10 @@ struct Options {
   // The operator's control socket (supervisor/control.hpp); empty: <run dir>/control.sock,
   // "none": no socket.
   std::string control_socket;
+  // Non-empty: node_exporter's textfile directory. The devices served in this process are written
+  // to <dir>/pvback.prom at every statistics period; the pvback-blk / pvback-net processes started
+  // for the others get --prometheus-textfile DIR and write pvback-<type>-<domid>-<devid>.prom.
+  std::string prometheus_dir;
   bool serve_vbd = true;
   bool serve_vif = true;
   unsigned max_devices = 256;

@@ -296,6 +296,10 @@ int Supervisor::run(const UniqueFd& signal_fd) {
     period.it_value = period.it_interval;
     ::timerfd_settime(timer_fd.get(), 0, &period, nullptr);
   }
+  if (!options_.prometheus_dir.empty()) {
+    std::error_code ec;  // a failure shows up, once, at the first write
+    std::filesystem::create_directories(options_.prometheus_dir, ec);
+  }
   int exit_code = 0;
   while (!stopping_) {
     if (connection_lost()) {
@@ -371,6 +375,7 @@ int Supervisor::run(const UniqueFd& signal_fd) {
       [[maybe_unused]] auto n = ::read(timer_fd.get(), &expirations, sizeof expirations);
       for (auto& [key, d] : devices_)
         if (d.service) xenbus::on_timer(*d.service);
+      if (!options_.prometheus_dir.empty()) write_metrics();
     }
     control_.handle(std::span(fds).subspan(control_at), [this](const ControlRequest& q) { return answer(q); });
     end_removed_services();
@@ -385,6 +390,8 @@ int Supervisor::run(const UniqueFd& signal_fd) {
   stopping_ = true;
   finish_services();
   stop_children(signal_fd);
+  // Nothing is served from here any more: the series go rather than stay frozen.
+  if (!options_.prometheus_dir.empty()) ::unlink((options_.prometheus_dir + "/pvback.prom").c_str());
   return exit_code;
 }
 

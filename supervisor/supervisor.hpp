@@ -115,6 +115,10 @@ class Supervisor {
   std::string info_json(const std::string& name, const Device& d) const;
   std::string restart(const std::string& name, Device& d);
   std::string list_json() const;
+  // The Prometheus exposition of the devices served in this process, and how many devices there
+  // are by kind and by who serves them; write_metrics() puts it in <prometheus_dir>/pvback.prom.
+  std::string metrics_text() const;
+  void write_metrics();
   std::string device_json(const Key& key, const Device& d) const;
   // A device that will not be served again: a data plane its dead backend left serving stops, and
   // the control group that backend made for it goes.
@@ -134,6 +138,7 @@ class Supervisor {
   std::set<std::string> refused_;  // entries refused in the last scan, so each is logged once
   bool stopping_ = false;
   bool watching_ = false;
+  bool metrics_error_logged_ = false;
 };
 
 }  // namespace pvback::supervisor

@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "base/log.hpp"
+#include "base/prometheus.hpp"
 #include "base/service_notify.hpp"
 #include "base/text_file.hpp"
 
@@ -51,11 +52,26 @@ std::string StatsFile::default_path(const std::string& run_dir, const BackendPat
   return run_dir + "/" + device.type + "-" + std::to_string(device.frontend_domid) + "-" + device.devid + ".json";
 }
 
+std::string StatsFile::prometheus_path(const std::string& dir, const BackendPath& device) {
+  return dir + "/pvback-" + device.type + "-" + std::to_string(device.frontend_domid) + "-" + device.devid + ".prom";
+}
+
 void StatsFile::write(const std::string& content) {
   if (int e = write_file_atomically(path_, content); e != 0 && !error_logged_) {
     PVBACK_LOG(Warning, "%s: cannot write statistics to %s: %s", device_name_.c_str(), path_.c_str(), std::strerror(e));
     error_logged_ = true;
   }
+}
+
+void StatsFile::remove() {
+  if (::unlink(path_.c_str()) != 0 && errno != ENOENT)
+    PVBACK_LOG(Warning, "%s: cannot remove %s: %s", device_name_.c_str(), path_.c_str(), std::strerror(errno));
+}
+
+void write_metrics(StatsFile& file, const DeviceService& service) {
+  prometheus::Exposition e;
+  service.append_metrics(e);
+  file.write(e.render());
 }
 
 UniqueFd take_termination_signals() {

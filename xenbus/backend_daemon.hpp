@@ -17,6 +17,10 @@
 #include "base/unique_fd.hpp"
 #include "xenbus/backend_device.hpp"
 
+namespace pvback::prometheus {
+class Exposition;
+}
+
 namespace pvback::xenbus {
 
 // Carries the first fatal error a data-path thread reports to the main loop (an eventfd wakes it).
@@ -43,8 +47,13 @@ class StatsFile {
   StatsFile(std::string path, std::string device_name);
   // "<run_dir>/<type>-<frontend domid>-<devid>.json", e.g. vif-5-0.json.
   static std::string default_path(const std::string& run_dir, const BackendPath& device);
+  // "<dir>/pvback-<type>-<frontend domid>-<devid>.prom": a one-device backend's Prometheus
+  // textfile (the host daemon writes one file, <dir>/pvback.prom, for every device it serves).
+  static std::string prometheus_path(const std::string& dir, const BackendPath& device);
   const std::string& path() const { return path_; }
   void write(const std::string& content);
+  // The file goes (its device is no longer served by this process).
+  void remove();
 
  private:
   std::string path_;
@@ -79,6 +88,8 @@ class DeviceService {
   virtual BackendDevice& device() = 0;
   // The device's statistics as its file holds them (JSON).
   virtual std::string stats_json() const = 0;
+  // Its series for Prometheus (base/prometheus.hpp), added to a host-wide exposition.
+  virtual void append_metrics(prometheus::Exposition& e) const = 0;
   // The data plane serving its rings, -1 if none (not connected, or served on threads).
   virtual pid_t data_plane_pid() const = 0;
   // What it serves, for an operator: the storage's params, the exit's name.
@@ -96,6 +107,9 @@ class DeviceService {
   FatalLatch fatal_;
   DaemonHooks hooks_;
 };
+
+// A one-device backend's Prometheus textfile (StatsFile::prometheus_path): `service`'s series.
+void write_metrics(StatsFile& file, const DeviceService& service);
 
 // The hooks every driver with a data plane sets the same way (blkback's VbdDriver, netback's
 // VifDriver): a fatal error fails the device unless its connection already ended, and the data

@@ -147,6 +147,26 @@ TEST(CtlFormat, StatsAsATableAndPerQueue) {
   EXPECT_EQ(select_counters(stats, 0u)->find("reads")->integer(), 10);
 }
 
+TEST(CtlFormat, AVbdsKernelCountersFollowInATableOfTheirOwn) {
+  const Json stats = parsed(R"({"device": "vbd 5/768", "state": "Connected",
+    "kernel": {"oo_req": 0, "rd_req": 31, "wr_sect": 16},
+    "total": {"reads": 30}, "queues": [{"reads": 30}]})");
+  auto all = format_stats(stats, std::nullopt);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(*all,
+            "vbd 5/768  Connected\n"
+            "COUNTER  TOTAL  Q0\n"
+            "reads       30  30\n"
+            "KERNEL-NAME  TOTAL\n"
+            "oo_req           0\n"
+            "rd_req          31\n"
+            "wr_sect         16\n");
+  // One queue's view has no kernel table: those are the device's, all queues together.
+  auto one = format_stats(stats, 0u);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->find("KERNEL-NAME"), std::string::npos) << *one;
+}
+
 TEST(CtlFormat, WatchShowsRatesPerSecond) {
   const Json before = parsed(R"({"reads": 10, "in_flight": 3})");
   const Json now = parsed(R"({"reads": 30, "in_flight": 1})");

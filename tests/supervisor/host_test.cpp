@@ -10,6 +10,7 @@
 
 #include "tests/support/confinement.hpp"
 #include "tests/support/own_net_namespace.hpp"
+#include "tests/support/prometheus_text.hpp"
 #include "tests/supervisor/host_fixture.hpp"
 
 namespace pvback::test {
@@ -62,6 +63,49 @@ TEST_F(HostTest, ControlSocketListsAndShowsStatisticsAndRefusesNonsense) {
     EXPECT_NE(answer.find("\"ok\": false, \"error\": "), std::string::npos) << bad << ": " << answer;
   }
   EXPECT_TRUE(supervisor_running());
+}
+
+// --prometheus-textfile: one file, <dir>/pvback.prom, for every device the host daemon serves,
+// rewritten at the statistics period, gone when the daemon stops.
+TEST_F(HostTest, ThePrometheusTextfileHoldsTheDevicesServedInTheHostDaemon) {
+  const auto textfile_dir = dir_ / "textfile";
+  const auto prom = textfile_dir / "pvback.prom";
+  start_supervisor({"--prometheus-textfile", textfile_dir.string()});
+  add_vbd();
+  add_guest2_vbd();
+  sim::VifSpec vif;
+  vif.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, vif), 0);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
+  ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s)) << log_text();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  write_and_verify(*front, 4);  // 64 KiB written and read back at sector 128
+  PromText p;
+  ASSERT_TRUE(eventually([&] {
+    p = parse_prometheus_file(prom);
+    return p.error.empty() && p.sum("pvback_vbd_bytes_total", {{"op", "read"}, {"domid", "1"}}) == 65536;
+  })) << p.error;
+  EXPECT_EQ(p.sum("pvback_devices", {{"kind", "vbd"}, {"served_by", "host"}}), 2);
+  EXPECT_EQ(p.sum("pvback_devices", {{"kind", "vif"}, {"served_by", "host"}}), 1);
+  EXPECT_EQ(p.sum("pvback_vif_state", {{"domid", "1"}, {"handle", "0"}}), XenbusStateInitWait);
+  EXPECT_EQ(p.sum("pvback_vif_packets_total"), 0);  // its frontend never connected: queue="past" alone
+  EXPECT_GE(p.count("pvback_vif_packets_total"), 2u);
+  EXPECT_EQ(p.sum("pvback_vbd_bytes_total", {{"op", "write"}, {"domid", "1"}, {"devid", "51712"}}), 65536);
+  EXPECT_EQ(p.sum("pvback_vbd_kernel_wr_sect_total", {{"domid", "1"}}), 128);
+  EXPECT_EQ(p.sum("pvback_vbd_kernel_rd_sect_total", {{"domid", "1"}}), 128);
+  EXPECT_EQ(p.sum("pvback_vbd_state", {{"domid", "1"}}), XenbusStateConnected);
+  // Guest 2's vbd is there too, not connected.
+  EXPECT_EQ(p.sum("pvback_vbd_queues", {{"domid", "2"}}), 0);
+  EXPECT_EQ(p.count("pvback_vbd_state"), 2u);
+  if (const auto checked = promtool_check(prom)) {
+    EXPECT_EQ(checked->first, 0) << checked->second;
+  }
+  // No file per device from the host daemon's own devices.
+  EXPECT_FALSE(std::filesystem::exists(textfile_dir / "pvback-vbd-1-51712.prom"));
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
+  ASSERT_TRUE(wait_supervisor_exit().has_value());
+  EXPECT_FALSE(std::filesystem::exists(prom));
 }
 
 TEST_F(HostTest, ARemovedDeviceGoesWhileAnotherKeepsServing) {

@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "tests/support/prometheus_text.hpp"
 #include "tests/supervisor/supervisor_fixture.hpp"
 
 namespace pvback::test {
@@ -28,6 +29,20 @@ TEST_F(SupervisorTest, VbdAddedAfterStartIsServedAndDoesIo) {
   ASSERT_EQ(front->read(64, back), 0);
   EXPECT_TRUE(back == data);
   EXPECT_EQ(log_count("vbd 1/51712: started"), 1u);
+}
+
+// A backend process the supervisor starts writes its own textfile beside the supervisor's.
+TEST_F(SupervisorTest, BackendProcessesGetThePrometheusTextfileDirectory) {
+  const auto textfile_dir = dir_ / "textfile";
+  start_supervisor({"--prometheus-textfile", textfile_dir.string()});
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << state(vbd_path());
+  PromText p;
+  ASSERT_TRUE(eventually([&] {
+    p = parse_prometheus_file(textfile_dir / "pvback-vbd-1-51712.prom");
+    return p.error.empty() && p.count("pvback_vbd_state") == 1;
+  })) << p.error << log_text();
+  EXPECT_EQ(p.sum("pvback_vbd_state", {{"domid", "1"}, {"devid", "51712"}}), XenbusStateInitWait);
 }
 
 TEST_F(SupervisorTest, VifAddedIsServedByPvbackNet) {

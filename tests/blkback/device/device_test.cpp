@@ -245,17 +245,7 @@ TEST_F(VbdTest, HotUnplugClosesBothEndsAndTheBackendExits) {
   add_vbd_and_start();
   auto front = attach();
   ASSERT_NE(front, nullptr);
-  std::thread toolstack([&] {
-    auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
-    ASSERT_TRUE(xs.has_value());
-    EXPECT_EQ(sim::remove_vbd(*xs, 0, kGuest, kDevid), 0);
-  });
-  // The frontend follows the backend's Closing.
-  ASSERT_TRUE(eventually([&] {
-    front->process_xenstore();
-    return !front->connected();
-  }));
-  toolstack.join();
+  ASSERT_NO_FATAL_FAILURE(unplug(*front));
   auto status = backend_->wait_exit();
   ASSERT_TRUE(status.has_value()) << "pvback-blk did not exit after hot unplug";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;

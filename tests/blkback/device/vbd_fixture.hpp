@@ -132,6 +132,21 @@ class VbdTest : public SimHostTest {
     ASSERT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << "status " << *status;
   }
 
+  // The toolstack removes the vbd (from a thread of its own, as xl does), the frontend follows the
+  // backend's Closing, and the backend exits.
+  void unplug(blkfront::BlkFront& front) {
+    std::thread toolstack([&] {
+      auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
+      ASSERT_TRUE(xs.has_value());
+      EXPECT_EQ(sim::remove_vbd(*xs, 0, kGuest, kDevid), 0);
+    });
+    EXPECT_TRUE(eventually([&] {
+      front.process_xenstore();
+      return !front.connected();
+    }));
+    toolstack.join();
+  }
+
   int backend_state() {
     auto v = dom0_xs_.read_uint(backend_path() + "/state", 100);
     return v ? static_cast<int>(*v) : -1;
