@@ -20,15 +20,19 @@ class HostTest : public SupervisorTest {
     return {"--net-arg", "--stats-interval-ms", "--net-arg", "50"};
   }
 
-  void add_guest2_vbd() {
-    const auto disk2 = dir_ / "disk2.img";
-    std::filesystem::copy_file(disk_, disk2);
+  // Guest 2 with a vbd on `params` (default: a copy of the test's disk).
+  void add_guest2_vbd(std::string params = {}) {
+    if (params.empty()) {
+      const auto disk2 = dir_ / "disk2.img";
+      std::filesystem::copy_file(disk_, disk2);
+      params = disk2.string();
+    }
     create_domain(kGuest2);
     if (HasFatalFailure()) return;
     sim::VbdSpec spec;
     spec.frontend_domid = kGuest2;
     spec.devid = kDevid;
-    spec.params = disk2.string();
+    spec.params = params;
     ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
   }
 

@@ -177,13 +177,7 @@ TEST_F(HostTest, AnImageIsServedInTheHostDaemonAndItsStorageDaemonsDeathRestarts
   ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image.string() + " 8M").c_str()), 0);
   start_supervisor();
   add_vbd();
-  create_domain(kGuest2);
-  ASSERT_FALSE(HasFatalFailure());
-  sim::VbdSpec spec;
-  spec.frontend_domid = kGuest2;
-  spec.devid = kDevid;
-  spec.params = "qcow2:" + image.string();
-  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  ASSERT_NO_FATAL_FAILURE(add_guest2_vbd("qcow2:" + image.string()));
   const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
   ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }))
       << log_text();
