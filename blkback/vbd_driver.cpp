@@ -518,6 +518,7 @@ void VbdDriver::record_lock_owner(const std::string& owner) {
                  std::strerror(e));
 }
 
+#ifdef PVBACK_HAVE_RBD
 // A data plane that died holding the RBD image's exclusive lock would make its successor wait for
 // the cluster to drop its watch (30 s) before any write: its lock is broken (and that client
 // blocked by the cluster) first.
@@ -534,6 +535,7 @@ void VbdDriver::break_dead_lock(storage::RbdEngine& rbd) {
   lock_owner_.clear();
   if (const std::string path = lock_owner_path(); !path.empty()) ::unlink(path.c_str());
 }
+#endif
 
 std::expected<pid_t, int> VbdDriver::restart_data_plane() {
   return ::pvback::plane::restart_data_plane(
