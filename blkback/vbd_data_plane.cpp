@@ -55,6 +55,17 @@ bool VbdDriver::adopt_data_plane() {
   use_stats(std::move(*stats));
   plane_ = std::move(*p);
   cgroup_.adopt(plane_.pid());
+  // What the data plane says holds: it may have been paused or resumed after this process's
+  // predecessor last wrote the marker.
+  paused_ = spec.paused;
+  if (paused_ && !options_.pausable) {
+    PVBACK_LOG(Warning, "%s: the data plane adopted was paused by the operator under the host daemon: resuming it "
+               "(nothing here could)", name_.c_str());
+    tell_resume();
+    paused_ = false;
+  }
+  if (paused_) paused_since_ = std::chrono::steady_clock::now();
+  keep_pause_marker();
   return true;
 }
 
@@ -98,6 +109,8 @@ int VbdDriver::launch_data_plane(bool resume) {
   spec.sandbox = options_.sandbox;
   spec.uid = spec.gid = options_.sandbox_uid_base + frontend_domid_;
   spec.orphan_timeout_ms = static_cast<std::uint32_t>(options_.orphan_timeout.count());
+  spec.paused = paused_;
+  keep_pause_marker();
   const UniqueFd listener = ::pvback::plane::listen_for_adoption(adoption_path(), name_);
   spec.queues = plane_configs_;
   for (auto& q : spec.queues) {

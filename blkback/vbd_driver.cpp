@@ -299,6 +299,20 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     // A new connection of the frontend stops one left serving an earlier connection (it holds
     // the storage's lock).
     const bool resume = plane_configs_.front().resume;
+    // A predecessor of this process paused the device and was stopped (SIGTERM, an upgrade): the
+    // pause holds (a data plane it left serving, if adopted, says so itself).
+    if (resume && !paused_ && ::access(pause_marker_path().c_str(), F_OK) == 0) {
+      if (options_.pausable) {
+        paused_ = true;
+        paused_since_ = std::chrono::steady_clock::now();
+        PVBACK_LOG(Notice, "%s: paused by the operator before this process started: its data plane starts paused",
+                   name_.c_str());
+      } else {
+        PVBACK_LOG(Warning, "%s: paused by the operator under the host daemon, which no longer serves it: not "
+                   "paused (nothing here could resume it)", name_.c_str());
+        ::unlink(pause_marker_path().c_str());
+      }
+    }
     // One connected to the storage daemon of a dead predecessor (the daemon died with it) cannot
     // be: it is stopped, and the new one resumes its rings with this process's daemon.
     const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
@@ -387,23 +401,6 @@ void VbdDriver::fail_connection(int error, const std::string& reason) {
   on_fatal_(error, reason);
 }
 
-void VbdDriver::on_data_plane_event() {
-  ::pvback::plane::handle_data_plane_event(
-      plane_, restart_limit_, plane_restarts_, name_,
-      [this](int error, const std::string& reason) { fail_connection(error, reason); },
-      [this] { return launch_data_plane(true); },
-      [this](const ::pvback::plane::Notice& n) {
-        if (n.type == static_cast<std::uint32_t>(plane::Msg::LockOwner)) record_lock_owner(n.reason);
-      });
-}
-
-std::expected<pid_t, int> VbdDriver::restart_data_plane() {
-  return ::pvback::plane::restart_data_plane(
-      plane_, restart_limit_, plane_restarts_, name_,
-      [this](int error, const std::string& reason) { fail_connection(error, reason); },
-      [this] { return launch_data_plane(true); });
-}
-
 void VbdDriver::disconnect() {
   const bool had_connection = !queues_.empty() || plane_.running() || !plane_configs_.empty();
   if (plane_.running()) {
@@ -411,6 +408,7 @@ void VbdDriver::disconnect() {
     if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), ::pvback::plane::describe_wait_status(status).c_str());
   }
   cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
+  abandon_operations();
   // Its listening socket goes with it (not at the connect() of a successor that may adopt one).
   if (!plane_configs_.empty())
     if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
@@ -444,6 +442,7 @@ void VbdDriver::remove_recovery_records() {
   if (recovery_prefix_.empty()) return;
   ::unlink(adoption_path().c_str());
   if (const std::string path = lock_owner_path(); !path.empty()) ::unlink(path.c_str());
+  ::unlink(pause_marker_path().c_str());  // a data plane of a new connection writes it again while paused
   lock_owner_.clear();
   // One record per queue a connection ever had: "<prefix>-q<N>".
   for (unsigned i = 0; i < 256; ++i) {
@@ -460,6 +459,8 @@ bool VbdDriver::check_resize(xenbus::XenStore& xs) {
                                static_cast<std::uint32_t>(plane::Msg::Resized), std::chrono::milliseconds(1000));
     if (const int e = done ? done->error : done.error())
       PVBACK_LOG(Warning, "%s: the data plane did not take the new size: %s", name_.c_str(), std::strerror(e));
+    // What it said meanwhile (a Paused, a Fatal) is handled now: its fd will not tell of it.
+    while (plane_.running() && plane_.has_unread()) on_data_plane_event();
   }
   PVBACK_LOG(Notice, "%s: storage size changed to %llu sectors", name_.c_str(),
              static_cast<unsigned long long>(engine_->sectors()));
