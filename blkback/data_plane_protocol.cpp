@@ -86,6 +86,7 @@ std::vector<std::byte> encode_start(const DataPlaneSpec& spec, Msg type) {
   w.put(spec.nbd_uri);
   w.put(static_cast<std::uint8_t>(spec.storage_ours));
   w.put(spec.rbd_params);
+  w.put(static_cast<std::uint8_t>(spec.paused));
   w.put(static_cast<std::uint32_t>(spec.queues.size()));
   for (const QueueConfig& q : spec.queues) put_queue(w, q);
   return w.take();
@@ -101,7 +102,7 @@ std::expected<DataPlaneSpec, std::string> decode_start(std::span<const std::byte
   if (!r.get(spec.name) || !r.get(spec.storage_path) || !r.get(spec.read_only) || !r.get(spec.discard) ||
       !r.get(spec.inject_latency_us) || !r.get(spec.sandbox) || !r.get(spec.uid) || !r.get(spec.gid) ||
       !r.get(spec.orphan_timeout_ms) || !r.get(spec.nbd_uri) || !r.get(spec.storage_ours) ||
-      !r.get(spec.rbd_params) || !r.get(queues))
+      !r.get(spec.rbd_params) || !r.get(spec.paused) || !r.get(queues))
     return std::unexpected("truncated Start message");
   if (queues == 0 || queues > 256) return std::unexpected("Start message with " + std::to_string(queues) + " queues");
   spec.queues.resize(queues);
@@ -119,6 +120,45 @@ std::expected<Notice, std::string> decode_notice(std::span<const std::byte> mess
   auto n = ::pvback::plane::decode_notice(kProtocol, message);
   if (!n) return std::unexpected(n.error());
   return Notice{static_cast<Msg>(n->type), n->error, std::move(n->reason)};
+}
+
+std::vector<std::byte> encode_paused(const PauseFigures& f) {
+  Writer w;
+  put_header(w, Msg::Paused);
+  w.put(f.drained);
+  w.put(f.drain_us);
+  w.put(f.flush_us);
+  w.put(f.error);
+  return w.take();
+}
+
+std::expected<PauseFigures, std::string> decode_paused(std::span<const std::byte> message) {
+  Reader r(message);
+  auto type = get_header(r);
+  if (!type) return std::unexpected(type.error());
+  if (*type != Msg::Paused) return std::unexpected("not a Paused message");
+  PauseFigures f;
+  if (!r.get(f.drained) || !r.get(f.drain_us) || !r.get(f.flush_us) || !r.get(f.error) || !r.done())
+    return std::unexpected("malformed Paused message");
+  if (f.error < 0) return std::unexpected("Paused with a negative errno");
+  return f;
+}
+
+std::vector<std::byte> encode_resumed(std::uint64_t waiting) {
+  Writer w;
+  put_header(w, Msg::Resumed);
+  w.put(waiting);
+  return w.take();
+}
+
+std::expected<std::uint64_t, std::string> decode_resumed(std::span<const std::byte> message) {
+  Reader r(message);
+  auto type = get_header(r);
+  if (!type) return std::unexpected(type.error());
+  if (*type != Msg::Resumed) return std::unexpected("not a Resumed message");
+  std::uint64_t waiting = 0;
+  if (!r.get(waiting) || !r.done()) return std::unexpected("malformed Resumed message");
+  return waiting;
 }
 
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message) {

@@ -8,6 +8,10 @@
 //                                   memory (SharedQueueStats), and the listening socket for adoption
 //                           Resize  re-read the storage's size; answered with Resized
 //                           Stop    finish the requests in flight, unmap everything, exit 0
+//                           Pause   the operator's pause (pvbackctl pause): every queue stops taking
+//                                   requests from its ring, finishes and answers those it took,
+//                                   flushes the storage; answered with Paused
+//                           Resume  take requests from the rings again; answered with Resumed
 //   data plane -> control   Ready   every ring mapped, event channel bound, sandbox on (error 0),
 //                                   or why not (errno); then it serves
 //                           Fatal   a queue found the frontend breaking the protocol: the control
@@ -15,6 +19,11 @@
 //                           Resized
 //                           LockOwner  an RBD image's exclusive lock is its: the owner's address
 //                                   (reason), which the control part breaks once it died
+//                           Paused  every queue drained and flushed: the requests drained, how long
+//                                   the drain and the flush took, the flush's errno (PauseFigures).
+//                                   Also said unasked by a data plane started paused (Start's
+//                                   `paused`), once what it resumed from the records is drained
+//                           Resumed the requests the frontends queued meanwhile (waiting in the rings)
 // A data plane whose control part died keeps serving and waits on a listening socket it was given
 // (<recovery dir>/vbd-<domid>-<devid>.dp) for the control part's successor:
 //   successor -> data plane  Adopt
@@ -36,15 +45,20 @@
 namespace pvback::blkback::plane {
 
 // The common types of plane/codec.hpp (Start, Stop, Adopt, Ready, Fatal, Adopted) keep their numbers.
-enum class Msg : std::uint32_t { Start = 1, Stop, Resize, Adopt, Ready = 100, Fatal, Resized, Adopted, LockOwner };
+enum class Msg : std::uint32_t {
+  Start = 1, Stop, Resize, Adopt, Pause, Resume,
+  Ready = 100, Fatal, Resized, Adopted, LockOwner, Paused, Resumed
+};
 static_assert(static_cast<std::uint32_t>(Msg::Stop) == ::pvback::plane::kStop &&
               static_cast<std::uint32_t>(Msg::Adopt) == ::pvback::plane::kAdopt &&
               static_cast<std::uint32_t>(Msg::Ready) == ::pvback::plane::kReady &&
               static_cast<std::uint32_t>(Msg::Fatal) == ::pvback::plane::kFatal &&
               static_cast<std::uint32_t>(Msg::Adopted) == ::pvback::plane::kAdopted);
-// plane/protocols.cpp lists Resize, Resized and LockOwner among the notices by these numbers.
+// plane/protocols.cpp lists Resize, Resized, LockOwner, Pause and Resume among the notices by these
+// numbers (Paused and Resumed are messages of their own, with figures).
 static_assert(static_cast<std::uint32_t>(Msg::Resize) == 3 && static_cast<std::uint32_t>(Msg::Resized) == 102 &&
-              static_cast<std::uint32_t>(Msg::LockOwner) == 104);
+              static_cast<std::uint32_t>(Msg::LockOwner) == 104 && static_cast<std::uint32_t>(Msg::Pause) == 5 &&
+              static_cast<std::uint32_t>(Msg::Resume) == 6);
 
 // pvback-blk's magic ("pvdp"), version and notices, for plane::Process and plane::serve_control.
 inline const ::pvback::plane::Protocol& kProtocol = ::pvback::plane::kBlkProtocol;
@@ -71,6 +85,10 @@ struct DataPlaneSpec {
   std::uint32_t gid = 0;
   // Without a control part, how long it keeps serving for one to adopt it; then it stops (0: at once).
   std::uint32_t orphan_timeout_ms = 0;
+  // The operator paused the device (Pause): a data plane started so takes nothing from the rings
+  // but what it resumes from the records, and says Paused once that is drained. An Adopted says
+  // whether the data plane is paused now.
+  bool paused = false;
   // One per ring, without on_storage_lost (the data plane sets its own).
   std::vector<QueueConfig> queues;
 };
@@ -90,6 +108,19 @@ struct Notice {
 };
 std::vector<std::byte> encode_notice(const Notice& notice);
 std::expected<Notice, std::string> decode_notice(std::span<const std::byte> message);
+
+// Paused: what the pause drained, summed over the queues (times: the slowest queue's).
+struct PauseFigures {
+  std::uint64_t drained = 0;   // requests taken before the pause and answered during it
+  std::uint64_t drain_us = 0;  // from the Pause to the last of them answered
+  std::uint64_t flush_us = 0;  // the storage's flush after it
+  std::int32_t error = 0;      // the flush's errno, 0 if it succeeded
+};
+std::vector<std::byte> encode_paused(const PauseFigures& figures);
+std::expected<PauseFigures, std::string> decode_paused(std::span<const std::byte> message);
+// Resumed: the requests the frontends put in the rings while paused, taken now.
+std::vector<std::byte> encode_resumed(std::uint64_t waiting);
+std::expected<std::uint64_t, std::string> decode_resumed(std::span<const std::byte> message);
 
 // The type of any message (Start included), or nothing if it is too short.
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message);

@@ -3,10 +3,12 @@
 // to stop. It never touches XenStore.
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,55 @@
 
 namespace pvback::blkback {
 namespace {
+
+// The operator's pause across the queues (Pause, Resume): each queue reports from its own thread,
+// and the last report of the latest round tells the control part (Paused with the figures summed,
+// Resumed with the requests that waited). A report of a round superseded is dropped.
+class PauseRounds {
+ public:
+  explicit PauseRounds(::pvback::plane::ControlLink& link) : link_(link) {}
+
+  void pause(const std::vector<std::unique_ptr<Queue>>& queues) {
+    const std::uint64_t round = begin(queues.size());
+    for (auto& q : queues)
+      q->pause([this, round](const Queue::PauseReport& r) {
+        std::lock_guard lock(mutex_);
+        if (round != round_) return;
+        figures_.drained += r.drained;
+        figures_.drain_us = std::max<std::uint64_t>(figures_.drain_us, static_cast<std::uint64_t>(r.drain.count()));
+        figures_.flush_us = std::max<std::uint64_t>(figures_.flush_us, static_cast<std::uint64_t>(r.flush.count()));
+        if (figures_.error == 0) figures_.error = r.error;
+        if (--left_ == 0) link_.send(plane::encode_paused(figures_));
+      });
+  }
+
+  void resume(const std::vector<std::unique_ptr<Queue>>& queues) {
+    const std::uint64_t round = begin(queues.size());
+    for (auto& q : queues)
+      q->resume([this, round](std::uint64_t waiting) {
+        std::lock_guard lock(mutex_);
+        if (round != round_) return;
+        waiting_ += waiting;
+        if (--left_ == 0) link_.send(plane::encode_resumed(waiting_));
+      });
+  }
+
+ private:
+  std::uint64_t begin(std::size_t queues) {
+    std::lock_guard lock(mutex_);
+    left_ = queues;
+    figures_ = {};
+    waiting_ = 0;
+    return ++round_;
+  }
+
+  ::pvback::plane::ControlLink& link_;
+  std::mutex mutex_;
+  std::uint64_t round_ = 0;
+  std::size_t left_ = 0;
+  plane::PauseFigures figures_;
+  std::uint64_t waiting_ = 0;
+};
 
 struct Serving {
   std::unique_ptr<storage::Engine> engine;
@@ -128,6 +179,7 @@ int set_up(::pvback::plane::ControlLink& link, plane::DataPlaneSpec& spec, std::
 
   const grant::Platform platform(grant::PlatformConfig::from_env());
   auto on_fatal = [&link](int error, const std::string& reason) { link.fatal(error, reason); };
+  for (auto& q : spec.queues) q.start_paused = spec.paused;
   for (std::size_t i = 0; i < spec.queues.size(); ++i) {
     auto q = Queue::create(platform, *s.engine, spec.queues[i], s.stats.at(static_cast<unsigned>(i)), on_fatal);
     if (!q) {
@@ -186,6 +238,8 @@ int serve_as_data_plane(int sock) {
     link.say(::pvback::plane::kReady, EPROTO, spec.error());
     return 1;
   }
+  // Before `s`: the queue threads report to it until ~Serving joins them.
+  PauseRounds rounds(link);
   Serving s;
   std::string why;
   int e = set_up(link, *spec, fds, s, why);
@@ -201,12 +255,28 @@ int serve_as_data_plane(int sock) {
   for (auto& q : s.queues) s.threads.emplace_back([queue = q.get()] { queue->run(); });
   link.say(::pvback::plane::kReady, 0);
   report_lock_owner(*spec, *s.engine, link);
+  // Started while the device is paused (a restart, a crash, a new connection): Paused once what the
+  // records left is drained, as after a Pause (never before Ready, which the control part awaits).
+  if (spec->paused) rounds.pause(s.queues);
 
   ::pvback::plane::ServeHooks hooks;
   hooks.on_message = [&](std::uint32_t type, std::span<const std::byte>, ::pvback::plane::ControlLink& to) {
-    if (type != static_cast<std::uint32_t>(plane::Msg::Resize)) return;
-    s.engine->refresh_size();
-    to.say(static_cast<std::uint32_t>(plane::Msg::Resized), 0);
+    switch (static_cast<plane::Msg>(type)) {
+      case plane::Msg::Resize:
+        s.engine->refresh_size();
+        to.say(static_cast<std::uint32_t>(plane::Msg::Resized), 0);
+        break;
+      case plane::Msg::Pause:
+        spec->paused = true;  // what an adopting successor is told
+        rounds.pause(s.queues);
+        break;
+      case plane::Msg::Resume:
+        spec->paused = false;
+        rounds.resume(s.queues);
+        break;
+      default:
+        break;
+    }
   };
   hooks.adopted = [&] { return plane::encode_start(*spec, plane::Msg::Adopted); };
   hooks.adopted_fds = {stats_fd.get()};

@@ -55,6 +55,11 @@ struct BackendOptions {
   // it to memory, task and CPU limits. Defaults (VbdDriver::make_cgroup): memory 64 MiB + 32 MiB
   // per queue, tasks enough for every queue's thread and its io_uring's workers, no CPU limit.
   ::pvback::plane::CgroupOptions cgroup;
+  // The operator can pause and resume the vbd (the host daemon's control socket, pvbackctl): a
+  // pause its predecessor left (the marker beside the recovery records, or an adopted data plane
+  // that says so) holds. pvback-blk alone has no control socket: a pause it finds would never
+  // end, and is dropped (logged).
+  bool pausable = false;
 };
 
 }  // namespace pvback::blkback

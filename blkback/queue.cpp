@@ -19,6 +19,7 @@
 
 #include <liburing.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,6 +100,9 @@ int Queue::Impl::init(const grant::Platform& platform) {
   port = grant::BoundPort(*channels, *local);
 
   if (int e = stop.open()) return e;
+  control.fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!control.fd) return errno;
+  paused = config.start_paused;
   const unsigned entries = std::min(4096u, std::bit_ceil(ring_size * 2u + 8u));
   if (int err = loop.init(entries); err != 0) {
     PVBACK_LOG(Error, "%s: io_uring_queue_init(%u): %s", name, entries, std::strerror(err));
@@ -263,6 +267,8 @@ void Queue::Impl::route(std::uint64_t tag, int res) {
     timer_armed = false;
   } else if (tag == kTagThrottle) {
     throttle_armed = false;
+  } else if (tag == kTagControl) {
+    control_armed = false;
   }
 }
 
@@ -292,8 +298,10 @@ void Queue::Impl::fatal(int error, const char* reason) {
   if (on_fatal) on_fatal(error, reason);
 }
 
+// While paused the frontend's notifications are left pending on the event channel (they fire the
+// poll again once it is armed at resume), so that a pause is not taken for an event storm.
 void Queue::Impl::arm_polls() {
-  if (!event_armed && !stopping && !fatal_seen) {
+  if (!event_armed && !stopping && !fatal_seen && !paused) {
     if (io_uring_sqe* sqe = loop.sqe()) {
       io_uring_prep_poll_add(sqe, channels->fd(), POLLIN);
       io_uring_sqe_set_data64(sqe, kTagEvent);
@@ -307,6 +315,7 @@ void Queue::Impl::arm_polls() {
       stop_armed = true;
     }
   }
+  arm_control();
 }
 
 void Queue::Impl::arm_timer() {
@@ -366,6 +375,7 @@ void Queue::Impl::run() {
   if (!stopping && !fatal_seen) process_ring();  // the frontend may have queued before we bound
   submit_pending();
   flush_responses();
+  advance_pause();
   for (;;) {
     if ((stopping || fatal_seen) && slots_used == 0) break;
     arm_polls();
@@ -378,6 +388,7 @@ void Queue::Impl::run() {
     }
     bool event = false;
     bool progressed = false;
+    bool asked = false;
     loop.for_each_completion([&](std::uint64_t tag, int res) {
       route(tag, res);
       if ((tag & storage::Loop::kEngineTag) != 0) progressed = true;
@@ -385,13 +396,18 @@ void Queue::Impl::run() {
       else if (tag == kTagStop) stopping = true;
       else if (tag == kTagTimer) maybe_purge(now_ns());
       else if (tag == kTagThrottle) unmask_events();  // a notification latched meanwhile fires the poll at once
+      else if (tag == kTagControl) asked = true;
     });
     if (stop.requested()) stopping = true;
     finish_copybacks();
+    const bool resumed = asked && take_control();
+    if (paused) event = false;  // left pending on the channel until resume
     if (event && !stopping && !fatal_seen) handle_event();
     if (!stopping && !fatal_seen) {
       arm_polls();  // re-armed after unmask: an event from now on fires it again
-      if (event) {
+      if (resumed) {
+        process_ring();  // what the frontend queued meanwhile, notified or not
+      } else if (event) {
         if (process_ring() != 0 || backlog) {
           wakeups.work_found();
           unmask_events();  // throttled, but there was work after all
@@ -411,6 +427,7 @@ void Queue::Impl::run() {
       submit_pending();
       flush_responses();
     }
+    advance_pause();
   }
   flush_responses();
 }
@@ -456,6 +473,12 @@ void Queue::run() { impl_->run(); }
 
 void Queue::stop() {
   impl_->stop.request();
+}
+
+void Queue::pause(std::function<void(const PauseReport&)> done) { impl_->request_pause(true, std::move(done), {}); }
+
+void Queue::resume(std::function<void(std::uint64_t waiting)> done) {
+  impl_->request_pause(false, {}, std::move(done));
 }
 
 const QueueConfig& Queue::config() const { return impl_->config; }

@@ -57,6 +57,10 @@ struct QueueConfig {
   // ends the process, so that a successor executes them again). Without a handler or a record,
   // they are answered with errors.
   std::function<void(int error)> on_storage_lost;
+  // The operator paused the device before this queue started (a data plane started again while
+  // paused): it takes nothing from the ring until resume(), but serves what `recovery_path`'s
+  // record left (those requests were taken; the frontend waits for their answers).
+  bool start_paused = false;
 };
 
 class Queue {
@@ -75,6 +79,20 @@ class Queue {
   void run();
   // Thread-safe, async-signal-unsafe; makes run() return soon (in-flight I/O is completed first).
   void stop();
+
+  // The operator's pause (pvbackctl pause), thread-safe: the queue takes nothing more from the
+  // ring (requests the frontend adds wait there, unanswered, not failed) but finishes and answers
+  // every request it took (and those a predecessor's record left it), then flushes the storage
+  // and calls `done` from its own thread. resume() takes from the ring again and calls `done`
+  // with the number of requests that waited there. Each call supersedes the one before: a `done`
+  // not called by then never is. A queue stopping or failing calls none.
+  struct PauseReport {
+    std::uint64_t drained = 0;  // requests in flight when the pause began
+    std::chrono::microseconds drain{0}, flush{0};
+    int error = 0;  // the flush's errno
+  };
+  void pause(std::function<void(const PauseReport&)> done);
+  void resume(std::function<void(std::uint64_t waiting)> done);
 
   const QueueConfig& config() const;
 

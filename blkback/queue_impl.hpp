@@ -7,10 +7,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "base/stop_signal.hpp"
+#include "base/unique_fd.hpp"
 #include "blkback/queue.hpp"
 #include "blkback/recovery.hpp"
 #include "blkback/request.hpp"
@@ -31,6 +34,7 @@ inline constexpr std::uint64_t kTagEvent = 1;
 inline constexpr std::uint64_t kTagStop = 2;
 inline constexpr std::uint64_t kTagTimer = 3;
 inline constexpr std::uint64_t kTagThrottle = 4;
+inline constexpr std::uint64_t kTagControl = 5;  // Queue::pause / resume asked
 inline constexpr std::int64_t kPurgeIntervalNs = 100'000'000;  // persistent-grant expiry check, at most
 inline constexpr std::uint32_t kMaxIov = IOV_MAX;
 inline constexpr std::uint32_t kSegsPerPage = blkif::kSegmentsPerIndirectPage;
@@ -39,6 +43,17 @@ inline std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// What another thread asks of the queue's (Queue::pause, resume): the latest request, and an
+// eventfd the queue's io_uring polls.
+struct PauseRequest {
+  std::mutex mutex;
+  UniqueFd fd;
+  bool pending = false;
+  bool pause = false;
+  std::function<void(const Queue::PauseReport&)> paused;
+  std::function<void(std::uint64_t)> resumed;
+};
 
 struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   Impl(storage::Engine& e, QueueConfig c, QueueStats& st, FatalHandler f)
@@ -90,7 +105,9 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   bool fail_submission(std::uint32_t idx, int error);
   [[nodiscard]] bool storage_lost();
   void route(std::uint64_t tag, int res);
-  void completed(std::uint32_t tag, int res) override { handle_completion(tag, res); }
+  void completed(std::uint32_t tag, int res) override {
+    if (tag == pause_flush_tag()) pause_flushed(res); else handle_completion(tag, res);
+  }
   void handle_completion(std::uint32_t idx, int res);
   void complete(std::uint32_t idx, std::int16_t status);
   void finish_copybacks();
@@ -101,6 +118,17 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   void maybe_purge(std::int64_t now);
   void drain_in_flight();
   void fail(Slot& s, std::int16_t status, const char* why) override;
+
+  // ---- the operator's pause (queue_pause.cpp) ----
+  void request_pause(bool pause, std::function<void(const Queue::PauseReport&)> paused,
+                     std::function<void(std::uint64_t)> resumed);
+  void arm_control();
+  bool take_control();  // after kTagControl fired: true if the queue resumed
+  void advance_pause();  // after every round: a drained pause flushes
+  void pause_flushed(int res);
+  void report_pause(int error);
+  // The storage flush of a pause is tagged past the slots (an engine may index its per-tag state).
+  std::uint32_t pause_flush_tag() const { return ring_size; }
 
   storage::Engine& engine;
   QueueConfig config;
@@ -162,6 +190,17 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
   ring::RingIdx oo_counted_to = 0;  // requests before this ring index were counted in kernel_oo_req
   std::int64_t last_purge = 0;
+
+  // The operator's pause: nothing is taken from the ring while `paused`. Draining: waiting for
+  // what was taken to be answered; Flushing: the storage flush after it.
+  PauseRequest control;
+  bool control_armed = false;
+  bool paused = false;
+  enum class PausePhase { None, Draining, Flushing } pause_phase = PausePhase::None;
+  bool pause_flush_in_flight = false;
+  std::int64_t pause_started_ns = 0, flush_started_ns = 0;
+  std::uint64_t pause_drained = 0;
+  std::function<void(const Queue::PauseReport&)> pause_done;
 };
 
 }  // namespace pvback::blkback

@@ -18,7 +18,8 @@ namespace pvback::blkback {
 // ---------------------------------------------------------------------------------------------
 // Taking requests
 
-// Returns the number of requests taken (from the ring or from a predecessor's record).
+// Returns the number of requests taken (from the ring or from a predecessor's record). A paused
+// queue takes only what a predecessor's record left: those requests were taken before the pause.
 std::uint32_t Queue::Impl::process_ring() {
   std::uint32_t taken = 0;
   if (recovered) {
@@ -28,6 +29,7 @@ std::uint32_t Queue::Impl::process_ring() {
       return taken;
     }
   }
+  if (paused) return taken;
   batch.clear();
   bool stalled = false;
   // The segment path hands out its pages (bounce pages) after the whole batch is taken, so the

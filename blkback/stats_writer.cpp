@@ -29,7 +29,8 @@ std::string render_stats_json(const xenbus::BackendDevice& device, const VbdDriv
   }
   if (driver.connected())
     out += "  \"data_plane\": {\"pid\": " + std::to_string(driver.data_plane_pid()) +
-           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) + ", \"cgroup\": [" +
+           ", \"restarts\": " + std::to_string(driver.data_plane_restarts()) +
+           ", \"paused\": " + (driver.paused() ? "true" : "false") + ", \"cgroup\": [" +
            [&] {
              std::string list;
              for (const auto& dir : driver.data_plane_cgroup()) list += (list.empty() ? "" : ", ") + json_string(dir);

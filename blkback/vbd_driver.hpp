@@ -2,6 +2,7 @@
 // frontend's ring keys and how it starts and stops one Queue (and thread) per ring.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <expected>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "grant/platform.hpp"
 #include "plane/cgroup_leaf.hpp"
 #include "storage/engine.hpp"
+#include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 
 namespace pvback::storage {
@@ -82,9 +84,18 @@ class VbdDriver final : public xenbus::BackendDriver {
   // (the guest sees a pause); one that keeps dying fails the device.
   int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
   void on_data_plane_event();
-  // An operator's restart of the running data plane (plane::restart_data_plane): the new one's
-  // pid; ENOTCONN if no data plane serves the rings (not connected, or served on threads).
-  [[nodiscard]] std::expected<pid_t, int> restart_data_plane();
+  // The operator's requests (xenbus::DeviceService's contract; vbd_operations.cpp): a restart of
+  // the data plane, the pause and the resume. None waits: each ends from on_data_plane_event, from
+  // check_operations (the loop's timer: deadlines) or from disconnect().
+  [[nodiscard]] int begin_restart(xenbus::OperationDone done);
+  [[nodiscard]] int begin_pause(std::chrono::milliseconds drain_timeout, xenbus::OperationDone done);
+  [[nodiscard]] int begin_resume(xenbus::OperationDone done);
+  void check_operations();
+  // The device is paused: the pause is the device's, not its data plane's or its connection's. A
+  // data plane started while it is (a restart, a crash, a new connection of the frontend) starts
+  // paused; a successor of this process finds it beside the recovery records, or in what the
+  // data plane it adopts says.
+  bool paused() const { return paused_; }
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
   // The data plane's control group directories, if it has one (one per cgroup hierarchy used).
@@ -106,6 +117,13 @@ class VbdDriver final : public xenbus::BackendDriver {
   void use_stats(SharedQueueStats stats);  // the statistics of the current connection
   std::string adoption_path() const;
   [[nodiscard]] int make_cgroup();
+  // The operator's requests (vbd_operations.cpp).
+  void on_data_plane_said(const ::pvback::plane::Process::Event& ev);
+  void finish_operation(const xenbus::Outcome& outcome);
+  void abandon_operations();  // the data plane is gone with the connection
+  void tell_resume();  // the data plane, if it runs
+  std::string pause_marker_path() const;
+  void keep_pause_marker() const;
   // The engine under the testing FaultEngine, if any.
   const storage::Engine* base_engine() const;
   storage::Engine* base_engine();
@@ -144,6 +162,18 @@ class VbdDriver final : public xenbus::BackendDriver {
   QueueStats past_;
   std::atomic<unsigned> generation_{0};
   std::atomic<unsigned> fatal_generation_{0};
+  // The operator's requests under way: a restart, or a pause draining / a resume to be confirmed.
+  ::pvback::plane::PendingRestart restarting_;
+  struct Operation {
+    enum Kind { None, Pause, Resume } kind = None;
+    std::chrono::steady_clock::time_point started{}, deadline{};
+    std::chrono::milliseconds timeout{0};
+    xenbus::OperationDone done;
+    std::int64_t paused_ms = 0;  // Resume: how long the device had been paused
+  };
+  Operation operation_;
+  bool paused_ = false;
+  std::chrono::steady_clock::time_point paused_since_{};
 };
 
 }  // namespace pvback::blkback

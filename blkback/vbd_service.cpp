@@ -32,7 +32,10 @@ class VbdService final : public xenbus::DeviceService {
       if (prometheus_) xenbus::write_metrics(*prometheus_, *this);
     };
     xenbus::set_driver_hooks(hooks_, driver_, device_);
-    hooks_.on_timer = [this] { driver_.check_resize(xs_); };
+    hooks_.on_timer = [this] {
+      driver_.check_operations();
+      driver_.check_resize(xs_);
+    };
   }
 
   xenbus::BackendDevice& device() override { return device_; }
@@ -41,7 +44,12 @@ class VbdService final : public xenbus::DeviceService {
     append_vbd_metrics(e, bp_.frontend_domid, bp_.devid, device_, driver_);
   }
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
-  std::expected<pid_t, int> restart_data_plane() override { return driver_.restart_data_plane(); }
+  int begin_restart(xenbus::OperationDone done) override { return driver_.begin_restart(std::move(done)); }
+  int begin_pause(std::chrono::milliseconds drain_timeout, xenbus::OperationDone done) override {
+    return driver_.begin_pause(drain_timeout, std::move(done));
+  }
+  int begin_resume(xenbus::OperationDone done) override { return driver_.begin_resume(std::move(done)); }
+  bool paused() const override { return driver_.paused(); }
   std::string target() const override { return params_; }
   const std::string& stats_path() const { return stats_.path(); }
 

@@ -12,6 +12,9 @@ const char* const kUsageText =
     "  stats DEVICE [--queue N] [--watch [SECONDS] [--count N]]\n"
     "                                        counters (per second with --watch, until interrupted)\n"
     "  restart DEVICE                        a new data plane from the binary on disk, without disruption\n"
+    "  pause DEVICE [--timeout SECONDS]      stop taking the guest's requests, finish those in flight, flush\n"
+    "                                        the storage (a snapshot now has all the guest was told is done)\n"
+    "  resume DEVICE                         take the guest's requests again\n"
     "DEVICE is as list shows it: vbd-<domid>-<devid> or vif-<domid>-<devid>.\n"
     "--socket defaults to <run dir>/control.sock (/run/pvback/control.sock).\n";
 
@@ -58,6 +61,11 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
           ++i;
         }
       }
+    } else if (a == "--timeout") {
+      auto v = value();
+      c.timeout_seconds = v ? number<unsigned>(*v) : std::nullopt;
+      if (!c.timeout_seconds || *c.timeout_seconds < 1 || *c.timeout_seconds > 3600)
+        return std::unexpected("--timeout takes 1 to 3600 seconds");
     } else if (a == "--count") {
       auto v = value();
       c.count = v ? number<unsigned long>(*v) : std::nullopt;
@@ -71,7 +79,8 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
   if (c.help) return c;
   if (words.empty()) return std::unexpected("no command");
   c.command = words[0];
-  const bool per_device = c.command == "info" || c.command == "stats" || c.command == "restart";
+  const bool per_device = c.command == "info" || c.command == "stats" || c.command == "restart" ||
+                          c.command == "pause" || c.command == "resume";
   if (c.command != "list" && !per_device) return std::unexpected("unknown command '" + c.command + "'");
   if (per_device) {
     if (words.size() < 2) return std::unexpected(c.command + " needs a device (e.g. vbd-5-768; pvbackctl list shows them)");
@@ -81,6 +90,7 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
   if (c.command != "stats" && (c.queue || c.watch_seconds || c.count))
     return std::unexpected("--queue, --watch and --count are options of stats");
   if (c.count && !c.watch_seconds) return std::unexpected("--count goes with --watch");
+  if (c.command != "pause" && c.timeout_seconds) return std::unexpected("--timeout is an option of pause");
   return c;
 }
 

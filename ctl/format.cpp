@@ -74,7 +74,8 @@ std::string format_list(const Json& answer) {
     std::string target = member(d, "storage", "");
     if (target.empty()) target = member(d, "exit");
     // A device nobody serves: closed by its frontend, or waiting for its backend's restart.
-    const std::string state = member(d, "state_name", d.find("closed") != nullptr ? "closed" : "-");
+    std::string state = member(d, "state_name", d.find("closed") != nullptr ? "closed" : "-");
+    if (member(d, "paused") == "true") state += ",paused";
     rows.push_back({member(d, "device"), member(d, "kind"), member(d, "domid"), member(d, "devid"), state, served, pid,
                     format_uptime(uptime ? uptime->integer() : std::nullopt), target});
   }
@@ -94,6 +95,9 @@ std::string format_info(const Json& answer) {
                            {"frontend", member(*info, "frontend_path")}};
   if (const Json* plane = s.find("data_plane"))
     rows.push_back({"data plane", "pid " + member(*plane, "pid") + ", " + member(*plane, "restarts") + " restart(s)"});
+  if (const Json* paused = info->find("paused"))
+    rows.push_back(
+        {"paused", paused->boolean ? "yes (pvbackctl resume " + member(*info, "device") + " ends it)" : "no"});
   if (const Json* storage = s.find("storage")) {
     rows.push_back({"storage", member(*storage, "engine") + " " + member(*storage, "target") + ", " +
                                    member(*storage, "sectors") + " sectors of " + member(*storage, "sector_size") +
@@ -113,6 +117,25 @@ std::string format_info(const Json& answer) {
     out += line + "\n";
   }
   return out;
+}
+
+std::string format_operation(const std::string& command, const std::string& device, const Json& answer) {
+  const Json* r = answer.find(command);
+  if (r == nullptr) return device + ": done\n";
+  if (command == "restart")
+    return device + ": data plane pid " + member(*r, "old_pid", "?") + " replaced by pid " +
+           member(*r, "data_plane_pid", "?") + "\n";
+  if (command == "pause")
+    return device + ": paused: " + member(*r, "drained", "?") + " request(s) in flight drained in " +
+           member(*r, "drain_ms", "?") + " ms, the storage flushed in " + member(*r, "flush_ms", "?") + " ms\n";
+  if (command == "resume") {
+    const auto ms = r->find("paused_ms") ? r->find("paused_ms")->integer() : std::nullopt;
+    char paused[32] = "?";
+    if (ms) std::snprintf(paused, sizeof paused, "%.1f s", static_cast<double>(*ms) / 1000.0);
+    return device + ": resumed after " + paused + " paused: " + member(*r, "waiting", "?") +
+           " request(s) had waited in the rings\n";
+  }
+  return device + ": done\n";
 }
 
 std::expected<Json, std::string> select_counters(const Json& stats, std::optional<unsigned> queue) {

@@ -17,9 +17,12 @@ namespace {
 using namespace pvback::ctl;
 using namespace std::chrono_literals;
 
-// A restart waits for the old data plane to finish what is in flight and the new one to bind.
+// A restart waits for the old data plane to finish what is in flight and the new one to bind; a
+// pause for its drain (the daemon gives up at --timeout and answers; its timer may take a second
+// more to notice).
 constexpr auto kRestartTimeout = 60s;
-constexpr auto kTimeout = 10s;
+constexpr auto kPauseMargin = 15s;
+constexpr auto kTimeout = 15s;
 
 int report(const Error& e) {
   std::fprintf(stderr, "pvbackctl: %s\n", e.message.c_str());
@@ -74,9 +77,15 @@ int run(const CommandLine& c) {
   auto client = Client::connect(*path);
   if (!client) return report(client.error());
   if (c.command == "stats" && c.watch_seconds) return watch(*client, c);
-  const std::string request = c.device.empty() ? c.command : c.command + " " + c.device;
+  std::string request = c.device.empty() ? c.command : c.command + " " + c.device;
+  const unsigned drain = c.timeout_seconds.value_or(kDefaultPauseTimeout);
+  // (Not request += " " + ...: GCC 12's -Wrestrict misfires on it.)
+  if (c.command == "pause" && c.timeout_seconds) request.append(1, ' ').append(std::to_string(drain));
+  const auto timeout = c.command == "restart" ? std::chrono::milliseconds(kRestartTimeout)
+                       : c.command == "pause" ? std::chrono::milliseconds(std::chrono::seconds(drain) + kPauseMargin)
+                                              : std::chrono::milliseconds(kTimeout);
   std::string raw;
-  auto answer = client->request(request, c.command == "restart" ? kRestartTimeout : kTimeout, &raw);
+  auto answer = client->request(request, timeout, &raw);
   if (!answer) {
     Error e = answer.error();
     if (e.message.starts_with("no such device")) e.message += " (pvbackctl list shows the devices)";
@@ -104,9 +113,8 @@ int run(const CommandLine& c) {
     print(format_list(*answer));
   } else if (c.command == "info") {
     print(format_info(*answer));
-  } else if (const Json* r = answer->find("restart")) {
-    print(c.device + ": data plane pid " + (r->find("old_pid") ? r->find("old_pid")->scalar() : "?") +
-          " replaced by pid " + (r->find("data_plane_pid") ? r->find("data_plane_pid")->scalar() : "?") + "\n");
+  } else {
+    print(format_operation(c.command, c.device, *answer));
   }
   return kOk;
 }

@@ -380,12 +380,26 @@ void VifDriver::on_data_plane_event() {
   plane::handle_data_plane_event(
       plane_, restart_limit_, plane_restarts_, name_,
       [this](int error, const std::string& reason) { fail_connection(error, reason); },
-      [this] { return launch_data_plane(true); });
+      [this] { return launch_data_plane(true); }, {}, &restarting_);
 }
 
-std::expected<pid_t, int> VifDriver::restart_data_plane() {
-  return plane::restart_data_plane(
-      plane_, restart_limit_, plane_restarts_, name_,
+int VifDriver::begin_restart(xenbus::OperationDone done) {
+  if (!plane_.running()) return connected_ && rings_ ? EOPNOTSUPP : ENOTCONN;
+  auto told = [done = std::move(done), old = plane_.pid()](std::expected<pid_t, int> started) {
+    if (started)
+      done({0, "", {{"old_pid", old}, {"data_plane_pid", *started}}});
+    else if (started.error() == EIO)
+      done(xenbus::Outcome::failed(EIO, "the new data plane did not start: the device failed"));
+    else
+      done(xenbus::Outcome::failed(started.error(), "the connection ended before the new data plane started (the "
+                                                    "frontend disconnected, or the host daemon is stopping)"));
+  };
+  return plane::begin_restart(plane_, restarting_, name_, std::move(told));
+}
+
+void VifDriver::check_operations() {
+  plane::check_restart(
+      plane_, restarting_, restart_limit_, plane_restarts_, name_,
       [this](int error, const std::string& reason) { fail_connection(error, reason); },
       [this] { return launch_data_plane(true); });
 }
@@ -429,6 +443,7 @@ void VifDriver::disconnect() {
       PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), plane::describe_wait_status(status).c_str());
   }
   cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
+  if (restarting_.active()) restarting_.finish(std::unexpected(ENOTCONN));
   rings_.reset();
   if (had_connection) {
     // Its listening socket goes with it.

@@ -21,6 +21,7 @@
 #include "plane/cgroup_leaf.hpp"
 #include "plane/process.hpp"
 #include "plane/shared_stats.hpp"
+#include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 
 namespace pvback::netback {
@@ -78,9 +79,11 @@ class VifDriver final : public xenbus::BackendDriver {
   // pause); one that keeps dying fails the vif.
   int data_plane_fd() const { return plane_.running() ? plane_.fd() : -1; }
   void on_data_plane_event();
-  // An operator's restart of the running data plane (plane::restart_data_plane): the new one's
-  // pid; ENOTCONN if no data plane serves the rings (not connected, or served on threads).
-  [[nodiscard]] std::expected<pid_t, int> restart_data_plane();
+  // An operator's restart of the running data plane (xenbus::DeviceService::begin_restart's
+  // contract, plane::begin_restart): begun now, ended from on_data_plane_event (the old one's
+  // end), check_operations (the loop's timer: past 10 s it is killed) or disconnect().
+  [[nodiscard]] int begin_restart(xenbus::OperationDone done);
+  void check_operations();
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
   // The data plane's control group directories, if it has one (one per cgroup hierarchy used).
@@ -141,6 +144,7 @@ class VifDriver final : public xenbus::BackendDriver {
   plane::CgroupLeaf cgroup_;  // the data plane's, for the connection's lifetime (restarts included)
   unsigned plane_restarts_ = 0;
   plane::RestartLimit restart_limit_;
+  plane::PendingRestart restarting_;  // an operator's restart under way
   QueueStats past_;
   std::atomic<unsigned> generation_{0};
   std::atomic<unsigned> fatal_generation_{0};

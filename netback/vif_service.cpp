@@ -50,7 +50,10 @@ class VifService final : public xenbus::DeviceService {
     };
     xenbus::set_driver_hooks(hooks_, driver_, device_);
     hooks_.after_xenstore_events = [this] { driver_.refresh_rate(xs_); };
-    hooks_.on_timer = [this] { driver_.refresh_link(); };
+    hooks_.on_timer = [this] {
+      driver_.check_operations();
+      driver_.refresh_link();
+    };
   }
 
   VifDriver& driver() { return driver_; }
@@ -60,7 +63,7 @@ class VifService final : public xenbus::DeviceService {
     append_vif_metrics(e, bp_.frontend_domid, bp_.devid, device_, driver_);
   }
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
-  std::expected<pid_t, int> restart_data_plane() override { return driver_.restart_data_plane(); }
+  int begin_restart(xenbus::OperationDone done) override { return driver_.begin_restart(std::move(done)); }
   std::string target() const override { return exit_->name(); }
   const std::string& stats_path() const { return stats_.path(); }
 

@@ -22,9 +22,11 @@ namespace {
 
 constexpr std::size_t kMaxNotice = 4096;
 
-// Waits up to `timeout` for one notice of type `want` (other notices are not expected here).
+// Waits up to `timeout` for one notice of type `want`. Other messages go to `unread` (nullptr: none
+// are expected, they are logged and dropped).
 std::expected<Notice, int> await_notice(int sock, const Protocol& protocol, std::uint32_t want,
-                                        std::chrono::milliseconds timeout, const std::string& name) {
+                                        std::chrono::milliseconds timeout, const std::string& name,
+                                        std::vector<std::vector<std::byte>>* unread = nullptr) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<std::byte> buf(kMaxNotice);
   for (;;) {
@@ -38,7 +40,12 @@ std::expected<Notice, int> await_notice(int sock, const Protocol& protocol, std:
     auto n = recv_message(sock, buf);
     if (!n) return std::unexpected(n.error());
     if (*n == 0) return std::unexpected(ECONNRESET);  // it ended
-    auto notice = decode_notice(protocol, std::span(buf).first(*n));
+    const auto message = std::span<const std::byte>(buf).first(*n);
+    if (auto type = message_type(protocol, message); unread != nullptr && type && *type != want) {
+      unread->emplace_back(message.begin(), message.end());
+      continue;
+    }
+    auto notice = decode_notice(protocol, message);
     if (!notice) {
       PVBACK_LOG(Error, "%s: data plane: %s", name.c_str(), notice.error().c_str());
       return std::unexpected(EPROTO);
@@ -75,7 +82,8 @@ Process::Process(Process&& o) noexcept
       child_(o.child_),
       name_(std::move(o.name_)),
       sock_(std::move(o.sock_)),
-      pid_(std::exchange(o.pid_, -1)) {}
+      pid_(std::exchange(o.pid_, -1)),
+      unread_(std::move(o.unread_)) {}
 
 Process& Process::operator=(Process&& o) noexcept {
   if (this != &o) {
@@ -85,6 +93,7 @@ Process& Process::operator=(Process&& o) noexcept {
     name_ = std::move(o.name_);
     sock_ = std::move(o.sock_);
     pid_ = std::exchange(o.pid_, -1);
+    unread_ = std::move(o.unread_);
   }
   return *this;
 }
@@ -154,17 +163,36 @@ std::expected<Process, int> Process::launch(const Launch& l) {
 Process::Event Process::take_event() {
   Event ev;
   if (!running()) return ev;
-  std::vector<std::byte> buf(kMaxNotice);
-  auto n = recv_message(sock_.get(), buf, nullptr, MSG_DONTWAIT);
-  if (!n && (n.error() == EAGAIN || n.error() == EINTR)) return ev;
+  std::vector<std::byte> buf;
+  std::expected<std::size_t, int> n = 0;
+  if (!unread_.empty()) {
+    buf = std::move(unread_.front());
+    unread_.erase(unread_.begin());
+    n = buf.size();
+  } else {
+    buf.resize(kMaxNotice);
+    n = recv_message(sock_.get(), buf, nullptr, MSG_DONTWAIT);
+    if (!n && (n.error() == EAGAIN || n.error() == EINTR)) return ev;
+  }
   if (n && *n > 0) {
-    auto notice = decode_notice(protocol_, std::span(buf).first(*n));
-    if (!notice) {
-      PVBACK_LOG(Error, "%s: data plane: %s", name_.c_str(), notice.error().c_str());
+    buf.resize(*n);
+    auto type = message_type(protocol_, buf);
+    if (!type) {
+      PVBACK_LOG(Error, "%s: data plane: %s", name_.c_str(), type.error().c_str());
       return ev;
     }
+    if (std::ranges::find(protocol_.notices, *type) != protocol_.notices.end()) {
+      auto notice = decode_notice(protocol_, buf);
+      if (!notice) {
+        PVBACK_LOG(Error, "%s: data plane: %s", name_.c_str(), notice.error().c_str());
+        return ev;
+      }
+      ev.notice = std::move(*notice);
+    } else {
+      ev.notice.type = *type;  // the backend decodes the rest
+    }
     ev.kind = Event::Said;
-    ev.notice = std::move(*notice);
+    ev.message = std::move(buf);
     return ev;
   }
   // The end of the socket: the process is gone (or going).
@@ -185,7 +213,12 @@ int Process::send(std::span<const std::byte> message) {
 std::expected<Notice, int> Process::request(const Notice& notice, std::uint32_t reply,
                                             std::chrono::milliseconds timeout) {
   if (int e = send(encode_notice(protocol_, notice))) return std::unexpected(e);
-  return await_notice(sock_.get(), protocol_, reply, timeout, name_);
+  return await_notice(sock_.get(), protocol_, reply, timeout, name_, &unread_);
+}
+
+int Process::ask_to_stop() {
+  if (!running() || !sock_) return ENOTCONN;
+  return send_message(sock_.get(), encode_notice(protocol_, {kStop, 0, {}}));
 }
 
 int Process::stop(std::chrono::milliseconds timeout) {
@@ -325,40 +358,79 @@ bool relaunch_within(RestartLimit& limit, unsigned& restarts, const std::string&
   }
 }
 
+// The old data plane of an operator's restart is gone: its successor starts (not counted against
+// `limit` unless starting fails) and the restart's `done` is told.
+void complete_restart(Process& process, PendingRestart& pending, RestartLimit& limit, unsigned& restarts,
+                      const std::string& name, const std::function<void(int, const std::string&)>& fail,
+                      const std::function<int()>& relaunch) {
+  ++restarts;
+  if (relaunch() != 0 && !relaunch_within(limit, restarts, name, fail, relaunch)) {
+    pending.finish(std::unexpected(EIO));
+    return;
+  }
+  PVBACK_LOG(Notice, "%s: the data plane (pid %d) took over from pid %d", name.c_str(), process.pid(),
+             pending.old_pid);
+  pending.finish(process.pid());
+}
+
 }  // namespace
+
+void PendingRestart::finish(std::expected<pid_t, int> result) {
+  auto tell = std::exchange(done, nullptr);
+  old_pid = -1;
+  if (tell) tell(result);
+}
+
+int begin_restart(Process& process, PendingRestart& pending, const std::string& name,
+                  std::function<void(std::expected<pid_t, int>)> done, std::chrono::milliseconds stop_timeout) {
+  if (pending.active()) return EBUSY;
+  if (!process.running()) return ENOTCONN;
+  pending.old_pid = process.pid();
+  pending.deadline = std::chrono::steady_clock::now() + stop_timeout;
+  pending.done = std::move(done);
+  PVBACK_LOG(Notice, "%s: restarting the data plane (pid %d) on request", name.c_str(), pending.old_pid);
+  // One that cannot be told is dying already: its end comes all the same, or the deadline's kill.
+  if (const int e = process.ask_to_stop())
+    PVBACK_LOG(Warning, "%s: cannot tell the data plane (pid %d) to stop: %s", name.c_str(), pending.old_pid,
+               std::strerror(e));
+  return 0;
+}
 
 void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
                              const std::function<void(int, const std::string&)>& fail,
                              const std::function<int()>& relaunch,
-                             const std::function<void(const Notice&)>& said) {
+                             const std::function<void(const Process::Event&)>& said, PendingRestart* restarting) {
   auto ev = process.take_event();
   if (ev.kind == Process::Event::Said && ev.notice.type == kFatal) {
     fail(ev.notice.error, ev.notice.reason);
     return;
   }
   if (ev.kind == Process::Event::Said && said) {
-    said(ev.notice);
+    said(ev);
     return;
   }
   if (ev.kind != Process::Event::Ended) return;
+  if (restarting != nullptr && restarting->active()) {
+    if (ev.reason != "exited with status 0" && ev.reason != "ended")
+      PVBACK_LOG(Warning, "%s: the data plane told to stop %s", name.c_str(), ev.reason.c_str());
+    complete_restart(process, *restarting, limit, restarts, name, fail, relaunch);
+    return;
+  }
   PVBACK_LOG(Warning, "%s: the data plane %s: starting another, which resumes the rings", name.c_str(),
              ev.reason.c_str());
   [[maybe_unused]] const bool started = relaunch_within(limit, restarts, name, fail, relaunch);
 }
 
-std::expected<pid_t, int> restart_data_plane(Process& process, RestartLimit& limit, unsigned& restarts,
-                                             const std::string& name,
-                                             const std::function<void(int, const std::string&)>& fail,
-                                             const std::function<int()>& relaunch) {
-  if (!process.running()) return std::unexpected(ENOTCONN);
-  const pid_t old = process.pid();
-  PVBACK_LOG(Notice, "%s: restarting the data plane (pid %d) on request", name.c_str(), old);
-  if (const int status = process.stop(); status != 0)
-    PVBACK_LOG(Warning, "%s: the data plane %s", name.c_str(), describe_wait_status(status).c_str());
-  ++restarts;
-  if (relaunch() != 0 && !relaunch_within(limit, restarts, name, fail, relaunch)) return std::unexpected(EIO);
-  PVBACK_LOG(Notice, "%s: the data plane (pid %d) took over from pid %d", name.c_str(), process.pid(), old);
-  return process.pid();
+void check_restart(Process& process, PendingRestart& pending, RestartLimit& limit, unsigned& restarts,
+                   const std::string& name, const std::function<void(int, const std::string&)>& fail,
+                   const std::function<int()>& relaunch) {
+  if (!pending.active() || std::chrono::steady_clock::now() < pending.deadline) return;
+  if (process.running()) {
+    PVBACK_LOG(Warning, "%s: the data plane (pid %d) did not stop by the restart's deadline (its storage stalled?): "
+               "killing it", name.c_str(), process.pid());
+    process.kill();
+  }
+  complete_restart(process, pending, limit, restarts, name, fail, relaunch);
 }
 
 bool RestartLimit::allow(std::chrono::steady_clock::time_point now) {

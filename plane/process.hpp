@@ -61,21 +61,32 @@ class Process {
 
   struct Event {
     enum Kind { Nothing, Said, Ended } kind = Nothing;
-    Notice notice;       // Said
+    // Said: a notice decoded; for a message of the backend's protocol that is not a notice (one
+    // with figures, blkback's Paused), its type alone, the backend decoding `message`.
+    Notice notice;
+    std::vector<std::byte> message;  // Said: the message as it came
     std::string reason;  // Ended: how it ended ("killed by signal 9 (Killed)")
   };
-  // After fd() polled readable: one thing that happened. Ended: the process is reaped.
+  // After fd() polled readable, or while has_unread(): one thing that happened. Ended: the process
+  // is reaped.
   Event take_event();
+  // Messages that came while request() waited for its answer, which take_event() returns first:
+  // the caller of request() handles them afterwards (fd() does not tell of them).
+  bool has_unread() const { return !unread_.empty(); }
 
   // One message to it. 0 or an errno value.
   [[nodiscard]] int send(std::span<const std::byte> message);
-  // Sends `notice` and waits up to `timeout` for a notice of type `reply`.
+  // Sends `notice` and waits up to `timeout` for a notice of type `reply`; whatever else it says
+  // meanwhile is kept for take_event() (has_unread()).
   [[nodiscard]] std::expected<Notice, int> request(const Notice& notice, std::uint32_t reply,
                                                    std::chrono::milliseconds timeout);
 
   // Stop: it finishes what is in flight, unmaps everything and exits; after `timeout`, SIGKILL.
   // Reaps it. Returns its wait status (0 for an adopted one, which is not our child).
   int stop(std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
+  // Tells it to stop without waiting: its end is then seen on fd() (take_event's Ended). 0 or an
+  // errno value.
+  [[nodiscard]] int ask_to_stop();
   // SIGKILL without asking (an adopted data plane this control part cannot use).
   void kill();
 
@@ -87,6 +98,7 @@ class Process {
   std::string name_;
   UniqueFd sock_;
   pid_t pid_ = -1;
+  std::vector<std::vector<std::byte>> unread_;
 };
 
 struct Process::Adoption {
@@ -129,27 +141,46 @@ class RestartLimit {
   std::vector<std::chrono::steady_clock::time_point> recent_;
 };
 
+// An operator's restart of a running data plane under way (pvbackctl restart, an upgrade reaching
+// a running device), which the control part's loop never waits for: begin_restart told the data
+// plane to stop (it finishes what is in flight and exits, its recovery records left live for
+// whatever it took and did not answer). When its end is seen (handle_data_plane_event), or at
+// `deadline` (check_restart SIGKILLs it then), another is started through `relaunch` (from the
+// binary on disk), which resumes the rings from those records, as after a crash but without
+// counting against the limit unless starting fails; `done` is told the new process's pid, or EIO
+// once the device failed, or (abandon) why the restart ended otherwise.
+struct PendingRestart {
+  pid_t old_pid = -1;
+  std::chrono::steady_clock::time_point deadline{};
+  std::function<void(std::expected<pid_t, int>)> done;
+  bool active() const { return static_cast<bool>(done); }
+  // Tells `done` (once) and forgets it.
+  void finish(std::expected<pid_t, int> result);
+};
+
+// 0, or ENOTCONN (no data plane runs), EBUSY (a restart is under way already).
+[[nodiscard]] int begin_restart(Process& process, PendingRestart& pending, const std::string& name,
+                                std::function<void(std::expected<pid_t, int>)> done,
+                                std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(10'000));
+
 // What a control part does when its data plane's fd() is readable (`name` names the device): a
 // Fatal is the frontend's fault: `fail(error, reason)`. An end under a live connection is a crash,
 // an OOM kill, a SIGKILL: another is started at once through `relaunch` (0 or an errno value),
 // which resumes the rings; past `limit` the device fails instead (`fail(EIO, "the data plane keeps
 // dying")`), so a guest that found a way to crash its data plane cannot keep a core busy
-// restarting it. `restarts` counts those started.
-// Any other notice it says goes to `said`, if given.
+// restarting it. `restarts` counts those started. The end of a data plane `restarting` told to
+// stop is the restart's (PendingRestart).
+// Anything else it says goes to `said`, if given.
 void handle_data_plane_event(Process& process, RestartLimit& limit, unsigned& restarts, const std::string& name,
                              const std::function<void(int, const std::string&)>& fail,
                              const std::function<int()>& relaunch,
-                             const std::function<void(const Notice&)>& said = {});
+                             const std::function<void(const Process::Event&)>& said = {},
+                             PendingRestart* restarting = nullptr);
 
-// An operator's restart of a running data plane (pvbackctl restart, an upgrade reaching a running
-// device): it is told to stop, finishes what is in flight and exits, its recovery records left
-// live for whatever it took and did not answer; another is started through `relaunch` (from the
-// binary on disk), which resumes the rings from those records, as after a crash but without
-// counting against `limit` unless starting fails. The new process's pid, or ENOTCONN (none
-// running) or, once the device failed through `fail`, EIO. Blocks until the old one is gone.
-[[nodiscard]] std::expected<pid_t, int> restart_data_plane(Process& process, RestartLimit& limit, unsigned& restarts,
-                                                           const std::string& name,
-                                                           const std::function<void(int, const std::string&)>& fail,
-                                                           const std::function<int()>& relaunch);
+// From the control part's timer: a restart whose data plane did not stop by its deadline (a
+// stalled storage) kills it and goes on as handle_data_plane_event would at its end.
+void check_restart(Process& process, PendingRestart& pending, RestartLimit& limit, unsigned& restarts,
+                   const std::string& name, const std::function<void(int, const std::string&)>& fail,
+                   const std::function<int()>& relaunch);
 
 }  // namespace pvback::plane

@@ -26,6 +26,13 @@ void ControlLink::say(std::uint32_t type, int error, const std::string& reason) 
     PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
 }
 
+void ControlLink::send(std::span<const std::byte> message) {
+  std::lock_guard lock(mutex_);
+  if (fd_ < 0) return;
+  if (int e = send_message(fd_, message))
+    PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
+}
+
 // The first Fatal is latched: it goes to the control part attached now, if any, and again to every
 // successor that adopts this data plane, since a control part may die before it acted on it (the
 // device would then never be disconnected: its queue stopped serving, its guest waiting).

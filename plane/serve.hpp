@@ -31,6 +31,9 @@ class ControlLink {
   void fatal(int error, const std::string& reason);
   // Tells the current control part (e.g. Ready). Logs a failure.
   void say(std::uint32_t type, int error, const std::string& reason = {});
+  // Thread-safe: one message of the protocol's own (one with figures) to the current control
+  // part; none while orphaned (an adopting successor learns the state from Adopted). Logs a failure.
+  void send(std::span<const std::byte> message);
   void detach();        // the control part died
   void attach(int fd);  // a successor adopted us: a Fatal it has not heard of goes to it
 

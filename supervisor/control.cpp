@@ -92,7 +92,8 @@ ControlServer::~ControlServer() {
 void ControlServer::add_poll_fds(std::vector<pollfd>& fds) const {
   if (!listen_) return;
   fds.push_back({listen_.get(), clients_.size() < kMaxClients ? short{POLLIN} : short{0}, 0});
-  for (const auto& c : clients_) fds.push_back({c.get(), POLLIN, 0});
+  // A client waiting for an answer is polled for nothing but its end (POLLHUP, POLLERR).
+  for (const auto& c : clients_) fds.push_back({c.fd.get(), c.waiting ? short{0} : short{POLLIN}, 0});
 }
 
 void ControlServer::accept_clients() {
@@ -103,39 +104,69 @@ void ControlServer::accept_clients() {
       return;
     }
     ::setsockopt(client.get(), SOL_SOCKET, SO_SNDBUF, &kSendBuffer, sizeof kSendBuffer);
-    clients_.push_back(std::move(client));
+    clients_.push_back({std::move(client), next_id_++});
   }
 }
 
-void ControlServer::handle(std::span<const pollfd> fds, const std::function<std::string(const ControlRequest&)>& answer) {
+void ControlServer::handle(std::span<const pollfd> fds, const Answerer& answer) {
   if (!listen_ || fds.empty()) return;
-  // fds[0] is the listening socket, fds[1..] the clients as add_poll_fds listed them.
-  std::vector<int> gone;
+  // fds[0] is the listening socket, fds[1..] the clients as add_poll_fds listed them. Clients are
+  // neither added nor removed until the end (reply() from within answer() only marks them).
+  handling_ = true;
   for (const pollfd& p : fds.subspan(1)) {
     if (p.revents == 0) continue;
+    const auto c = std::ranges::find_if(clients_, [&](const Client& k) { return k.fd.get() == p.fd && !k.gone; });
+    if (c == clients_.end()) continue;
+    if (c->waiting) {
+      // Gone before its answer: what it asked for goes on, its answer is dropped.
+      if ((p.revents & (POLLHUP | POLLERR)) != 0) c->gone = true;
+      continue;
+    }
     char buffer[kMaxRequest + 1];
     const ssize_t got = ::recv(p.fd, buffer, sizeof buffer, MSG_DONTWAIT | MSG_TRUNC);
     if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (got <= 0) {  // the client closed (or broke) its end
-      gone.push_back(p.fd);
+      c->gone = true;
       continue;
     }
-    std::string reply;
+    std::optional<std::string> now;
     if (static_cast<std::size_t>(got) > kMaxRequest) {
-      reply = control_error("request too long");
+      now = control_error("request too long");
+    } else if (auto request = parse_control_request(std::string_view(buffer, static_cast<std::size_t>(got)));
+               !request) {
+      now = control_error(request.error());
     } else {
-      auto request = parse_control_request(std::string_view(buffer, static_cast<std::size_t>(got)));
-      reply = request ? answer(*request) : control_error(request.error());
+      c->waiting = true;
+      now = answer(*request, c->id);
     }
-    // Never waits: a client that does not read its answers loses its connection.
-    if (::send(p.fd, reply.data(), reply.size(), MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(reply.size())) {
-      PVBACK_LOG_RATELIMITED(Warning, "control socket: a client not taking its answer (%s) is disconnected",
-                             std::strerror(errno));
-      gone.push_back(p.fd);
-    }
+    if (now) send_to(*c, *now);
   }
-  std::erase_if(clients_, [&](const UniqueFd& c) { return std::ranges::find(gone, c.get()) != gone.end(); });
+  handling_ = false;
+  prune();
   if (fds[0].revents & POLLIN) accept_clients();
+}
+
+void ControlServer::reply(ClientId client, const std::string& answer) {
+  const auto c = std::ranges::find_if(clients_, [&](const Client& k) { return k.id == client; });
+  if (c == clients_.end() || !c->waiting) return;
+  send_to(*c, answer);
+  if (!handling_) prune();
+}
+
+void ControlServer::send_to(Client& c, const std::string& answer) {
+  c.waiting = false;
+  if (c.gone) return;
+  // Never waits: a client that does not read its answers loses its connection.
+  if (::send(c.fd.get(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(answer.size())) {
+    PVBACK_LOG_RATELIMITED(Warning, "control socket: a client not taking its answer (%s) is disconnected",
+                           std::strerror(errno));
+    c.gone = true;
+  }
+}
+
+void ControlServer::prune() {
+  std::erase_if(clients_, [](const Client& c) { return c.gone; });
 }
 
 }  // namespace pvback::supervisor

@@ -2,6 +2,7 @@
 // control socket's answers. See supervisor.hpp.
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -19,12 +20,25 @@
 namespace pvback::supervisor {
 namespace {
 
+// A pause's drain that takes longer than this (a stalled storage) is given up: resumed, an error
+// answered. `1 pause DEV SECONDS` sets another.
+constexpr unsigned kDefaultDrainTimeout = 30'000;  // ms
+
 // At most this many watch events are read per round, as BackendDevice::handle_events does, so a
 // guest flooding its nodes cannot hold the loop (the rest keep the fd readable).
 constexpr unsigned kMaxEventsPerRound = 1024;
 
 std::string file_name(std::string_view type, DomId domid, std::uint32_t devid) {
   return std::string(type) + "-" + std::to_string(domid) + "-" + std::to_string(devid);
+}
+
+// The answer of a restart, pause or resume that ended: its figures, or why it failed.
+std::string operation_answer(const std::string& command, const std::string& name, const xenbus::Outcome& o) {
+  if (o.error != 0) return control_error(name + ": " + o.message);
+  std::string out = "\"" + command + "\": {\"device\": " + json_string(name);
+  if (command != "restart") out += std::string(", \"paused\": ") + (command == "pause" ? "true" : "false");
+  for (const auto& [key, value] : o.figures) out += ", " + json_string(key) + ": " + std::to_string(value);
+  return control_answer(out + "}");
 }
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -132,6 +146,7 @@ std::string Supervisor::device_json(const Key& key, const Device& d) const {
     out += std::string(", \"") + (key.type == DeviceType::Vbd ? "storage" : "exit") +
            "\": " + json_string(d.service->target());
     out += ", \"data_plane_pid\": " + std::to_string(d.service->data_plane_pid());
+    out += std::string(", \"paused\": ") + (d.service->paused() ? "true" : "false");
     out += ", \"uptime_s\": " + std::to_string(uptime);
   } else if (d.pid > 0) {
     out += ", \"served_by\": \"process\", \"backend_pid\": " + std::to_string(d.pid);
@@ -218,6 +233,7 @@ std::string Supervisor::info_json(const std::string& name, const Device& d) cons
   const std::string frontend = xs_.read(d.path + "/frontend").value_or("");
   std::string out = "\"info\": {\"device\": " + json_string(name) + ", \"served_by\": ";
   out += d.service ? "\"host\"" : d.pid > 0 ? "\"process\"" : "\"none\"";
+  if (d.service) out += std::string(", \"paused\": ") + (d.service->paused() ? "true" : "false");
   out += ", \"backend_path\": " + json_string(d.path) + ", \"frontend_path\": " + json_string(frontend);
   out += ", \"backend\": " + node_values_json(d.path);
   out += ", \"frontend\": " + (frontend.empty() ? std::string("{}") : node_values_json(frontend));
@@ -225,36 +241,81 @@ std::string Supervisor::info_json(const std::string& name, const Device& d) cons
   return out + ", \"stats\": " + (stats ? *stats : "null") + "}";
 }
 
-std::string Supervisor::restart(const std::string& name, Device& d) {
-  if (!d.service && d.pid > 0)
-    return control_error(name + " is served by a backend process of its own (pid " + std::to_string(d.pid) +
-                         "), not in the host daemon: pvbackctl restarts only data planes the host daemon runs");
-  if (!d.service) return control_error(name + " is not served now");
-  const pid_t old = d.service->data_plane_pid();
-  auto started = d.service->restart_data_plane();
-  if (const auto& write = d.service->hooks().write_stats) write();
-  if (!started)
-    return control_error(started.error() == ENOTCONN
-                             ? name + " has no data-plane process to restart (its frontend is not connected)"
-                             : name + ": the new data plane did not start (" + std::strerror(started.error()) +
-                                   "): the device failed");
-  return control_answer("\"restart\": {\"device\": " + json_string(name) + ", \"old_pid\": " + std::to_string(old) +
-                        ", \"data_plane_pid\": " + std::to_string(*started) + "}");
+std::string Supervisor::refusal(const std::string& command, const std::string& name, const Key& key,
+                                int error) const {
+  const bool vif = key.type == DeviceType::Vif;
+  switch (error) {
+    case ENOTCONN:
+      return command == "restart" ? name + " has no data-plane process to restart (its frontend is not connected)"
+                                  : name + " cannot be paused: its frontend is not connected";
+    case EBUSY:
+      return name + ": a restart, pause or resume of it is under way; try again once it is answered";
+    case EALREADY:
+      return command == "pause" ? name + " is paused already (pvbackctl resume " + name + " ends the pause)"
+                                : name + " is not paused";
+    case EOPNOTSUPP:
+      if (vif && command != "restart")
+        return name + " is a vif: only vbds can be paused (a vif has no storage to make consistent, and a guest "
+                      "whose transmit ring stopped being served would see its network watchdog fire)";
+      return name + "'s rings are served on threads of its control part, not by a data plane: it cannot be " +
+             (command == "restart" ? "restarted" : "paused");
+    default:
+      return name + ": cannot " + command + ": " + std::strerror(error);
+  }
 }
 
-std::string Supervisor::answer(const ControlRequest& request) {
+std::optional<std::string> Supervisor::operate(const ControlRequest& request, const Key& key, ClientId client) {
+  const std::string& command = request.command;
+  const std::string& name = request.args[0];
+  Device& d = devices_.at(key);
+  if (!d.service && d.pid > 0)
+    return control_error(name + " is served by a backend process of its own (pid " + std::to_string(d.pid) +
+                         "), not in the host daemon: pvbackctl " + command +
+                         " acts only on devices the host daemon serves");
+  if (!d.service) return control_error(name + " is not served now");
+  auto timeout = std::chrono::milliseconds(kDefaultDrainTimeout);
+  if (command == "pause" && request.args.size() == 2) {
+    const std::string& word = request.args[1];
+    unsigned long seconds = 0;
+    const auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), seconds);
+    if (ec != std::errc() || end != word.data() + word.size() || seconds < 1 || seconds > 3600)
+      return control_error("pause's drain timeout is 1 to 3600 seconds, not '" + word + "'");
+    timeout = std::chrono::seconds(seconds);
+  }
+  // Called once, from the loop: when the old data plane ended, the pause's drain and flush, the
+  // timer's deadline, a disconnection; or from within begin_*.
+  auto done = [this, client, key, command, name](const xenbus::Outcome& outcome) {
+    control_.reply(client, operation_answer(command, name, outcome));
+    const auto it = devices_.find(key);
+    if (it != devices_.end() && it->second.service)
+      if (const auto& write = it->second.service->hooks().write_stats) write();
+  };
+  const int e = command == "restart" ? d.service->begin_restart(std::move(done))
+                : command == "pause" ? d.service->begin_pause(timeout, std::move(done))
+                                     : d.service->begin_resume(std::move(done));
+  if (e != 0) return control_error(refusal(command, name, key, e));
+  return std::nullopt;
+}
+
+std::optional<std::string> Supervisor::answer(const ControlRequest& request, ClientId client) {
   if (request.command == "list") {
     if (!request.args.empty()) return control_error("list takes no argument");
     return control_answer(list_json());
   }
-  const bool per_device = request.command == "stats" || request.command == "info" || request.command == "restart";
-  if (!per_device) return control_error("unknown command '" + request.command + "' (list, info, stats, restart)");
-  if (request.args.size() != 1) return control_error(request.command + " takes one device, e.g. vbd-5-768");
+  const std::string& c = request.command;
+  const bool operation = c == "restart" || c == "pause" || c == "resume";
+  if (c != "stats" && c != "info" && !operation)
+    return control_error("unknown command '" + c + "' (list, info, stats, restart, pause, resume)");
+  const std::size_t most = c == "pause" ? 2 : 1;
+  if (request.args.empty() || request.args.size() > most)
+    return control_error(c + (c == "pause" ? " takes one device and, if wanted, the drain's timeout in seconds, e.g. "
+                                             "vbd-5-768 30"
+                                           : " takes one device, e.g. vbd-5-768"));
   const std::string& name = request.args[0];
   const auto it = find_device(name);
   if (it == devices_.end()) return control_error("no such device: " + name);
-  if (request.command == "info") return control_answer(info_json(name, it->second));
-  if (request.command == "restart") return restart(name, devices_.at(it->first));
+  if (c == "info") return control_answer(info_json(name, it->second));
+  if (operation) return operate(request, it->first, client);
   const auto stats = stats_of(name, it->second);
   if (!stats) return control_error("no statistics for " + name + " (not served now)");
   return control_answer("\"stats\": " + *stats);

@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
     // The data planes are the backends' executables run as such, not this one.
     if (blk->options.data_plane_binary.empty()) blk->options.data_plane_binary = options->blk_binary;
     if (net->options.data_plane_binary.empty()) net->options.data_plane_binary = options->net_binary;
+    blk->options.pausable = true;  // through the control socket
     host = supervisor::HostConfig{&platform, std::move(*blk), std::move(*net)};
   }
   supervisor::ControlServer control;

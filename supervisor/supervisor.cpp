@@ -377,7 +377,8 @@ int Supervisor::run(const UniqueFd& signal_fd) {
         if (d.service) xenbus::on_timer(*d.service);
       if (!options_.prometheus_dir.empty()) write_metrics();
     }
-    control_.handle(std::span(fds).subspan(control_at), [this](const ControlRequest& q) { return answer(q); });
+    control_.handle(std::span(fds).subspan(control_at),
+                    [this](const ControlRequest& q, ClientId client) { return answer(q, client); });
     end_removed_services();
     if (connection_lost()) {
       exit_code = 1;

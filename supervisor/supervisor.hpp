@@ -107,13 +107,16 @@ class Supervisor {
   void end_removed_services();
   // Every in-process device disconnected, its recovery records kept (SIGTERM, lost XenStore).
   void finish_services();
-  // The control socket's answers (control.hpp).
-  std::string answer(const ControlRequest& request);
+  // The control socket's answers (control.hpp): now, or (restart, pause, resume) later through
+  // control_.reply(client, ...).
+  std::optional<std::string> answer(const ControlRequest& request, ClientId client);
   std::map<Key, Device>::const_iterator find_device(const std::string& name) const;
   std::optional<std::string> stats_of(const std::string& name, const Device& d) const;
   std::string node_values_json(const std::string& path) const;
   std::string info_json(const std::string& name, const Device& d) const;
-  std::string restart(const std::string& name, Device& d);
+  // restart, pause, resume: begun, answered once done; or refused now.
+  std::optional<std::string> operate(const ControlRequest& request, const Key& key, ClientId client);
+  std::string refusal(const std::string& command, const std::string& name, const Key& key, int error) const;
   std::string list_json() const;
   // The Prometheus exposition of the devices served in this process, and how many devices there
   // are by kind and by who serves them; write_metrics() puts it in <prometheus_dir>/pvback.prom.

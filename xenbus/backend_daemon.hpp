@@ -7,6 +7,9 @@
 #pragma once
 #include <sys/types.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <expected>
 #include <functional>
 #include <mutex>
@@ -79,6 +82,17 @@ struct DaemonHooks {
   std::function<void()> on_extra_fd;
 };
 
+// How an operator's request that takes a while (the control socket's restart, pause, resume) ended.
+struct Outcome {
+  int error = 0;         // 0: done; otherwise an errno value, and `message` says what happened
+  std::string message;   // for the operator
+  // What it did, by name ("data_plane_pid", "drained", "drain_ms", ...).
+  std::vector<std::pair<std::string, std::int64_t>> figures;
+
+  static Outcome failed(int error, std::string message) { return {error, std::move(message), {}}; }
+};
+using OperationDone = std::function<void(const Outcome&)>;
+
 // One served device: its XenbusState machine, its driver and whatever the driver needs (storage,
 // exit, statistics file), with the hooks the loop calls. Made by each backend's library
 // (blkback::start_vbd, netback::start_vif) for its own process or for the host daemon's.
@@ -94,9 +108,23 @@ class DeviceService {
   virtual pid_t data_plane_pid() const = 0;
   // What it serves, for an operator: the storage's params, the exit's name.
   virtual std::string target() const = 0;
-  // Restarts the data plane serving its rings without disturbing the guest (an operator's
-  // request): the new data plane's pid, or an errno value (ENOTCONN: none runs).
-  [[nodiscard]] virtual std::expected<pid_t, int> restart_data_plane() = 0;
+  // An operator's requests, which the loop never waits for: 0 when begun, `done` then called once
+  // from the loop (a data plane's message or end, the timer, a disconnection), perhaps before this
+  // returns; otherwise an errno value, `done` never called: ENOTCONN (no data plane: the frontend is
+  // not connected), EBUSY (another of them is under way on the device), EALREADY (paused already,
+  // or not paused), EOPNOTSUPP (not for this kind of device).
+  // Restarts the data plane serving its rings without disturbing the guest: "old_pid" and
+  // "data_plane_pid".
+  [[nodiscard]] virtual int begin_restart(OperationDone done) = 0;
+  // Stops taking the guest's requests, answers those taken and flushes the storage, within
+  // `drain_timeout`: "drained", "drain_ms", "flush_ms". An error means the device is not paused.
+  [[nodiscard]] virtual int begin_pause(std::chrono::milliseconds /*drain_timeout*/, OperationDone /*done*/) {
+    return EOPNOTSUPP;
+  }
+  // Takes the guest's requests again: "waiting" (in the rings meanwhile), "paused_ms".
+  [[nodiscard]] virtual int begin_resume(OperationDone /*done*/) { return EOPNOTSUPP; }
+  // The operator paused it (pvbackctl pause) and has not resumed it.
+  virtual bool paused() const { return false; }
   // The end of serving, in this process: the driver disconnects, keeping the recovery records
   // (and so the running data plane's work) for a successor unless the device was removed.
   virtual void finish() = 0;

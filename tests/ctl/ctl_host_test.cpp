@@ -327,6 +327,79 @@ TEST_F(CtlHostTest, EveryErrorHasItsOwnMessageAndStatus) {
   EXPECT_TRUE(supervisor_running());
 }
 
+// pause and resume as an operator runs them: what they print, their exit statuses, the state in
+// list and info, and every refusal with its own message.
+TEST_F(CtlHostTest, PauseAndResumeSayWhatTheyDidAndRefuseWhatTheyCannot) {
+  serve_vbd_and_vif();
+  if (HasFatalFailure()) return;
+  CtlRun early = ctl({"pause", vbd()});
+  EXPECT_EQ(early.status, 1);
+  EXPECT_NE(early.err.find(vbd() + " cannot be paused: its frontend is not connected"), std::string::npos) << early.err;
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  const auto data = pattern(64 << 10, 9);
+  ASSERT_EQ(front->write(256, data), 0);
+
+  const CtlRun paused = ctl({"pause", vbd(), "--timeout", "20"});
+  ASSERT_EQ(paused.status, 0) << paused.err << log_text();
+  std::printf("%s", paused.out.c_str());
+  EXPECT_TRUE(paused.out.starts_with(vbd() + ": paused: ")) << paused.out;
+  EXPECT_NE(paused.out.find(" request(s) in flight drained in "), std::string::npos) << paused.out;
+  EXPECT_NE(paused.out.find(" ms, the storage flushed in "), std::string::npos) << paused.out;
+  const CtlRun list = ctl({"list"});
+  std::printf("%s", list.out.c_str());
+  EXPECT_NE(list.out.find(" Connected,paused "), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(" InitWait "), std::string::npos) << "the vif is not paused\n" << list.out;
+  const ctl::Json listed = json_of(ctl({"list", "--json"}));
+  for (const auto& d : at(listed, "devices").items)
+    EXPECT_EQ(at(d, "paused").boolean, at(d, "kind").text == "vbd") << ctl::to_json(d);
+  const CtlRun info = ctl({"info", vbd()});
+  EXPECT_NE(info.out.find("\npaused "), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find(" yes (pvbackctl resume " + vbd() + " ends it)\n"), std::string::npos) << info.out;
+
+  CtlRun again = ctl({"pause", vbd()});
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find(vbd() + " is paused already (pvbackctl resume " + vbd() + " ends the pause)"),
+            std::string::npos) << again.err;
+  CtlRun restart = ctl({"restart", vbd()});
+  EXPECT_EQ(restart.status, 0) << "a paused vbd's data plane is restarted, paused: " << restart.err;
+  EXPECT_TRUE(at(at(json_of(ctl({"info", vbd(), "--json"})), "info"), "paused").boolean);
+
+  const CtlRun resumed = ctl({"resume", vbd(), "--json"});
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const ctl::Json r = at(json_of(resumed), "resume");
+  EXPECT_FALSE(at(r, "paused").boolean) << resumed.out;
+  EXPECT_EQ(at(r, "waiting").integer(), 0) << resumed.out;
+  EXPECT_GE(at(r, "paused_ms").integer().value_or(-1), 0) << resumed.out;
+  std::vector<std::byte> back(data.size());
+  ASSERT_EQ(front->read(256, back), 0);
+  EXPECT_TRUE(back == data);
+  CtlRun not_paused = ctl({"resume", vbd()});
+  EXPECT_EQ(not_paused.status, 1);
+  EXPECT_NE(not_paused.err.find(vbd() + " is not paused"), std::string::npos) << not_paused.err;
+  ASSERT_EQ(ctl({"pause", vbd()}).status, 0);
+  const CtlRun readable = ctl({"resume", vbd()});
+  EXPECT_EQ(readable.status, 0) << readable.err;
+  std::printf("%s", readable.out.c_str());
+  EXPECT_TRUE(readable.out.starts_with(vbd() + ": resumed after ")) << readable.out;
+  EXPECT_NE(readable.out.find(" s paused: 0 request(s) had waited in the rings"), std::string::npos) << readable.out;
+
+  CtlRun vif = ctl({"pause", "vif-1-0"});
+  EXPECT_EQ(vif.status, 1);
+  EXPECT_NE(vif.err.find("vif-1-0 is a vif: only vbds can be paused"), std::string::npos) << vif.err;
+  CtlRun unknown = ctl({"pause", "vbd-9-9"});
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.err.find("no such device: vbd-9-9"), std::string::npos) << unknown.err;
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"pause"}, {"resume"}, {"pause", vbd(), "--timeout", "0"}, {"resume", vbd(), "--timeout", "5"}}) {
+    const CtlRun usage = ctl(bad);
+    EXPECT_EQ(usage.status, 2) << bad[0] << ": " << usage.err;
+    EXPECT_NE(usage.err.find("usage: pvbackctl"), std::string::npos) << usage.err;
+  }
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+  EXPECT_TRUE(supervisor_running());
+}
+
 // A device with a backend process of its own (here every device: --process-per-device) is not
 // restarted through the control socket: refused, naming the process.
 class CtlPerDeviceTest : public CtlHostTest {
@@ -347,6 +420,14 @@ TEST_F(CtlPerDeviceTest, RestartOfADeviceWithItsOwnProcessIsRefused) {
   CtlRun list = ctl({"list"});
   EXPECT_NE(list.out.find(" process "), std::string::npos) << list.out;
   EXPECT_EQ(child_for(vbd_path()), backend);
+  for (const char* command : {"pause", "resume"}) {
+    CtlRun refused = ctl({command, vbd()});
+    EXPECT_EQ(refused.status, 1) << command;
+    EXPECT_NE(refused.err.find("served by a backend process of its own (pid " + std::to_string(backend) +
+                               "), not in the host daemon: pvbackctl " + command),
+              std::string::npos)
+        << refused.err;
+  }
 }
 
 }  // namespace

@@ -91,6 +91,15 @@ TEST(CtlCommandLine, ParsesOptionsAnywhere) {
   EXPECT_EQ(c->watch_seconds, kDefaultWatchSeconds);
   EXPECT_EQ(c->device, "vif-1-0");
   EXPECT_TRUE(parse_command_line({"--help"})->help);
+  c = parse_command_line({"pause", "--timeout", "120", "vbd-5-768"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->command, "pause");
+  EXPECT_EQ(c->device, "vbd-5-768");
+  EXPECT_EQ(c->timeout_seconds, 120u);
+  c = parse_command_line({"resume", "vbd-5-768", "--json"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->command, "resume");
+  EXPECT_FALSE(c->timeout_seconds.has_value());
 }
 
 TEST(CtlCommandLine, RefusesWhatItCannotDo) {
@@ -104,9 +113,18 @@ TEST(CtlCommandLine, RefusesWhatItCannotDo) {
                                              {"stats", "vbd-1-2", "--count", "2"},
                                              {"stats", "vbd-1-2", "--watch", "0"},
                                              {"--socket"},
-                                             {"list", "--bogus"}})
+                                             {"list", "--bogus"},
+                                             {"pause"},
+                                             {"resume"},
+                                             {"pause", "vbd-1-2", "vbd-1-3"},
+                                             {"pause", "vbd-1-2", "--timeout", "0"},
+                                             {"pause", "vbd-1-2", "--timeout", "3601"},
+                                             {"pause", "vbd-1-2", "--timeout"},
+                                             {"resume", "vbd-1-2", "--timeout", "5"},
+                                             {"stats", "vbd-1-2", "--timeout", "5"}})
     EXPECT_FALSE(parse_command_line(bad).has_value()) << (bad.empty() ? "(nothing)" : bad[0]);
   EXPECT_EQ(parse_command_line({"frobnicate"}).error(), "unknown command 'frobnicate'");
+  EXPECT_EQ(parse_command_line({"resume", "vbd-1-2", "--timeout", "5"}).error(), "--timeout is an option of pause");
 }
 
 TEST(CtlFormat, ListIsOneLinePerDevice) {
@@ -126,6 +144,34 @@ TEST(CtlFormat, ListIsOneLinePerDevice) {
   EXPECT_EQ(format_uptime(59), "59s");
   EXPECT_EQ(format_uptime(90061), "1d01h");
   EXPECT_EQ(format_uptime(std::nullopt), "-");
+}
+
+TEST(CtlFormat, APausedDeviceSaysSoInListAndInfo) {
+  const Json list = parsed(R"({"version": 1, "ok": true, "devices": [
+    {"device": "vbd-5-768", "kind": "vbd", "domid": 5, "devid": 768, "served_by": "host", "state": 4,
+     "state_name": "Connected", "storage": "/srv/disk.img", "data_plane_pid": 4242, "paused": true, "uptime_s": 5},
+    {"device": "vbd-6-768", "kind": "vbd", "domid": 6, "devid": 768, "served_by": "host", "state": 4,
+     "state_name": "Connected", "storage": "/srv/b.img", "data_plane_pid": 4243, "paused": false, "uptime_s": 5}]})");
+  const std::string text = format_list(list);
+  EXPECT_NE(text.find("vbd-5-768  vbd        5    768  Connected,paused  host"), std::string::npos) << text;
+  EXPECT_NE(text.find("vbd-6-768  vbd        6    768  Connected         host"), std::string::npos) << text;
+  const std::string info = format_info(parsed(R"({"version": 1, "ok": true, "info": {"device": "vbd-5-768",
+    "served_by": "host", "paused": true, "backend_path": "/b", "frontend_path": "/f", "backend": {}, "frontend": {},
+    "stats": null}})"));
+  EXPECT_NE(info.find("\npaused                            yes (pvbackctl resume vbd-5-768 ends it)\n"), std::string::npos)
+      << info;
+}
+
+TEST(CtlFormat, RestartPauseAndResumeSayWhatTheyDid) {
+  EXPECT_EQ(format_operation("pause", "vbd-5-768", parsed(R"({"version": 1, "ok": true, "pause": {"device":
+    "vbd-5-768", "paused": true, "drained": 12, "drain_ms": 340, "flush_ms": 2, "took_ms": 343}})")),
+            "vbd-5-768: paused: 12 request(s) in flight drained in 340 ms, the storage flushed in 2 ms\n");
+  EXPECT_EQ(format_operation("resume", "vbd-5-768", parsed(R"({"version": 1, "ok": true, "resume": {"device":
+    "vbd-5-768", "paused": false, "waiting": 3, "paused_ms": 61234}})")),
+            "vbd-5-768: resumed after 61.2 s paused: 3 request(s) had waited in the rings\n");
+  EXPECT_EQ(format_operation("restart", "vif-5-0", parsed(R"({"version": 1, "ok": true, "restart": {"device":
+    "vif-5-0", "old_pid": 10, "data_plane_pid": 11}})")),
+            "vif-5-0: data plane pid 10 replaced by pid 11\n");
 }
 
 TEST(CtlFormat, StatsAsATableAndPerQueue) {

@@ -2,6 +2,7 @@
 // and, through the userspace blkfront, as the guests: a second guest, the control socket, the
 // host's Dom0 XenStore clients. Shared by host_test.cpp and host_kill_test.cpp.
 #pragma once
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -53,21 +54,46 @@ class HostTest : public SupervisorTest {
     EXPECT_TRUE(back == data);
   }
 
-  // One request on the control socket, its answer ("" if none came).
-  std::string control(const std::string& request) {
-    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    const std::string path = (hv_->run_dir() / "stats" / "control.sock").string();
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return "";
-    if (::send(sock.get(), request.data(), request.size(), 0) < 0) return "";
-    timeval tv{5, 0};
-    ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string answer(1 << 20, '\0');
-    const ssize_t n = ::recv(sock.get(), answer.data(), answer.size(), 0);
-    answer.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    return answer;
+  // A connection to the control socket: a request sent now, its answer taken later (the host daemon
+  // answers a restart or a pause when it is done).
+  class ControlConnection {
+   public:
+    explicit ControlConnection(const std::string& path) : sock_(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) {
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+      if (::connect(sock_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) sock_.reset();
+    }
+    bool send(const std::string& request) {
+      return sock_ && ::send(sock_.get(), request.data(), request.size(), MSG_NOSIGNAL) >= 0;
+    }
+    // Whether an answer is there to read (after waiting up to `wait`).
+    bool answered(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+      pollfd p{sock_.get(), POLLIN, 0};
+      return sock_ && ::poll(&p, 1, static_cast<int>(wait.count())) == 1;
+    }
+    // The answer ("" if none came within `timeout`).
+    std::string answer(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+      if (!answered(timeout)) return "";
+      std::string text(1 << 20, '\0');
+      const ssize_t n = ::recv(sock_.get(), text.data(), text.size(), MSG_DONTWAIT);
+      text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+      return text;
+    }
+
+   private:
+    UniqueFd sock_;
+  };
+
+  ControlConnection control_connection() {
+    return ControlConnection((hv_->run_dir() / "stats" / "control.sock").string());
+  }
+
+  // One request on the control socket, its answer ("" if none came within `timeout`).
+  std::string control(const std::string& request, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    auto c = control_connection();
+    if (!c.send(request)) return "";
+    return c.answer(timeout);
   }
 
   // The data-plane pid the host daemon's list gives `device` (-1: not there, none, or no answer).

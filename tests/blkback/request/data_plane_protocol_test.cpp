@@ -20,6 +20,7 @@ DataPlaneSpec two_queues() {
   spec.nbd_uri = "nbd+unix:///disk?socket=/tmp/pvback-qsd-1/nbd.sock";
   spec.storage_ours = true;
   spec.rbd_params = "rbd:pool/image:id=admin";
+  spec.paused = true;
   for (unsigned i = 0; i < 2; ++i) {
     QueueConfig q;
     q.name = "vbd 3/51712 q" + std::to_string(i);
@@ -57,6 +58,10 @@ TEST(DataPlaneProtocol, StartRoundTrips) {
   EXPECT_EQ(back->nbd_uri, spec.nbd_uri);
   EXPECT_TRUE(back->storage_ours);
   EXPECT_EQ(back->rbd_params, spec.rbd_params);
+  EXPECT_TRUE(back->paused);
+  auto running = spec;
+  running.paused = false;
+  EXPECT_FALSE(decode_start(encode_start(running)).value().paused);
   ASSERT_EQ(back->queues.size(), 2u);
   for (unsigned i = 0; i < 2; ++i) {
     const QueueConfig &a = spec.queues[i], &b = back->queues[i];
@@ -135,7 +140,7 @@ TEST(DataPlaneProtocol, NoticesRoundTripAndMalformedOnesAreRefused) {
   EXPECT_EQ(back->type, Msg::Fatal);
   EXPECT_EQ(back->error, 71);
   EXPECT_EQ(back->reason, fatal.reason);
-  for (Msg m : {Msg::Stop, Msg::Resize, Msg::Adopt, Msg::Ready, Msg::Resized})
+  for (Msg m : {Msg::Stop, Msg::Resize, Msg::Adopt, Msg::Ready, Msg::Resized, Msg::Pause, Msg::Resume})
     EXPECT_TRUE(decode_notice(encode_notice({m, 0, {}})).has_value());
   EXPECT_FALSE(decode_notice(encode_start(two_queues())).has_value()) << "a Start taken for a notice";
   auto msg = encode_notice(fatal);
@@ -146,6 +151,45 @@ TEST(DataPlaneProtocol, NoticesRoundTripAndMalformedOnesAreRefused) {
   msg[16] = std::byte{0xFF};
   msg[17] = std::byte{0xFF};
   EXPECT_FALSE(decode_notice(msg).has_value());
+}
+
+// The pause's answers carry figures: what is encoded is decoded the same, and neither is taken for
+// the other, for a notice or for a truncated or longer message.
+TEST(DataPlaneProtocol, PausedAndResumedRoundTripAndMalformedOnesAreRefused) {
+  const PauseFigures figures{12, 3456789, 2100, 0};
+  const auto paused = encode_paused(figures);
+  auto back = decode_paused(paused);
+  ASSERT_TRUE(back.has_value()) << back.error();
+  EXPECT_EQ(back->drained, 12u);
+  EXPECT_EQ(back->drain_us, 3456789u);
+  EXPECT_EQ(back->flush_us, 2100u);
+  EXPECT_EQ(back->error, 0);
+  EXPECT_EQ(decode_paused(encode_paused({0, 1, 2, 5})).value().error, 5) << "a failed flush's errno";
+  EXPECT_EQ(message_type(paused).value(), Msg::Paused);
+  const auto resumed = encode_resumed(7);
+  EXPECT_EQ(decode_resumed(resumed).value(), 7u);
+  EXPECT_EQ(message_type(resumed).value(), Msg::Resumed);
+
+  EXPECT_FALSE(decode_paused(resumed).has_value()) << "a Resumed taken for a Paused";
+  EXPECT_FALSE(decode_resumed(paused).has_value()) << "a Paused taken for a Resumed";
+  EXPECT_FALSE(decode_notice(paused).has_value()) << "a Paused taken for a notice";
+  EXPECT_FALSE(decode_notice(resumed).has_value()) << "a Resumed taken for a notice";
+  EXPECT_FALSE(decode_paused(encode_notice({Msg::Pause, 0, {}})).has_value());
+  for (const auto* msg : {&paused, &resumed}) {
+    for (std::size_t n = 0; n < msg->size(); ++n) {
+      EXPECT_FALSE(decode_paused(std::span(*msg).first(n)).has_value()) << n;
+      EXPECT_FALSE(decode_resumed(std::span(*msg).first(n)).has_value()) << n;
+    }
+    auto longer = *msg;
+    longer.push_back(std::byte{0});
+    EXPECT_FALSE(decode_paused(longer).has_value());
+    EXPECT_FALSE(decode_resumed(longer).has_value());
+  }
+  auto negative = encode_paused({1, 1, 1, -5});
+  EXPECT_FALSE(decode_paused(negative).has_value()) << "a negative errno";
+  auto other_version = paused;
+  other_version[4] = std::byte{3};
+  EXPECT_FALSE(decode_paused(other_version).has_value()) << "a version 3 data plane knows no Paused";
 }
 
 }  // namespace
