@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "blkback/tunables.hpp"
 #include "plane/options.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/xenstore.hpp"
@@ -19,6 +20,9 @@ void print_usage(std::FILE* out) {
                "  --no-persistent-grants       do not offer feature-persistent\n"
                "  --max-persistent-grants N    per queue (default 1056)\n"
                "  --persistent-idle-ms N       unmap persistent grants unused this long (default 60000)\n"
+               "  --set NAME=VALUE             a tunable by xen-blkback's name, as in /etc/pvback/pvback.conf:\n"
+               "                               max_persistent_grants, persistent_grant_unused_seconds, max_queues,\n"
+               "                               max_ring_page_order, indirect_threshold, feature_persistent\n"
                "  --data-path copy|map         for non-persistent grants (default copy)\n"
                "  --direct auto|on|off         O_DIRECT on the storage (default auto: on, except on a PV dom0\n"
                "                               when guest pages are mapped, i.e. persistent grants or --data-path map)\n"
@@ -117,6 +121,10 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       options.image_writeback = std::string_view(value) == "writeback";
       ++i;
     } else if (::pvback::plane::parse_data_plane_option(arg, value, i, number, options)) {
+    } else if (arg == "--set" && value) {
+      // A tunable by the kernel's name, as the config file and pvbackctl set it.
+      error = set_tunable_option(vbd_tunables(), "vbd", options, value);
+      ++i;
     } else if (arg == "--inject-latency-us") {
       options.inject_latency = std::chrono::microseconds(number(10'000'000));
     } else if (arg == "-h" || arg == "--help") {

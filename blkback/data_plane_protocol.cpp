@@ -161,6 +161,27 @@ std::expected<std::uint64_t, std::string> decode_resumed(std::span<const std::by
   return waiting;
 }
 
+std::vector<std::byte> encode_tune(const LiveTuning& t) {
+  Writer w;
+  put_header(w, Msg::Tune);
+  w.put(static_cast<std::uint32_t>(t.max_persistent_grants));
+  w.put(static_cast<std::int64_t>(t.persistent_idle_expiry.count()));
+  return w.take();
+}
+
+std::expected<LiveTuning, std::string> decode_tune(std::span<const std::byte> message) {
+  Reader r(message);
+  auto type = get_header(r);
+  if (!type) return std::unexpected(type.error());
+  if (*type != Msg::Tune) return std::unexpected("not a Tune message");
+  std::uint32_t max_pg = 0;
+  std::int64_t idle_ms = 0;
+  if (!r.get(max_pg) || !r.get(idle_ms) || !r.done()) return std::unexpected("malformed Tune message");
+  // The limits the control part's own parser enforces (blkback/tunables.cpp).
+  if (max_pg > (1u << 20) || idle_ms < 0 || idle_ms > 86'400'000) return std::unexpected("Tune out of range");
+  return LiveTuning{max_pg, std::chrono::milliseconds(idle_ms)};
+}
+
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message) {
   Reader r(message);
   return get_header(r);

@@ -46,7 +46,7 @@ namespace pvback::blkback::plane {
 
 // The common types of plane/codec.hpp (Start, Stop, Adopt, Ready, Fatal, Adopted) keep their numbers.
 enum class Msg : std::uint32_t {
-  Start = 1, Stop, Resize, Adopt, Pause, Resume,
+  Start = 1, Stop, Resize, Adopt, Pause, Resume, Tune,
   Ready = 100, Fatal, Resized, Adopted, LockOwner, Paused, Resumed
 };
 static_assert(static_cast<std::uint32_t>(Msg::Stop) == ::pvback::plane::kStop &&
@@ -121,6 +121,10 @@ std::expected<PauseFigures, std::string> decode_paused(std::span<const std::byte
 // Resumed: the requests the frontends put in the rings while paused, taken now.
 std::vector<std::byte> encode_resumed(std::uint64_t waiting);
 std::expected<std::uint64_t, std::string> decode_resumed(std::span<const std::byte> message);
+// Tune: the operator's new limits that every queue takes at once (pvbackctl set); not answered
+// (the control part keeps them in its options, so a data plane started later has them too).
+std::vector<std::byte> encode_tune(const LiveTuning& tuning);
+std::expected<LiveTuning, std::string> decode_tune(std::span<const std::byte> message);
 
 // The type of any message (Start included), or nothing if it is too short.
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message);

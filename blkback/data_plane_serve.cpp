@@ -260,7 +260,7 @@ int serve_as_data_plane(int sock) {
   if (spec->paused) rounds.pause(s.queues);
 
   ::pvback::plane::ServeHooks hooks;
-  hooks.on_message = [&](std::uint32_t type, std::span<const std::byte>, ::pvback::plane::ControlLink& to) {
+  hooks.on_message = [&](std::uint32_t type, std::span<const std::byte> message, ::pvback::plane::ControlLink& to) {
     switch (static_cast<plane::Msg>(type)) {
       case plane::Msg::Resize:
         s.engine->refresh_size();
@@ -273,6 +273,17 @@ int serve_as_data_plane(int sock) {
       case plane::Msg::Resume:
         spec->paused = false;
         rounds.resume(s.queues);
+        break;
+      case plane::Msg::Tune:
+        if (auto t = plane::decode_tune(message); !t) {
+          PVBACK_LOG(Error, "%s: data plane: from the control part: %s", spec->name.c_str(), t.error().c_str());
+        } else {
+          for (auto& q : s.queues) q->tune(*t);
+          for (auto& c : spec->queues) {  // what an adopting successor is told
+            c.max_persistent_grants = t->max_persistent_grants;
+            c.persistent_idle_expiry = t->persistent_idle_expiry;
+          }
+        }
         break;
       default:
         break;

@@ -110,6 +110,13 @@ class MappedSegments final : public SegmentPath {
 
   bool keeps_idle_state() const override { return persistent_ && persistent_->size() != 0; }
 
+  void set_max_persistent(std::uint32_t max) override {
+    if (!persistent_) return;
+    if (const std::uint32_t removed = persistent_->set_capacity(max); removed != 0)
+      stats_.persistent_evictions.add(removed);
+    stats_.persistent_grants.set(persistent_->size());
+  }
+
   void expire(std::int64_t cutoff_ns) override {
     if (!persistent_) return;
     if (const std::uint32_t removed = persistent_->expire(cutoff_ns); removed != 0) {

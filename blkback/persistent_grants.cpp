@@ -9,14 +9,54 @@ PersistentGrants::PersistentGrants(std::uint32_t capacity) : capacity_(capacity)
   entries_.resize(capacity);
   free_.reserve(capacity);
   for (std::uint32_t i = capacity; i > 0; --i) free_.push_back(static_cast<std::int32_t>(i - 1));
+  size_table(capacity);
+}
+
+void PersistentGrants::size_table(std::uint32_t capacity) {
   const std::uint32_t slots = std::bit_ceil(std::max<std::uint32_t>(16, capacity * 2));
   table_.assign(slots, kNone);
   mask_ = slots - 1;
   shift_ = 32 - static_cast<unsigned>(std::countr_zero(slots));
 }
 
+std::uint32_t PersistentGrants::set_capacity(std::uint32_t capacity) {
+  if (capacity > entries_.size()) {
+    const auto old = static_cast<std::uint32_t>(entries_.size());
+    entries_.resize(capacity);  // indices stay valid: the free list and the LRU links hold indices
+    for (std::uint32_t i = capacity; i > old; --i) free_.push_back(static_cast<std::int32_t>(i - 1));
+    if (capacity * 2 > table_.size()) {
+      size_table(capacity);
+      for (std::int32_t e = head_; e != kNone; e = at(e).next) {
+        std::uint32_t i = home(at(e).gref);
+        while (table_[i] != kNone) i = (i + 1) & mask_;
+        table_[i] = e;
+      }
+    }
+  }
+  capacity_ = capacity;
+  return trim();
+}
+
+template <class Go>
+std::uint32_t PersistentGrants::remove_idle_while(Go go) {
+  std::uint32_t removed = 0;
+  for (std::int32_t e = head_; e != kNone && go(at(e));) {
+    const std::int32_t next = at(e).next;
+    if (at(e).users == 0) {
+      remove(e);
+      ++removed;
+    }
+    e = next;
+  }
+  return removed;
+}
+
+std::uint32_t PersistentGrants::trim() {
+  return remove_idle_while([this](const Entry&) { return size_ > capacity_; });
+}
+
 std::int32_t PersistentGrants::find(GrantRef gref) const {
-  if (capacity_ == 0) return kNone;
+  if (size_ == 0) return kNone;
   for (std::uint32_t i = home(gref);; i = (i + 1) & mask_) {
     const std::int32_t e = table_[i];
     if (e == kNone) return kNone;
@@ -48,17 +88,8 @@ void PersistentGrants::touch(std::int32_t index, std::int64_t now) {
 }
 
 std::uint32_t PersistentGrants::expire(std::int64_t cutoff) {
-  std::uint32_t removed = 0;
-  std::int32_t e = head_;
-  while (e != kNone && at(e).last_use < cutoff) {
-    const std::int32_t next = at(e).next;
-    if (at(e).users == 0) {
-      remove(e);
-      ++removed;
-    }
-    e = next;
-  }
-  return removed;
+  const std::uint32_t over = trim();  // entries in use when the bound shrank
+  return over + remove_idle_while([cutoff](const Entry& entry) { return entry.last_use < cutoff; });
 }
 
 void PersistentGrants::clear() {

@@ -38,6 +38,10 @@ class PersistentGrants {
   void touch(std::int32_t index, std::int64_t now);
   // Unmaps every entry unused since `cutoff` and not in use; returns how many were removed.
   std::uint32_t expire(std::int64_t cutoff);
+  // The operator's new bound: growing allocates room for it (once, off the I/O path), shrinking
+  // unmaps the least recently used entries not in use until the size fits; those in use go at the
+  // next expire() once idle. Returns how many were unmapped now.
+  std::uint32_t set_capacity(std::uint32_t capacity);
   // Unmaps everything (entries in use included: call only when no I/O is in flight).
   void clear();
 
@@ -47,6 +51,12 @@ class PersistentGrants {
   void lru_unlink(std::int32_t index);
   void lru_append(std::int32_t index);
   void remove(std::int32_t index);
+  // Unmaps idle entries, least recently used first, while more than capacity_ are kept.
+  std::uint32_t trim();
+  // Unmaps the entries not in use from the least recently used on, while go(entry) holds.
+  template <class Go>
+  std::uint32_t remove_idle_while(Go go);
+  void size_table(std::uint32_t capacity);
 
   std::uint32_t capacity_;
   std::uint32_t size_ = 0;

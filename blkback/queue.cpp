@@ -155,11 +155,15 @@ int Queue::Impl::init(const grant::Platform& platform) {
   auto path = SegmentPath::create(sc, *mapper, stats, *this);
   if (!path) return path.error();
   segments = std::move(*path);
+  set_timer_period();
+  last_purge = now_ns();
+  return 0;
+}
+
+void Queue::Impl::set_timer_period() {
   const auto expiry = std::max(std::chrono::milliseconds(100), config.persistent_idle_expiry / 2);
   timer_ts.tv_sec = expiry.count() / 1000;
   timer_ts.tv_nsec = (expiry.count() % 1000) * 1'000'000;
-  last_purge = now_ns();
-  return 0;
 }
 
 // The ring is attached at rsp_prod. With a record of this very ring left by a predecessor (a
@@ -480,6 +484,8 @@ void Queue::pause(std::function<void(const PauseReport&)> done) { impl_->request
 void Queue::resume(std::function<void(std::uint64_t waiting)> done) {
   impl_->request_pause(false, {}, std::move(done));
 }
+
+void Queue::tune(const LiveTuning& tuning) { impl_->request_tuning(tuning); }
 
 const QueueConfig& Queue::config() const { return impl_->config; }
 

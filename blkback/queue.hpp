@@ -63,6 +63,13 @@ struct QueueConfig {
   bool start_paused = false;
 };
 
+// The limits a running queue takes at once (Queue::tune; blkback/tunables.hpp names them).
+struct LiveTuning {
+  unsigned max_persistent_grants = 0;
+  std::chrono::milliseconds persistent_idle_expiry{0};
+  bool operator==(const LiveTuning&) const = default;
+};
+
 class Queue {
  public:
   // Called from the queue's thread when the frontend broke the protocol so badly (ring overflow,
@@ -93,6 +100,11 @@ class Queue {
   };
   void pause(std::function<void(const PauseReport&)> done);
   void resume(std::function<void(std::uint64_t waiting)> done);
+
+  // The operator's change of the limits that take effect at once (pvbackctl set), thread-safe:
+  // the queue takes them on its own thread; a smaller persistent-grant cache unmaps its least
+  // recently used idle grants at once, those in use once their requests are answered.
+  void tune(const LiveTuning& tuning);
 
   const QueueConfig& config() const;
 

@@ -53,6 +53,8 @@ struct PauseRequest {
   bool pause = false;
   std::function<void(const Queue::PauseReport&)> paused;
   std::function<void(std::uint64_t)> resumed;
+  bool tune_pending = false;  // Queue::tune's latest, not taken yet
+  LiveTuning tuning;
 };
 
 struct Queue::Impl final : storage::CompletionSink, RequestFailer {
@@ -120,10 +122,13 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   void fail(Slot& s, std::int16_t status, const char* why) override;
 
   // ---- the operator's pause (queue_pause.cpp) ----
+  void request_tuning(const LiveTuning& tuning);
   void request_pause(bool pause, std::function<void(const Queue::PauseReport&)> paused,
                      std::function<void(std::uint64_t)> resumed);
   void arm_control();
   bool take_control();  // after kTagControl fired: true if the queue resumed
+  void apply_tuning(const LiveTuning& tuning);
+  void set_timer_period();  // the purge timer's, from config.persistent_idle_expiry
   void advance_pause();  // after every round: a drained pause flushes
   void pause_flushed(int res);
   void report_pause(int error);

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "base/log.hpp"
@@ -39,6 +40,26 @@ void Queue::Impl::request_pause(bool pause, std::function<void(const Queue::Paus
   [[maybe_unused]] const ssize_t r = ::write(control.fd.get(), &one, sizeof one);
 }
 
+void Queue::Impl::request_tuning(const LiveTuning& tuning) {
+  {
+    std::lock_guard lock(control.mutex);
+    control.tune_pending = true;
+    control.tuning = tuning;
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t r = ::write(control.fd.get(), &one, sizeof one);
+}
+
+void Queue::Impl::apply_tuning(const LiveTuning& tuning) {
+  config.max_persistent_grants = tuning.max_persistent_grants;
+  config.persistent_idle_expiry = tuning.persistent_idle_expiry;
+  set_timer_period();  // the next arming of the purge timer
+  if (segments) segments->set_max_persistent(tuning.max_persistent_grants);
+  PVBACK_LOG(Info, "%s: max_persistent_grants %u, persistent_grant_unused_seconds %lld", name,
+             tuning.max_persistent_grants,
+             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(tuning.persistent_idle_expiry).count()));
+}
+
 void Queue::Impl::arm_control() {
   if (control_armed || stopping || !control.fd) return;
   if (io_uring_sqe* sqe = loop.sqe()) {
@@ -54,14 +75,20 @@ bool Queue::Impl::take_control() {
   bool pause = false;
   std::function<void(const Queue::PauseReport&)> paused_done;
   std::function<void(std::uint64_t)> resumed_done;
+  std::optional<LiveTuning> tuning;
+  bool pending = false;
   {
     std::lock_guard lock(control.mutex);
-    if (!control.pending) return false;
-    control.pending = false;
-    pause = control.pause;
-    paused_done = std::move(control.paused);
-    resumed_done = std::move(control.resumed);
+    if (std::exchange(control.tune_pending, false)) tuning = control.tuning;
+    pending = std::exchange(control.pending, false);
+    if (pending) {
+      pause = control.pause;
+      paused_done = std::move(control.paused);
+      resumed_done = std::move(control.resumed);
+    }
   }
+  if (tuning) apply_tuning(*tuning);
+  if (!pending) return false;
   if (pause) {
     // Asked again while paused: drained again (nothing, or what a predecessor left) and flushed
     // again, so that the answer always follows a flush.

@@ -68,6 +68,8 @@ class SegmentPath {
   // has not been used since `cutoff_ns` (steady clock).
   virtual bool keeps_idle_state() const { return false; }
   virtual void expire(std::int64_t cutoff_ns) { (void)cutoff_ns; }
+  // The operator's new max_persistent_grants (Queue::tune): no effect without persistent grants.
+  virtual void set_max_persistent(std::uint32_t max) { (void)max; }
 
  protected:
   // The iovecs of `s`, with page_of(i) the page of segment i.

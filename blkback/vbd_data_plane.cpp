@@ -12,6 +12,7 @@
 
 #include "base/log.hpp"
 #include "base/text_file.hpp"
+#include "blkback/tunables.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
@@ -66,6 +67,15 @@ bool VbdDriver::adopt_data_plane() {
   }
   if (paused_) paused_since_ = std::chrono::steady_clock::now();
   keep_pause_marker();
+  // The operator's limits are this process's (the config file and what pvbackctl set, kept in the
+  // run directory): a data plane tuned otherwise under a predecessor is told.
+  if (const LiveTuning mine = live_tuning(options_);
+      !spec.queues.empty() && live_tuning_of(spec.queues.front()) != mine) {
+    PVBACK_LOG(Info, "%s: the adopted data plane's persistent-grant limits differ from the configured ones: telling it",
+               name_.c_str());
+    if (const int e = plane_.send(plane::encode_tune(mine)))
+      PVBACK_LOG(Warning, "%s: the data plane was not told (%s)", name_.c_str(), std::strerror(e));
+  }
   return true;
 }
 

@@ -214,6 +214,12 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     // resuming may have left it at InitWait. The record says whether it is live and whose it is.
     resume_next_connect_ = true;
   }
+  return write_negotiable(xs);
+}
+
+// What the frontend negotiates from: written at advertise() and again when the operator changes it.
+int VbdDriver::write_negotiable(xenbus::XenStore& xs) {
+  const std::string& backend_path = backend_path_;
   return xs.transact([&](xenbus::Txn txn) -> int {
     const std::pair<const char*, std::string> keys[] = {
         {"feature-persistent", options_.persistent_grants ? "1" : "0"},

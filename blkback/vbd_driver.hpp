@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -96,6 +97,13 @@ class VbdDriver final : public xenbus::BackendDriver {
   // paused; a successor of this process finds it beside the recovery records, or in what the
   // data plane it adopts says.
   bool paused() const { return paused_; }
+
+  // The operator's change of a tunable (pvbackctl set, blkback/tunables.hpp): `key` set to
+  // `value` in the options. One the frontend negotiates is advertised again now (its next
+  // connection reads it); one that takes effect now is given to the running queues (the data
+  // plane's Tune). The error is the operator's message.
+  [[nodiscard]] std::expected<TunableChange, std::string> set_tunable(xenbus::XenStore& xs, std::string_view key,
+                                                                      std::string_view value);
   pid_t data_plane_pid() const { return plane_.running() ? plane_.pid() : -1; }
   unsigned data_plane_restarts() const { return plane_restarts_; }
   // The data plane's control group directories, if it has one (one per cgroup hierarchy used).
@@ -130,6 +138,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool serves_in_process() const;
 
   const grant::Platform& platform_;
+  int write_negotiable(xenbus::XenStore& xs);
   BackendOptions options_;
   std::string name_;
   DomId frontend_domid_;

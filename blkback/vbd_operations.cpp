@@ -23,6 +23,7 @@
 
 #include "base/log.hpp"
 #include "base/text_file.hpp"
+#include "blkback/tunables.hpp"
 #include "blkback/vbd_driver.hpp"
 
 namespace pvback::blkback {
@@ -232,6 +233,35 @@ void VbdDriver::keep_pause_marker() const {
     PVBACK_LOG(Warning, "%s: cannot note the pause in %s (%s): a successor of this process would not keep it",
                name_.c_str(), path.c_str(), std::strerror(e));
   }
+}
+
+std::expected<TunableChange, std::string> VbdDriver::set_tunable(xenbus::XenStore& xs, std::string_view key,
+                                                                  std::string_view value) {
+  BackendOptions changed = options_;
+  auto change = ::pvback::set_tunable(vbd_tunables(), "vbd", changed, key, value);
+  if (!change) return change;
+  const LiveTuning before = live_tuning(options_);
+  options_ = changed;
+  if (change->when == TakesEffect::NextConnect && !backend_path_.empty()) {
+    if (const int e = write_negotiable(xs))
+      return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+  }
+  if (const LiveTuning now = live_tuning(options_); now != before) {
+    for (auto& q : queues_) q->tune(now);
+    // Its start's configs too: a data plane started again after a crash has it.
+    for (auto& c : plane_configs_) {
+      c.max_persistent_grants = now.max_persistent_grants;
+      c.persistent_idle_expiry = now.persistent_idle_expiry;
+    }
+    if (plane_.running())
+      if (const int e = plane_.send(plane::encode_tune(now)))
+        PVBACK_LOG(Warning, "%s: the data plane was not told (%s): its next start has it", name_.c_str(),
+                   std::strerror(e));
+  }
+  PVBACK_LOG(Notice, "%s: %s = %llu (was %llu), %s", name_.c_str(), change->name.c_str(),
+             static_cast<unsigned long long>(change->value), static_cast<unsigned long long>(change->old_value),
+             change->when == TakesEffect::Now ? "in effect now" : "in effect at the frontend's next connection");
+  return change;
 }
 
 }  // namespace pvback::blkback

@@ -6,6 +6,7 @@
 #include "base/log.hpp"
 #include "blkback/metrics.hpp"
 #include "blkback/stats_writer.hpp"
+#include "blkback/tunables.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "plane/options.hpp"
 #include "xenbus/backend_device.hpp"
@@ -50,6 +51,10 @@ class VbdService final : public xenbus::DeviceService {
   }
   int begin_resume(xenbus::OperationDone done) override { return driver_.begin_resume(std::move(done)); }
   bool paused() const override { return driver_.paused(); }
+  std::vector<TunableValue> tunables() const override { return tunable_values(vbd_tunables(), driver_.options()); }
+  std::expected<TunableChange, std::string> set_tunable(std::string_view key, std::string_view value) override {
+    return driver_.set_tunable(xs_, key, value);
+  }
   std::string target() const override { return params_; }
   const std::string& stats_path() const { return stats_.path(); }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "netback/tunables.hpp"
 #include "plane/options.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/xenstore.hpp"
@@ -24,6 +25,9 @@ void print_usage(std::FILE* out) {
                "  --max-slots N              TX packets of more slots are dropped (default 18)\n"
                "  --fatal-slots N            TX packets of more slots disconnect the vif (default 20)\n"
                "  --rx-stall-timeout-ms N    no RX buffers this long: carrier off, drop (default 60000)\n"
+               "  --set NAME=VALUE           a tunable by xen-netback's name, as in /etc/pvback/pvback.conf:\n"
+               "                             max_queues, separate_tx_rx_irq, provides_xdp_headroom,\n"
+               "                             fatal_skb_slots, rx_stall_timeout_msecs\n"
                "  --data-plane process|thread  serve the rings in a sandboxed data-plane process of the vif's own,\n"
                "                             restarted at once if it dies (default process; the DPDK exit's rings\n"
                "                             are always served on threads of pvback-net)\n"
@@ -114,6 +118,10 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       text(c.prometheus_dir);
     } else if (arg == "--stats-interval-ms") {
       c.interval_ms = static_cast<unsigned>(std::max(10ul, number(3'600'000)));
+    } else if (arg == "--set" && value) {
+      // A tunable by the kernel's name, as the config file and pvbackctl set it.
+      error = set_tunable_option(vif_tunables(), "vif", options, value);
+      ++i;
     } else if (arg == "-h" || arg == "--help") {
       c.help = true;
     } else {

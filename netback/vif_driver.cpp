@@ -8,6 +8,7 @@
 #include "base/log.hpp"
 #include "netback/frontend_keys.hpp"
 #include "netback/tap_exit.hpp"
+#include "netback/tunables.hpp"
 #include "ring/netif.hpp"
 #include "xenbus/state.hpp"
 
@@ -77,6 +78,12 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
   // libxl writes the vif's MTU; the exit carries it (1500 when absent, as Linux netback assumes).
   auto mtu = xs.read_uint(backend_path + "/mtu", 65535);
   mtu_ = mtu && *mtu >= 68 ? static_cast<std::uint32_t>(*mtu) : 1500;
+  return write_features(xs);
+}
+
+// What the frontend negotiates from: written at advertise() and again when the operator changes it.
+int VifDriver::write_features(xenbus::XenStore& xs) {
+  const std::string& backend_path = backend_path_;
   const ExitCapabilities caps = exit_.capabilities();
   const bool gso4 = options_.gso && caps.tx_tso4;
   const bool gso6 = options_.gso && caps.tx_tso6;
@@ -98,6 +105,21 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
       if (int e = xs.write(backend_path + "/" + key, value, txn)) return e;
     return xs.write(backend_path + "/multi-queue-max-queues", std::to_string(effective_max_queues()), txn);
   });
+}
+
+std::expected<TunableChange, std::string> VifDriver::set_tunable(xenbus::XenStore& xs, std::string_view key,
+                                                                  std::string_view value) {
+  VifOptions changed = options_;
+  auto change = ::pvback::set_tunable(vif_tunables(), "vif", changed, key, value);
+  if (!change) return change;
+  options_ = changed;
+  if (!backend_path_.empty())
+    if (const int e = write_features(xs))
+      return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+  PVBACK_LOG(Notice, "%s: %s = %llu (was %llu), in effect at the frontend's next connection", name_.c_str(),
+             change->name.c_str(), static_cast<unsigned long long>(change->value),
+             static_cast<unsigned long long>(change->old_value));
+  return change;
 }
 
 void VifDriver::refresh_rate(xenbus::XenStore& xs) {

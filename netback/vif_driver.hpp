@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "grant/platform.hpp"
@@ -62,6 +63,11 @@ class VifDriver final : public xenbus::BackendDriver {
   void refresh_link();
 
   const VifOptions& options() const { return options_; }
+  // The operator's change of a tunable (pvbackctl set, netback/tunables.hpp): `key` set to `value`
+  // in the options; the keys the frontend negotiates are advertised again now, for its next
+  // connection, whose queues also take the limits. The error is the operator's message.
+  [[nodiscard]] std::expected<TunableChange, std::string> set_tunable(xenbus::XenStore& xs, std::string_view key,
+                                                                      std::string_view value);
   unsigned effective_max_queues() const;
   bool connected() const { return connected_; }
   const VifNegotiated& negotiated() const { return negotiated_; }
@@ -117,6 +123,7 @@ class VifDriver final : public xenbus::BackendDriver {
   std::string adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
 
   const grant::Platform& platform_;
+  int write_features(xenbus::XenStore& xs);
   VifOptions options_;
   std::string name_;
   DomId frontend_domid_;

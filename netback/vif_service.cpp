@@ -14,6 +14,7 @@
 #include "netback/dpdk_exit.hpp"
 #include "netback/stats_writer.hpp"
 #include "netback/tap_exit.hpp"
+#include "netback/tunables.hpp"
 #include "netback/vif_driver.hpp"
 #include "plane/options.hpp"
 #include "xenbus/backend_device.hpp"
@@ -65,6 +66,10 @@ class VifService final : public xenbus::DeviceService {
   pid_t data_plane_pid() const override { return driver_.data_plane_pid(); }
   int begin_restart(xenbus::OperationDone done) override { return driver_.begin_restart(std::move(done)); }
   std::string target() const override { return exit_->name(); }
+  std::vector<TunableValue> tunables() const override { return tunable_values(vif_tunables(), driver_.options()); }
+  std::expected<TunableChange, std::string> set_tunable(std::string_view key, std::string_view value) override {
+    return driver_.set_tunable(xs_, key, value);
+  }
   const std::string& stats_path() const { return stats_.path(); }
 
   void finish() override {

@@ -14,7 +14,8 @@ constexpr std::uint32_t kNetNotices[] = {kStop, kAdopt, kReady, kFatal};
 // Version 4: the operator's pause: Pause, Paused, Resume, Resumed, and Start's (and Adopted's)
 // `paused`. A version 3 data plane left serving is not adopted (its Adopted lacks `paused`): it is
 // killed and a new one resumes its rings from the records.
-const Protocol kBlkProtocol{0x70766470 /* "pvdp" */, 4, kBlkNotices};
+// Version 5: Tune, the operator's persistent-grant limits for the running queues.
+const Protocol kBlkProtocol{0x70766470 /* "pvdp" */, 5, kBlkNotices};
 const Protocol kNetProtocol{0x70766e70 /* "pvnp" */, 1, kNetNotices};
 
 }  // namespace pvback::plane

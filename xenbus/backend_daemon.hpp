@@ -14,9 +14,11 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "base/tunables.hpp"
 #include "base/unique_fd.hpp"
 #include "xenbus/backend_device.hpp"
 
@@ -125,6 +127,16 @@ class DeviceService {
   [[nodiscard]] virtual int begin_resume(OperationDone /*done*/) { return EOPNOTSUPP; }
   // The operator paused it (pvbackctl pause) and has not resumed it.
   virtual bool paused() const { return false; }
+  // The operator's tunables (base/tunables.hpp), by the kernel backends' names: the device's
+  // values now.
+  virtual std::vector<TunableValue> tunables() const { return {}; }
+  // Changes one in the device's options: a data plane started later has it; one the frontend
+  // negotiates is advertised again at once (read at its next connection); one that takes effect
+  // now is given to the running data plane (or queues). The error is the operator's message.
+  [[nodiscard]] virtual std::expected<TunableChange, std::string> set_tunable(std::string_view /*key*/,
+                                                                             std::string_view /*value*/) {
+    return std::unexpected(std::string("this device has no tunables"));
+  }
   // The end of serving, in this process: the driver disconnects, keeping the recovery records
   // (and so the running data plane's work) for a successor unless the device was removed.
   virtual void finish() = 0;
