@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -153,6 +154,8 @@ std::expected<Config, std::string> parse_config(std::string_view text, std::stri
 }
 
 std::expected<Config, std::string> load_config(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return std::unexpected(path + ": is a directory");
   std::ifstream in(path);
   if (!in) {
     if (errno == ENOENT) return Config{};

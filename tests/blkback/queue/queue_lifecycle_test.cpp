@@ -129,6 +129,57 @@ TEST_F(QueueTest, PersistentGrantsBoundedAndExpire) {
   for (std::uint32_t i = 0; i < 22; ++i) EXPECT_EQ(spy.pins(data.refs()[i]), 0u) << i;
 }
 
+// The operator's max_persistent_grants on a running queue (Queue::tune, what pvbackctl set
+// reaches): the cache shrinks at once, its least recently used grants unmapped; grown again, it
+// keeps more.
+TEST_F(QueueTest, TuneChangesTheBoundOfARunningQueuesPersistentGrants) {
+  RawFrontend<X64> fe(platform(1), 0);
+  Options o;
+  o.persistent = true;
+  o.tweak = [](blkback::QueueConfig& c) {
+    c.max_persistent_grants = 16;
+    c.persistent_idle_expiry = std::chrono::seconds(60);
+  };
+  ASSERT_NO_FATAL_FAILURE(start(fe, o));
+  grant::SharedPages data = fe.share(22);
+  std::vector<blkif::Segment> a, b;
+  for (std::uint32_t i = 0; i < 11; ++i) a.push_back({data.refs()[i], 0, 7, 0});
+  for (std::uint32_t i = 11; i < 22; ++i) b.push_back({data.refs()[i], 0, 7, 0});
+  auto write_both = [&](std::uint64_t id) {
+    fe.put(rw_request<X64>(blkif::kOpWrite, id, 0, a));
+    fe.push();
+    ASSERT_EQ(fe.collect(1).size(), 1u);
+    fe.put(rw_request<X64>(blkif::kOpWrite, id + 1, 88, b));
+    fe.push();
+    auto rsps = fe.collect(1);
+    ASSERT_EQ(rsps.size(), 1u);
+    EXPECT_EQ(rsps[0].status, blkif::kRspOkay);
+  };
+  ASSERT_NO_FATAL_FAILURE(write_both(1));
+  EXPECT_EQ(stats.persistent_grants.get(), 16u);
+  GrantTableSpy spy(run_dir_, 1);
+  auto pinned = [&] {
+    unsigned n = 0;
+    for (std::uint32_t i = 0; i < 22; ++i) n += spy.pins(data.refs()[i]) != 0 ? 1 : 0;
+    return n;
+  };
+  EXPECT_EQ(pinned(), 16u);
+
+  queue->tune({4, std::chrono::seconds(60)});
+  ASSERT_TRUE(eventually([&] { return stats.persistent_grants.get() == 4; }, std::chrono::seconds(10)));
+  EXPECT_EQ(stats.persistent_evictions.get(), 12u);
+  EXPECT_EQ(pinned(), 4u);
+  // The 4 kept are the most recently used: of the 16 cached (a's 11, then b's first 5), b's last 4.
+  for (std::uint32_t i = 12; i < 16; ++i) EXPECT_NE(spy.pins(data.refs()[i]), 0u) << i;
+
+  queue->tune({22, std::chrono::seconds(60)});
+  ASSERT_NO_FATAL_FAILURE(write_both(3));
+  EXPECT_EQ(stats.persistent_grants.get(), 22u);
+  EXPECT_EQ(pinned(), 22u);
+  stop_queue();
+  EXPECT_EQ(pinned(), 0u);
+}
+
 class QueueVanishTest : public QueueTest, public ::testing::WithParamInterface<DataPath> {};
 
 TEST_P(QueueVanishTest, FrontendDestroyedWithIoInFlight) {
