@@ -213,24 +213,69 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     // Not decided by the backend's XenBus state: a predecessor killed while it was itself
     // resuming may have left it at InitWait. The record says whether it is live and whose it is.
     resume_next_connect_ = true;
+    // A predecessor left the frontend connected: the connection was made against what its
+    // directory says, which this process's options (the operator may have changed them since)
+    // must not contradict while it lasts.
+    if (xs.read(backend_path + "/state").value_or("") == std::to_string(XenbusStateConnected)) {
+      read_advertised(xs);
+      return 0;
+    }
   }
   return write_negotiable(xs);
 }
 
-// What the frontend negotiates from: written at advertise() and again when the operator changes it.
+VbdDriver::Advertised VbdDriver::wanted_advertisement() const {
+  return {effective_max_queues(), options_.max_ring_page_order, options_.max_indirect_segments,
+          options_.persistent_grants};
+}
+
+// What the frontend negotiates from: written at advertise(), and again when the operator changed
+// it (at once if the frontend is not connected, else before it connects again).
 int VbdDriver::write_negotiable(xenbus::XenStore& xs) {
-  const std::string& backend_path = backend_path_;
-  return xs.transact([&](xenbus::Txn txn) -> int {
+  const Advertised a = wanted_advertisement();
+  const int e = xs.transact([&](xenbus::Txn txn) -> int {
     const std::pair<const char*, std::string> keys[] = {
-        {"feature-persistent", options_.persistent_grants ? "1" : "0"},
-        {"feature-max-indirect-segments", std::to_string(options_.max_indirect_segments)},
-        {"max-ring-page-order", std::to_string(options_.max_ring_page_order)},
-        {"multi-queue-max-queues", std::to_string(effective_max_queues())},
+        {"feature-persistent", a.persistent_grants ? "1" : "0"},
+        {"feature-max-indirect-segments", std::to_string(a.max_indirect_segments)},
+        {"max-ring-page-order", std::to_string(a.max_ring_page_order)},
+        {"multi-queue-max-queues", std::to_string(a.max_queues)},
     };
     for (const auto& [key, value] : keys)
-      if (int e = xs.write(backend_path + "/" + key, value, txn)) return e;
+      if (int e = xs.write(backend_path_ + "/" + key, value, txn)) return e;
     return 0;
   });
+  if (e == 0) {
+    advertised_ = a;
+    advertised_stale_ = false;
+  }
+  return e;
+}
+
+// The directory's values, each within what this backend can serve; one missing or garbled (only
+// Dom0 writes there) is this process's own.
+void VbdDriver::read_advertised(xenbus::XenStore& xs) {
+  const Advertised own = wanted_advertisement();
+  auto read = [&](const char* key, unsigned max, unsigned fallback) {
+    const auto v = xs.read_uint(backend_path_ + "/" + key, max);
+    return v ? static_cast<unsigned>(*v) : fallback;
+  };
+  advertised_.max_queues = std::max(1u, read("multi-queue-max-queues", kMaxQueuesLimit, own.max_queues));
+  advertised_.max_ring_page_order = read("max-ring-page-order", kMaxRingPageOrder, own.max_ring_page_order);
+  advertised_.max_indirect_segments =
+      read("feature-max-indirect-segments", blkif::kMaxIndirectSegments, own.max_indirect_segments);
+  advertised_.persistent_grants = read("feature-persistent", 1, own.persistent_grants ? 1 : 0) == 1;
+  advertised_stale_ = advertised_ != own;
+  if (advertised_stale_)
+    PVBACK_LOG(Notice, "%s: the connection resumed was made against other limits than this process's: those hold "
+               "until the frontend connects again", name_.c_str());
+}
+
+void VbdDriver::refresh_advertisement(xenbus::XenStore& xs) {
+  if (!advertised_stale_) return;
+  if (const int e = write_negotiable(xs))
+    PVBACK_LOG(Warning, "%s: cannot advertise the operator's new limits: %s", name_.c_str(), std::strerror(e));
+  else
+    PVBACK_LOG(Info, "%s: the operator's new limits advertised for the frontend's new connection", name_.c_str());
 }
 
 // The storage is opened only now: a disk the toolstack's block script refused (in use by another
@@ -258,7 +303,7 @@ QueueConfig VbdDriver::queue_config(const FrontendRing& ring, unsigned index) co
   c.persistent_grants = negotiated_.persistent_grants;
   c.max_persistent_grants = options_.max_persistent_grants;
   c.persistent_idle_expiry = options_.persistent_idle_expiry;
-  c.max_indirect_segments = options_.max_indirect_segments;
+  c.max_indirect_segments = advertised_.max_indirect_segments;  // what the frontend was told
   c.flush_enabled = options_.flush;
   c.barrier_enabled = options_.barrier;
   c.discard_enabled = engine_->capabilities().discard;
@@ -281,9 +326,11 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   if (!engine_) return ENODEV;
   negotiated_ = Negotiated{};
   FrontendLimits limits;
-  limits.max_queues = effective_max_queues();
-  limits.max_ring_page_order = options_.max_ring_page_order;
-  limits.persistent_offered = options_.persistent_grants;
+  // What the backend's directory told the frontend, not the options: the operator may have changed
+  // those since (they are advertised before the frontend's next connection).
+  limits.max_queues = advertised_.max_queues;
+  limits.max_ring_page_order = advertised_.max_ring_page_order;
+  limits.persistent_offered = advertised_.persistent_grants;
   auto request = read_frontend([&](const std::string& key) { return xs.read(frontend_path + "/" + key); }, limits);
   if (!request) {
     PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), request.error().why.c_str());

@@ -138,7 +138,23 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool serves_in_process() const;
 
   const grant::Platform& platform_;
+  // What the frontend negotiates from, as the backend's directory holds it: what a connection is
+  // checked against, and what its queues take (indirect segments). The operator's change of one
+  // while the frontend is connected waits for its next connection (`advertised_stale_`); a
+  // successor resuming a connection takes the directory's, not its own options'.
+  struct Advertised {
+    unsigned max_queues = 0;
+    unsigned max_ring_page_order = 0;
+    unsigned max_indirect_segments = 0;
+    bool persistent_grants = false;
+    bool operator==(const Advertised&) const = default;
+  };
+  Advertised wanted_advertisement() const;
   int write_negotiable(xenbus::XenStore& xs);
+  void read_advertised(xenbus::XenStore& xs);
+  void refresh_advertisement(xenbus::XenStore& xs) override;
+  Advertised advertised_;
+  bool advertised_stale_ = false;
   BackendOptions options_;
   std::string name_;
   DomId frontend_domid_;

@@ -242,9 +242,13 @@ std::expected<TunableChange, std::string> VbdDriver::set_tunable(xenbus::XenStor
   if (!change) return change;
   const LiveTuning before = live_tuning(options_);
   options_ = changed;
+  // A connected frontend negotiated against what it read: advertised before it connects again.
   if (change->when == TakesEffect::NextConnect && !backend_path_.empty()) {
-    if (const int e = write_negotiable(xs))
+    if (connected()) {
+      advertised_stale_ = wanted_advertisement() != advertised_;
+    } else if (const int e = write_negotiable(xs)) {
       return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+    }
   }
   if (const LiveTuning now = live_tuning(options_); now != before) {
     for (auto& q : queues_) q->tune(now);

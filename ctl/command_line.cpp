@@ -15,6 +15,10 @@ const char* const kUsageText =
     "  pause DEVICE [--timeout SECONDS]      stop taking the guest's requests, finish those in flight, flush\n"
     "                                        the storage (a snapshot now has all the guest was told is done)\n"
     "  resume DEVICE                         take the guest's requests again\n"
+    "  set DEVICE|vbd|vif|all NAME=VALUE     change a tunable (the kernel backends' names: max_persistent_grants,\n"
+    "                                        max_queues, indirect_threshold, rx_stall_timeout_msecs, ...) on one\n"
+    "                                        device or every one of a kind, and for those started later; says\n"
+    "                                        whether it took effect now or at the frontend's next connection\n"
     "DEVICE is as list shows it: vbd-<domid>-<devid> or vif-<domid>-<devid>.\n"
     "--socket defaults to <run dir>/control.sock (/run/pvback/control.sock).\n";
 
@@ -80,11 +84,18 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
   if (words.empty()) return std::unexpected("no command");
   c.command = words[0];
   const bool per_device = c.command == "info" || c.command == "stats" || c.command == "restart" ||
-                          c.command == "pause" || c.command == "resume";
+                          c.command == "pause" || c.command == "resume" || c.command == "set";
   if (c.command != "list" && !per_device) return std::unexpected("unknown command '" + c.command + "'");
   if (per_device) {
     if (words.size() < 2) return std::unexpected(c.command + " needs a device (e.g. vbd-5-768; pvbackctl list shows them)");
     c.device = words[1];
+  }
+  if (c.command == "set") {
+    if (words.size() != 3 || words[2].find('=') == std::string::npos || words[2].front() == '=')
+      return std::unexpected("set takes a device (or vbd, vif, all) and NAME=VALUE, e.g. set vbd-5-768 "
+                             "max_persistent_grants=512");
+    c.setting = words[2];
+    return c;
   }
   if (words.size() > (per_device ? 2u : 1u)) return std::unexpected("too many arguments for " + c.command);
   if (c.command != "stats" && (c.queue || c.watch_seconds || c.count))

@@ -11,8 +11,9 @@ struct CommandLine {
   std::string socket;   // empty: the default (<run dir>/control.sock)
   bool json = false;
   bool help = false;
-  std::string command;  // list, info, stats, restart, pause, resume
-  std::string device;   // all but list
+  std::string command;  // list, info, stats, restart, pause, resume, set
+  std::string device;   // all but list (set: also vbd, vif or all)
+  std::string setting;  // set's NAME=VALUE
   std::optional<unsigned> queue;           // stats --queue N
   std::optional<double> watch_seconds;     // stats --watch [SECONDS]
   std::optional<unsigned long> count;      // stats --watch --count N: N reports, then exit

@@ -104,6 +104,13 @@ std::string format_info(const Json& answer) {
                                    " bytes" + (member(*storage, "read_only") == "true" ? ", read-only" : "")});
   }
   if (s.find("exit") != nullptr) rows.push_back({"exit", member(s, "exit")});
+  if (const Json* tunables = info->find("tunables"); tunables != nullptr && !tunables->items.empty()) {
+    rows.push_back({"tunables (pvbackctl set " + member(*info, "device") + " NAME=VALUE)", ""});
+    for (const Json& t : tunables->items)
+      rows.push_back({"  " + member(t, "name"), member(t, "value") + (member(t, "when") == "now"
+                                                                          ? "  (a change takes effect now)"
+                                                                          : "  (a change: at the next connection)")});
+  }
   rows.push_back({"backend directory (the toolstack's keys and what the backend advertised)", ""});
   append_members(rows, info->find("backend"));
   rows.push_back({"frontend wrote", ""});
@@ -116,6 +123,29 @@ std::string format_info(const Json& answer) {
     if (!r[1].empty()) line += std::string(std::max<std::size_t>(2, 34 - std::min<std::size_t>(r[0].size(), 32)), ' ') + r[1];
     out += line + "\n";
   }
+  return out;
+}
+
+std::string format_set(const Json& answer) {
+  const Json* r = answer.find("set");
+  if (r == nullptr) return "done\n";
+  std::string out;
+  if (const Json* devices = r->find("devices"))
+    for (const Json& d : devices->items) {
+      const std::string device = member(d, "device", "?");
+      if (d.find("error") != nullptr) {
+        out += device + ": not changed: " + member(d, "error") + "\n";
+      } else if (member(d, "when") == "next-start") {
+        out += device + ": " + member(d, "note") + "\n";
+      } else {
+        const std::string when = member(d, "when");
+        out += device + ": " + member(d, "name") + " " + member(d, "old") + " -> " + member(d, "value") +
+               (when == "now" ? ", in effect now" : ", in effect at the frontend's next connection") + "\n";
+      }
+    }
+  if (out.empty()) out = "no device of that kind now\n";
+  if (r->find("new_devices") != nullptr) out += "devices started from now on take it too\n";
+  if (const Json* lost = r->find("not_kept")) out += "warning: " + lost->scalar() + " (kept until the host daemon restarts)\n";
   return out;
 }
 

@@ -81,6 +81,7 @@ int run(const CommandLine& c) {
   const unsigned drain = c.timeout_seconds.value_or(kDefaultPauseTimeout);
   // (Not request += " " + ...: GCC 12's -Wrestrict misfires on it.)
   if (c.command == "pause" && c.timeout_seconds) request.append(1, ' ').append(std::to_string(drain));
+  if (c.command == "set") request.append(1, ' ').append(c.setting);
   const auto timeout = c.command == "restart" ? std::chrono::milliseconds(kRestartTimeout)
                        : c.command == "pause" ? std::chrono::milliseconds(std::chrono::seconds(drain) + kPauseMargin)
                                               : std::chrono::milliseconds(kTimeout);
@@ -113,6 +114,8 @@ int run(const CommandLine& c) {
     print(format_list(*answer));
   } else if (c.command == "info") {
     print(format_info(*answer));
+  } else if (c.command == "set") {
+    print(format_set(*answer));
   } else {
     print(format_operation(c.command, c.device, *answer));
   }

@@ -78,7 +78,31 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
   // libxl writes the vif's MTU; the exit carries it (1500 when absent, as Linux netback assumes).
   auto mtu = xs.read_uint(backend_path + "/mtu", 65535);
   mtu_ = mtu && *mtu >= 68 ? static_cast<std::uint32_t>(*mtu) : 1500;
+  // A predecessor left the frontend connected: the connection was made against what the directory
+  // says, which this process's options (the operator may have changed them since) must not
+  // contradict while it lasts.
+  if (!recovery_prefix_.empty() &&
+      xs.read(backend_path + "/state").value_or("") == std::to_string(XenbusStateConnected)) {
+    const Advertised own = wanted_advertisement();
+    const auto queues = xs.read_uint(backend_path + "/multi-queue-max-queues", 64);
+    const auto split = xs.read_uint(backend_path + "/feature-split-event-channels", 1);
+    const auto xdp = xs.read_uint(backend_path + "/feature-xdp-headroom", 1);
+    advertised_ = {queues && *queues > 0 ? static_cast<unsigned>(*queues) : own.max_queues,
+                   split ? *split == 1 : own.split_event_channels, xdp ? *xdp == 1 : own.xdp_headroom};
+    advertised_stale_ = advertised_ != own;
+    return 0;
+  }
   return write_features(xs);
+}
+
+VifDriver::Advertised VifDriver::wanted_advertisement() const {
+  return {effective_max_queues(), options_.split_event_channels, options_.xdp_headroom};
+}
+
+void VifDriver::refresh_advertisement(xenbus::XenStore& xs) {
+  if (!advertised_stale_) return;
+  if (const int e = write_features(xs))
+    PVBACK_LOG(Warning, "%s: cannot advertise the operator's new limits: %s", name_.c_str(), std::strerror(e));
 }
 
 // What the frontend negotiates from: written at advertise() and again when the operator changes it.
@@ -87,7 +111,7 @@ int VifDriver::write_features(xenbus::XenStore& xs) {
   const ExitCapabilities caps = exit_.capabilities();
   const bool gso4 = options_.gso && caps.tx_tso4;
   const bool gso6 = options_.gso && caps.tx_tso6;
-  return xs.transact([&](xenbus::Txn txn) -> int {
+  const int e = xs.transact([&](xenbus::Txn txn) -> int {
     const std::pair<const char*, const char*> keys[] = {
         {"feature-sg", "1"},
         {"feature-gso-tcpv4", gso4 ? "1" : "0"},
@@ -105,6 +129,11 @@ int VifDriver::write_features(xenbus::XenStore& xs) {
       if (int e = xs.write(backend_path + "/" + key, value, txn)) return e;
     return xs.write(backend_path + "/multi-queue-max-queues", std::to_string(effective_max_queues()), txn);
   });
+  if (e == 0) {
+    advertised_ = wanted_advertisement();
+    advertised_stale_ = false;
+  }
+  return e;
 }
 
 std::expected<TunableChange, std::string> VifDriver::set_tunable(xenbus::XenStore& xs, std::string_view key,
@@ -113,9 +142,14 @@ std::expected<TunableChange, std::string> VifDriver::set_tunable(xenbus::XenStor
   auto change = ::pvback::set_tunable(vif_tunables(), "vif", changed, key, value);
   if (!change) return change;
   options_ = changed;
-  if (!backend_path_.empty())
+  if (options_.fatal_slots < options_.max_slots) options_.fatal_slots = options_.max_slots;  // as at start
+  // A connected frontend negotiated against what it read: advertised before it connects again.
+  if (connected_) {
+    advertised_stale_ = wanted_advertisement() != advertised_;
+  } else if (!backend_path_.empty()) {
     if (const int e = write_features(xs))
       return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+  }
   PVBACK_LOG(Notice, "%s: %s = %llu (was %llu), in effect at the frontend's next connection", name_.c_str(),
              change->name.c_str(), static_cast<unsigned long long>(change->value),
              static_cast<unsigned long long>(change->old_value));
@@ -177,11 +211,13 @@ int VifDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   disconnect();
   negotiated_ = VifNegotiated{};
   VifFrontendLimits limits;
-  limits.max_queues = effective_max_queues();
-  limits.split_event_channels = options_.split_event_channels;
+  // What the backend's directory told the frontend, not the options: the operator may have changed
+  // those since (they are advertised before the frontend's next connection).
+  limits.max_queues = advertised_.max_queues;
+  limits.split_event_channels = advertised_.split_event_channels;
   limits.ctrl_ring = options_.ctrl_ring;
   limits.multicast_control = options_.multicast_control;
-  limits.xdp_headroom = options_.xdp_headroom;
+  limits.xdp_headroom = advertised_.xdp_headroom;
   auto request = read_vif_frontend(key_reader(xs, frontend_path), limits);
   if (!request) {
     PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), request.error().why.c_str());
@@ -427,7 +463,7 @@ void VifDriver::check_operations() {
 }
 
 int VifDriver::reconfigure(xenbus::XenStore& xs, const std::string& frontend_path) {
-  auto read = read_xdp_headroom(key_reader(xs, frontend_path), options_.xdp_headroom);
+  auto read = read_xdp_headroom(key_reader(xs, frontend_path), advertised_.xdp_headroom);
   if (!read) {
     PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), read.error().why.c_str());
     return read.error().error;

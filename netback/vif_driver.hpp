@@ -123,7 +123,18 @@ class VifDriver final : public xenbus::BackendDriver {
   std::string adoption_path() const { return recovery_prefix_.empty() ? "" : recovery_prefix_ + ".dp"; }
 
   const grant::Platform& platform_;
+  // What the frontend negotiates from, as the backend's directory holds it (see VbdDriver's).
+  struct Advertised {
+    unsigned max_queues = 0;
+    bool split_event_channels = false;
+    bool xdp_headroom = false;
+    bool operator==(const Advertised&) const = default;
+  };
+  Advertised wanted_advertisement() const;
   int write_features(xenbus::XenStore& xs);
+  void refresh_advertisement(xenbus::XenStore& xs) override;
+  Advertised advertised_;
+  bool advertised_stale_ = false;
   VifOptions options_;
   std::string name_;
   DomId frontend_domid_;

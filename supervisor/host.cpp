@@ -70,8 +70,19 @@ bool Supervisor::serves_in_process(DeviceType type, const std::string& path) con
 void Supervisor::start_in_process(Device& device, DeviceType type) {
   device.restart_pending = false;
   device.started = Clock::now();
-  auto service = type == DeviceType::Vbd ? blkback::start_vbd(*host_->platform, xs_, device.path, host_->blk)
-                                         : netback::start_vif(*host_->platform, xs_, device.path, host_->net);
+  // The device's own options: the command line's with the config file's and the runtime layer's
+  // tunables for it.
+  const DeviceFacts facts = Tuning::facts(xs_, type, device.path);
+  std::expected<std::unique_ptr<xenbus::DeviceService>, int> service;
+  if (type == DeviceType::Vbd) {
+    blkback::CommandLine blk = host_->blk;
+    tuning_.apply(facts, blk.options);
+    service = blkback::start_vbd(*host_->platform, xs_, device.path, blk);
+  } else {
+    netback::CommandLine net = host_->net;
+    tuning_.apply(facts, net.options);
+    service = netback::start_vif(*host_->platform, xs_, device.path, net);
+  }
   if (!service) {
     // As a backend process that exits at once: started again after the backoff.
     const auto delay = device.backoff.after_exit(std::chrono::milliseconds(0));
@@ -234,6 +245,7 @@ std::string Supervisor::info_json(const std::string& name, const Device& d) cons
   std::string out = "\"info\": {\"device\": " + json_string(name) + ", \"served_by\": ";
   out += d.service ? "\"host\"" : d.pid > 0 ? "\"process\"" : "\"none\"";
   if (d.service) out += std::string(", \"paused\": ") + (d.service->paused() ? "true" : "false");
+  if (d.service) out += ", \"tunables\": " + tunables_json(d);
   out += ", \"backend_path\": " + json_string(d.path) + ", \"frontend_path\": " + json_string(frontend);
   out += ", \"backend\": " + node_values_json(d.path);
   out += ", \"frontend\": " + (frontend.empty() ? std::string("{}") : node_values_json(frontend));
@@ -303,9 +315,10 @@ std::optional<std::string> Supervisor::answer(const ControlRequest& request, Cli
     return control_answer(list_json());
   }
   const std::string& c = request.command;
+  if (c == "set") return set_tunable(request);
   const bool operation = c == "restart" || c == "pause" || c == "resume";
   if (c != "stats" && c != "info" && !operation)
-    return control_error("unknown command '" + c + "' (list, info, stats, restart, pause, resume)");
+    return control_error("unknown command '" + c + "' (list, info, stats, set, restart, pause, resume)");
   const std::size_t most = c == "pause" ? 2 : 1;
   if (request.args.empty() || request.args.size() > most)
     return control_error(c + (c == "pause" ? " takes one device and, if wanted, the drain's timeout in seconds, e.g. "

@@ -127,6 +127,15 @@ int main(int argc, char** argv) {
     PVBACK_LOG(Error, "cannot connect to XenStore: %s", std::strerror(xs.error()));
     return 1;
   }
-  supervisor::Supervisor supervisor(*xs, config.self, std::move(*options), std::move(host), std::move(control));
+  // The devices' tunables: a mistake in the file stops the start, naming the line (as a bad
+  // --blk-arg does), rather than serving guests with values the operator did not choose.
+  options->runtime_tunables = config.stats_dir() + "/tunables.conf";
+  auto tuning = supervisor::Tuning::load(options->config_file, options->runtime_tunables);
+  if (!tuning) {
+    PVBACK_LOG(Error, "%s", tuning.error().c_str());
+    return 2;
+  }
+  supervisor::Supervisor supervisor(*xs, config.self, std::move(*options), std::move(host), std::move(control),
+                                    std::move(*tuning));
   return supervisor.run(signal_fd);
 }

@@ -100,6 +100,9 @@ void print_usage(std::FILE* out) {
                "  --prometheus-textfile DIR  the devices' statistics for Prometheus: DIR/pvback.prom for those\n"
                "                           served here, DIR/pvback-<type>-<domid>-<devid>.prom from backend\n"
                "                           processes (node_exporter's --collector.textfile.directory=DIR)\n"
+               "  --config FILE            the devices' tunables, by the kernel backends' names, with per-guest\n"
+               "                           and per-device overrides (default /etc/pvback/pvback.conf, read again\n"
+               "                           on SIGHUP for the devices started after it; none: no file)\n"
                "  --blk-binary PATH        default: pvback-blk next to this executable\n"
                "  --net-binary PATH        default: pvback-net next to this executable\n"
                "  --blk-arg ARG            a pvback-blk option for every vbd (repeat for each argument)\n"
@@ -148,6 +151,10 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       auto v = value();
       if (!v || v->empty()) return std::unexpected(arg + " needs a path");
       o.control_socket = *v;
+    } else if (arg == "--config") {
+      auto v = value();
+      if (!v || v->empty()) return std::unexpected(arg + " needs a path (or none)");
+      o.config_file = *v == "none" ? "" : *v;
     } else if (arg == "--prometheus-textfile") {
       auto v = value();
       if (!v || v->empty()) return std::unexpected(arg + " needs a directory");

@@ -35,6 +35,12 @@ struct Options {
   // to <dir>/pvback.prom at every statistics period; the pvback-blk / pvback-net processes started
   // for the others get --prometheus-textfile DIR and write pvback-<type>-<domid>-<devid>.prom.
   std::string prometheus_dir;
+  // The tunables' file (supervisor/tuning.hpp); "none": none. A file that is not there is an
+  // empty one.
+  std::string config_file = "/etc/pvback/pvback.conf";
+  // Where what `pvbackctl set` changed is kept (set by main: <run dir>/tunables.conf); empty: not
+  // kept across restarts.
+  std::string runtime_tunables;
   bool serve_vbd = true;
   bool serve_vif = true;
   unsigned max_devices = 256;

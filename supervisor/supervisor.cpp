@@ -38,8 +38,13 @@ std::string describe_status(int status) {
 }  // namespace
 
 Supervisor::Supervisor(xenbus::XenStore& xs, DomId self, Options options, std::optional<HostConfig> host,
-                       ControlServer control)
-    : xs_(xs), self_(self), options_(std::move(options)), host_(std::move(host)), control_(std::move(control)) {}
+                       ControlServer control, Tuning tuning)
+    : xs_(xs),
+      self_(self),
+      options_(std::move(options)),
+      host_(std::move(host)),
+      control_(std::move(control)),
+      tuning_(std::move(tuning)) {}
 
 std::string Supervisor::directory(DeviceType type) const {
   return "/local/domain/" + std::to_string(self_) + "/backend/" + std::string(type_name(type));
@@ -162,6 +167,10 @@ void Supervisor::spawn(Device& device, DeviceType type) {
   const auto& extra = type == DeviceType::Vbd ? options_.blk_args : options_.net_args;
   std::vector<std::string> args = {binary, "--backend-path", device.path};
   args.insert(args.end(), extra.begin(), extra.end());
+  // The device's tunables after the --blk-arg/--net-arg ones: the config file's and what was set
+  // at run time win over the command line's.
+  const auto tunables = tuning_.set_arguments(Tuning::facts(xs_, type, device.path));
+  args.insert(args.end(), tunables.begin(), tunables.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -357,6 +366,12 @@ int Supervisor::run(const UniqueFd& signal_fd) {
           stopping_ = true;
         } else if (info.ssi_signo == SIGHUP) {
           scan = true;
+          // The config file again, for the devices started from now on.
+          if (auto reloaded = tuning_.reload(); reloaded)
+            PVBACK_LOG(Notice, "SIGHUP: %s read again: devices started from now on take it (pvbackctl set changes "
+                       "running ones)", tuning_.file().empty() ? "no config file" : tuning_.file().c_str());
+          else
+            PVBACK_LOG(Error, "SIGHUP: %s: the previous values stay", reloaded.error().c_str());
         }
       }
       reap();  // SIGCHLD coalesces: reap() collects every exited backend

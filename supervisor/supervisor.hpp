@@ -34,6 +34,7 @@
 #include "netback/command_line.hpp"
 #include "supervisor/control.hpp"
 #include "supervisor/options.hpp"
+#include "supervisor/tuning.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/xenstore.hpp"
 
@@ -51,8 +52,9 @@ class Supervisor {
  public:
   // `options` must have both binaries set. `xs` (and `host`'s platform) must outlive the
   // supervisor. Without `host` every device gets a backend process (--process-per-device).
+  // `tuning`: the devices' tunables (the config file and what was set at run time).
   Supervisor(xenbus::XenStore& xs, DomId self, Options options, std::optional<HostConfig> host = std::nullopt,
-             ControlServer control = {});
+             ControlServer control = {}, Tuning tuning = {});
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -117,6 +119,9 @@ class Supervisor {
   // restart, pause, resume: begun, answered once done; or refused now.
   std::optional<std::string> operate(const ControlRequest& request, const Key& key, ClientId client);
   std::string refusal(const std::string& command, const std::string& name, const Key& key, int error) const;
+  // `set TARGET NAME=VALUE` (host_tuning.cpp); the device's tunables for info.
+  std::optional<std::string> set_tunable(const ControlRequest& request);
+  std::string tunables_json(const Device& d) const;
   std::string list_json() const;
   // The Prometheus exposition of the devices served in this process, and how many devices there
   // are by kind and by who serves them; write_metrics() puts it in <prometheus_dir>/pvback.prom.
@@ -137,6 +142,7 @@ class Supervisor {
   Options options_;
   std::optional<HostConfig> host_;
   ControlServer control_;
+  Tuning tuning_;
   std::map<Key, Device> devices_;
   std::set<std::string> refused_;  // entries refused in the last scan, so each is logged once
   bool stopping_ = false;

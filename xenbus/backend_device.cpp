@@ -222,6 +222,7 @@ void BackendDevice::evaluate() {
     case XenbusStateInitialising:
       if (state_ == XenbusStateClosed) {
         PVBACK_LOG(Info, "%s: frontend reinitialising, preparing for reconnect", name_.c_str());
+        driver_.refresh_advertisement(xs_);
         switch_state(XenbusStateInitWait);
       }
       return;
@@ -229,7 +230,10 @@ void BackendDevice::evaluate() {
     case XenbusStateConnected:
       // Closed here means the frontend came back and we missed its Initialising. Closing means
       // a failed connect or a bad frontend; only a full close by the frontend gets out of it.
-      if (state_ == XenbusStateClosed) switch_state(XenbusStateInitWait);
+      if (state_ == XenbusStateClosed) {
+        driver_.refresh_advertisement(xs_);
+        switch_state(XenbusStateInitWait);
+      }
       if (state_ == XenbusStateInitWait && prepared_) try_connect();
       if (state_ == XenbusStateReconfigured && *frontend == XenbusStateConnected) switch_state(XenbusStateConnected);
       return;

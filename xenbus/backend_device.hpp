@@ -36,6 +36,9 @@ struct BackendDriver {
   virtual ~BackendDriver() = default;
   // Writes feature-* and other keys the frontend reads before it initialises.
   virtual int advertise(XenStore& xs, const std::string& backend_path) = 0;
+  // The frontend is about to connect again (the backend goes from Closed back to InitWait): what
+  // the operator changed while it was connected is advertised now, before it reads it.
+  virtual void refresh_advertisement(XenStore& /*xs*/) {}
   // Opens what the device is served from (a vbd's storage) and publishes what the frontend reads
   // of it, once the toolstack's hotplug script has set it up (xenbus/hotplug.hpp): right after
   // advertise() when the directory names no script or the script already reported, else when it

@@ -97,7 +97,9 @@ class SupervisorTest : public SimHostTest {
   void start_supervisor(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"--blk-binary", PVBACK_BLK, "--net-binary", PVBACK_NET,
                                      "--blk-arg", "--stats-interval-ms", "--blk-arg", "50",
-                                     "--restart-delay-ms", "200"};
+                                     "--restart-delay-ms", "200",
+                                     // The test's own (absent unless a test writes it), never the host's.
+                                     "--config", (dir_ / "pvback.conf").string()};
     const auto mode = mode_args();
     args.insert(args.end(), mode.begin(), mode.end());
     args.insert(args.end(), extra.begin(), extra.end());
