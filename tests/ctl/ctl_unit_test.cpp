@@ -174,6 +174,41 @@ TEST(CtlFormat, RestartPauseAndResumeSayWhatTheyDid) {
             "vif-5-0: data plane pid 10 replaced by pid 11\n");
 }
 
+TEST(CtlCommandLine, SetTakesATargetAndOneNameValue) {
+  auto c = parse_command_line({"set", "vbd-5-768", "max_queues=2", "--json"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->command, "set");
+  EXPECT_EQ(c->device, "vbd-5-768");
+  EXPECT_EQ(c->setting, "max_queues=2");
+  EXPECT_TRUE(c->json);
+  c = parse_command_line({"set", "all", "rx_stall_timeout_msecs=0"});
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->device, "all");
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"set", "vbd-5-768"}, {"set", "vbd-5-768", "max_queues"},
+        {"set", "vbd-5-768", "=2"}, {"set", "vbd-5-768", "a=1", "b=2"}, {"set"}}) {
+    EXPECT_FALSE(parse_command_line(bad).has_value()) << bad.size();
+  }
+}
+
+TEST(CtlFormat, SetSaysWhatChangedOnEachDeviceAndWhen) {
+  EXPECT_EQ(format_set(parsed(R"({"version": 1, "ok": true, "set": {"target": "vbd", "devices": [
+    {"device": "vbd-5-768", "name": "max_persistent_grants", "old": 1056, "value": 64, "when": "now"},
+    {"device": "vbd-6-768", "name": "max_persistent_grants", "old": 64, "value": 64, "when": "now"},
+    {"device": "vbd-7-768", "when": "next-start", "note": "served by a backend process of its own (pid 9): it takes the value when it starts again"}],
+    "new_devices": true}})")),
+            "vbd-5-768: max_persistent_grants 1056 -> 64, in effect now\n"
+            "vbd-6-768: max_persistent_grants 64 -> 64, in effect now\n"
+            "vbd-7-768: served by a backend process of its own (pid 9): it takes the value when it starts again\n"
+            "devices started from now on take it too\n");
+  EXPECT_EQ(format_set(parsed(R"({"version": 1, "ok": true, "set": {"target": "vif-5-0", "devices": [
+    {"device": "vif-5-0", "name": "max_queues", "old": 4, "value": 1, "when": "next-connect"}],
+    "not_kept": "cannot keep it in /run/pvback/tunables.conf: Read-only file system"}})")),
+            "vif-5-0: max_queues 4 -> 1, in effect at the frontend's next connection\n"
+            "warning: cannot keep it in /run/pvback/tunables.conf: Read-only file system (kept until the host "
+            "daemon restarts)\n");
+}
+
 TEST(CtlFormat, StatsAsATableAndPerQueue) {
   const Json stats = parsed(R"({"device": "vbd 5/768", "state": "Connected", "data_plane": {"pid": 7, "restarts": 1},
     "total": {"reads": 30, "writes": 4}, "queues": [{"reads": 10, "writes": 4}, {"reads": 20, "writes": 0}]})");

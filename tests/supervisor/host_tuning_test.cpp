@@ -25,6 +25,7 @@ class HostTuningTest : public HostTest {
   void write_config(const std::string& text) { std::ofstream(dir_ / "pvback.conf") << text; }
 
   std::string node(const std::string& backend_path, const std::string& key) {
+    // (A backend's or a frontend's directory.)
     return dom0_xs_.read(backend_path + "/" + key).value_or("?");
   }
 
@@ -128,6 +129,31 @@ indirect_threshold = 16
   EXPECT_EQ(node(vbd_path(), "max-ring-page-order"), "1");
   write_and_verify(*front, 4);
   EXPECT_EQ(node(sim::vbd_frontend_path(kGuest, kDevid), "ring-page-order"), "1");
+}
+
+// A vif: netback's names, its negotiated keys advertised at once while no frontend is connected,
+// and its section in the file by the guest's name and the handle.
+TEST_F(HostTuningTest, AVifTakesNetbacksNamesFromTheFileAndFromSet) {
+  write_config("[vif domain=domain-1 device=0]\nmax_queues = 3\nfatal_skb_slots = 25\n");
+  start_supervisor();
+  sim::VifSpec spec;
+  spec.frontend_domid = kGuest;
+  ASSERT_EQ(sim::add_vif(dom0_xs_, spec), 0);
+  ASSERT_TRUE(eventually([&] { return state(vif_path()) == XenbusStateInitWait; }, 30s)) << log_text();
+  EXPECT_EQ(node(vif_path(), "multi-queue-max-queues"), "3");
+  EXPECT_EQ(tunable("vif-1-0", "fatal_skb_slots"), 25);
+  std::string answer = control("1 set vif-1-0 separate_tx_rx_irq=0");
+  EXPECT_NE(answer.find("\"when\": \"next-connect\""), std::string::npos) << answer;
+  EXPECT_EQ(node(vif_path(), "feature-split-event-channels"), "0");
+  answer = control("1 set all max_queues=1");
+  EXPECT_NE(answer.find("\"device\": \"vif-1-0\", \"name\": \"max_queues\", \"old\": 3, \"value\": 1"),
+            std::string::npos)
+      << answer;
+  EXPECT_EQ(node(vif_path(), "multi-queue-max-queues"), "1");
+  answer = control("1 set vif-1-0 max_persistent_grants=8");
+  EXPECT_NE(answer.find("a vif has no tunable 'max_persistent_grants'"), std::string::npos) << answer;
+  answer = control("1 set vif-1-0 rx_drain_timeout_msecs=8");
+  EXPECT_NE(answer.find("rx_drain_timeout_msecs does not apply to pvback"), std::string::npos) << answer;
 }
 
 TEST_F(HostTuningTest, SighupReadsTheFileAgainForDevicesStartedAfterIt) {

@@ -27,6 +27,9 @@ for layout in debian upstream; do
     printf '#!/bin/sh\nexit 0\n' >"$root/usr/sbin/$binary"
     chmod 755 "$root/usr/sbin/$binary"
   done
+  # The shell ExecReload= runs (every Debian system has one).
+  mkdir -p "$root/bin"
+  cp /bin/dash "$root/bin/sh" 2>/dev/null || cp /bin/sh "$root/bin/sh"
   case $layout in
     debian) stub_unit "$root" xen.service ;;  # what systemd-sysv-generator makes of /etc/init.d/xen
     upstream) stub_unit "$root" xenstored.service ;;
