@@ -108,8 +108,8 @@ std::string format_info(const Json& answer) {
     rows.push_back({"tunables (pvbackctl set " + member(*info, "device") + " NAME=VALUE)", ""});
     for (const Json& t : tunables->items)
       rows.push_back({"  " + member(t, "name"), member(t, "value") + (member(t, "when") == "now"
-                                                                          ? "  (a change takes effect now)"
-                                                                          : "  (a change: at the next connection)")});
+                                                                          ? "  (set: in effect now)"
+                                                                          : "  (set: at the frontend's next connection)")});
   }
   rows.push_back({"backend directory (the toolstack's keys and what the backend advertised)", ""});
   append_members(rows, info->find("backend"));

@@ -327,6 +327,33 @@ TEST_F(CtlHostTest, EveryErrorHasItsOwnMessageAndStatus) {
   EXPECT_TRUE(supervisor_running());
 }
 
+// set as an operator runs it: a line per device, info showing the value, refusals on stderr with
+// status 1, a bad command line status 2.
+TEST_F(CtlHostTest, SetSaysWhatChangedAndWhenAndRefusesWhatDoesNotApply) {
+  serve_vbd_and_vif();
+  if (HasFatalFailure()) return;
+  CtlRun one = ctl({"set", "vbd-1-51712", "max_persistent_grants=8"});
+  EXPECT_EQ(one.status, 0) << one.err;
+  EXPECT_EQ(one.out, "vbd-1-51712: max_persistent_grants 1056 -> 8, in effect now\n");
+  CtlRun info = ctl({"info", "vbd-1-51712"});
+  const auto line = info.out.find("\n  max_persistent_grants ");
+  ASSERT_NE(line, std::string::npos) << info.out;
+  EXPECT_TRUE(info.out.substr(line + 1, info.out.find('\n', line + 1) - line - 1).ends_with(" 8  (set: in effect now)"))
+      << info.out;
+  EXPECT_NE(info.out.find("(set: at the frontend's next connection)"), std::string::npos) << info.out;
+  CtlRun all = ctl({"set", "all", "max_queues=1"});
+  EXPECT_EQ(all.status, 0) << all.err;
+  EXPECT_NE(all.out.find("vbd-1-51712: max_queues "), std::string::npos) << all.out;
+  EXPECT_NE(all.out.find("vif-1-0: max_queues "), std::string::npos) << all.out;
+  EXPECT_NE(all.out.find("devices started from now on take it too"), std::string::npos) << all.out;
+  CtlRun refused = ctl({"set", "vif-1-0", "hash_cache_size=64"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("vif-1-0: hash_cache_size does not apply to pvback: "), std::string::npos) << refused.err;
+  CtlRun usage = ctl({"set", "vbd-1-51712", "max_queues"});
+  EXPECT_EQ(usage.status, 2) << usage.err;
+}
+
 // pause and resume as an operator runs them: what they print, their exit statuses, the state in
 // list and info, and every refusal with its own message.
 TEST_F(CtlHostTest, PauseAndResumeSayWhatTheyDidAndRefuseWhatTheyCannot) {
