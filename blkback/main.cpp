@@ -17,6 +17,7 @@
 #include "blkback/data_plane.hpp"
 #include "blkback/vbd_service.hpp"
 #include "plane/cgroup_leaf.hpp"
+#include "plane/process.hpp"
 #include "xenbus/backend_daemon.hpp"
 #include "xenbus/backend_device.hpp"
 #include "xenbus/xenstore.hpp"
@@ -24,6 +25,12 @@
 int main(int argc, char** argv) {
   using namespace pvback;
   // The data plane, started by the control part of a pvback-blk (blkback/data_plane.hpp).
+  // The data-plane protocol this binary speaks: the host daemon asks before restarting a data
+  // plane onto it (plane::repin_binary).
+  if (argc == 2 && std::string_view(argv[1]) == "--protocol-version") {
+    std::printf("%s\n", ::pvback::plane::protocol_version_line(blkback::plane::kProtocol).c_str());
+    return 0;
+  }
   if (argc == 3 && std::string_view(argv[1]) == "--data-plane") {
     auto sock = xenbus::parse_uint(argv[2], 1u << 20);
     if (!sock) return 2;

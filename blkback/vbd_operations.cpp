@@ -121,6 +121,10 @@ void VbdDriver::finish_operation(const xenbus::Outcome& outcome) {
 int VbdDriver::begin_restart(xenbus::OperationDone done) {
   if (operation_.kind != Operation::None) return EBUSY;
   if (!plane_.running()) return connected() && plane_configs_.empty() ? EOPNOTSUPP : ENOTCONN;
+  // Onto the binary on disk (an upgrade reaches the device so), if it speaks this protocol: one of
+  // another version would not start, and the device would fail.
+  if (!options_.data_plane_binary.empty())
+    if (const int e = ::pvback::plane::repin_binary(options_.data_plane_binary, plane::kProtocol, name_)) return e;
   return ::pvback::plane::begin_restart(
       plane_, restarting_, name_,
       [done = std::move(done), old = plane_.pid()](std::expected<pid_t, int> started) {

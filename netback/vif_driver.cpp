@@ -443,6 +443,9 @@ void VifDriver::on_data_plane_event() {
 
 int VifDriver::begin_restart(xenbus::OperationDone done) {
   if (!plane_.running()) return connected_ && rings_ ? EOPNOTSUPP : ENOTCONN;
+  // Onto the binary on disk, if it speaks this protocol (see VbdDriver::begin_restart).
+  if (!options_.data_plane_binary.empty())
+    if (const int e = ::pvback::plane::repin_binary(options_.data_plane_binary, kPlaneProtocol, name_)) return e;
   auto told = [done = std::move(done), old = plane_.pid()](std::expected<pid_t, int> started) {
     if (started)
       done({0, "", {{"old_pid", old}, {"data_plane_pid", *started}}});

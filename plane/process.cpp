@@ -1,5 +1,6 @@
 #include "plane/process.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -11,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -102,11 +105,109 @@ Process::~Process() {
   if (running()) stop();
 }
 
+namespace {
+
+// Pinned executables by path: fds at 10 or above, close-on-exec (a launch puts its at 4).
+std::mutex pins_mutex;
+std::map<std::string, UniqueFd>& pins() {
+  static std::map<std::string, UniqueFd> map;
+  return map;
+}
+
+UniqueFd open_executable(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!fd) return fd;
+  return UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10));
+}
+
+int pinned_fd(const std::string& path) {
+  std::lock_guard lock(pins_mutex);
+  const auto it = pins().find(path);
+  return it == pins().end() ? -1 : it->second.get();
+}
+
+// `fd` (an O_PATH descriptor of an executable) run with --protocol-version: its one line, within
+// a few seconds.
+std::expected<std::string, int> protocol_line_of(int fd, const char* argv0) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return std::unexpected(errno);
+  UniqueFd r(out[0]), w(out[1]);
+  const char* argv[] = {argv0, "--protocol-version", nullptr};
+  const pid_t pid = ::fork();
+  if (pid < 0) return std::unexpected(errno);
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // Not close-on-exec: a script's interpreter opens it again (/dev/fd/4).
+    if (::dup2(w.get(), 1) != 1 || ::dup2(fd, 4) != 4) ::_exit(71);
+    ::close_range(5, ~0u, 0);
+    ::execveat(4, "", const_cast<char* const*>(argv), environ, AT_EMPTY_PATH);
+    ::_exit(127);
+  }
+  w.reset();
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  char buf[128];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{r.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    const ssize_t n = ::read(r.get(), buf, sizeof buf);
+    if (n <= 0 || line.size() > 256) break;
+    line.append(buf, static_cast<std::size_t>(n));
+  }
+  ::kill(pid, SIGKILL);  // answered, or given up
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (const auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
+  return line;
+}
+
+}  // namespace
+
+std::string protocol_version_line(const Protocol& protocol) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%08x %u", protocol.magic, protocol.version);
+  return text;
+}
+
+void pin_binary(const std::string& path) {
+  UniqueFd fd = open_executable(path);
+  if (!fd) {
+    PVBACK_LOG(Warning, "cannot pin the data-plane binary %s (%s): data planes started again will run what is there then",
+               path.c_str(), std::strerror(errno));
+    return;
+  }
+  std::lock_guard lock(pins_mutex);
+  pins()[path] = std::move(fd);
+}
+
+int repin_binary(const std::string& path, const Protocol& protocol, const std::string& name) {
+  UniqueFd fd = open_executable(path);
+  if (!fd) return errno;
+  const std::string argv0 = path.substr(path.rfind('/') + 1);
+  auto line = protocol_line_of(fd.get(), argv0.c_str());
+  if (!line) return line.error();
+  const std::string ours = protocol_version_line(protocol);
+  if (*line != ours) {
+    PVBACK_LOG(Error, "%s: the data-plane binary %s answers protocol '%s', this control part speaks '%s': not "
+               "restarting onto it (restart the host daemon to serve with it)", name.c_str(), path.c_str(),
+               line->substr(0, 64).c_str(), ours.c_str());
+    return EPROTO;
+  }
+  std::lock_guard lock(pins_mutex);
+  pins()[path] = std::move(fd);
+  return 0;
+}
+
 std::expected<Process, int> Process::launch(const Launch& l) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return std::unexpected(errno);
   UniqueFd ours(pair[0]), theirs(pair[1]);
   const std::string exe = l.binary.empty() ? "/proc/self/exe" : l.binary;
+  const int pinned = l.binary.empty() ? -1 : pinned_fd(l.binary);
   // Everything the child does between fork and exec is async-signal-safe (this process has threads).
   const char* argv[] = {l.argv0, "--data-plane", "3", nullptr};
   const pid_t parent = ::getpid();
@@ -123,6 +224,13 @@ std::expected<Process, int> Process::launch(const Launch& l) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the control part blocks its termination signals
     if (::dup2(theirs.get(), 3) != 3) ::_exit(71);
+    if (pinned >= 0) {
+      // The pinned file, at 4 and closed by the exec itself.
+      if (::dup3(pinned, 4, O_CLOEXEC) != 4) ::_exit(71);
+      ::close_range(5, ~0u, 0);
+      ::execveat(4, "", const_cast<char* const*>(argv), environ, AT_EMPTY_PATH);
+      ::_exit(127);
+    }
     // Nothing else crosses: not the XenStore connection, not another device's anything.
     ::close_range(4, ~0u, 0);
     ::execv(exe.c_str(), const_cast<char* const*>(argv));

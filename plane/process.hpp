@@ -19,6 +19,19 @@
 
 namespace pvback::plane {
 
+// The executables this process starts data planes from, pinned: opened once, so that a data plane
+// started again (after a crash, a reconnection) runs the binary this process was started with,
+// not what a package upgrade has put at the path since, which may speak another protocol.
+// pin_binary() at start (logged if it cannot be opened: the path is used then). A launch of a
+// pinned path runs the pinned file.
+void pin_binary(const std::string& path);
+// The operator's restart onto the binary on disk (pvbackctl restart): `path` run with
+// --protocol-version must answer `protocol`'s magic and version; it is pinned anew then. 0, or
+// EPROTO (another version: logged with both, naming the device `name`), or the errno of running it.
+[[nodiscard]] int repin_binary(const std::string& path, const Protocol& protocol, const std::string& name);
+// What `--protocol-version` prints: "<magic in hex> <version>".
+std::string protocol_version_line(const Protocol& protocol);
+
 struct Launch {
   std::string binary;      // empty: this very executable
   const char* argv0 = "";  // "pvback-blk", "pvback-net"

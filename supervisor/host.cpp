@@ -265,6 +265,10 @@ std::string Supervisor::refusal(const std::string& command, const std::string& n
     case EALREADY:
       return command == "pause" ? name + " is paused already (pvbackctl resume " + name + " ends the pause)"
                                 : name + " is not paused";
+    case EPROTO:
+      return name + ": the data-plane binary on disk is of another pvback version than this host daemon (the log "
+                    "says which): not restarted onto it; restarting the host daemon (systemctl restart "
+                    "pvback-supervisor) serves every device with the new version, losing no request";
     case EOPNOTSUPP:
       if (vif && command != "restart")
         return name + " is a vif: only vbds can be paused (a vif has no storage to make consistent, and a guest "

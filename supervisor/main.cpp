@@ -24,6 +24,7 @@
 #include "blkback/command_line.hpp"
 #include "grant/platform.hpp"
 #include "netback/command_line.hpp"
+#include "plane/process.hpp"
 #include "sandbox/cgroup.hpp"
 #include "supervisor/supervisor.hpp"
 #include "xenbus/xenstore.hpp"
@@ -107,6 +108,11 @@ int main(int argc, char** argv) {
     if (blk->options.data_plane_binary.empty()) blk->options.data_plane_binary = options->blk_binary;
     if (net->options.data_plane_binary.empty()) net->options.data_plane_binary = options->net_binary;
     blk->options.pausable = true;  // through the control socket
+    // A data plane started again (a crash, a reconnection) runs the binary this daemon was started
+    // with, not one a package upgrade put there since; pvbackctl restart moves to the new one once
+    // it is checked to speak this daemon's protocol.
+    plane::pin_binary(options->blk_binary);
+    plane::pin_binary(options->net_binary);
     host = supervisor::HostConfig{&platform, std::move(*blk), std::move(*net)};
   }
   supervisor::ControlServer control;

@@ -226,6 +226,62 @@ TEST_F(HostTest, LostXenStoreConnectionEndsTheHostDaemonWithStatus1) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status;
 }
 
+// A package upgrade under a running host daemon: the data-plane binary on disk is replaced by one
+// of another protocol version. A data plane that dies is started again from the binary the host
+// daemon was started with (pinned), not the new file; pvbackctl restart onto the new file is
+// refused, saying why, and the data plane keeps serving; once the file speaks the daemon's
+// protocol again, restart moves the device onto it.
+TEST_F(HostTest, AnUpgradedBinaryOfAnotherVersionIsNeitherRestartedOntoNorRunAfterACrash) {
+  const auto bin = dir_ / "bin";
+  std::filesystem::create_directories(bin);
+  const auto blk = bin / "pvback-blk";
+  std::filesystem::copy_file(PVBACK_BLK, blk);
+  start_supervisor({"--blk-binary", blk.string()});
+  add_vbd();
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  write_and_verify(*front, 1);
+  const pid_t first = listed_data_plane_pid();
+  ASSERT_GT(first, 0);
+
+  // The upgrade: another version's binary renamed over the path, as dpkg does.
+  const auto next = bin / "pvback-blk.dpkg-new";
+  std::ofstream(next) << "#!/bin/sh\necho '70766470 4'\n";
+  std::filesystem::permissions(next, std::filesystem::perms::owner_all);
+  std::filesystem::rename(next, blk);
+
+  std::string answer = control("1 restart vbd-1-51712");
+  EXPECT_NE(answer.find("of another pvback version than this host daemon"), std::string::npos) << answer;
+  EXPECT_NE(log_text().find("answers protocol '70766470 4', this control part speaks '70766470 5'"), std::string::npos)
+      << log_text();
+  EXPECT_EQ(listed_data_plane_pid(), first);
+  write_and_verify(*front, 2);
+
+  // A crash: the data plane started again runs the pinned binary (the file at the path is gone).
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  pid_t second = -1;
+  ASSERT_TRUE(eventually([&] {
+    second = listed_data_plane_pid();
+    return second > 0 && second != first;
+  })) << control("1 list") << log_text();
+  write_and_verify(*front, 3);
+  std::error_code ec;
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(second) + "/exe", ec).string(),
+            blk.string() + " (deleted)");
+
+  // The daemon's version on disk again: restart moves the device onto it.
+  std::filesystem::copy_file(PVBACK_BLK, next);
+  std::filesystem::rename(next, blk);
+  answer = control("1 restart vbd-1-51712", 20s);
+  EXPECT_NE(answer.find("\"ok\": true"), std::string::npos) << answer << log_text();
+  const pid_t third = listed_data_plane_pid();
+  EXPECT_NE(third, second);
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(third) + "/exe", ec), blk);
+  write_and_verify(*front, 4);
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+}
+
 }  // namespace
 }  // namespace pvback::test
 
