@@ -105,6 +105,7 @@ class Supervisor {
   void after_end(std::map<Key, Device>::iterator it, bool by_itself, std::chrono::milliseconds ran);
   // Watch events: the supervisor's own make `scan` true, each device's are routed to it.
   void route_watch_events(bool& scan);
+  std::optional<Key> key_of_token(std::string_view token) const;
   // In-process devices whose device is gone (removed, frontend gone): finished, then after_end.
   void end_removed_services();
   // Every in-process device disconnected, its recovery records kept (SIGTERM, lost XenStore).

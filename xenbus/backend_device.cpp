@@ -8,6 +8,17 @@
 #include "xenbus/hotplug.hpp"
 
 namespace pvback::xenbus {
+
+namespace {
+constexpr std::string_view kBackendTokenPrefix = "pvback-backend:";
+constexpr std::string_view kFrontendTokenPrefix = "pvback-frontend:";
+}  // namespace
+
+std::optional<std::string_view> BackendDevice::backend_path_of_token(std::string_view token) {
+  for (std::string_view prefix : {kBackendTokenPrefix, kFrontendTokenPrefix})
+    if (token.starts_with(prefix)) return token.substr(prefix.size());
+  return std::nullopt;
+}
 namespace {
 
 // Domain ids from DOMID_FIRST_RESERVED (0x7FF0) up are special (DOMID_SELF, DOMID_IO, ...) and
@@ -82,8 +93,8 @@ BackendDevice::BackendDevice(XenStore& xs, std::string backend_path, BackendDriv
     : xs_(xs), backend_path_(std::move(backend_path)), driver_(driver), name_(backend_path_) {
   if (auto parsed = parse_backend_path(backend_path_))
     name_ = parsed->type + " " + std::to_string(parsed->frontend_domid) + "/" + parsed->devid;
-  backend_token_ = "pvback-backend:" + backend_path_;
-  frontend_token_ = "pvback-frontend:" + backend_path_;
+  backend_token_ = std::string(kBackendTokenPrefix) + backend_path_;
+  frontend_token_ = std::string(kFrontendTokenPrefix) + backend_path_;
 }
 
 BackendDevice::~BackendDevice() {

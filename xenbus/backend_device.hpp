@@ -99,6 +99,10 @@ class BackendDevice {
   // Whether a watch event of this token is one of this device's (a connection shared by several
   // devices: its reader routes each event to the device it concerns, then calls evaluate()).
   bool concerns(const std::string& token) const { return token == backend_token_ || token == frontend_token_; }
+  // The backend path a device's watch token names (its own are "pvback-backend:<path>" and
+  // "pvback-frontend:<path>"), for a reader that routes events by path rather than asking every
+  // device; nullopt for any other token.
+  static std::optional<std::string_view> backend_path_of_token(std::string_view token);
   // Re-reads everything and acts on it, as a watch event would.
   void evaluate();
 
