@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto bp = xenbus::parse_backend_path(command_line->backend_path);
-  if (!bp || bp->type != "vbd") {
+  if (!bp || (bp->type != "vbd" && bp->type != "vbd3")) {
     std::fprintf(stderr, "pvback-blk: --backend-path must be /local/domain/<be>/backend/vbd/<domid>/<devid>\n");
     blkback::print_usage(stderr);
     return 2;

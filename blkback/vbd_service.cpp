@@ -89,7 +89,7 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant
                                                                       const std::string& backend_path,
                                                                       const CommandLine& command_line) {
   auto bp = xenbus::parse_backend_path(backend_path);
-  if (!bp || bp->type != "vbd") return std::unexpected(EINVAL);
+  if (!bp || (bp->type != "vbd" && bp->type != "vbd3")) return std::unexpected(EINVAL);
   const std::string name = "vbd " + std::to_string(bp->frontend_domid) + "/" + bp->devid;
   CommandLine c = command_line;
   if (c.recovery)

@@ -98,21 +98,22 @@ void Supervisor::start_in_process(Device& device, DeviceType type) {
 }
 
 // The device a watch token of a BackendDevice names: "<prefix><dir>/<domid>/<devid>", where <dir>
-// is this daemon's backend/vbd or backend/vif directory.
+// is one of this daemon's backend directories.
 std::optional<Supervisor::Key> Supervisor::key_of_token(std::string_view token) const {
   const auto path = xenbus::BackendDevice::backend_path_of_token(token);
   if (!path) return std::nullopt;
-  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
-    const std::string dir = directory(type) + "/";
-    if (!path->starts_with(dir)) continue;
-    const std::string_view rest = path->substr(dir.size());
-    const auto slash = rest.find('/');
-    if (slash == std::string_view::npos) return std::nullopt;
-    const auto domid = parse_domid_entry(rest.substr(0, slash));
-    const auto devid = parse_devid_entry(rest.substr(slash + 1));
-    if (!domid || !devid) return std::nullopt;
-    return Key{type, *domid, *devid};
-  }
+  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif})
+    for (const std::string& directory : directories(type)) {
+      const std::string dir = directory + "/";
+      if (!path->starts_with(dir)) continue;
+      const std::string_view rest = path->substr(dir.size());
+      const auto slash = rest.find('/');
+      if (slash == std::string_view::npos) return std::nullopt;
+      const auto domid = parse_domid_entry(rest.substr(0, slash));
+      const auto devid = parse_devid_entry(rest.substr(slash + 1));
+      if (!domid || !devid) return std::nullopt;
+      return Key{type, *domid, *devid};
+    }
   return std::nullopt;
 }
 

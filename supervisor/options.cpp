@@ -107,6 +107,9 @@ void print_usage(std::FILE* out) {
                "  --net-binary PATH        default: pvback-net next to this executable\n"
                "  --blk-arg ARG            a pvback-blk option for every vbd (repeat for each argument)\n"
                "  --net-arg ARG            a pvback-net option for every vif (repeat for each argument)\n"
+               "  --vbd-dir vbd|vbd3|both  the disks to serve: backend/vbd (default, what xen-blkback serves),\n"
+               "                           backend/vbd3 (Xen 4.19+'s backendtype=tap disks: pvback serves those\n"
+               "                           an operator marks so, xen-blkback the rest), or both\n"
                "  --only vbd|vif           serve one device type only\n"
                "  --max-devices N          backends run at most (default 256)\n"
                "  --stop-timeout-ms N      on SIGTERM, wait this long for the backends, then SIGKILL (default 10000)\n"
@@ -159,6 +162,11 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       auto v = value();
       if (!v || v->empty()) return std::unexpected(arg + " needs a directory");
       o.prometheus_dir = *v;
+    } else if (arg == "--vbd-dir") {
+      auto v = value();
+      if (!v || (*v != "vbd" && *v != "vbd3" && *v != "both"))
+        return std::unexpected("--vbd-dir needs vbd, vbd3 or both");
+      o.vbd_dirs = *v == "both" ? std::vector<std::string>{"vbd", "vbd3"} : std::vector<std::string>{*v};
     } else if (arg == "--only") {
       auto v = value();
       if (!v || (*v != "vbd" && *v != "vif")) return std::unexpected("--only needs vbd or vif");

@@ -41,6 +41,10 @@ struct Options {
   // Where what `pvbackctl set` changed is kept (set by main: <run dir>/tunables.conf); empty: not
   // kept across restarts.
   std::string runtime_tunables;
+  // The directories under backend/ whose devices are vbds: "vbd" (the default; what xen-blkback
+  // serves) and/or "vbd3" (what Xen 4.19+'s libxl writes for a disk with backendtype=tap, so
+  // that pvback serves the disks an operator marks so while xen-blkback serves the rest).
+  std::vector<std::string> vbd_dirs = {"vbd"};
   bool serve_vbd = true;
   bool serve_vif = true;
   unsigned max_devices = 256;

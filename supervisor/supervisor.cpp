@@ -46,18 +46,25 @@ Supervisor::Supervisor(xenbus::XenStore& xs, DomId self, Options options, std::o
       control_(std::move(control)),
       tuning_(std::move(tuning)) {}
 
-std::string Supervisor::directory(DeviceType type) const {
-  return "/local/domain/" + std::to_string(self_) + "/backend/" + std::string(type_name(type));
+std::vector<std::string> Supervisor::directories(DeviceType type) const {
+  const std::string base = "/local/domain/" + std::to_string(self_) + "/backend/";
+  if (type == DeviceType::Vif) return {base + "vif"};
+  // Disks: backend/vbd (what xen-blkback serves) and/or backend/vbd3 (what Xen 4.19+ writes for
+  // backendtype=tap), as the operator chose (--vbd-dir).
+  std::vector<std::string> out;
+  for (const std::string& d : options_.vbd_dirs) out.push_back(base + d);
+  return out;
 }
 
 bool Supervisor::watch_all() {
   for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
     if (type == DeviceType::Vbd ? !options_.serve_vbd : !options_.serve_vif) continue;
     // A path that does not exist yet may be watched: the first device creates it.
-    if (int e = xs_.watch(directory(type), kWatchToken); e != 0) {
-      PVBACK_LOG(Error, "cannot watch %s: %s", directory(type).c_str(), std::strerror(e));
-      return false;
-    }
+    for (const std::string& dir : directories(type))
+      if (int e = xs_.watch(dir, kWatchToken); e != 0) {
+        PVBACK_LOG(Error, "cannot watch %s: %s", dir.c_str(), std::strerror(e));
+        return false;
+      }
   }
   watching_ = true;
   return true;
@@ -68,7 +75,7 @@ void Supervisor::unwatch_all() {
   watching_ = false;
   for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
     if (type == DeviceType::Vbd ? !options_.serve_vbd : !options_.serve_vif) continue;
-    xs_.unwatch(directory(type), kWatchToken);
+    for (const std::string& dir : directories(type)) xs_.unwatch(dir, kWatchToken);
   }
 }
 
@@ -92,7 +99,11 @@ void Supervisor::rescan() {
 }
 
 void Supervisor::scan_type(DeviceType type, std::set<Key>& seen, std::set<std::string>& refused) {
-  const std::string dir = directory(type);
+  for (const std::string& dir : directories(type)) scan_directory(type, dir, seen, refused);
+}
+
+void Supervisor::scan_directory(DeviceType type, const std::string& dir, std::set<Key>& seen,
+                                std::set<std::string>& refused) {
   auto refuse = [&](const std::string& what, const char* why) {
     if (refused.size() >= kMaxRefusedRemembered) return;
     refused.insert(what);
@@ -273,9 +284,12 @@ int Supervisor::run(const UniqueFd& signal_fd) {
     return 1;
   }
   if (!watch_all()) return 1;
-  PVBACK_LOG(Info, "watching %s%s%s", options_.serve_vbd ? directory(DeviceType::Vbd).c_str() : "",
-             options_.serve_vbd && options_.serve_vif ? " and " : "",
-             options_.serve_vif ? directory(DeviceType::Vif).c_str() : "");
+  std::string watched;
+  for (DeviceType type : {DeviceType::Vbd, DeviceType::Vif}) {
+    if (type == DeviceType::Vbd ? !options_.serve_vbd : !options_.serve_vif) continue;
+    for (const std::string& dir : directories(type)) watched += (watched.empty() ? "" : " and ") + dir;
+  }
+  PVBACK_LOG(Info, "watching %s", watched.c_str());
   rescan();
   // The directories are watched and the devices already there have their backends: a
   // Type=notify unit is started now, and xendomains, ordered after it, may create guests.

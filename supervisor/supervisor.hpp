@@ -90,9 +90,10 @@ class Supervisor {
     Backoff backoff;
   };
 
-  std::string directory(DeviceType type) const;
+  std::vector<std::string> directories(DeviceType type) const;
   void rescan();
   void scan_type(DeviceType type, std::set<Key>& seen, std::set<std::string>& refused);
+  void scan_directory(DeviceType type, const std::string& dir, std::set<Key>& seen, std::set<std::string>& refused);
   void consider(const Key& key, const std::string& path, std::set<Key>& seen, std::set<std::string>& refused);
   void spawn(Device& device, DeviceType type);
   // Starts serving the device: in this process if it can be, else in a backend process.

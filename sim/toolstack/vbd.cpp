@@ -8,9 +8,9 @@
 
 namespace pvback::sim {
 
-std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid) {
-  return "/local/domain/" + std::to_string(backend_domid) + "/backend/vbd/" + std::to_string(frontend_domid) + "/" +
-         std::to_string(devid);
+std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid, const std::string& kind) {
+  return "/local/domain/" + std::to_string(backend_domid) + "/backend/" + kind + "/" + std::to_string(frontend_domid) +
+         "/" + std::to_string(devid);
 }
 
 std::string vbd_frontend_path(DomId frontend_domid, std::uint32_t devid) {
@@ -21,7 +21,8 @@ int add_vbd(xenbus::XenStore& xs, const VbdSpec& spec) {
   if (spec.params.empty() || (spec.mode != "r" && spec.mode != "w") ||
       (spec.device_type != "disk" && spec.device_type != "cdrom") || spec.frontend_domid == spec.backend_domid)
     return EINVAL;
-  const std::string be = vbd_backend_path(spec.backend_domid, spec.frontend_domid, spec.devid);
+  if (spec.backend_kind != "vbd" && spec.backend_kind != "vbd3") return EINVAL;
+  const std::string be = vbd_backend_path(spec.backend_domid, spec.frontend_domid, spec.devid, spec.backend_kind);
   const std::string fe = vbd_frontend_path(spec.frontend_domid, spec.devid);
   const DomId bd = spec.backend_domid, fd = spec.frontend_domid;
   std::vector<std::pair<const char*, std::string>> backend_keys = {

@@ -23,9 +23,13 @@ struct VbdSpec {
   // simulated toolstack writes `hotplug_status` for the script with the other nodes, if not empty.
   std::string script;
   std::string hotplug_status;
+  // The backend's directory under backend/: "vbd", or "vbd3" as Xen 4.19+'s libxl writes for
+  // backendtype=tap (the frontend's stays device/vbd).
+  std::string backend_kind = "vbd";
 };
 
-std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid);
+std::string vbd_backend_path(DomId backend_domid, DomId frontend_domid, std::uint32_t devid,
+                             const std::string& kind = "vbd");
 std::string vbd_frontend_path(DomId frontend_domid, std::uint32_t devid);
 
 // Writes the backend node (owned by the backend domain, readable by the guest) and the frontend

@@ -226,6 +226,39 @@ TEST_F(HostTest, LostXenStoreConnectionEndsTheHostDaemonWithStatus1) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "status " << *status;
 }
 
+// Coexistence on Xen 4.19+: with --vbd-dir vbd3 the host daemon serves the disks libxl wrote under
+// backend/vbd3 (an xl disk spec with backendtype=tap) and leaves backend/vbd to xen-blkback: it
+// never touches a vbd there, not even its state.
+TEST_F(HostTest, WithVbdDirVbd3OnlyTheMarkedDisksAreServedAndBackendVbdIsLeftAlone) {
+  start_supervisor({"--vbd-dir", "vbd3"});
+  add_vbd();  // backend/vbd: the kernel's
+  constexpr std::uint32_t kXvdb = 51728;
+  const auto disk2 = dir_ / "disk2.img";
+  std::filesystem::copy_file(disk_, disk2);
+  sim::VbdSpec spec;
+  spec.frontend_domid = kGuest;
+  spec.devid = kXvdb;
+  spec.dev_name = "xvdb";
+  spec.params = disk2.string();
+  spec.backend_kind = "vbd3";
+  ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
+  const std::string vbd3 = sim::vbd_backend_path(0, kGuest, kXvdb, "vbd3");
+  ASSERT_TRUE(eventually([&] { return state(vbd3) == XenbusStateInitWait; })) << log_text();
+  blkfront::Options options;
+  options.close_timeout = 2s;
+  auto front = blkfront::BlkFront::attach(*guest_platform_, sim::vbd_frontend_path(kGuest, kXvdb), options);
+  ASSERT_TRUE(front.has_value()) << log_text();
+  write_and_verify(**front, 1);
+  EXPECT_EQ(state(vbd3), XenbusStateConnected);
+  const std::string list = control("1 list");
+  EXPECT_NE(list.find("\"device\": \"vbd-1-51728\""), std::string::npos) << list;
+  EXPECT_EQ(list.find("vbd-1-51712"), std::string::npos) << list;
+  // backend/vbd/1/51712 was seen by no one: still as the toolstack wrote it.
+  EXPECT_EQ(state(vbd_path()), XenbusStateInitialising);
+  EXPECT_EQ(log_text().find("vbd 1/51712"), std::string::npos) << log_text();
+  EXPECT_NE(log_text().find("backend/vbd3"), std::string::npos) << log_text();
+}
+
 // A package upgrade under a running host daemon: the data-plane binary on disk is replaced by one
 // of another protocol version. A data plane that dies is started again from the binary the host
 // daemon was started with (pinned), not the new file; pvbackctl restart onto the new file is

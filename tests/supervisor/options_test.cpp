@@ -31,6 +31,23 @@ TEST(SupervisorOptions, RepeatedArgsKeepOrderAndSpaces) {
   EXPECT_TRUE(o->serve_vif);
 }
 
+TEST(SupervisorOptions, VbdDirAndConfigChooseWhatIsServedAndTuned) {
+  auto o = parse_options({});
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->vbd_dirs, std::vector<std::string>{"vbd"});
+  EXPECT_EQ(o->config_file, "/etc/pvback/pvback.conf");
+  o = parse_options({"--vbd-dir", "vbd3", "--config", "none"});
+  ASSERT_TRUE(o.has_value()) << o.error();
+  EXPECT_EQ(o->vbd_dirs, std::vector<std::string>{"vbd3"});
+  EXPECT_EQ(o->config_file, "");
+  o = parse_options({"--vbd-dir", "both", "--config", "/srv/p.conf"});
+  ASSERT_TRUE(o.has_value()) << o.error();
+  EXPECT_EQ(o->vbd_dirs, (std::vector<std::string>{"vbd", "vbd3"}));
+  EXPECT_EQ(o->config_file, "/srv/p.conf");
+  EXPECT_EQ(parse_options({"--vbd-dir", "tap"}).error(), "--vbd-dir needs vbd, vbd3 or both");
+  EXPECT_FALSE(parse_options({"--config"}).has_value());
+}
+
 TEST(SupervisorOptions, BadInputIsAnError) {
   for (auto args : std::vector<std::vector<std::string>>{{"--only", "vbdx"},
                                                         {"--only"},
