@@ -239,7 +239,7 @@ TEST_F(HostTest, WithVbdDirVbd3OnlyTheMarkedDisksAreServedAndBackendVbdIsLeftAlo
   spec.frontend_domid = kGuest;
   spec.devid = kXvdb;
   spec.dev_name = "xvdb";
-  spec.params = disk2.string();
+  spec.params = "raw:" + disk2.string();  // as libxl 4.19 writes a vbd3's params
   spec.backend_kind = "vbd3";
   ASSERT_EQ(sim::add_vbd(dom0_xs_, spec), 0);
   const std::string vbd3 = sim::vbd_backend_path(0, kGuest, kXvdb, "vbd3");
