@@ -1,11 +1,14 @@
 #include "blkback/vbd_service.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <optional>
 
 #include "base/log.hpp"
 #include "blkback/metrics.hpp"
 #include "blkback/stats_writer.hpp"
+#include "blkback/td3_stats.hpp"
 #include "blkback/tunables.hpp"
 #include "blkback/vbd_driver.hpp"
 #include "plane/options.hpp"
@@ -28,9 +31,22 @@ class VbdService final : public xenbus::DeviceService {
         device_(xs, backend_path, driver_) {
     if (!c.prometheus_dir.empty())
       prometheus_.emplace(xenbus::StatsFile::prometheus_path(c.prometheus_dir, bp), name);
+    // A vbd3 disk (Xen 4.19+'s backendtype=tap) shows in xentop by tapdisk3's route.
+    if (bp.type == "vbd3")
+      if (const auto devid = xenbus::parse_uint(bp.devid, UINT32_MAX))
+        td3_.emplace(xs, backend_path, bp.frontend_domid, static_cast<std::uint32_t>(*devid), ::getpid());
     hooks_.write_stats = [this] {
       stats_.write(stats_json());
       if (prometheus_) xenbus::write_metrics(*prometheus_, *this);
+      if (td3_) {
+        QueueStats kernel;
+        add_queue_totals(kernel, driver_.past_totals(), driver_.queue_stats(), kKernelStatsFields);
+        if (const int e = td3_->write(kernel); e != 0 && !td3_error_logged_) {
+          PVBACK_LOG(Warning, "%s: cannot write %s for xentop: %s", device_.name().c_str(), td3_->path().c_str(),
+                     std::strerror(e));
+          td3_error_logged_ = true;
+        }
+      }
     };
     xenbus::set_driver_hooks(hooks_, driver_, device_);
     hooks_.on_timer = [this] {
@@ -64,6 +80,7 @@ class VbdService final : public xenbus::DeviceService {
     }
     // Not served by this process any more: its series go rather than stay frozen.
     if (prometheus_) prometheus_->remove();
+    td3_.reset();
   }
 
  private:
@@ -73,6 +90,8 @@ class VbdService final : public xenbus::DeviceService {
   xenbus::StatsFile stats_;
   std::optional<xenbus::StatsFile> prometheus_;
   VbdDriver driver_;
+  std::optional<Td3Stats> td3_;  // declared after driver_: its destructor runs first
+  bool td3_error_logged_ = false;
   xenbus::BackendDevice device_;
 };
 

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <array>
 #include <cstdlib>
 #include <thread>
 
@@ -253,6 +254,36 @@ TEST_F(HostTest, WithVbdDirVbd3OnlyTheMarkedDisksAreServedAndBackendVbdIsLeftAlo
   const std::string list = control("1 list");
   EXPECT_NE(list.find("\"device\": \"vbd-1-51728\""), std::string::npos) << list;
   EXPECT_EQ(list.find("vbd-1-51712"), std::string::npos) << list;
+  // xentop's route to a vbd3 disk (Xen 4.19+'s libxenstat): kthread-pid, then tapdisk3's binary
+  // statistics file under /dev/shm/td3-<pid>, with the kernel's counters of the write and the read.
+  const std::string pid = dom0_xs_.read(vbd3 + "/kthread-pid").value_or("");
+  EXPECT_EQ(pid, std::to_string(supervisor_pid()));
+  const std::string td3 = "/dev/shm/td3-" + pid + "/vbd-1-51728";
+  std::array<std::uint64_t, 12> stats{};  // version and pad, then the eleven counters
+  ASSERT_TRUE(eventually([&] {
+    const std::string bytes = read_text(td3);
+    if (bytes.size() != sizeof stats) return false;
+    std::memcpy(stats.data(), bytes.data(), sizeof stats);
+    return stats[2] >= 1 && stats[6] >= 1;  // read_reqs_submitted, write_reqs_submitted
+  })) << td3 << " " << log_text();
+  EXPECT_EQ(stats[0] & 0xffffffff, 1u);  // version
+  EXPECT_EQ(stats[1], 0u);               // oo_reqs
+  EXPECT_EQ(stats[2], 1u);               // read_reqs_submitted
+  EXPECT_EQ(stats[4], 128u);             // read_sectors: 64 KiB
+  EXPECT_EQ(stats[6], 1u);               // write_reqs_submitted
+  EXPECT_EQ(stats[8], 128u);             // write_sectors
+  // A successor replaces a dead predecessor's file with its own.
+  ASSERT_EQ(::kill(supervisor_pid(), SIGKILL), 0);
+  ASSERT_TRUE(wait_supervisor_exit().has_value());
+  start_supervisor({"--vbd-dir", "vbd3"});
+  const std::string pid2 = std::to_string(supervisor_pid());
+  ASSERT_TRUE(eventually([&] { return dom0_xs_.read(vbd3 + "/kthread-pid").value_or("") == pid2; })) << log_text();
+  EXPECT_TRUE(eventually([&] { return read_text("/dev/shm/td3-" + pid2 + "/vbd-1-51728").size() == sizeof stats; }));
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/td3-" + pid)) << "the dead one's directory";
+  write_and_verify(**front, 2);
+  front->reset();
+  supervisor_.reset();  // SIGKILL: its file is the test's to remove
+  std::filesystem::remove_all("/dev/shm/td3-" + pid2);
   // backend/vbd/1/51712 was seen by no one: still as the toolstack wrote it.
   EXPECT_EQ(state(vbd_path()), XenbusStateInitialising);
   EXPECT_EQ(log_text().find("vbd 1/51712"), std::string::npos) << log_text();
