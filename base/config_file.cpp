@@ -132,8 +132,11 @@ std::expected<Config, std::string> parse_config(std::string_view text, std::stri
     line = trim(line);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     if (line.front() == '[') {
-      if (line.back() != ']') return std::unexpected(where + ": a section header ends with ']'");
-      auto section = parse_header(line.substr(1, line.size() - 2), where);
+      // A comment may follow the header.
+      const auto close = line.find(']');
+      const std::string_view after = close == std::string_view::npos ? "x" : trim(line.substr(close + 1));
+      if (!after.empty() && after.front() != '#') return std::unexpected(where + ": a section header ends with ']'");
+      auto section = parse_header(line.substr(1, close - 1), where);
       if (!section) return std::unexpected(section.error());
       config.sections.push_back(std::move(*section));
       continue;
@@ -143,7 +146,8 @@ std::expected<Config, std::string> parse_config(std::string_view text, std::stri
       return std::unexpected(where + ": expected 'name = value', a [section] or a # comment");
     const std::string_view key = trim(line.substr(0, eq));
     std::string_view value = trim(line.substr(eq + 1));
-    if (const auto hash = value.find(" #"); hash != std::string_view::npos) value = trim(value.substr(0, hash));
+    for (std::string_view comment : {" #", "\t#"})
+      if (const auto hash = value.find(comment); hash != std::string_view::npos) value = trim(value.substr(0, hash));
     if (!is_name(key)) return std::unexpected(where + ": '" + std::string(key.substr(0, 64)) + "' is not a name");
     if (value.empty()) return std::unexpected(where + ": " + std::string(key) + " has no value");
     if (config.sections.empty())

@@ -85,7 +85,7 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
     } else if (arg == "--no-persistent-grants") {
       options.persistent_grants = false;
     } else if (arg == "--max-persistent-grants") {
-      options.max_persistent_grants = static_cast<unsigned>(number(1u << 20));
+      options.max_persistent_grants = static_cast<unsigned>(number(65'536));  // as max_persistent_grants
     } else if (arg == "--persistent-idle-ms") {
       options.persistent_idle_expiry = std::chrono::milliseconds(number(86'400'000));
     } else if (arg == "--data-path" && value && (std::strcmp(value, "copy") == 0 || std::strcmp(value, "map") == 0)) {

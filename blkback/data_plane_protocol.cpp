@@ -178,7 +178,7 @@ std::expected<LiveTuning, std::string> decode_tune(std::span<const std::byte> me
   std::int64_t idle_ms = 0;
   if (!r.get(max_pg) || !r.get(idle_ms) || !r.done()) return std::unexpected("malformed Tune message");
   // The limits the control part's own parser enforces (blkback/tunables.cpp).
-  if (max_pg > (1u << 20) || idle_ms < 0 || idle_ms > 86'400'000) return std::unexpected("Tune out of range");
+  if (max_pg > 65'536 || idle_ms < 0 || idle_ms > 86'400'000) return std::unexpected("Tune out of range");
   return LiveTuning{max_pg, std::chrono::milliseconds(idle_ms)};
 }
 

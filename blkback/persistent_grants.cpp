@@ -23,6 +23,7 @@ std::uint32_t PersistentGrants::set_capacity(std::uint32_t capacity) {
   if (capacity > entries_.size()) {
     const auto old = static_cast<std::uint32_t>(entries_.size());
     entries_.resize(capacity);  // indices stay valid: the free list and the LRU links hold indices
+    free_.reserve(capacity);  // remove() never allocates on the I/O path
     for (std::uint32_t i = capacity; i > old; --i) free_.push_back(static_cast<std::int32_t>(i - 1));
     if (capacity * 2 > table_.size()) {
       size_table(capacity);

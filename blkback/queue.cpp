@@ -161,7 +161,10 @@ int Queue::Impl::init(const grant::Platform& platform) {
 }
 
 void Queue::Impl::set_timer_period() {
-  const auto expiry = std::max(std::chrono::milliseconds(100), config.persistent_idle_expiry / 2);
+  // At most 5 s, so that a shorter expiry the operator sets (Queue::tune) is in effect within 5 s
+  // of the timer armed before it (the restricted ring has no IORING_OP_TIMEOUT_REMOVE to re-arm it).
+  const auto expiry = std::clamp(config.persistent_idle_expiry / 2, std::chrono::milliseconds(100),
+                                 std::chrono::milliseconds(5'000));
   timer_ts.tv_sec = expiry.count() / 1000;
   timer_ts.tv_nsec = (expiry.count() % 1000) * 1'000'000;
 }

@@ -11,13 +11,16 @@ using O = BackendOptions;
 constexpr std::array kTunables{
     // xen-blkback's persistent-grant limits (both writable at run time there too): the cache of
     // each queue shrinks or grows at once, the least recently used idle grants unmapped first.
-    T{"max_persistent_grants", "", TakesEffect::Now, false, 0, 1u << 20,
+    // At most 65536 per queue: each is a mapping kept and about 70 bytes of the data plane's
+    // memory, allocated when the bound grows.
+    T{"max_persistent_grants", "", TakesEffect::Now, false, 0, 65'536,
       [](const O& o) -> std::uint64_t { return o.max_persistent_grants; },
       [](O& o, std::uint64_t v) { o.max_persistent_grants = static_cast<unsigned>(v); },
       "persistent grants each queue keeps mapped (beyond it, least recently used first are unmapped)"},
     T{"persistent_grant_unused_seconds", "", TakesEffect::Now, false, 1, 86'400,
       [](const O& o) -> std::uint64_t {
-        return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(o.persistent_idle_expiry).count());
+        // Rounded up: --persistent-idle-ms may have set a part of a second.
+        return static_cast<std::uint64_t>((o.persistent_idle_expiry.count() + 999) / 1000);
       },
       [](O& o, std::uint64_t v) { o.persistent_idle_expiry = std::chrono::seconds(v); },
       "a persistent grant unused this long is unmapped"},

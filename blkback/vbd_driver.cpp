@@ -55,7 +55,8 @@ unsigned VbdDriver::effective_max_queues() const {
 bool VbdDriver::use_direct_io() const {
   using Direct = BackendOptions::Direct;
   if (options_.direct != Direct::Auto) return options_.direct == Direct::On;
-  const bool maps_guest_pages = options_.persistent_grants || options_.data_path == DataPath::Map;
+  const bool maps_guest_pages =
+      options_.persistent_grants || advertised_.persistent_grants || options_.data_path == DataPath::Map;
   if (!maps_guest_pages || platform_.direct_io_into_mappings()) return true;
   PVBACK_LOG(Notice, "%s: PV dom0: serving the storage buffered, not with O_DIRECT into mapped grants "
              "(--direct on overrides)", name_.c_str());
@@ -213,13 +214,13 @@ int VbdDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     // Not decided by the backend's XenBus state: a predecessor killed while it was itself
     // resuming may have left it at InitWait. The record says whether it is live and whose it is.
     resume_next_connect_ = true;
-    // A predecessor left the frontend connected: the connection was made against what its
-    // directory says, which this process's options (the operator may have changed them since)
-    // must not contradict while it lasts.
-    if (xs.read(backend_path + "/state").value_or("") == std::to_string(XenbusStateConnected)) {
-      read_advertised(xs);
-      return 0;
-    }
+  }
+  // A frontend that has read the directory (connected to a predecessor, or about to connect)
+  // negotiated from it, which this process's options (the operator may have changed them since)
+  // must not contradict while that connection lasts.
+  if (xenbus::frontend_has_read_advertisement(xs, backend_path) && xs.read(backend_path + "/max-ring-page-order")) {
+    read_advertised(xs);
+    return 0;
   }
   return write_negotiable(xs);
 }
@@ -330,7 +331,14 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
   // those since (they are advertised before the frontend's next connection).
   limits.max_queues = advertised_.max_queues;
   limits.max_ring_page_order = advertised_.max_ring_page_order;
-  limits.persistent_offered = advertised_.persistent_grants;
+  // Persistent grants are guest pages kept mapped: a storage opened with O_DIRECT cannot serve
+  // into them where the platform forbids it (a PV dom0: grant::Platform::direct_io_into_mappings),
+  // whatever the directory says (a successor whose options differ from what was advertised).
+  const bool persistent_safe = !engine_->capabilities().direct || platform_.direct_io_into_mappings();
+  if (advertised_.persistent_grants && !persistent_safe)
+    PVBACK_LOG(Warning, "%s: not using persistent grants: the disk is open with O_DIRECT, which this dom0 cannot do "
+               "into mapped grants", name_.c_str());
+  limits.persistent_offered = advertised_.persistent_grants && persistent_safe;
   auto request = read_frontend([&](const std::string& key) { return xs.read(frontend_path + "/" + key); }, limits);
   if (!request) {
     PVBACK_LOG(Error, "%s: frontend %s: %s", name_.c_str(), frontend_path.c_str(), request.error().why.c_str());

@@ -244,14 +244,21 @@ std::expected<TunableChange, std::string> VbdDriver::set_tunable(xenbus::XenStor
   BackendOptions changed = options_;
   auto change = ::pvback::set_tunable(vbd_tunables(), "vbd", changed, key, value);
   if (!change) return change;
+  if (changed.persistent_grants && !options_.persistent_grants && engine_ && engine_->capabilities().direct &&
+      !platform_.direct_io_into_mappings())
+    return std::unexpected(name_ + ": feature_persistent cannot be turned on while the disk is open: it is served "
+                           "with O_DIRECT, which this dom0 cannot do into mapped grants; set it in the config file, "
+                           "for the next time the device starts");
   const LiveTuning before = live_tuning(options_);
+  const BackendOptions previous = options_;
   options_ = changed;
-  // A connected frontend negotiated against what it read: advertised before it connects again.
+  // A frontend that read the directory negotiated from it: advertised before it connects again.
   if (change->when == TakesEffect::NextConnect && !backend_path_.empty()) {
-    if (connected()) {
+    if (connected() || xenbus::frontend_has_read_advertisement(xs, backend_path_)) {
       advertised_stale_ = wanted_advertisement() != advertised_;
     } else if (const int e = write_negotiable(xs)) {
-      return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+      options_ = previous;
+      return std::unexpected(name_ + ": not set: it cannot be advertised to the frontend: " + std::strerror(e));
     }
   }
   if (const LiveTuning now = live_tuning(options_); now != before) {

@@ -19,10 +19,10 @@ std::string format_list(const Json& answer);
 // negotiated.
 std::string format_info(const Json& answer);
 
-// The answer of restart, pause or resume, one line: "vbd-5-768: paused: 12 request(s) in flight
-// drained in 340 ms, the storage flushed in 2 ms".
 // set's answer: one line per device, what changed and when it takes effect.
 std::string format_set(const Json& answer);
+// The answer of restart, pause or resume, one line: "vbd-5-768: paused: 12 request(s) in flight
+// drained in 340 ms, the storage flushed in 2 ms".
 std::string format_operation(const std::string& command, const std::string& device, const Json& answer);
 
 // A statistics document (`stats`'s "stats") as a table: one row per counter, a column for the

@@ -23,7 +23,7 @@ constexpr std::array kTunables{
       [](O& o, std::uint64_t v) { o.xdp_headroom = v != 0; },
       "feature-xdp-headroom: leave the headroom the frontend's XDP asks for"},
     // The queues' limits, which each connection's queues (its data plane) are started with.
-    T{"fatal_skb_slots", "", TakesEffect::NextConnect, false, 1, 1024,
+    T{"fatal_skb_slots", "", TakesEffect::NextConnect, false, 1, 255,  // below the TX ring's 256 slots
       [](const O& o) -> std::uint64_t { return o.fatal_slots; },
       [](O& o, std::uint64_t v) { o.fatal_slots = static_cast<unsigned>(v); },
       "a TX packet of more slots is malicious: the vif is disconnected (XSA-39)"},

@@ -78,11 +78,10 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
   // libxl writes the vif's MTU; the exit carries it (1500 when absent, as Linux netback assumes).
   auto mtu = xs.read_uint(backend_path + "/mtu", 65535);
   mtu_ = mtu && *mtu >= 68 ? static_cast<std::uint32_t>(*mtu) : 1500;
-  // A predecessor left the frontend connected: the connection was made against what the directory
-  // says, which this process's options (the operator may have changed them since) must not
-  // contradict while it lasts.
-  if (!recovery_prefix_.empty() &&
-      xs.read(backend_path + "/state").value_or("") == std::to_string(XenbusStateConnected)) {
+  // A frontend that has read the directory (connected to a predecessor, or about to connect)
+  // negotiated from it, which this process's options (the operator may have changed them since)
+  // must not contradict while that connection lasts.
+  if (xenbus::frontend_has_read_advertisement(xs, backend_path) && xs.read(backend_path + "/multi-queue-max-queues")) {
     const Advertised own = wanted_advertisement();
     const auto queues = xs.read_uint(backend_path + "/multi-queue-max-queues", 64);
     const auto split = xs.read_uint(backend_path + "/feature-split-event-channels", 1);
@@ -141,14 +140,20 @@ std::expected<TunableChange, std::string> VifDriver::set_tunable(xenbus::XenStor
   VifOptions changed = options_;
   auto change = ::pvback::set_tunable(vif_tunables(), "vif", changed, key, value);
   if (!change) return change;
+  const VifOptions previous = options_;
   options_ = changed;
-  if (options_.fatal_slots < options_.max_slots) options_.fatal_slots = options_.max_slots;  // as at start
-  // A connected frontend negotiated against what it read: advertised before it connects again.
-  if (connected_) {
+  if (options_.fatal_slots < options_.max_slots) {  // as at start: no smaller than what is dropped
+    options_.fatal_slots = options_.max_slots;
+    if (change->name == "fatal_skb_slots") change->value = options_.fatal_slots;
+  }
+  // A frontend that read the directory negotiated from it: advertised before it connects again.
+  if (connected_ || (!backend_path_.empty() && xenbus::frontend_has_read_advertisement(xs, backend_path_))) {
     advertised_stale_ = wanted_advertisement() != advertised_;
   } else if (!backend_path_.empty()) {
-    if (const int e = write_features(xs))
-      return std::unexpected(name_ + ": set, but it cannot be advertised to the frontend: " + std::strerror(e));
+    if (const int e = write_features(xs)) {
+      options_ = previous;
+      return std::unexpected(name_ + ": not set: it cannot be advertised to the frontend: " + std::strerror(e));
+    }
   }
   PVBACK_LOG(Notice, "%s: %s = %llu (was %llu), in effect at the frontend's next connection", name_.c_str(),
              change->name.c_str(), static_cast<unsigned long long>(change->value),

@@ -140,7 +140,8 @@ std::expected<std::string, int> protocol_line_of(int fd, const char* argv0) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     // Not close-on-exec: a script's interpreter opens it again (/dev/fd/4).
-    if (::dup2(w.get(), 1) != 1 || ::dup2(fd, 4) != 4) ::_exit(71);
+    if (::dup2(fd, 4) != 4 || ::dup2(w.get(), 1) != 1) ::_exit(71);
+    ::close_range(3, 3, 0);
     ::close_range(5, ~0u, 0);
     ::execveat(4, "", const_cast<char* const*>(argv), environ, AT_EMPTY_PATH);
     ::_exit(127);
@@ -191,6 +192,11 @@ int repin_binary(const std::string& path, const Protocol& protocol, const std::s
   auto line = protocol_line_of(fd.get(), argv0.c_str());
   if (!line) return line.error();
   const std::string ours = protocol_version_line(protocol);
+  if (line->empty()) {
+    PVBACK_LOG(Error, "%s: the data-plane binary %s did not say which protocol it speaks (--protocol-version: an "
+               "older pvback, or it cannot run): not restarting onto it", name.c_str(), path.c_str());
+    return ENOEXEC;
+  }
   if (*line != ours) {
     PVBACK_LOG(Error, "%s: the data-plane binary %s answers protocol '%s', this control part speaks '%s': not "
                "restarting onto it (restart the host daemon to serve with it)", name.c_str(), path.c_str(),
@@ -225,11 +231,12 @@ std::expected<Process, int> Process::launch(const Launch& l) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the control part blocks its termination signals
     if (::dup2(theirs.get(), 3) != 3) ::_exit(71);
     if (pinned >= 0) {
-      // The pinned file, at 4 and closed by the exec itself.
+      // The pinned file, at 4 and closed by the exec itself. A script (a wrapper an operator put
+      // there) cannot be run so, its interpreter finding no /dev/fd/4: it is run by its path.
       if (::dup3(pinned, 4, O_CLOEXEC) != 4) ::_exit(71);
       ::close_range(5, ~0u, 0);
       ::execveat(4, "", const_cast<char* const*>(argv), environ, AT_EMPTY_PATH);
-      ::_exit(127);
+      ::close(4);
     }
     // Nothing else crosses: not the XenStore connection, not another device's anything.
     ::close_range(4, ~0u, 0);

@@ -27,7 +27,8 @@ namespace pvback::plane {
 void pin_binary(const std::string& path);
 // The operator's restart onto the binary on disk (pvbackctl restart): `path` run with
 // --protocol-version must answer `protocol`'s magic and version; it is pinned anew then. 0, or
-// EPROTO (another version: logged with both, naming the device `name`), or the errno of running it.
+// EPROTO (another version: logged with both, naming the device `name`), ENOEXEC (no answer), or
+// the errno of running it. It waits for the answer, up to 5 s.
 [[nodiscard]] int repin_binary(const std::string& path, const Protocol& protocol, const std::string& name);
 // What `--protocol-version` prints: "<magic in hex> <version>".
 std::string protocol_version_line(const Protocol& protocol);

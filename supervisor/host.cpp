@@ -289,6 +289,9 @@ std::string Supervisor::refusal(const std::string& command, const std::string& n
     case EALREADY:
       return command == "pause" ? name + " is paused already (pvbackctl resume " + name + " ends the pause)"
                                 : name + " is not paused";
+    case ENOEXEC:
+      return name + ": the data-plane binary on disk did not say which protocol it speaks (an older pvback, or it "
+                    "cannot run; the log says which): not restarted onto it";
     case EPROTO:
       return name + ": the data-plane binary on disk is of another pvback version than this host daemon (the log "
                     "says which): not restarted onto it; restarting the host daemon (systemctl restart "

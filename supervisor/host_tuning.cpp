@@ -57,8 +57,8 @@ std::optional<std::string> Supervisor::set_tunable(const ControlRequest& request
     const auto& [key_of, d] = *it;
     if (!d.service)
       return control_error(target + (d.pid > 0 ? " is served by a backend process of its own (pid " +
-                                                     std::to_string(d.pid) + "): it takes " + tuning_.file() +
-                                                     " and what was set for all of its kind at its next start"
+                                                     std::to_string(d.pid) + "): it takes the config file's values "
+                                                     "and what was set for all of its kind when it starts again"
                                                : " is not served now"));
     auto change = d.service->set_tunable(key, value);
     if (!change) return control_error(target + ": " + change.error());

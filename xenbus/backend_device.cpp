@@ -14,6 +14,14 @@ constexpr std::string_view kBackendTokenPrefix = "pvback-backend:";
 constexpr std::string_view kFrontendTokenPrefix = "pvback-frontend:";
 }  // namespace
 
+bool frontend_has_read_advertisement(const XenStore& xs, const std::string& backend_path) {
+  const auto frontend = xs.read(backend_path + "/frontend");
+  if (!frontend || frontend->empty()) return false;
+  const auto state = xs.read_uint(*frontend + "/state", 8);
+  return state && (*state == XenbusStateInitialised || *state == XenbusStateConnected ||
+                   *state == XenbusStateReconfiguring || *state == XenbusStateReconfigured);
+}
+
 std::optional<std::string_view> BackendDevice::backend_path_of_token(std::string_view token) {
   for (std::string_view prefix : {kBackendTokenPrefix, kFrontendTokenPrefix})
     if (token.starts_with(prefix)) return token.substr(prefix.size());
@@ -241,10 +249,8 @@ void BackendDevice::evaluate() {
     case XenbusStateConnected:
       // Closed here means the frontend came back and we missed its Initialising. Closing means
       // a failed connect or a bad frontend; only a full close by the frontend gets out of it.
-      if (state_ == XenbusStateClosed) {
-        driver_.refresh_advertisement(xs_);
-        switch_state(XenbusStateInitWait);
-      }
+      // (Not refresh_advertisement: this frontend has read the keys already.)
+      if (state_ == XenbusStateClosed) switch_state(XenbusStateInitWait);
       if (state_ == XenbusStateInitWait && prepared_) try_connect();
       if (state_ == XenbusStateReconfigured && *frontend == XenbusStateConnected) switch_state(XenbusStateConnected);
       return;

@@ -36,8 +36,9 @@ struct BackendDriver {
   virtual ~BackendDriver() = default;
   // Writes feature-* and other keys the frontend reads before it initialises.
   virtual int advertise(XenStore& xs, const std::string& backend_path) = 0;
-  // The frontend is about to connect again (the backend goes from Closed back to InitWait): what
-  // the operator changed while it was connected is advertised now, before it reads it.
+  // The frontend is about to connect again (it is Initialising, and the backend goes from Closed
+  // back to InitWait): what the operator changed while it was connected is advertised now, before
+  // it reads it.
   virtual void refresh_advertisement(XenStore& /*xs*/) {}
   // Opens what the device is served from (a vbd's storage) and publishes what the frontend reads
   // of it, once the toolstack's hotplug script has set it up (xenbus/hotplug.hpp): right after
@@ -73,6 +74,11 @@ std::expected<BackendPath, int> parse_backend_path(std::string_view path);
 // True if `frontend_path` is /local/domain/<frontend_domid>/device/<...> with plain components
 // (no empty, "." or ".." component).
 bool valid_frontend_path(std::string_view frontend_path, DomId frontend_domid);
+
+// Whether the frontend of the backend at `backend_path` has read what the backend advertised:
+// its state is Initialised, Connected, Reconfiguring or Reconfigured (it reads the backend's keys
+// when it leaves Initialising). What it negotiated from must then not change under it.
+bool frontend_has_read_advertisement(const XenStore& xs, const std::string& backend_path);
 
 class BackendDevice {
  public:

@@ -27,10 +27,10 @@ max_queues = 3
 indirect_threshold = 64   # trailing comment
 [vbd device=xvdb]
 max_queues = 2
-[vbd]
+[vbd]   # the host's vbds
 max_queues = 1
 [vif]
-max_queues = 9
+max_queues = 9	# a tab before the comment
 )", "test.conf");
   ASSERT_TRUE(c.has_value()) << c.error();
   ASSERT_EQ(c->sections.size(), 5u);
@@ -81,6 +81,7 @@ TEST(ConfigFile, MistakesNameTheLine) {
       {"[vbd]\nmax_queues =\n", "t:2: max_queues has no value"},
       {"[disk]\n", "t:1: a section is [vbd] or [vif]"},
       {"[vbd\n", "t:1: a section header ends with ']'"},
+      {"[vbd] max_queues = 1\n", "t:1: a section header ends with ']'"},
       {"[vbd guest=x]\n", "t:1: unknown selector 'guest'"},
       {"[vbd domid=0x5]\n", "t:1: domid=0x5 is not a guest's domid"},
       {"[vbd domid=32752]\n", "t:1: domid=32752 is not a guest's domid"},

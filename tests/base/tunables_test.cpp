@@ -44,9 +44,11 @@ TEST(Tunables, BadNamesAndValuesAreRefusedWithWhatIsAccepted) {
   auto c = set_tunable(blkback::vbd_tunables(), "vbd", o, "max_ring_page_order", "7");
   ASSERT_FALSE(c.has_value());
   EXPECT_EQ(c.error(), "max_ring_page_order is a number from 0 to 6, not '7'");
+  const auto queues = o.max_queues;
   for (const char* bad : {"", "-1", "1x", " 2", "99999999999999999999999"})
     EXPECT_FALSE(set_tunable(blkback::vbd_tunables(), "vbd", o, "max_queues", bad).has_value()) << bad;
   EXPECT_EQ(o.max_ring_page_order, before);
+  EXPECT_EQ(o.max_queues, queues);
 
   c = set_tunable(blkback::vbd_tunables(), "vbd", o, "max_queue", "1");
   ASSERT_FALSE(c.has_value());
@@ -76,6 +78,8 @@ TEST(Tunables, AVifTakesNetbacksNames) {
   EXPECT_EQ(o.fatal_slots, 30u);
   EXPECT_EQ(o.rx_stall_timeout, std::chrono::milliseconds(1500));
   EXPECT_FALSE(set_tunable(netback::vif_tunables(), "vif", o, "hash_cache_size", "64").has_value());
+  // Below the TX ring's 256 slots, which the queue refuses (netif::kTxRingSize).
+  EXPECT_FALSE(set_tunable(netback::vif_tunables(), "vif", o, "fatal_skb_slots", "256").has_value());
   EXPECT_FALSE(set_tunable(netback::vif_tunables(), "vif", o, "max_persistent_grants", "64").has_value());
 }
 

@@ -155,6 +155,23 @@ TEST(DataPlaneProtocol, NoticesRoundTripAndMalformedOnesAreRefused) {
 
 // The pause's answers carry figures: what is encoded is decoded the same, and neither is taken for
 // the other, for a notice or for a truncated or longer message.
+TEST(DataPlaneProtocol, TuneRoundTripsAndMalformedOrOutOfRangeOnesAreRefused) {
+  const LiveTuning t{512, std::chrono::seconds(30)};
+  const auto tune = encode_tune(t);
+  auto back = decode_tune(tune);
+  ASSERT_TRUE(back.has_value()) << back.error();
+  EXPECT_EQ(*back, t);
+  EXPECT_EQ(message_type(tune).value(), Msg::Tune);
+  for (std::size_t n = 0; n < tune.size(); ++n) EXPECT_FALSE(decode_tune(std::span(tune).first(n)).has_value()) << n;
+  auto longer = tune;
+  longer.push_back(std::byte{0});
+  EXPECT_FALSE(decode_tune(longer).has_value());
+  EXPECT_FALSE(decode_tune(encode_tune({65'537, std::chrono::seconds(30)})).has_value()) << "above the table's bound";
+  EXPECT_FALSE(decode_tune(encode_tune({8, std::chrono::milliseconds(-1)})).has_value());
+  EXPECT_FALSE(decode_tune(encode_resumed(7)).has_value()) << "a Resumed taken for a Tune";
+  EXPECT_FALSE(decode_notice(tune).has_value()) << "a Tune taken for a notice";
+}
+
 TEST(DataPlaneProtocol, PausedAndResumedRoundTripAndMalformedOnesAreRefused) {
   const PauseFigures figures{12, 3456789, 2100, 0};
   const auto paused = encode_paused(figures);
