@@ -95,9 +95,9 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       return std::unexpected("set takes a device (or vbd, vif, all) and NAME=VALUE, e.g. set vbd-5-768 "
                              "max_persistent_grants=512");
     c.setting = words[2];
-    return c;
+  } else if (words.size() > (per_device ? 2u : 1u)) {
+    return std::unexpected("too many arguments for " + c.command);
   }
-  if (words.size() > (per_device ? 2u : 1u)) return std::unexpected("too many arguments for " + c.command);
   if (c.command != "stats" && (c.queue || c.watch_seconds || c.count))
     return std::unexpected("--queue, --watch and --count are options of stats");
   if (c.count && !c.watch_seconds) return std::unexpected("--count goes with --watch");

@@ -116,6 +116,11 @@ int run(const CommandLine& c) {
     print(format_info(*answer));
   } else if (c.command == "set") {
     print(format_set(*answer));
+    // A device of the kind that refused (its line says why): not all done.
+    if (const Json* set = answer->find("set"))
+      if (const Json* devices = set->find("devices"))
+        for (const Json& d : devices->items)
+          if (d.find("error") != nullptr) return kRefused;
   } else {
     print(format_operation(c.command, c.device, *answer));
   }

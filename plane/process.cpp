@@ -120,10 +120,12 @@ UniqueFd open_executable(const std::string& path) {
   return UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10));
 }
 
-int pinned_fd(const std::string& path) {
+// A duplicate of the pinned file's fd (the caller's until the launch is done: a repin meanwhile
+// closes the map's own, not this one).
+UniqueFd pinned_fd(const std::string& path) {
   std::lock_guard lock(pins_mutex);
   const auto it = pins().find(path);
-  return it == pins().end() ? -1 : it->second.get();
+  return it == pins().end() ? UniqueFd() : UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 10));
 }
 
 // `fd` (an O_PATH descriptor of an executable) run with --protocol-version: its one line, within
@@ -213,7 +215,8 @@ std::expected<Process, int> Process::launch(const Launch& l) {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) return std::unexpected(errno);
   UniqueFd ours(pair[0]), theirs(pair[1]);
   const std::string exe = l.binary.empty() ? "/proc/self/exe" : l.binary;
-  const int pinned = l.binary.empty() ? -1 : pinned_fd(l.binary);
+  const UniqueFd pinned_copy = l.binary.empty() ? UniqueFd() : pinned_fd(l.binary);
+  const int pinned = pinned_copy ? pinned_copy.get() : -1;
   // Everything the child does between fork and exec is async-signal-safe (this process has threads).
   const char* argv[] = {l.argv0, "--data-plane", "3", nullptr};
   const pid_t parent = ::getpid();

@@ -65,6 +65,10 @@ std::optional<std::string> Supervisor::set_tunable(const ControlRequest& request
     ConfigSection where;
     where.type = std::string(type_name(key_of.type));
     where.domid = key_of.domid;
+    // And the guest's name: a domid reused by another guest before the host restarts does not
+    // inherit this device's values.
+    if (const auto name = xs_.read("/local/domain/" + std::to_string(key_of.domid) + "/name"); name && !name->empty())
+      where.domain = *name;
     where.device = std::to_string(key_of.devid);
     std::string out = "\"set\": {\"target\": " + json_string(target) + ", \"devices\": [" + change_json(target, *change) + "]";
     if (auto kept = tuning_.record(std::move(where), change->name, value); !kept) {

@@ -186,6 +186,7 @@ TEST(CtlCommandLine, SetTakesATargetAndOneNameValue) {
   EXPECT_EQ(c->device, "all");
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"set", "vbd-5-768"}, {"set", "vbd-5-768", "max_queues"},
+        {"set", "vbd-5-768", "max_queues=2", "--queue", "1"}, {"set", "all", "max_queues=2", "--timeout", "5"},
         {"set", "vbd-5-768", "=2"}, {"set", "vbd-5-768", "a=1", "b=2"}, {"set"}}) {
     EXPECT_FALSE(parse_command_line(bad).has_value()) << bad.size();
   }

@@ -108,7 +108,8 @@ indirect_threshold = 16
 
   // Kept across the host daemon's death: the successor adopts the data plane, with the values set.
   const std::string kept = read_text(hv_->run_dir() / "stats" / "tunables.conf");
-  EXPECT_NE(kept.find("[vbd domid=1 device=51712]\nmax_persistent_grants = 2"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("[vbd domid=1 domain=domain-1 device=51712]\nmax_persistent_grants = 2"), std::string::npos)
+      << kept;
   ASSERT_EQ(::kill(supervisor_pid(), SIGKILL), 0);
   ASSERT_TRUE(wait_supervisor_exit().has_value());
   start_supervisor();
