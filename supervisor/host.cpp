@@ -28,10 +28,6 @@ constexpr unsigned kDefaultDrainTimeout = 30'000;  // ms
 // guest flooding its nodes cannot hold the loop (the rest keep the fd readable).
 constexpr unsigned kMaxEventsPerRound = 1024;
 
-std::string file_name(std::string_view type, DomId domid, std::uint32_t devid) {
-  return std::string(type) + "-" + std::to_string(domid) + "-" + std::to_string(devid);
-}
-
 // The answer of a restart, pause or resume that ended: its figures, or why it failed.
 std::string operation_answer(const std::string& command, const std::string& name, const xenbus::Outcome& o) {
   if (o.error != 0) return control_error(name + ": " + o.message);
@@ -171,7 +167,7 @@ void Supervisor::finish_services() {
 
 std::string Supervisor::device_json(const Key& key, const Device& d) const {
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - d.started).count();
-  std::string out = "{\"device\": " + json_string(file_name(type_name(key.type), key.domid, key.devid));
+  std::string out = "{\"device\": " + json_string(device_name(key.type, key.domid, key.devid));
   out += ", \"kind\": \"" + std::string(type_name(key.type)) + "\"";
   out += ", \"domid\": " + std::to_string(key.domid) + ", \"devid\": " + std::to_string(key.devid);
   if (d.service) {
@@ -239,7 +235,7 @@ std::string Supervisor::list_json() const {
 // The device an operator names ("vbd-5-768"), or end().
 std::map<Supervisor::Key, Supervisor::Device>::const_iterator Supervisor::find_device(const std::string& name) const {
   return std::ranges::find_if(devices_, [&](const auto& entry) {
-    return file_name(type_name(entry.first.type), entry.first.domid, entry.first.devid) == name;
+    return device_name(entry.first.type, entry.first.domid, entry.first.devid) == name;
   });
 }
 

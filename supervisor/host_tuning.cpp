@@ -12,10 +12,6 @@
 namespace pvback::supervisor {
 namespace {
 
-std::string device_name(DeviceType type, DomId domid, std::uint32_t devid) {
-  return std::string(type_name(type)) + "-" + std::to_string(domid) + "-" + std::to_string(devid);
-}
-
 bool knows(DeviceType type, std::string_view key) {
   return type == DeviceType::Vbd ? find_tunable(blkback::vbd_tunables(), key) != nullptr
                                  : find_tunable(netback::vif_tunables(), key) != nullptr;

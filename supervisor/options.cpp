@@ -26,6 +26,10 @@ std::optional<std::uint64_t> canonical_uint(std::string_view name, std::uint64_t
 
 std::string_view type_name(DeviceType type) { return type == DeviceType::Vbd ? "vbd" : "vif"; }
 
+std::string device_name(DeviceType type, DomId domid, std::uint32_t devid) {
+  return std::string(type_name(type)) + "-" + std::to_string(domid) + "-" + std::to_string(devid);
+}
+
 namespace {
 
 // The value of a backend's --cgroup-parent ("auto" as ""), if it was given one.

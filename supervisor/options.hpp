@@ -17,6 +17,9 @@ namespace pvback::supervisor {
 
 enum class DeviceType { Vbd, Vif };
 std::string_view type_name(DeviceType type);  // "vbd", "vif"
+// A device as the operator names it (pvbackctl, the control socket, statistics files):
+// "vbd-5-51712", "vif-5-0".
+std::string device_name(DeviceType type, DomId domid, std::uint32_t devid);
 
 struct Options {
   // Empty: pvback-blk / pvback-net in the directory of the supervisor's own executable.
