@@ -9,7 +9,12 @@
 # Also measures: fio's buffers copied through the frontend's pool instead of granted (zero copy
 # off), the two data paths for a frontend without persistent grants (map vs copy), the default
 # configuration without its crash-recovery record (--no-recovery) between two runs with it, and
-# pvback-blkfront's own randread loop (what this benchmark measured before the engine).
+# pvback-blkfront's own randread loop (what this benchmark measured before the engine), and the
+# queue's polling window and submission batch turned off (--poll-max-us 0 --submit-batch 0, how
+# every queue ran before they existed).
+# On 2 CPUs or more, the guest (fio, on both sides) runs on CPU 0 and pvback-blk on CPU 1, as a
+# Xen guest's vCPU is not dom0's; BENCH_PIN=0 lets the scheduler place them (on 2 CPUs it then
+# often runs both on one, each waking the other).
 # Prints one line per measurement and the ratio; appends them to bench/results/blk_randread.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +32,13 @@ size_mib=${BENCH_SIZE_MIB:-1024}
 fio --name=layout --filename="$disk" --size="${size_mib}M" --rw=write --bs=1M --direct=1 --ioengine=io_uring \
   --iodepth=8 --output=/dev/null
 
+guest_pin=()
+placement="unpinned"
+if [ "${BENCH_PIN:-1}" != 0 ] && [ "$(nproc)" -ge 2 ]; then
+  guest_pin=(taskset -c 0)
+  export SIM_BACKEND_CPUS=1
+  placement="guest on CPU 0, pvback-blk on CPU 1"
+fi
 engine=$BUILD/fioengine/pvback-fio.so
 [ -f "$engine" ] || { echo "blk_randread: no fio engine at $engine (scripts/build.sh builds it)" >&2; exit 1; }
 # job_iops ENGINE TARGET [ENGINE-OPTION=VALUE...]: IOPS of bench/blk_randread.fio. fio takes an
@@ -36,7 +48,7 @@ job_iops() {
   shift 2
   cp bench/blk_randread.fio "$job"
   printf '%s\n' "$@" >>"$job"
-  FIO_ENGINE=$eng FIO_TARGET=$target FIO_SECONDS=$seconds fio "$job" --output-format=json |
+  FIO_ENGINE=$eng FIO_TARGET=$target FIO_SECONDS=$seconds "${guest_pin[@]}" fio "$job" --output-format=json |
     python3 -c 'import json,sys; t=sys.stdin.read(); print(int(json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"]))'
 }
 direct_iops() { job_iops io_uring "$disk"; }
@@ -56,7 +68,7 @@ pvback_iops() {  # pvback_iops [ENGINE-OPTION=VALUE...] -- [backend options...]:
 blkfront_iops() {  # pvback-blkfront's own randread loop, persistent grants
   sim_vbd_start 1 "$devid" "$disk" --max-queues 1
   local out
-  out=$(PVBACK_DOMID=1 "$BUILD/blkfront/pvback-blkfront" --devid "$devid" --queues 1 \
+  out=$(PVBACK_DOMID=1 "${guest_pin[@]}" "$BUILD/blkfront/pvback-blkfront" --devid "$devid" --queues 1 \
     randread --bs 4096 --iodepth 32 --seconds "$seconds")
   sim_ctl remove-vbd 1 "$devid" >/dev/null
   sed -n 's/.*iops=\([0-9]*\).*/\1/p' <<<"$out"
@@ -67,6 +79,7 @@ persistent=$(pvback_iops)
 # The crash-recovery record's cost: the same configuration without it, in the same run.
 norecord=$(pvback_iops -- --no-recovery)
 persistent2=$(pvback_iops)
+nopoll=$(pvback_iops -- --poll-max-us 0 --submit-batch 0)
 pooled=$(pvback_iops pvback_zero_copy=0)
 copy=$(pvback_iops pvback_persistent=0 -- --data-path copy)
 map=$(pvback_iops pvback_persistent=0 -- --data-path map)
@@ -74,11 +87,12 @@ blkfront=$(blkfront_iops)
 direct_after=$(direct_iops)
 
 report=$(cat <<REPORT
-$(date -u +%Y-%m-%dT%H:%M:%SZ) 4k randread iodepth 32, ${seconds}s each, ${size_mib} MiB file, $(nproc) CPUs, one fio job (bench/blk_randread.fio) on both sides
+$(date -u +%Y-%m-%dT%H:%M:%SZ) 4k randread iodepth 32, ${seconds}s each, ${size_mib} MiB file, $(nproc) CPUs ($placement), one fio job (bench/blk_randread.fio) on both sides
   fio io_uring O_DIRECT on the file (before)   : $direct IOPS
-  fio pvback engine, persistent grants         : $persistent IOPS  ($(python3 -c "print(f'{$persistent/$direct:.2f}')")x direct)
+  fio pvback engine, persistent grants         : $persistent IOPS  ($(python3 -c "print(f'{$persistent/(($direct+$direct_after)/2):.2f}')")x direct, the mean of before and after)
   fio pvback engine, persistent, --no-recovery : $norecord IOPS  (with the record, mean of the runs before and after: $(python3 -c "print(f'{($persistent+$persistent2)/2/$norecord:.3f}')")x)
   fio pvback engine, persistent grants (again) : $persistent2 IOPS
+  fio pvback engine, persistent, no polling, whole batches : $nopoll IOPS  (polling and submit_batch 2: $(python3 -c "print(f'{($persistent+$persistent2)/2/$nopoll:.2f}')")x)
   fio pvback engine, buffers copied (pool)     : $pooled IOPS
   fio pvback engine, no persistent, grant copy : $copy IOPS
   fio pvback engine, no persistent, grant map  : $map IOPS

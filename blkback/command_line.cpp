@@ -20,9 +20,12 @@ void print_usage(std::FILE* out) {
                "  --no-persistent-grants       do not offer feature-persistent\n"
                "  --max-persistent-grants N    per queue (default 1056)\n"
                "  --persistent-idle-ms N       unmap persistent grants unused this long (default 60000)\n"
+               "  --poll-max-us N              poll a busy queue's ring up to N us before sleeping (default 200, 0: never)\n"
+               "  --submit-batch N             requests started per io_uring_enter (default 2, 0: a whole batch)\n"
                "  --set NAME=VALUE             a tunable by xen-blkback's name, as in /etc/pvback/pvback.conf:\n"
                "                               max_persistent_grants, persistent_grant_unused_seconds, max_queues,\n"
-               "                               max_ring_page_order, indirect_threshold, feature_persistent\n"
+               "                               max_ring_page_order, indirect_threshold, feature_persistent,\n"
+               "                               poll_max_us, submit_batch\n"
                "  --data-path copy|map         for non-persistent grants (default copy)\n"
                "  --direct auto|on|off         O_DIRECT on the storage (default auto: on, except on a PV dom0\n"
                "                               when guest pages are mapped, i.e. persistent grants or --data-path map)\n"
@@ -88,6 +91,10 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       options.max_persistent_grants = static_cast<unsigned>(number(65'536));  // as max_persistent_grants
     } else if (arg == "--persistent-idle-ms") {
       options.persistent_idle_expiry = std::chrono::milliseconds(number(86'400'000));
+    } else if (arg == "--poll-max-us") {
+      options.poll_max = std::chrono::microseconds(number(static_cast<std::uint64_t>(blkback::kMaxPollMax.count())));
+    } else if (arg == "--submit-batch") {
+      options.submit_batch = static_cast<unsigned>(number(blkback::kMaxSubmitBatch));
     } else if (arg == "--data-path" && value && (std::strcmp(value, "copy") == 0 || std::strcmp(value, "map") == 0)) {
       options.data_path = std::strcmp(value, "map") == 0 ? blkback::DataPath::Map : blkback::DataPath::Copy;
       ++i;

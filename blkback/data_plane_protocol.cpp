@@ -38,11 +38,14 @@ void put_queue(Writer& w, const QueueConfig& q) {
   w.put(q.recovery_path);
   w.put(static_cast<std::uint8_t>(q.resume));
   w.put(static_cast<std::int64_t>(q.bind_patience.count()));
+  w.put(static_cast<std::int64_t>(q.poll_max.count()));
+  w.put(static_cast<std::uint32_t>(q.submit_batch));
 }
 
 bool get_queue(Reader& r, QueueConfig& q) {
   std::uint32_t index = 0, domid = 0, abi = 0, nrefs = 0, port = 0, max_pg = 0, max_ind = 0;
-  std::int64_t idle_ms = 0, patience_ms = 0;
+  std::int64_t idle_ms = 0, patience_ms = 0, poll_us = 0;
+  std::uint32_t submit_batch = 0;
   bool map = false;
   if (!r.get(q.name) || !r.get(index) || !r.get(domid) || !r.get(abi) || !r.get(nrefs)) return false;
   if (abi > static_cast<std::uint32_t>(Abi::X86_64) || domid > 0xFFFF || nrefs == 0 || nrefs > 64) return false;
@@ -54,9 +57,12 @@ bool get_queue(Reader& r, QueueConfig& q) {
   }
   if (!r.get(port) || !r.get(map) || !r.get(q.persistent_grants) || !r.get(max_pg) || !r.get(idle_ms) ||
       !r.get(max_ind) || !r.get(q.flush_enabled) || !r.get(q.barrier_enabled) || !r.get(q.discard_enabled) ||
-      !r.get(q.recovery_path) || !r.get(q.resume) || !r.get(patience_ms))
+      !r.get(q.recovery_path) || !r.get(q.resume) || !r.get(patience_ms) || !r.get(poll_us) || !r.get(submit_batch))
     return false;
-  if (idle_ms < 0 || patience_ms < 0) return false;
+  if (idle_ms < 0 || patience_ms < 0 || poll_us < 0 || poll_us > kMaxPollMax.count() || submit_batch > kMaxSubmitBatch)
+    return false;
+  q.poll_max = std::chrono::microseconds(poll_us);
+  q.submit_batch = submit_batch;
   q.index = index;
   q.frontend_domid = static_cast<DomId>(domid);
   q.abi = static_cast<Abi>(abi);
@@ -166,6 +172,8 @@ std::vector<std::byte> encode_tune(const LiveTuning& t) {
   put_header(w, Msg::Tune);
   w.put(static_cast<std::uint32_t>(t.max_persistent_grants));
   w.put(static_cast<std::int64_t>(t.persistent_idle_expiry.count()));
+  w.put(static_cast<std::int64_t>(t.poll_max.count()));
+  w.put(static_cast<std::uint32_t>(t.submit_batch));
   return w.take();
 }
 
@@ -174,12 +182,15 @@ std::expected<LiveTuning, std::string> decode_tune(std::span<const std::byte> me
   auto type = get_header(r);
   if (!type) return std::unexpected(type.error());
   if (*type != Msg::Tune) return std::unexpected("not a Tune message");
-  std::uint32_t max_pg = 0;
-  std::int64_t idle_ms = 0;
-  if (!r.get(max_pg) || !r.get(idle_ms) || !r.done()) return std::unexpected("malformed Tune message");
+  std::uint32_t max_pg = 0, submit_batch = 0;
+  std::int64_t idle_ms = 0, poll_us = 0;
+  if (!r.get(max_pg) || !r.get(idle_ms) || !r.get(poll_us) || !r.get(submit_batch) || !r.done())
+    return std::unexpected("malformed Tune message");
   // The limits the control part's own parser enforces (blkback/tunables.cpp).
-  if (max_pg > 65'536 || idle_ms < 0 || idle_ms > 86'400'000) return std::unexpected("Tune out of range");
-  return LiveTuning{max_pg, std::chrono::milliseconds(idle_ms)};
+  if (max_pg > 65'536 || idle_ms < 0 || idle_ms > 86'400'000 || poll_us < 0 || poll_us > kMaxPollMax.count() ||
+      submit_batch > kMaxSubmitBatch)
+    return std::unexpected("Tune out of range");
+  return LiveTuning{max_pg, std::chrono::milliseconds(idle_ms), std::chrono::microseconds(poll_us), submit_batch};
 }
 
 std::expected<Msg, std::string> message_type(std::span<const std::byte> message) {

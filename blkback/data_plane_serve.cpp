@@ -279,10 +279,7 @@ int serve_as_data_plane(int sock) {
           PVBACK_LOG(Error, "%s: data plane: from the control part: %s", spec->name.c_str(), t.error().c_str());
         } else {
           for (auto& q : s.queues) q->tune(*t);
-          for (auto& c : spec->queues) {  // what an adopting successor is told
-            c.max_persistent_grants = t->max_persistent_grants;
-            c.persistent_idle_expiry = t->persistent_idle_expiry;
-          }
+          for (auto& c : spec->queues) apply_live_tuning(c, *t);  // what an adopting successor is told
         }
         break;
       default:

@@ -17,6 +17,8 @@ struct BackendOptions {
   bool persistent_grants = true;           // feature-persistent
   unsigned max_persistent_grants = 1056;   // per queue (Linux: xen_blkif_max_pgrants)
   std::chrono::milliseconds persistent_idle_expiry{60'000};  // Linux: pgrant_timeout = 60 s
+  std::chrono::microseconds poll_max = kDefaultPollMax;  // QueueConfig::poll_max
+  unsigned submit_batch = kDefaultSubmitBatch;           // QueueConfig::submit_batch
   DataPath data_path = DataPath::Copy;     // for grants that are not persistent
   // O_DIRECT when the storage accepts it. Auto: unless guest pages would be pinned for it where
   // that is unsafe (grant::Platform::direct_io_into_mappings), i.e. on a PV dom0 with persistent

@@ -8,11 +8,13 @@
 //   3. the segment path (segments.hpp: persistent cache and batch maps, or bounce pages and one
 //      batched grant copy) makes every data segment of the batch reachable;
 //   4. the batch's reads, writes, flushes and discards go to the storage engine's channel in ring
-//      order; it queues them on the queue's io_uring (storage::Loop), and they start together
-//      with the wait (io_uring_submit_and_wait);
+//      order; it queues them on the queue's io_uring (storage::Loop), started config.submit_batch
+//      at a time as they are queued, the rest with the wait (io_uring_submit_and_wait);
 //   5. completions reaped together are answered together (reads the segment path holds in its own
 //      pages: one batched copy to the guest first), then one push_responses_and_check_notify and at
 //      most one notify.
+// Before sleeping, a busy queue polls its ring and completions for a while with the frontend's
+// notifications off (queue_poll.cpp).
 // Barriers: nothing submitted after a barrier starts before the barrier completes, and the barrier
 // starts only when everything submitted before it completed (write phase, then fdatasync).
 #include "blkback/queue.hpp"
@@ -387,7 +389,22 @@ void Queue::Impl::run() {
     if ((stopping || fatal_seen) && slots_used == 0) break;
     arm_polls();
     arm_timer();
-    int r = loop.submit_and_wait(1);
+    int r = 0;
+    bool ring_ready = false;
+    if (polling()) {
+      // What is queued starts now, then the ring and the completions are polled (queue_poll.cpp).
+      r = loop.submit();
+      if (r >= 0) {
+        ring_ready = poll_before_sleeping();
+        if (!ring_ready && loop.ready() == 0) {
+          const std::int64_t slept_from = now_ns();
+          r = loop.submit_and_wait(1);
+          adapt_poll_window(now_ns() - slept_from);
+        }
+      }
+    } else {
+      r = loop.submit_and_wait(1);
+    }
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
       PVBACK_LOG(Error, "%s: io_uring_submit_and_wait: %s", name, std::strerror(-r));
       fatal(-r, "io_uring failed");
@@ -412,7 +429,7 @@ void Queue::Impl::run() {
     if (event && !stopping && !fatal_seen) handle_event();
     if (!stopping && !fatal_seen) {
       arm_polls();  // re-armed after unmask: an event from now on fires it again
-      if (resumed) {
+      if (resumed || ring_ready) {
         process_ring();  // what the frontend queued meanwhile, notified or not
       } else if (event) {
         if (process_ring() != 0 || backlog) {

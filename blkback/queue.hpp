@@ -30,6 +30,12 @@ enum class Abi { Native, X86_32, X86_64 };
 // negotiated, the persistent cache (mapped grants) is the data path.
 enum class DataPath { Map, Copy };
 
+// Defaults of the polling window and of the submission batch (bench/results/blk_randread.txt).
+inline constexpr std::chrono::microseconds kDefaultPollMax{200};
+inline constexpr unsigned kDefaultSubmitBatch = 2;
+inline constexpr std::chrono::microseconds kMaxPollMax{1000};
+inline constexpr unsigned kMaxSubmitBatch = 4096;
+
 struct QueueConfig {
   std::string name;                  // for logs: "vbd 1/51712 q0"
   unsigned index = 0;
@@ -61,14 +67,35 @@ struct QueueConfig {
   // paused): it takes nothing from the ring until resume(), but serves what `recovery_path`'s
   // record left (those requests were taken; the frontend waits for their answers).
   bool start_paused = false;
+  // The longest the queue polls its ring and completions before it sleeps (adaptive up to this;
+  // 0: it never polls). While it polls, the frontend is asked for no notifications.
+  std::chrono::microseconds poll_max{kDefaultPollMax};
+  // Requests started per io_uring_enter while a batch taken from the ring is submitted (0: the
+  // whole batch at once). Small starts the first I/O sooner (more than 2 at once are plugged
+  // until the last is built); large costs fewer system calls.
+  unsigned submit_batch = kDefaultSubmitBatch;
 };
 
 // The limits a running queue takes at once (Queue::tune; blkback/tunables.hpp names them).
 struct LiveTuning {
   unsigned max_persistent_grants = 0;
   std::chrono::milliseconds persistent_idle_expiry{0};
+  std::chrono::microseconds poll_max{0};
+  unsigned submit_batch = 0;
   bool operator==(const LiveTuning&) const = default;
 };
+
+inline LiveTuning live_tuning_of(const QueueConfig& c) {
+  return {c.max_persistent_grants, c.persistent_idle_expiry, c.poll_max, c.submit_batch};
+}
+// A queue's configuration with the live tuning in it (what a data plane started again, or an
+// adopting successor, is given).
+inline void apply_live_tuning(QueueConfig& c, const LiveTuning& t) {
+  c.max_persistent_grants = t.max_persistent_grants;
+  c.persistent_idle_expiry = t.persistent_idle_expiry;
+  c.poll_max = t.poll_max;
+  c.submit_batch = t.submit_batch;
+}
 
 class Queue {
  public:

@@ -83,6 +83,12 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
 
   // ---- main loop pieces ----
   void run();
+  // Before sleeping: true when the ring has requests (found while polling or by the final check
+  // that asks the frontend for a notification again); false: sleep.
+  [[nodiscard]] bool poll_before_sleeping();
+  void adapt_poll_window(std::int64_t slept_ns);
+  void grow_poll_window();
+  bool polling() const { return config.poll_max.count() > 0; }
   void arm_polls();
   void arm_timer();
   void handle_event();
@@ -195,6 +201,10 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   bool backlog = false;       // requests left in the ring for lack of slots/bounce pages
   ring::RingIdx oo_counted_to = 0;  // requests before this ring index were counted in kernel_oo_req
   std::int64_t last_purge = 0;
+  // Polling before sleeping (queue_poll.cpp): the current window, adapted between 0 and
+  // config.poll_max as QEMU's event loop does.
+  std::int64_t poll_ns = 0;
+  unsigned unsubmitted = 0;  // started since the last io_uring_enter (submit_pending)
 
   // The operator's pause: nothing is taken from the ring while `paused`. Draining: waiting for
   // what was taken to be answered; Flushing: the storage flush after it.

@@ -51,17 +51,18 @@ void Queue::Impl::request_tuning(const LiveTuning& tuning) {
 }
 
 void Queue::Impl::apply_tuning(const LiveTuning& tuning) {
-  config.max_persistent_grants = tuning.max_persistent_grants;
-  config.persistent_idle_expiry = tuning.persistent_idle_expiry;
+  apply_live_tuning(config, tuning);
+  if (!polling()) poll_ns = 0;
   set_timer_period();  // the next arming of the purge timer
   if (segments) {
     segments->set_max_persistent(tuning.max_persistent_grants);
     // Grants idle longer than the new expiry go now, not at the timer armed with the old one.
     segments->expire(now_ns() - std::chrono::duration_cast<std::chrono::nanoseconds>(tuning.persistent_idle_expiry).count());
   }
-  PVBACK_LOG(Info, "%s: max_persistent_grants %u, persistent_grant_unused_seconds %lld", name,
-             tuning.max_persistent_grants,
-             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(tuning.persistent_idle_expiry).count()));
+  PVBACK_LOG(Info, "%s: max_persistent_grants %u, persistent_grant_unused_seconds %lld, poll_max_us %lld, "
+             "submit_batch %u", name, tuning.max_persistent_grants,
+             static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(tuning.persistent_idle_expiry).count()),
+             static_cast<long long>(tuning.poll_max.count()), tuning.submit_batch);
 }
 
 void Queue::Impl::arm_control() {

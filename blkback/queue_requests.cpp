@@ -42,6 +42,7 @@ std::uint32_t Queue::Impl::process_ring() {
       break;
     }
     if (*n == 0) {
+      if (polling()) break;  // notifications stay off until the queue is about to sleep
       auto more = final_check();
       if (!more) {
         fatal(EPROTO, "ring overflow: the frontend's req_prod is impossible");
@@ -223,6 +224,7 @@ void Queue::Impl::finish_copybacks() {
 // Submission
 
 void Queue::Impl::submit_pending() {
+  unsubmitted = 0;
   while (pending_count != 0 && !barrier_active) {
     const std::uint32_t idx = pending[pending_head];
     Slot& s = slots[idx];
@@ -231,6 +233,12 @@ void Queue::Impl::submit_pending() {
     --pending_count;
     if (!submit_slot(idx)) continue;
     if (s.kind == Kind::Barrier) barrier_active = true;
+    // Started in small groups as the batch goes (QueueConfig::submit_batch): the first request is
+    // at the disk while the others are still being built.
+    if (config.submit_batch != 0 && ++unsubmitted >= config.submit_batch) {
+      unsubmitted = 0;
+      loop.submit();
+    }
   }
 }
 

@@ -24,6 +24,17 @@ constexpr std::array kTunables{
       },
       [](O& o, std::uint64_t v) { o.persistent_idle_expiry = std::chrono::seconds(v); },
       "a persistent grant unused this long is unmapped"},
+    // pvback's own (the kernel's blkback neither polls nor batches submissions to io_uring).
+    T{"poll_max_us", "", TakesEffect::Now, false, 0, static_cast<std::uint64_t>(kMaxPollMax.count()),
+      [](const O& o) -> std::uint64_t { return static_cast<std::uint64_t>(o.poll_max.count()); },
+      [](O& o, std::uint64_t v) { o.poll_max = std::chrono::microseconds(v); },
+      "a busy queue polls its ring and completions up to this long before sleeping, with the frontend's "
+      "notifications off meanwhile (adaptive; 0: never polls)"},
+    T{"submit_batch", "", TakesEffect::Now, false, 0, kMaxSubmitBatch,
+      [](const O& o) -> std::uint64_t { return o.submit_batch; },
+      [](O& o, std::uint64_t v) { o.submit_batch = static_cast<unsigned>(v); },
+      "requests started per io_uring_enter as a batch from the ring is submitted (0: all at once; small starts "
+      "the first sooner, large costs fewer system calls)"},
     // Negotiated: advertised in the backend's directory, read by the frontend when it connects.
     T{"max_queues", "", TakesEffect::NextConnect, false, 0, 256,
       [](const O& o) -> std::uint64_t { return o.max_queues; },

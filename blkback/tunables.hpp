@@ -11,7 +11,8 @@ namespace pvback::blkback {
 std::span<const Tunable<BackendOptions>> vbd_tunables();
 
 // The options a running queue takes at once (Queue::tune, the data plane's Tune).
-inline LiveTuning live_tuning(const BackendOptions& o) { return {o.max_persistent_grants, o.persistent_idle_expiry}; }
-inline LiveTuning live_tuning_of(const QueueConfig& c) { return {c.max_persistent_grants, c.persistent_idle_expiry}; }
+inline LiveTuning live_tuning(const BackendOptions& o) {
+  return {o.max_persistent_grants, o.persistent_idle_expiry, o.poll_max, o.submit_batch};
+}
 
 }  // namespace pvback::blkback

@@ -304,6 +304,8 @@ QueueConfig VbdDriver::queue_config(const FrontendRing& ring, unsigned index) co
   c.persistent_grants = negotiated_.persistent_grants;
   c.max_persistent_grants = options_.max_persistent_grants;
   c.persistent_idle_expiry = options_.persistent_idle_expiry;
+  c.poll_max = options_.poll_max;
+  c.submit_batch = options_.submit_batch;
   c.max_indirect_segments = advertised_.max_indirect_segments;  // what the frontend was told
   c.flush_enabled = options_.flush;
   c.barrier_enabled = options_.barrier;

@@ -264,10 +264,7 @@ std::expected<TunableChange, std::string> VbdDriver::set_tunable(xenbus::XenStor
   if (const LiveTuning now = live_tuning(options_); now != before) {
     for (auto& q : queues_) q->tune(now);
     // Its start's configs too: a data plane started again after a crash has it.
-    for (auto& c : plane_configs_) {
-      c.max_persistent_grants = now.max_persistent_grants;
-      c.persistent_idle_expiry = now.persistent_idle_expiry;
-    }
+    for (auto& c : plane_configs_) apply_live_tuning(c, now);
     if (plane_.running())
       if (const int e = plane_.send(plane::encode_tune(now)))
         PVBACK_LOG(Warning, "%s: the data plane was not told (%s): its next start has it", name_.c_str(),

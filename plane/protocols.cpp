@@ -15,7 +15,8 @@ constexpr std::uint32_t kNetNotices[] = {kStop, kAdopt, kReady, kFatal};
 // `paused`. A version 3 data plane left serving is not adopted (its Adopted lacks `paused`): it is
 // killed and a new one resumes its rings from the records.
 // Version 5: Tune, the operator's persistent-grant limits for the running queues.
-const Protocol kBlkProtocol{0x70766470 /* "pvdp" */, 5, kBlkNotices};
+// Version 6: each queue's (and Tune's) polling window and submission batch.
+const Protocol kBlkProtocol{0x70766470 /* "pvdp" */, 6, kBlkNotices};
 const Protocol kNetProtocol{0x70766e70 /* "pvnp" */, 1, kNetNotices};
 
 }  // namespace pvback::plane

@@ -7,7 +7,7 @@
 
 namespace pvback::plane {
 
-extern const Protocol kBlkProtocol;  // "pvdp", version 5
+extern const Protocol kBlkProtocol;  // "pvdp", version 6
 extern const Protocol kNetProtocol;  // "pvnp", version 1
 
 }  // namespace pvback::plane

@@ -35,6 +35,8 @@ class Loop {
   // io_uring_submit_and_wait / io_uring_submit: what liburing returns (negative errno on failure).
   int submit_and_wait(unsigned wait_nr) { return io_uring_submit_and_wait(&ring_, wait_nr); }
   int submit() { return io_uring_submit(&ring_); }
+  // Completions ready to be reaped, without entering the kernel.
+  unsigned ready() const { return io_uring_cq_ready(&ring_); }
 
   // Calls f(user_data, res) for every completion ready now, then retires them together.
   template <class F>

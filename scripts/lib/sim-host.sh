@@ -22,7 +22,11 @@ sim_vbd_start() {
   shift 3
   local be
   be=$(sim_ctl add-vbd "$domid" "$devid" --params "$disk")
-  PVBACK_DOMID=0 "$BUILD/blkback/pvback-blk" --backend-path "$be" "$@" \
+  # SIM_BACKEND_CPUS: the CPUs pvback-blk and its data plane run on (taskset -c), e.g. apart from
+  # the simulated guest's, as a Xen guest's vCPUs are not dom0's.
+  local pin=()
+  [ -z "${SIM_BACKEND_CPUS:-}" ] || pin=(taskset -c "$SIM_BACKEND_CPUS")
+  PVBACK_DOMID=0 "${pin[@]}" "$BUILD/blkback/pvback-blk" --backend-path "$be" "$@" \
     2>"$SIM_RUN_DIR/pvback-blk-$domid-$devid.log" &
   SIM_PIDS+=($!)
   for _ in $(seq 400); do

@@ -317,7 +317,7 @@ TEST_F(HostTest, AnUpgradedBinaryOfAnotherVersionIsNeitherRestartedOntoNorRunAft
 
   std::string answer = control("1 restart vbd-1-51712");
   EXPECT_NE(answer.find("of another pvback version than this host daemon"), std::string::npos) << answer;
-  EXPECT_NE(log_text().find("answers protocol '70766470 4', this control part speaks '70766470 5'"), std::string::npos)
+  EXPECT_NE(log_text().find("answers protocol '70766470 4', this control part speaks '70766470 6'"), std::string::npos)
       << log_text();
   EXPECT_EQ(listed_data_plane_pid(), first);
   write_and_verify(*front, 2);

@@ -39,6 +39,8 @@ DataPlaneSpec two_queues() {
     q.recovery_path = "/run/pvback/recovery/vbd-3-51712-q" + std::to_string(i);
     q.resume = true;
     q.bind_patience = std::chrono::milliseconds(5000);
+    q.poll_max = std::chrono::microseconds(300 + i);
+    q.submit_batch = 7 + i;
     spec.queues.push_back(q);
   }
   return spec;
@@ -82,6 +84,8 @@ TEST(DataPlaneProtocol, StartRoundTrips) {
     EXPECT_EQ(b.recovery_path, a.recovery_path);
     EXPECT_EQ(b.resume, a.resume);
     EXPECT_EQ(b.bind_patience, a.bind_patience);
+    EXPECT_EQ(b.poll_max, a.poll_max);
+    EXPECT_EQ(b.submit_batch, a.submit_batch);
   }
 }
 
@@ -124,6 +128,12 @@ TEST(DataPlaneProtocol, OutOfRangeFieldsAreRefused) {
   spec.queues.clear();
   EXPECT_FALSE(decode_start(encode_start(spec)).has_value());
   spec = two_queues();
+  spec.queues[1].poll_max = std::chrono::microseconds(1001);  // above --poll-max-us's bound
+  EXPECT_FALSE(decode_start(encode_start(spec)).has_value());
+  spec = two_queues();
+  spec.queues[0].submit_batch = 4097;
+  EXPECT_FALSE(decode_start(encode_start(spec)).has_value());
+  spec = two_queues();
   spec.queues[0].frontend_domid = 0xFFFF;  // fits; a domid above 16 bits cannot be encoded
   EXPECT_TRUE(decode_start(encode_start(spec)).has_value());
   // A boolean byte other than 0 or 1.
@@ -156,7 +166,7 @@ TEST(DataPlaneProtocol, NoticesRoundTripAndMalformedOnesAreRefused) {
 // The pause's answers carry figures: what is encoded is decoded the same, and neither is taken for
 // the other, for a notice or for a truncated or longer message.
 TEST(DataPlaneProtocol, TuneRoundTripsAndMalformedOrOutOfRangeOnesAreRefused) {
-  const LiveTuning t{512, std::chrono::seconds(30)};
+  const LiveTuning t{512, std::chrono::seconds(30), std::chrono::microseconds(150), 4};
   const auto tune = encode_tune(t);
   auto back = decode_tune(tune);
   ASSERT_TRUE(back.has_value()) << back.error();
@@ -168,6 +178,11 @@ TEST(DataPlaneProtocol, TuneRoundTripsAndMalformedOrOutOfRangeOnesAreRefused) {
   EXPECT_FALSE(decode_tune(longer).has_value());
   EXPECT_FALSE(decode_tune(encode_tune({65'537, std::chrono::seconds(30)})).has_value()) << "above the table's bound";
   EXPECT_FALSE(decode_tune(encode_tune({8, std::chrono::milliseconds(-1)})).has_value());
+  EXPECT_FALSE(decode_tune(encode_tune({8, std::chrono::seconds(1), std::chrono::microseconds(1001), 2})).has_value())
+      << "a polling window above its bound";
+  EXPECT_FALSE(decode_tune(encode_tune({8, std::chrono::seconds(1), std::chrono::microseconds(-1), 2})).has_value());
+  EXPECT_FALSE(decode_tune(encode_tune({8, std::chrono::seconds(1), std::chrono::microseconds(0), 4097})).has_value())
+      << "a submission batch above its bound";
   EXPECT_FALSE(decode_tune(encode_resumed(7)).has_value()) << "a Resumed taken for a Tune";
   EXPECT_FALSE(decode_notice(tune).has_value()) << "a Tune taken for a notice";
 }
