@@ -13,6 +13,8 @@
 #
 # O_DIRECT: fio direct=1 on the file; pvback-blk --direct on. Page cache: the file copied to
 # /dev/shm (tmpfs), fio direct=0 on it, pvback-blk --direct off.
+# On 2 CPUs or more, fio (both sides) runs on CPU 0 and pvback-blk on CPU 1, as a Xen guest's vCPUs
+# are not dom0's (BENCH_PIN=0: wherever the scheduler puts them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grid=${1:-quick} seconds=${2:-4}
@@ -26,6 +28,11 @@ scripts/install-deps.sh
 [ -n "${BENCH_NO_BUILD:-}" ] || scripts/build.sh release >/dev/null
 BUILD=$PWD/build
 . scripts/lib/sim-host.sh
+guest_pin=()
+if [ "${BENCH_PIN:-1}" != 0 ] && [ "$(nproc)" -ge 2 ]; then
+  guest_pin=(taskset -c 0)
+  export SIM_BACKEND_CPUS=1
+fi
 engine=$BUILD/fioengine/pvback-fio.so
 [ -f "$engine" ] || { echo "blk_sweep: no fio engine at $engine (scripts/build.sh builds it)" >&2; exit 1; }
 
@@ -43,7 +50,7 @@ run_job() {
   cp bench/blk_sweep.fio "$job"
   printf '%s\n' "$@" >>"$job"
   FIO_ENGINE=$eng FIO_TARGET=$target FIO_DIRECT=$direct FIO_RW=$rw FIO_BS=$bs FIO_IODEPTH=$depth \
-    FIO_NUMJOBS=$jobs FIO_SECONDS=$seconds fio "$job" --output-format=json | python3 -c '
+    FIO_NUMJOBS=$jobs FIO_SECONDS=$seconds "${guest_pin[@]}" fio "$job" --output-format=json | python3 -c '
 import json, sys
 t = sys.stdin.read()
 j = json.loads(t[t.index("{"):])["jobs"][0]

@@ -3,15 +3,19 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <chrono>
@@ -22,6 +26,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/log.hpp"
@@ -79,6 +84,11 @@ int lock_storage(int fd, const FileOptions& options) {
 // Completion tags of a FileChannel: the caller's tag for operations on the ring, and one for the
 // poll on the discard helper's eventfd.
 constexpr std::uint64_t kWorkerPoll = Loop::kEngineTag | (std::uint64_t{1} << 40);
+// user_data of the NOP that reports a transfer done inline: kInline | tag. As many can be pending
+// as the loop has entries (at most 4096: blkback::Queue's).
+constexpr std::size_t kMaxInlinePending = 4096;
+constexpr std::uint64_t kInlineBit = std::uint64_t{1} << 41;
+constexpr std::uint64_t kInline = Loop::kEngineTag | kInlineBit;
 
 // Runs a block device's discards (BLKDISCARD / BLKSECDISCARD are ioctls, which io_uring cannot
 // run before Linux 6.12's block uring_cmd) off the queue's thread. Discards are rare and large:
@@ -171,6 +181,7 @@ class FileChannel final : public Channel {
       PVBACK_LOG(Error, "%s: io_uring_register_files: %s", engine_.path().c_str(), std::strerror(e));
       return e;
     }
+    if (engine_.in_memory()) inline_done_.reserve(kMaxInlinePending);
     if (engine_.block_device() && engine_.capabilities().discard) {
       worker_ = std::make_unique<DiscardWorker>(engine_.fd());
       if (int e = worker_->open()) return e;
@@ -189,6 +200,7 @@ class FileChannel final : public Channel {
     }
     io_uring_sqe* sqe = loop_.sqe();
     if (sqe == nullptr) return EAGAIN;
+    if (engine_.in_memory() && (rq.op == Op::Read || rq.op == Op::Write)) return submit_inline(sqe, rq);
     switch (rq.op) {
       case Op::Read:
         io_uring_prep_readv(sqe, 0, rq.iov, rq.iovcnt, rq.offset);
@@ -214,6 +226,17 @@ class FileChannel final : public Channel {
   }
 
   void on_completion(std::uint64_t user_data, int res, CompletionSink& sink) override {
+    if ((user_data & kInlineBit) != 0) {
+      const auto tag = static_cast<std::uint32_t>(user_data);
+      const auto it = std::find_if(inline_done_.begin(), inline_done_.end(), [&](const auto& d) { return d.first == tag; });
+      if (it != inline_done_.end()) {  // always: each NOP follows its own transfer
+        res = it->second;
+        inline_done_.erase(it);
+      }
+      --in_flight_;
+      sink.completed(tag, res);
+      return;
+    }
     if (user_data != kWorkerPoll) {
       --in_flight_;
       sink.completed(static_cast<std::uint32_t>(user_data), res);
@@ -233,6 +256,20 @@ class FileChannel final : public Channel {
   std::uint32_t in_flight() const override { return in_flight_; }
 
  private:
+  // The transfer now, in this thread (a copy between the page cache and the guest's pages); its
+  // result is reported when the NOP that stands for it completes, like any other operation's.
+  int submit_inline(io_uring_sqe* sqe, const Request& rq) {
+    const ssize_t n = rq.op == Op::Read ? ::preadv(engine_.fd(), rq.iov, static_cast<int>(rq.iovcnt),
+                                                   static_cast<off_t>(rq.offset))
+                                        : ::pwritev(engine_.fd(), rq.iov, static_cast<int>(rq.iovcnt),
+                                                    static_cast<off_t>(rq.offset));
+    inline_done_.emplace_back(rq.tag, n < 0 ? -errno : static_cast<int>(n));
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, kInline | rq.tag);
+    ++in_flight_;
+    return 0;
+  }
+
   bool arm_worker_poll() {
     if (poll_armed_) return true;
     io_uring_sqe* sqe = loop_.sqe();
@@ -248,6 +285,7 @@ class FileChannel final : public Channel {
   std::uint32_t in_flight_ = 0;
   std::unique_ptr<DiscardWorker> worker_;
   std::vector<DiscardWorker::Job> done_;
+  std::vector<std::pair<std::uint32_t, int>> inline_done_;  // (tag, result) of transfers done inline
   std::uint32_t worker_jobs_ = 0;
   bool poll_armed_ = false;
 };
@@ -321,6 +359,9 @@ std::expected<std::unique_ptr<FileEngine>, int> FileEngine::probe(UniqueFd owned
     }
     c.write_zeroes = !options.read_only;  // blkdev fallocate(ZERO_RANGE): write-zeroes, else zero writes
   } else if (S_ISREG(st.st_mode)) {
+    struct statfs fs {};
+    s->in_memory_ = ::fstatfs(fd, &fs) == 0 &&
+                    (fs.f_type == TMPFS_MAGIC || fs.f_type == static_cast<decltype(fs.f_type)>(RAMFS_MAGIC));
     // Requests to a file must respect the logical block size of the device under it when
     // O_DIRECT is used; that is the sector-size we publish.
     const std::uint64_t logical = queue_attribute(st.st_dev, "logical_block_size");
@@ -344,9 +385,10 @@ std::expected<std::unique_ptr<FileEngine>, int> FileEngine::probe(UniqueFd owned
     return std::unexpected(ENOTBLK);
   }
   s->refresh_size();
-  PVBACK_LOG(Info, "%s: %s, %llu sectors, sector-size %u, physical %u, %s%s%s", s->path_.c_str(), s->kind(),
+  PVBACK_LOG(Info, "%s: %s, %llu sectors, sector-size %u, physical %u, %s%s%s%s", s->path_.c_str(), s->kind(),
              static_cast<unsigned long long>(s->sectors()), c.logical_block_size, c.physical_block_size,
-             c.direct ? "O_DIRECT" : "buffered", c.read_only ? ", read-only" : "",
+             c.direct ? "O_DIRECT" : "buffered",
+             s->in_memory_ ? ", in memory (read and written inline)" : "", c.read_only ? ", read-only" : "",
              c.discard ? (c.secure_discard ? ", discard+secure" : ", discard") : "");
   return s;
 }

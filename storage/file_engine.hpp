@@ -46,6 +46,10 @@ class FileEngine final : public Engine {
   const std::string& path() const { return path_; }
   int fd() const { return fd_.get(); }
   bool block_device() const { return block_device_; }
+  // A file in memory (tmpfs, ramfs; O_DIRECT or not): its file system reads and writes without
+  // waiting for a disk but cannot say so to io_uring (no RWF_NOWAIT), which would hand every read
+  // and write to a worker thread; the channel does them itself, at once (FileChannel::submit).
+  bool in_memory() const { return in_memory_; }
 
  private:
   FileEngine() = default;
@@ -53,6 +57,7 @@ class FileEngine final : public Engine {
   UniqueFd fd_;
   std::string path_;
   bool block_device_ = false;
+  bool in_memory_ = false;
   Capabilities caps_;
   std::atomic<std::uint64_t> sectors_{0};
 };

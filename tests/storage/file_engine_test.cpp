@@ -57,6 +57,55 @@ TEST(FileEngine, ReadsWritesAndFlushesThroughTheLoop) {
   EXPECT_EQ(d.channel->in_flight(), 0u);
 }
 
+// A file in tmpfs: io_uring would hand each read and write to a worker thread (tmpfs has no
+// RWF_NOWAIT), so the channel does them itself and reports them through the loop like the rest.
+TEST(FileEngine, AFileInMemoryIsReadAndWrittenInlineAndReportedThroughTheLoop) {
+  TempFile disk(1 << 20, "/dev/shm");
+  auto engine = open_file(disk.path);
+  EXPECT_TRUE(engine->in_memory());  // O_DIRECT on tmpfs or not: the kernel may allow it
+  Driven d(*engine);
+  constexpr std::uint32_t kN = 40;
+  Aligned out(kN * 4096), in(kN * 4096);
+  for (std::size_t i = 0; i < out.bytes; ++i) out.data[i] = static_cast<std::byte>(i * 13 + 5);
+  std::memset(in.data, 0, in.bytes);
+  std::vector<iovec> wv(kN), rv(kN);
+  for (std::uint32_t i = 0; i < kN; ++i) {
+    wv[i] = {out.data + i * 4096, 4096};
+    ASSERT_EQ(d.channel->submit({Op::Write, i * 8192ull, 4096, &wv[i], 1, i}), 0);
+  }
+  EXPECT_EQ(d.channel->in_flight(), kN);
+  ASSERT_EQ(d.wait_for(kN).size(), kN);
+  for (const Done& x : d.sink.done) EXPECT_EQ(x.res, 4096) << "write " << x.tag;
+  for (std::uint32_t i = 0; i < kN; ++i) {
+    rv[i] = {in.data + (kN - 1 - i) * 4096, 4096};
+    ASSERT_EQ(d.channel->submit({Op::Read, i * 8192ull, 4096, &rv[i], 1, 100 + i}), 0);
+  }
+  // Past the end: a short read, reported as such.
+  Aligned tail(8192);
+  const iovec tv[] = {{tail.data, 8192}};
+  ASSERT_EQ(d.channel->submit({Op::Read, (1 << 20) - 4096, 8192, tv, 1, 999}), 0);
+  const auto& done = d.wait_for(2 * kN + 1);
+  ASSERT_EQ(done.size(), 2 * kN + 1);
+  for (const Done& x : done) {
+    if (x.tag >= 100 && x.tag < 100 + kN) {
+      EXPECT_EQ(x.res, 4096) << "read " << x.tag;
+    } else if (x.tag == 999) {
+      EXPECT_EQ(x.res, 4096) << "the read past the end";
+    }
+  }
+  for (std::uint32_t i = 0; i < kN; ++i)
+    EXPECT_EQ(std::memcmp(in.data + (kN - 1 - i) * 4096, out.data + i * 4096, 4096), 0) << "block " << i;
+  const auto in_file = disk.read(8192, 4096);
+  EXPECT_EQ(std::memcmp(in_file.data(), out.data + 4096, 4096), 0);
+  EXPECT_EQ(d.channel->in_flight(), 0u);
+}
+
+TEST(FileEngine, ABufferedFileOnADiskIsNotInMemory) {
+  TempFile disk(1 << 20, "/var/tmp");
+  EXPECT_FALSE(open_file(disk.path, false, false)->in_memory());
+  EXPECT_FALSE(open_file(disk.path, false, true)->in_memory()) << "O_DIRECT";
+}
+
 TEST(FileEngine, DiscardAndWriteZeroesOfAFileRunOnTheRing) {
   TempFile disk(1 << 20);
   disk.fill(0, std::byte{0x5A}, 16 * 4096);

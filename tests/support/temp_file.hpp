@@ -1,5 +1,5 @@
-// A sparse temp file of `bytes` in /tmp, removed at the end of the test, with helpers to look at
-// and change what is on it behind the backend's back.
+// A sparse temp file of `bytes` in /tmp (or `dir`), removed at the end of the test, with helpers
+// to look at and change what is on it behind the backend's back.
 #pragma once
 #include <fcntl.h>
 #include <unistd.h>
@@ -14,9 +14,9 @@
 namespace pvback::test {
 
 struct TempFile {
-  explicit TempFile(std::uint64_t bytes) {
-    char name[] = "/tmp/pvback-disk-XXXXXX";
-    int fd = ::mkstemp(name);
+  explicit TempFile(std::uint64_t bytes, const std::string& dir = "/tmp") {
+    std::string name = dir + "/pvback-disk-XXXXXX";
+    int fd = ::mkstemp(name.data());
     if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) throw std::runtime_error("temp file");
     ::close(fd);
     path = name;
