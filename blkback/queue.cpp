@@ -403,7 +403,9 @@ void Queue::Impl::run() {
         }
       }
     } else {
-      r = loop.submit_and_wait(1);
+      // Not polling (or no longer: a Tune), the frontend may still have been told not to notify.
+      ring_ready = poll_before_sleeping();
+      r = ring_ready ? loop.submit() : loop.submit_and_wait(1);
     }
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
       PVBACK_LOG(Error, "%s: io_uring_submit_and_wait: %s", name, std::strerror(-r));
@@ -429,17 +431,23 @@ void Queue::Impl::run() {
     if (event && !stopping && !fatal_seen) handle_event();
     if (!stopping && !fatal_seen) {
       arm_polls();  // re-armed after unmask: an event from now on fires it again
-      if (resumed || ring_ready) {
-        process_ring();  // what the frontend queued meanwhile, notified or not
-      } else if (event) {
-        if (process_ring() != 0 || backlog) {
+      // resumed: what the frontend queued meanwhile, notified or not; ring_ready: found by polling
+      // or by the final check.
+      const bool look = resumed || ring_ready || event || (backlog && progressed);
+      const std::uint32_t taken = look ? process_ring() : 0;
+      if (event) {
+        // Work since the last event (taken now, or by a poll the notification raced with) means
+        // an honest notification; only one that announces nothing counts towards a storm.
+        if (taken != 0 || backlog || taken_since_event != 0) {
           wakeups.work_found();
           unmask_events();  // throttled, but there was work after all
         } else if (wakeups.nothing_found()) {
           stats.spurious_events.add();
         }
-      } else if (backlog && progressed) {
-        process_ring();
+        taken_since_event = 0;
+      } else if (taken != 0) {
+        taken_since_event += taken;
+        wakeups.work_found();
       }
     }
     submit_pending();

@@ -69,7 +69,11 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   std::expected<ring::RingIdx, int> unconsumed() const {
     return is32 ? ring32.unconsumed_requests() : ring64.unconsumed_requests();
   }
-  std::expected<bool, int> final_check() { return is32 ? ring32.final_check_for_requests() : ring64.final_check_for_requests(); }
+  // Asks the frontend to notify the next request (req_event just past req_cons), then looks again.
+  std::expected<bool, int> final_check() {
+    notifications_armed = true;
+    return is32 ? ring32.final_check_for_requests() : ring64.final_check_for_requests();
+  }
   native::Request take_request() {
     if (is32) return blkif::to_native(ring32.next_request());
     return blkif::to_native(ring64.next_request());
@@ -204,6 +208,13 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   // Polling before sleeping (queue_poll.cpp): the current window, adapted between 0 and
   // config.poll_max as QEMU's event loop does.
   std::int64_t poll_ns = 0;
+  // req_event asks for a notification of the next request: set by final_check, cleared as a
+  // request is taken. The queue never sleeps with it clear (poll_before_sleeping), or a frontend
+  // could push without notifying and wait for ever.
+  bool notifications_armed = false;
+  // Requests taken (by polling, or by the final check) since the last event: the notification
+  // that follows may announce them, and is not counted as spurious.
+  std::uint32_t taken_since_event = 0;
   unsigned unsubmitted = 0;  // started since the last io_uring_enter (submit_pending)
 
   // The operator's pause: nothing is taken from the ring while `paused`. Draining: waiting for

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -52,7 +53,7 @@ void Queue::Impl::request_tuning(const LiveTuning& tuning) {
 
 void Queue::Impl::apply_tuning(const LiveTuning& tuning) {
   apply_live_tuning(config, tuning);
-  if (!polling()) poll_ns = 0;
+  poll_ns = std::min<std::int64_t>(poll_ns, std::chrono::duration_cast<std::chrono::nanoseconds>(config.poll_max).count());
   set_timer_period();  // the next arming of the purge timer
   if (segments) {
     segments->set_max_persistent(tuning.max_persistent_grants);

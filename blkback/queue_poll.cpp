@@ -36,8 +36,12 @@ constexpr std::int64_t kYieldEveryNs = 8'000;
 }  // namespace
 
 bool Queue::Impl::poll_before_sleeping() {
-  if (!polling() || paused || stopping || fatal_seen) return false;
-  if (poll_ns > 0) {
+  if (paused || stopping || fatal_seen) return false;
+  // Requests left in the ring for want of a slot or bounce pages (or behind a predecessor's still
+  // to be executed again) are taken when a completion frees room (run()'s backlog path): they are
+  // no work a poll can do, and counting them would spin without end.
+  const bool ring_counts = !backlog && !recovered;
+  if (polling() && poll_ns > 0) {
     const std::int64_t start = now_ns();
     const std::int64_t deadline = start + poll_ns;
     std::int64_t yielded = start;
@@ -46,10 +50,12 @@ bool Queue::Impl::poll_before_sleeping() {
         grow_poll_window();
         return false;
       }
-      auto n = unconsumed();
-      if (!n || *n != 0) {  // an impossible req_prod: process_ring disconnects
-        grow_poll_window();
-        return true;
+      if (ring_counts) {
+        auto n = unconsumed();
+        if (!n || *n != 0) {  // an impossible req_prod: process_ring disconnects
+          grow_poll_window();
+          return true;
+        }
       }
       if ((spins & 31) == 31) {
         const std::int64_t now = now_ns();
@@ -64,10 +70,11 @@ bool Queue::Impl::poll_before_sleeping() {
       cpu_relax();
     }
   }
+  if (!ring_counts || notifications_armed) return false;
   // About to sleep: notifications on again, and a last look at what the frontend queued meanwhile.
   auto more = final_check();
   const bool ring_ready = !more || *more;
-  if (ring_ready || loop.ready() != 0) grow_poll_window();  // a longer poll would have found it
+  if (polling() && (ring_ready || loop.ready() != 0)) grow_poll_window();  // a longer poll would have found it
   return ring_ready;
 }
 

@@ -108,6 +108,7 @@ void Queue::Impl::take_one() {
   free_slots.pop_back();
   const ring::RingIdx at = req_cons();
   native::Request req = take_request();  // the one and only read of the shared slot
+  notifications_armed = false;
   log.took(idx, at, req);
   take_recovered(idx, req);
 }

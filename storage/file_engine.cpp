@@ -228,8 +228,16 @@ class FileChannel final : public Channel {
   void on_completion(std::uint64_t user_data, int res, CompletionSink& sink) override {
     if ((user_data & kInlineBit) != 0) {
       const auto tag = static_cast<std::uint32_t>(user_data);
-      const auto it = std::find_if(inline_done_.begin(), inline_done_.end(), [&](const auto& d) { return d.first == tag; });
-      if (it != inline_done_.end()) {  // always: each NOP follows its own transfer
+      // NOPs complete in the order they were queued: their results are taken from the front.
+      const auto from = inline_done_.begin() + static_cast<std::ptrdiff_t>(inline_head_);
+      const auto it = std::find_if(from, inline_done_.end(), [&](const auto& d) { return d.first == tag; });
+      if (it == from) {
+        res = it->second;
+        if (++inline_head_ == inline_done_.size()) {
+          inline_done_.clear();
+          inline_head_ = 0;
+        }
+      } else if (it != inline_done_.end()) {
         res = it->second;
         inline_done_.erase(it);
       }
@@ -286,6 +294,7 @@ class FileChannel final : public Channel {
   std::unique_ptr<DiscardWorker> worker_;
   std::vector<DiscardWorker::Job> done_;
   std::vector<std::pair<std::uint32_t, int>> inline_done_;  // (tag, result) of transfers done inline
+  std::size_t inline_head_ = 0;                             // those before it were reported
   std::uint32_t worker_jobs_ = 0;
   bool poll_armed_ = false;
 };

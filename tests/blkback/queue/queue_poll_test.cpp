@@ -103,6 +103,26 @@ TEST_F(QueuePollTest, TuneTurnsPollingOffAndOn) {
   EXPECT_LT(asked, 180u);
 }
 
+// Polling switched off and on while requests keep coming (a Tune takes effect as the queue next
+// wakes, possibly between taking requests and the final check that asks for notifications): every
+// request is still answered, none waits for a notification the frontend was told not to send.
+TEST_F(QueuePollTest, PollingSwitchedOffAndOnUnderARequestStreamLosesNoWakeUp) {
+  RawFrontend<X64> fe(platform(1), 0);
+  ASSERT_NO_FATAL_FAILURE(start_polling(fe, blkback::kMaxPollMax));
+  grant::SharedPages data = fe.share(1);
+  blkback::LiveTuning t;
+  t.max_persistent_grants = 1056;
+  t.persistent_idle_expiry = 60s;
+  t.submit_batch = 2;
+  for (unsigned round = 0; round < 40; ++round) {
+    t.poll_max = round % 2 == 0 ? 0us : blkback::kMaxPollMax;
+    queue->tune(t);
+    notifications_asked(fe, data, 10);  // fails (a request unanswered in 10 s) on a lost wake-up
+    if (HasFailure()) return;
+  }
+  EXPECT_EQ(stats.events_throttled.get(), 0u);
+}
+
 // Batches of 32 writes then reads of distinct data, started 1, 2, 5 or all at a time, polled or
 // not: every byte read back is what was written.
 TEST_F(QueuePollTest, EverySubmissionBatchServesTheSameData) {
