@@ -23,6 +23,15 @@ class QueuePollTest : public QueueTest {
     };
     start(fe, o);
   }
+  // Tells the running queue this polling window (the other limits as they were).
+  void tune_polling(std::chrono::microseconds poll_max) {
+    blkback::LiveTuning t;
+    t.max_persistent_grants = 1056;
+    t.persistent_idle_expiry = 60s;
+    t.submit_batch = 2;
+    t.poll_max = poll_max;
+    queue->tune(t);
+  }
 };
 
 // One request at a time, each put as soon as the previous one is answered (a frontend refilling
@@ -88,16 +97,10 @@ TEST_F(QueuePollTest, TuneTurnsPollingOffAndOn) {
   RawFrontend<X64> fe(platform(1), 0);
   ASSERT_NO_FATAL_FAILURE(start_polling(fe, blkback::kMaxPollMax));
   grant::SharedPages data = fe.share(1);
-  blkback::LiveTuning t;
-  t.max_persistent_grants = 1056;
-  t.persistent_idle_expiry = 60s;
-  t.submit_batch = 2;
-  t.poll_max = 0us;
-  queue->tune(t);
+  tune_polling(0us);
   notifications_asked(fe, data, 5);  // the tuning taken (it is read as the queue wakes)
   EXPECT_EQ(notifications_asked(fe, data, 100), 100u);
-  t.poll_max = blkback::kMaxPollMax;
-  queue->tune(t);
+  tune_polling(blkback::kMaxPollMax);
   notifications_asked(fe, data, 5);
   const unsigned asked = notifications_asked(fe, data, 200);
   EXPECT_LT(asked, 180u);
@@ -110,13 +113,8 @@ TEST_F(QueuePollTest, PollingSwitchedOffAndOnUnderARequestStreamLosesNoWakeUp) {
   RawFrontend<X64> fe(platform(1), 0);
   ASSERT_NO_FATAL_FAILURE(start_polling(fe, blkback::kMaxPollMax));
   grant::SharedPages data = fe.share(1);
-  blkback::LiveTuning t;
-  t.max_persistent_grants = 1056;
-  t.persistent_idle_expiry = 60s;
-  t.submit_batch = 2;
   for (unsigned round = 0; round < 40; ++round) {
-    t.poll_max = round % 2 == 0 ? 0us : blkback::kMaxPollMax;
-    queue->tune(t);
+    tune_polling(round % 2 == 0 ? 0us : blkback::kMaxPollMax);
     notifications_asked(fe, data, 10);  // fails (a request unanswered in 10 s) on a lost wake-up
     if (HasFailure()) return;
   }
