@@ -250,7 +250,10 @@ std::uint32_t Queue::Impl::resume_recovered() {
 }
 
 void Queue::Impl::drain_in_flight() {
-  // Wait for every submitted I/O so no kernel write lands in memory we are about to unmap.
+  // Wait for every submitted I/O so no kernel write lands in memory we are about to unmap. What is
+  // queued but not yet started (run() left after a failure) starts first: waiting for it otherwise
+  // would never end.
+  if (loop.initialised()) loop.submit();
   while (submitted > 0 && loop.initialised() && channel) {
     std::uint64_t tag = 0;
     int res = 0;

@@ -71,7 +71,8 @@ bool VbdDriver::adopt_data_plane() {
   // run directory): a data plane tuned otherwise under a predecessor is told.
   if (const LiveTuning mine = live_tuning(options_);
       !spec.queues.empty() && live_tuning_of(spec.queues.front()) != mine) {
-    PVBACK_LOG(Info, "%s: the adopted data plane's persistent-grant limits differ from the configured ones: telling it",
+    PVBACK_LOG(Info, "%s: the adopted data plane's live tunables (persistent-grant limits, polling window, "
+               "submission batch) differ from the configured ones: telling it",
                name_.c_str());
     if (const int e = plane_.send(plane::encode_tune(mine)))
       PVBACK_LOG(Warning, "%s: the data plane was not told (%s)", name_.c_str(), std::strerror(e));
