@@ -3,13 +3,16 @@
 # (net_null0: the port drops what it is given, so the figure is the backend's own cost), then with
 # the TAP exit for comparison. The guest is `pvback-netfront flood`; the figure is the backend's
 # tx_packets (from its statistics) over the run, and per backend core: divided by the CPU time
-# the backend process used (poll-mode DPDK loops use a whole core by design).
+# the backend's processes used (poll-mode DPDK loops use a whole core by design). Beside the TAP
+# figure, in the same run: the TAP's own ceiling on this machine, 64-byte frames written into a
+# TAP by one thread with nothing else to do (tools/pvback-tap-flood, through the same TapPort:
+# batched as pvback-net writes, and with one write() per frame), and pvback's ratio to it.
 # usage: bench/net_pps.sh [SECONDS]   (results appended to bench/results/net_pps.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 BUILD=${BUILD:-build}
-[ -x "$BUILD/netback/pvback-net" ] || scripts/build.sh release >/dev/null
+[ -x "$BUILD/netback/pvback-net" ] && [ -x "$BUILD/tools/pvback-tap-flood" ] || scripts/build.sh release >/dev/null
 source scripts/lib/sim-host.sh
 work=$(mktemp -d /tmp/pvback-net-pps.XXXXXX)
 cleanup() { sim_host_cleanup; rm -rf "$work"; }
@@ -17,7 +20,16 @@ trap cleanup EXIT
 results=bench/results/net_pps.txt
 mkdir -p bench/results
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of a process and every process under it (pvback-net's data plane, pvback-net-dp, is
+# its child and does the work).
+cpu_ticks() {
+  local pid=$1 total child
+  total=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+  for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    total=$((total + $(cpu_ticks "$child")))
+  done
+  echo "$total"
+}
 tx_packets() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["tx_packets"])' "$1"; }
 
 run_case() {  # run_case LABEL DOMID [pvback-net options...]
@@ -52,4 +64,22 @@ run_case "dpdk net_null0, 64 B, 1 queue" 1 --exit dpdk --dpdk-devargs net_null0
 netns=pvb-bench-$$
 ip netns add "$netns"
 SIM_DOM0_NETNS=$netns run_case "tap vif2.0, 64 B, 1 queue" 2 --tap-up
+tap_line=$(tail -1 "$results")
+for batch in 64 0; do
+  label="TAP alone, $([ $batch = 0 ] && echo 'one write() each' || echo "batches of $batch")"
+  ip netns exec "$netns" "$BUILD/tools/pvback-tap-flood" --name "tflood$batch" --seconds "$seconds" --batch $batch \
+    2>/dev/null | python3 -c '
+import sys
+label = sys.argv[1]
+f = dict(zip(*[iter(sys.stdin.read().split())] * 2))
+pps, cpu, per = float(f["pps"]), float(f["cpu"]), float(f["pps_per_core"])
+print("%-32s %6.2f Mpps  its CPU     %4.2f cores  %6.2f Mpps per core" % (label, pps / 1e6, cpu, per / 1e6))
+' "$label" | tee -a "$results"
+done
+python3 - "$tap_line" "$(tail -2 "$results" | head -1)" <<'PY' | tee -a "$results"
+import re, sys
+per_core = lambda line: float(re.findall(r"([0-9.]+) Mpps per", line)[-1])
+pv, ceiling = per_core(sys.argv[1]), per_core(sys.argv[2])
+print(f"pvback TAP per core / the TAP alone, batched: {pv / ceiling:.2f}x")
+PY
 ip netns del "$netns"

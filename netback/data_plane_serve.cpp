@@ -57,6 +57,8 @@ int set_up(plane::ControlLink& link, const PlaneSpec& spec, std::vector<UniqueFd
       why = "TAP queue " + std::to_string(i);
       return port.error();
     }
+    // Before the seccomp filter, which refuses io_uring_setup; without it, a write() per frame.
+    (void)(*port)->prepare_batched_tx();
     ports.push_back(port->get());
     s.ports.push_back(std::move(*port));
   }

@@ -67,7 +67,19 @@ std::expected<std::unique_ptr<TapPort>, int> TapPort::on_fd(UniqueFd fd, unsigne
   port->fd_ = std::move(fd);
   if (int err = port->tx_.init(tx_buffers); err != 0) return std::unexpected(err);
   if (int err = port->rx_.init(rx_buffers); err != 0) return std::unexpected(err);
+  port->tx_frames_.resize(tx_buffers);
+  port->tx_slots_.resize(tx_buffers);
+  port->tx_results_.resize(tx_buffers);
   return port;
+}
+
+int TapPort::prepare_batched_tx() {
+  if (writer_prepared_) return writer_.batched() ? 0 : EALREADY;
+  writer_prepared_ = true;
+  const int e = writer_.init(fd_.get(), static_cast<unsigned>(tx_frames_.size()));
+  if (e != 0)
+    PVBACK_LOG(Warning, "tap: no batched writes (io_uring: %s): one write() per frame", std::strerror(e));
+  return e;
 }
 
 int TapPort::alloc_tx(std::span<PacketBuffer> bufs) {
@@ -85,7 +97,8 @@ int TapPort::alloc_tx(std::span<PacketBuffer> bufs) {
 }
 
 unsigned TapPort::transmit(std::span<PacketBuffer> bufs) {
-  unsigned sent = 0;
+  if (!writer_prepared_) (void)prepare_batched_tx();
+  std::size_t n = 0;
   for (PacketBuffer& b : bufs) {
     if (b.handle == nullptr) {  // not from alloc_tx: nothing to send or give back
       stats_.tx_dropped.add();
@@ -93,29 +106,41 @@ unsigned TapPort::transmit(std::span<PacketBuffer> bufs) {
     }
     const std::uint32_t i = slot_index(b.handle);
     std::byte* slot = tx_.slot(i);
+    b.handle = nullptr;
+    b.nr_chunks = 0;
     virtio_net_hdr_v1 hdr;
     if (b.length == 0) {
       // Given up on by netback after alloc_tx (its grant copy failed): only the slot comes back.
+      tx_.free.push_back(i);
     } else if (!meta_to_vnet_header(b.meta, b.length, hdr)) {
       stats_.tx_dropped.add();
       PVBACK_LOG_RATELIMITED(Warning, "tap: dropping a packet with gso_type %u gso_size %u",
                              b.meta.gso_type, b.meta.gso_size);
+      tx_.free.push_back(i);
     } else {
       std::memcpy(slot + kHdrOffset, &hdr, sizeof hdr);
-      const ssize_t n = ::write(fd_.get(), slot + kHdrOffset, kVnetHdrLen + b.length);
-      if (n == static_cast<ssize_t>(kVnetHdrLen + b.length)) {
-        ++sent;
-      } else {
-        // EAGAIN: the host side is not taking packets (sndbuf full); EIO: the device is down;
-        // EINVAL: the kernel refused the header (e.g. hdr_len beyond the packet).
-        stats_.tx_dropped.add();
-        if (n < 0 && errno != EAGAIN && errno != EIO)
-          PVBACK_LOG_RATELIMITED(Warning, "tap: write of %u bytes: %s", b.length, std::strerror(errno));
-      }
+      // Every slot is out at most once, so n never passes the slot count the arrays hold.
+      tx_frames_[n] = iovec{slot + kHdrOffset, kVnetHdrLen + b.length};
+      tx_slots_[n] = i;
+      ++n;
     }
-    b.handle = nullptr;
-    b.nr_chunks = 0;
-    tx_.free.push_back(i);
+  }
+  if (n == 0) return 0;
+  writer_.write(std::span(tx_frames_).first(n), tx_results_);
+  unsigned sent = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    const int r = tx_results_[k];
+    if (r >= 0 && static_cast<std::size_t>(r) == tx_frames_[k].iov_len) {
+      ++sent;
+    } else {
+      // -EAGAIN: the host side is not taking packets (sndbuf full); -EIO: the device is down;
+      // -EINVAL: the kernel refused the header (e.g. hdr_len beyond the packet).
+      stats_.tx_dropped.add();
+      if (r < 0 && r != -EAGAIN && r != -EIO)
+        PVBACK_LOG_RATELIMITED(Warning, "tap: write of %zu bytes: %s", tx_frames_[k].iov_len - kVnetHdrLen,
+                               std::strerror(-r));
+    }
+    tx_.free.push_back(tx_slots_[k]);
   }
   stats_.tx_sent.add(sent);
   return sent;

@@ -19,6 +19,7 @@
 #include "base/counter.hpp"
 #include "base/unique_fd.hpp"
 #include "netback/port.hpp"
+#include "netback/tap_writer.hpp"
 
 namespace pvback::netback {
 
@@ -65,6 +66,12 @@ class TapPort final : public Port {
   void release(std::span<PacketBuffer> bufs) override;
   int rx_fd() const override { return fd_.get(); }
 
+  // Sets up the batched writes of transmit() (tap_writer.hpp). transmit() does it itself the first
+  // time if nobody did; a sandboxed process must do it before its seccomp filter forbids
+  // io_uring_setup. 0, or the errno value why frames go out one write() each.
+  int prepare_batched_tx();
+  bool batched_tx() const { return writer_.batched(); }
+
   const TapPortStats& stats() const { return stats_; }
   bool attached() const { return attached_; }
 
@@ -85,6 +92,13 @@ class TapPort final : public Port {
   bool attached_ = true;
   Arena tx_;
   Arena rx_;
+  TapWriter writer_;
+  bool writer_prepared_ = false;
+  // transmit()'s batch: the frames to write, their slots, what each write returned. Sized for
+  // every TX slot at once.
+  std::vector<iovec> tx_frames_;
+  std::vector<std::uint32_t> tx_slots_;
+  std::vector<int> tx_results_;
   TapPortStats stats_;
 };
 

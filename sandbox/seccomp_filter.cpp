@@ -30,6 +30,10 @@ constexpr const char* kAllowed[] = {
     // The data path on fds opened before apply(): a TAP queue, the control socket, gntdev/evtchn
     // (or pvback-sim's sockets and shared memory).
     "read", "write", "readv", "writev", "close", "close_range", "fstat",
+    // Entering rings set up before apply() (io_uring_setup itself is not allowed): a vbd's storage
+    // loop, a TAP queue's batched writes (netback/tap_writer.hpp). Each ring is restricted to its
+    // own operations when it is made.
+    "io_uring_enter",
     // The simulated hypervisor and the control part talk over already-connected AF_UNIX sockets;
     // pvback-sim passes shared memory as SCM_RIGHTS fds, which recvmsg receives.
     "sendmsg", "recvmsg", "sendto", "recvfrom",
@@ -59,9 +63,8 @@ constexpr const char* kStorageAllowed[] = {
     "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "lseek",
     // Storage: flushes, discards/zeroing of a file (fallocate), a recovery record's size.
     "fsync", "fdatasync", "sync_file_range", "fallocate", "ftruncate",
-    // Rings set up before apply() (io_uring_setup itself is not allowed): submitting, waiting,
-    // registering buffers and files.
-    "io_uring_enter", "io_uring_register",
+    // Rings set up before apply(): registering buffers and files (entering them: kAllowed).
+    "io_uring_register",
 };
 
 // Profile::BlockNetwork on top of those: librbd's connections to a Ceph cluster's monitors and

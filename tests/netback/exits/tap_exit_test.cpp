@@ -149,6 +149,24 @@ TEST_F(TapTest, TxFramesArriveByteExact) {
   EXPECT_EQ(exit_->tap_port(0).stats().tx_dropped.get(), 0u);
 }
 
+TEST_F(TapTest, AWholeArenaOfFramesGoesOutInOneBatchInOrder) {
+  PacketSocket sock("vif1.0");
+  ASSERT_TRUE(sock.ok());
+  std::vector<std::vector<std::uint8_t>> frames;
+  for (std::uint32_t seq = 1; seq <= 256; ++seq) frames.push_back(test::test_frame(60 + seq % 200, seq));
+  ASSERT_EQ(tx(exit_->port(0), frames), frames.size());
+  EXPECT_TRUE(exit_->tap_port(0).batched_tx());  // io_uring is available here: one enter, not 256 writes
+  std::uint32_t next = 1;
+  while (next <= 256) {
+    auto got = sock.recv([](auto& g) { return test::is_test_frame(g); });
+    ASSERT_TRUE(got.has_value()) << "frame " << next << " did not arrive";
+    ASSERT_EQ(test::test_seq(*got), next) << "out of order";
+    EXPECT_EQ(*got, frames[next - 1]);
+    ++next;
+  }
+  EXPECT_EQ(exit_->tap_port(0).stats().tx_sent.get(), 256u);
+}
+
 TEST_F(TapTest, TxPartialChecksumAndGsoReachTheKernelAsSuch) {
   PacketSocket sock("vif1.0", /*vnet_hdr=*/true);
   ASSERT_TRUE(sock.ok());
@@ -408,11 +426,3 @@ int main(int argc, char** argv) {
   pvback::netback::g_netns = pvback::test::enter_private_netns();
   return RUN_ALL_TESTS();
 }
-
-namespace pvback::netback {
-namespace {
-
-// Not a test: how many packets per second one TapPort writes (run with
-// --gtest_also_run_disabled_tests). The kernel drops the frames after the vif (unknown ethertype).
-}  // namespace
-}  // namespace pvback::netback

@@ -1,0 +1,136 @@
+#include "netback/tap_writer.hpp"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+
+namespace pvback::netback {
+namespace {
+
+// The ring can only write to its one registered file: a data plane taken over cannot use it for
+// what its seccomp filter forbids (io_uring's operations never pass that filter).
+int restrict_ring(io_uring& ring) {
+  io_uring_restriction r[3] = {};
+  r[0].opcode = IORING_RESTRICTION_SQE_OP;
+  r[0].sqe_op = IORING_OP_WRITE;
+  r[1].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
+  r[1].sqe_flags = IOSQE_FIXED_FILE;
+  r[2].opcode = IORING_RESTRICTION_REGISTER_OP;  // see ~TapWriter
+  r[2].register_op = IORING_UNREGISTER_FILES;
+  // Straight to the system call: Debian 12's liburing 2.3 declares io_uring_register_restrictions
+  // and io_uring_enable_rings but its shared library does not export them.
+  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_RESTRICTIONS, r, 3u) != 0) return errno;
+  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0) return errno;
+  return 0;
+}
+
+// A result not yet known (no write answers it: errors are -errno, lengths are >= 0).
+constexpr int kPending = INT32_MIN;
+
+}  // namespace
+
+TapWriter::~TapWriter() { close_ring(); }
+
+void TapWriter::close_ring() {
+  if (!initialised_) return;
+  // The ring's own teardown runs later in a kernel worker, and until then its registered file
+  // keeps the TAP queue open: a TAP device would outlive its TapExit, and a successor creating
+  // the same vif would find the name taken (EEXIST). Unregistered now, the queue closes with the
+  // fd its owner closes.
+  (void)io_uring_unregister_files(&ring_);
+  io_uring_queue_exit(&ring_);
+  initialised_ = false;
+}
+
+int TapWriter::init(int fd, unsigned entries) {
+  if (initialised_) return EBUSY;
+  if (fd < 0) return EBADF;
+  fd_ = fd;  // whatever happens next: write() per frame on it
+  if (entries == 0) return EINVAL;
+  // The completion queue holds a whole batch (twice the entries by default): nothing overflows.
+  // Not IORING_SETUP_SINGLE_ISSUER: the thread that makes the ring (a data plane's main thread)
+  // is not the queue's thread that writes through it.
+  int r = io_uring_queue_init(entries, &ring_, IORING_SETUP_R_DISABLED);
+  if (r < 0) return -r;
+  initialised_ = true;
+  // The file is registered before the restrictions, which then allow no registration but its
+  // removal (~TapWriter).
+  if (r = io_uring_register_files(&ring_, &fd, 1); r < 0) {
+    close_ring();
+    return -r;
+  }
+  if (int e = restrict_ring(ring_)) {
+    close_ring();
+    return e;
+  }
+  entries_ = entries;
+  return 0;
+}
+
+void TapWriter::write_one_by_one(std::span<const iovec> frames, std::span<int> results) const {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const ssize_t n = ::write(fd_, frames[i].iov_base, frames[i].iov_len);
+    results[i] = n >= 0 ? static_cast<int>(n) : -errno;
+  }
+}
+
+void TapWriter::write(std::span<const iovec> frames, std::span<int> results) {
+  if (!initialised_) {
+    write_one_by_one(frames, results);
+    return;
+  }
+  std::size_t done = 0;
+  while (done < frames.size()) {
+    const std::size_t n = std::min<std::size_t>(frames.size() - done, entries_);
+    for (std::size_t i = 0; i < n; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never null: the ring is empty and n <= entries
+      io_uring_prep_write(sqe, 0, frames[done + i].iov_base, static_cast<unsigned>(frames[done + i].iov_len), 0);
+      sqe->flags |= IOSQE_FIXED_FILE;
+      // Without RWF_NOWAIT, io_uring waits for room on a full file even if it is O_NONBLOCK.
+      sqe->rw_flags = RWF_NOWAIT;
+      sqe->user_data = done + i;
+      results[done + i] = kPending;
+    }
+    // Every write completes inside io_uring_enter (the fd is O_NONBLOCK); waiting for all n only
+    // makes sure of it.
+    std::size_t completed = 0;
+    int failure = 0;
+    for (int attempt = 0; completed < n && attempt < 4;) {
+      const int r = io_uring_submit_and_wait(&ring_, static_cast<unsigned>(n - completed));
+      io_uring_cqe* cqe;
+      unsigned head;
+      unsigned seen = 0;
+      io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++seen;
+        results[static_cast<std::size_t>(cqe->user_data)] = cqe->res;
+      }
+      io_uring_cq_advance(&ring_, seen);
+      completed += seen;
+      if (r < 0 && r != -EINTR) {
+        failure = -r;
+        ++attempt;  // EAGAIN, EBUSY, ENOMEM: the kernel is short of something; a few more tries
+      }
+    }
+    if (completed < n) {
+      // The ring failed (the kernel kept refusing to enter it): the frames it did not write are
+      // dropped, and the ring is given up so that writes left in it are never made later, into
+      // slots reused by then. From here on one write() per frame.
+      for (std::size_t i = 0; i < n; ++i)
+        if (results[done + i] == kPending) results[done + i] = -(failure != 0 ? failure : EIO);
+      close_ring();
+    }
+    // A kernel whose TAP does not take RWF_NOWAIT refuses every write so: from here on, and for
+    // these frames, write() (non-blocking by the fd's O_NONBLOCK).
+    for (std::size_t i = 0; i < n; ++i) {
+      if (results[done + i] != -EOPNOTSUPP) continue;
+      close_ring();
+      write_one_by_one(frames.subspan(done + i, 1), results.subspan(done + i, 1));
+    }
+    done += n;
+  }
+}
+
+}  // namespace pvback::netback
