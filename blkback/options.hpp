@@ -11,7 +11,7 @@
 namespace pvback::blkback {
 
 struct BackendOptions {
-  unsigned max_queues = 0;                 // multi-queue-max-queues; 0 = number of CPUs
+  unsigned max_queues = 0;                 // multi-queue-max-queues; 0 = CPUs, at most 8 (base/queue_count.hpp)
   unsigned max_ring_page_order = 4;        // max-ring-page-order (Linux: xen_blkif_max_ring_order = 4)
   unsigned max_indirect_segments = 256;    // feature-max-indirect-segments; 0 = no indirect requests
   bool persistent_grants = true;           // feature-persistent

@@ -9,6 +9,7 @@
 
 #include "base/fd_passing.hpp"
 #include "base/log.hpp"
+#include "base/queue_count.hpp"
 #include "blkback/frontend_keys.hpp"
 #include "storage/fault_engine.hpp"
 #include "storage/file_engine.hpp"
@@ -46,7 +47,7 @@ VbdDriver::~VbdDriver() { disconnect(); }
 
 unsigned VbdDriver::effective_max_queues() const {
   unsigned n = options_.max_queues;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = default_queue_count();
   return std::min(n, kMaxQueuesLimit);
 }
 

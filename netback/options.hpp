@@ -9,7 +9,7 @@
 namespace pvback::netback {
 
 struct VifOptions {
-  unsigned max_queues = 0;             // multi-queue-max-queues; 0: number of CPUs (capped by the exit)
+  unsigned max_queues = 0;             // multi-queue-max-queues; 0: CPUs, at most 8 (base/queue_count.hpp), capped by the exit
   bool split_event_channels = true;    // feature-split-event-channels
   bool ctrl_ring = true;               // feature-ctrl-ring (receive-side hash configuration)
   bool multicast_control = true;       // feature-multicast-control + feature-dynamic-multicast-control

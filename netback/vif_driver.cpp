@@ -6,6 +6,7 @@
 
 #include "base/fd_passing.hpp"
 #include "base/log.hpp"
+#include "base/queue_count.hpp"
 #include "netback/frontend_keys.hpp"
 #include "netback/tap_exit.hpp"
 #include "netback/tunables.hpp"
@@ -64,7 +65,7 @@ VifDriver::~VifDriver() { disconnect(); }
 
 unsigned VifDriver::effective_max_queues() const {
   unsigned n = options_.max_queues;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = default_queue_count();
   return std::min({n, kMaxQueuesLimit, std::max(1u, exit_.max_queues())});
 }
 

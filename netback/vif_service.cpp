@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "base/queue_count.hpp"
 #include "netback/data_plane.hpp"
 #include "netback/metrics.hpp"
 #include "netback/dpdk_exit.hpp"
@@ -108,7 +109,7 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vif(const grant
   VifOptions options = c.options;
   const std::string& exit_kind = c.exit_kind;
   const unsigned max_queues = [&] {
-    unsigned n = options.max_queues != 0 ? options.max_queues : std::max(1u, std::thread::hardware_concurrency());
+    unsigned n = options.max_queues != 0 ? options.max_queues : default_queue_count();
     return std::min(n, 64u);
   }();
   // The backend's mtu key (libxl writes it) sizes the exit; 1500 when absent.
