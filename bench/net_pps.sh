@@ -73,6 +73,8 @@ import sys
 label = sys.argv[1]
 f = dict(zip(*[iter(sys.stdin.read().split())] * 2))
 pps, cpu, per = float(f["pps"]), float(f["cpu"]), float(f["pps_per_core"])
+if "batches" in label and f.get("batched") != "1":
+    label += " (fell back to write())"
 print("%-32s %6.2f Mpps  its CPU     %4.2f cores  %6.2f Mpps per core" % (label, pps / 1e6, cpu, per / 1e6))
 ' "$label" | tee -a "$results"
 done

@@ -5,7 +5,9 @@
 // Exit codes: 0 OK, 1 verification failure (or I/O error), 2 usage or attach error.
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +24,8 @@ namespace {
 
 using namespace pvback;
 using Clock = std::chrono::steady_clock;
+// Set by SIGTERM or SIGINT: a timed run (randread, seqwrite, ...) stops as at its deadline.
+std::atomic<bool> g_stop{false};
 
 void usage(FILE* out) {
   std::fprintf(out,
@@ -343,7 +347,7 @@ int cmd_bench(blkfront::BlkFront& front, const Args& a, const std::string& mode)
   const auto deadline = Clock::now() + std::chrono::seconds(a.seconds);
   std::uint64_t seq_block = 0, count = 0;
   auto next = [&](Op& op) {
-    if ((count++ & 63) == 0 && Clock::now() >= deadline) return false;
+    if ((count++ & 63) == 0 && (Clock::now() >= deadline || g_stop.load(std::memory_order_relaxed))) return false;
     std::uint64_t b = seq ? seq_block++ % blocks : rng() % blocks;
     op = Op{b * bs / blkif::kSectorSize, bs, write};
     return true;
@@ -359,6 +363,12 @@ int cmd_bench(blkfront::BlkFront& front, const Args& a, const std::string& mode)
 
 int main(int argc, char** argv) {
   log::set_program("pvback-blkfront");
+  // SIGTERM/SIGINT end a timed run early as its deadline would: the I/O in flight completes, the
+  // figures are printed and the frontend closes its device (benchmarks stop their guests so).
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop.store(true, std::memory_order_relaxed); };
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto config = grant::PlatformConfig::from_env();
   blkfront::Options options;

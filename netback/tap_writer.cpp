@@ -10,19 +10,19 @@
 namespace pvback::netback {
 namespace {
 
-// The ring can only write to its one registered file: a data plane taken over cannot use it for
-// what its seccomp filter forbids (io_uring's operations never pass that filter).
+// The ring can only write (IORING_OP_WRITE): a data plane taken over cannot use it for what its
+// seccomp filter forbids (io_uring's operations never pass that filter). Writing to any fd it holds
+// is no more than write() already allows it. No file is registered, so no registration is allowed
+// either, and nothing must be unregistered at the end: io_uring_register is not in the net data
+// plane's filter, and a ring holding a registered TAP queue would keep the device alive after its
+// TapExit until the ring's deferred teardown ran.
 int restrict_ring(io_uring& ring) {
-  io_uring_restriction r[3] = {};
+  io_uring_restriction r[1] = {};
   r[0].opcode = IORING_RESTRICTION_SQE_OP;
   r[0].sqe_op = IORING_OP_WRITE;
-  r[1].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
-  r[1].sqe_flags = IOSQE_FIXED_FILE;
-  r[2].opcode = IORING_RESTRICTION_REGISTER_OP;  // see ~TapWriter
-  r[2].register_op = IORING_UNREGISTER_FILES;
   // Straight to the system call: Debian 12's liburing 2.3 declares io_uring_register_restrictions
   // and io_uring_enable_rings but its shared library does not export them.
-  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_RESTRICTIONS, r, 3u) != 0) return errno;
+  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_RESTRICTIONS, r, 1u) != 0) return errno;
   if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0) return errno;
   return 0;
 }
@@ -36,12 +36,7 @@ TapWriter::~TapWriter() { close_ring(); }
 
 void TapWriter::close_ring() {
   if (!initialised_) return;
-  // The ring's own teardown runs later in a kernel worker, and until then its registered file
-  // keeps the TAP queue open: a TAP device would outlive its TapExit, and a successor creating
-  // the same vif would find the name taken (EEXIST). Unregistered now, the queue closes with the
-  // fd its owner closes.
-  (void)io_uring_unregister_files(&ring_);
-  io_uring_queue_exit(&ring_);
+  io_uring_queue_exit(&ring_);  // only closes the ring's fd and unmaps it: no system call a filter refuses
   initialised_ = false;
 }
 
@@ -56,12 +51,6 @@ int TapWriter::init(int fd, unsigned entries) {
   int r = io_uring_queue_init(entries, &ring_, IORING_SETUP_R_DISABLED);
   if (r < 0) return -r;
   initialised_ = true;
-  // The file is registered before the restrictions, which then allow no registration but its
-  // removal (~TapWriter).
-  if (r = io_uring_register_files(&ring_, &fd, 1); r < 0) {
-    close_ring();
-    return -r;
-  }
   if (int e = restrict_ring(ring_)) {
     close_ring();
     return e;
@@ -84,11 +73,14 @@ void TapWriter::write(std::span<const iovec> frames, std::span<int> results) {
   }
   std::size_t done = 0;
   while (done < frames.size()) {
+    if (!initialised_) {  // given up on below: what is left goes out one write() each
+      write_one_by_one(frames.subspan(done), results.subspan(done));
+      return;
+    }
     const std::size_t n = std::min<std::size_t>(frames.size() - done, entries_);
     for (std::size_t i = 0; i < n; ++i) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);  // never null: the ring is empty and n <= entries
-      io_uring_prep_write(sqe, 0, frames[done + i].iov_base, static_cast<unsigned>(frames[done + i].iov_len), 0);
-      sqe->flags |= IOSQE_FIXED_FILE;
+      io_uring_prep_write(sqe, fd_, frames[done + i].iov_base, static_cast<unsigned>(frames[done + i].iov_len), 0);
       // Without RWF_NOWAIT, io_uring waits for room on a full file even if it is O_NONBLOCK.
       sqe->rw_flags = RWF_NOWAIT;
       sqe->user_data = done + i;

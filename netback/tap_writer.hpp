@@ -3,9 +3,10 @@
 // user space (vhost-net's batching is the kernel's own), so the saving is the system call per
 // frame: its entry and exit, the fd lookup, and the seccomp filter it passes in a data plane.
 //
-// The queue fd is O_NONBLOCK, so io_uring writes every frame while io_uring_enter runs (a full
-// socket buffer answers -EAGAIN, never waits and never goes to an io_uring worker): when write()
-// returns, every frame is written or refused and its buffer may be reused.
+// Every write carries RWF_NOWAIT (io_uring would otherwise wait for room on a full file, O_NONBLOCK
+// or not), so io_uring writes every frame while io_uring_enter runs: a full device answers -EAGAIN,
+// nothing waits and nothing goes to an io_uring worker. When write() returns, every frame is
+// written or refused and its buffer may be reused.
 //
 //   TapWriter w;
 //   if (int e = w.init(fd, 256)) ...          // unavailable: write() still works, one at a time
@@ -25,7 +26,7 @@ class TapWriter {
   TapWriter& operator=(const TapWriter&) = delete;
   ~TapWriter();
 
-  // A ring of `entries` writes on `fd`, restricted to writing that one file. 0 or an errno value
+  // A ring of `entries` writes on `fd`, restricted to writing. 0 or an errno value
   // (EBADF: no fd); without a ring (entries 0, io_uring disabled by kernel.io_uring_disabled, or
   // refused) write() makes a system call per frame on `fd`. Call it before a seccomp filter is
   // applied: io_uring_setup is refused after.

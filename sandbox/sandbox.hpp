@@ -24,8 +24,9 @@
 //     nor look inside its argument struct (seccomp sees pointers, not what they point to).
 //   - io_uring operations run in the kernel without passing the seccomp filter: a ring created
 //     before apply() could submit IORING_OP_OPENAT or IORING_OP_SOCKET. The data planes' rings
-//     (storage/loop.cpp) are created disabled and restricted (IORING_REGISTER_RESTRICTIONS) to the
-//     operations the data path submits, so the kernel refuses those; the empty root and the empty
+//     (storage/loop.cpp; netback/tap_writer.cpp, writes only) are created disabled and restricted
+//     (IORING_REGISTER_RESTRICTIONS) to the operations the data path submits, so the kernel refuses
+//     those; the empty root and the empty
 //     network namespace (which io_uring's workers share) stop them once more.
 //   - fds received later over a socket (SCM_RIGHTS, as pvback-sim passes shared memory) are
 //     usable: what they grant is the sender's decision.

@@ -2,6 +2,7 @@
 // to a TAP queue: every frame while io_uring_enter runs, -EAGAIN once the other end is full.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "base/unique_fd.hpp"
 #include "netback/tap_writer.hpp"
+#include "sandbox/sandbox.hpp"
 
 namespace pvback::netback {
 namespace {
@@ -114,6 +116,42 @@ TEST(TapWriter, WithoutARingEachFrameIsWrittenByItself) {
   EXPECT_EQ(p.drain(), want);
   TapWriter bad;
   EXPECT_EQ(bad.init(-1, 16), EBADF);
+}
+
+// The net data plane makes its writers before its seccomp filter and writes and closes them under
+// it: nothing TapWriter does after init() may be a call the Net profile refuses (the filter kills
+// the process). A child confines itself as the data plane does (the filter alone: no namespace or
+// id change, which other tests cover), writes a batch, and destroys the writer.
+TEST(TapWriter, WritesAndClosesUnderTheNetDataPlanesSeccompFilter) {
+  if (!sandbox::kSeccompInThisBuild) GTEST_SKIP() << "seccomp is off in a sanitized build";
+  Pipe p;
+  ASSERT_TRUE(p.w);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto* w = new TapWriter;
+    if (w->init(p.w.get(), 8) != 0) ::_exit(10);
+    sandbox::Policy policy;
+    policy.mount_namespace = false;
+    policy.network = true;
+    policy.ipc_namespace = false;
+    policy.profile = sandbox::Profile::Net;
+    if (!sandbox::apply(policy)) ::_exit(11);
+    auto frames = numbered_frames(20, 64);  // more than the ring's entries: several enters
+    auto iov = iovecs(frames);
+    std::vector<int> results(iov.size(), -1);
+    w->write(iov, results);
+    for (int r : results)
+      if (r != 64) ::_exit(12);
+    delete w;
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                 << " (31: SIGSYS, a call the filter refuses)";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(p.drain().size(), 20u * 64);
 }
 
 }  // namespace
