@@ -1,11 +1,12 @@
 #include "netback/tap_writer.hpp"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+
+#include "base/uring_restrictions.hpp"
 
 namespace pvback::netback {
 namespace {
@@ -20,11 +21,7 @@ int restrict_ring(io_uring& ring) {
   io_uring_restriction r[1] = {};
   r[0].opcode = IORING_RESTRICTION_SQE_OP;
   r[0].sqe_op = IORING_OP_WRITE;
-  // Straight to the system call: Debian 12's liburing 2.3 declares io_uring_register_restrictions
-  // and io_uring_enable_rings but its shared library does not export them.
-  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_RESTRICTIONS, r, 1u) != 0) return errno;
-  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0) return errno;
-  return 0;
+  return restrict_and_enable_ring(ring, r);
 }
 
 // A result not yet known (no write answers it: errors are -errno, lengths are >= 0).
@@ -67,13 +64,9 @@ void TapWriter::write_one_by_one(std::span<const iovec> frames, std::span<int> r
 }
 
 void TapWriter::write(std::span<const iovec> frames, std::span<int> results) {
-  if (!initialised_) {
-    write_one_by_one(frames, results);
-    return;
-  }
   std::size_t done = 0;
   while (done < frames.size()) {
-    if (!initialised_) {  // given up on below: what is left goes out one write() each
+    if (!initialised_) {  // no ring, or given up on below: what is left goes out one write() each
       write_one_by_one(frames.subspan(done), results.subspan(done));
       return;
     }
@@ -86,8 +79,8 @@ void TapWriter::write(std::span<const iovec> frames, std::span<int> results) {
       sqe->user_data = done + i;
       results[done + i] = kPending;
     }
-    // Every write completes inside io_uring_enter (the fd is O_NONBLOCK); waiting for all n only
-    // makes sure of it.
+    // Every write completes inside io_uring_enter (RWF_NOWAIT); waiting for all n only makes sure
+    // of it.
     std::size_t completed = 0;
     int failure = 0;
     for (int attempt = 0; completed < n && attempt < 4;) {

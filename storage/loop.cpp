@@ -1,10 +1,11 @@
 #include "storage/loop.hpp"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <iterator>
+
+#include "base/uring_restrictions.hpp"
 
 namespace pvback::storage {
 namespace {
@@ -30,12 +31,7 @@ int restrict_ring(io_uring& ring) {
   r[n++].sqe_flags = IOSQE_FIXED_FILE;  // the storage file (file_engine.cpp)
   r[n].opcode = IORING_RESTRICTION_REGISTER_OP;
   r[n++].register_op = IORING_REGISTER_FILES;
-  // Straight to the system call: Debian 12's liburing 2.3 declares io_uring_register_restrictions
-  // and io_uring_enable_rings but its shared library does not export them.
-  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_RESTRICTIONS, r, static_cast<unsigned>(n)) != 0)
-    return errno;
-  if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0) return errno;
-  return 0;
+  return restrict_and_enable_ring(ring, std::span(r).first(n));
 }
 
 }  // namespace
