@@ -434,14 +434,10 @@ storage::Engine* VbdDriver::base_engine() {
 }
 
 // A file is given to the data plane open and locked; the data plane connects to an NBD server
-// (an image's qemu-storage-daemon of this process, or one named by its URI) or to the RBD image's
-// cluster before it confines itself. An NBD server over TLS keeps its session here (it would need
-// the certificates in the sandbox): its rings are served on threads of this process, unconfined.
-bool VbdDriver::serves_in_process() const {
-  if (!options_.data_plane_process) return true;
-  const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
-  return nbd != nullptr && nbd->uses_tls();
-}
+// (an image's qemu-storage-daemon of this process, or one named by its URI, over TLS too: every
+// connection, with its handshake, is made while it may still read the certificates or key) or to
+// the RBD image's cluster before it confines itself.
+bool VbdDriver::serves_in_process() const { return !options_.data_plane_process; }
 
 int VbdDriver::make_stats() {
   auto stats = SharedQueueStats::create(negotiated_.queues, kSharedStatsName);

@@ -97,10 +97,8 @@ class VbdService final : public xenbus::DeviceService {
 
 }  // namespace
 
-bool served_on_threads(const std::string& params, const BackendOptions& options) {
-  if (!options.data_plane_process) return true;
-  // As VbdDriver::serves_in_process decides once the engine is open: NBD over TLS.
-  return params.starts_with("nbds");
+bool served_on_threads(const BackendOptions& options) {
+  return !options.data_plane_process;
 }
 
 std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant::Platform& platform,

@@ -22,10 +22,10 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vbd(const grant
                                                                       const std::string& backend_path,
                                                                       const CommandLine& command_line);
 
-// Whether a vbd of `params` would be served on threads of the control part (NBD over TLS, or
-// every vbd under --data-plane thread) rather than by a data-plane process: what the host daemon
-// leaves to a pvback-blk process of the vbd's own. Files, images (through a qemu-storage-daemon of
-// the control part), NBD servers and RBD images get a confined data plane.
-bool served_on_threads(const std::string& params, const BackendOptions& options);
+// Whether vbds are served on threads of the control part (--data-plane thread) rather than by a
+// data-plane process: what the host daemon leaves to a pvback-blk process of the vbd's own. Files,
+// images (through a qemu-storage-daemon of the control part), NBD servers (over TLS too) and RBD
+// images get a confined data plane.
+bool served_on_threads(const BackendOptions& options);
 
 }  // namespace pvback::blkback

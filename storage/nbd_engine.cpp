@@ -40,6 +40,11 @@ int nbd_errno_or(int fallback) {
 std::expected<Handle, int> connect(const std::string& uri, bool log) {
   Handle h(nbd_create());
   if (!h) return std::unexpected(nbd_errno_or(ENOMEM));
+  // The URI may name local files: an NBD server over TLS takes its certificates directory or its
+  // pre-shared key file from the URI (nbds://...?tls-certificates=DIR or ?tls-psk-file=FILE),
+  // which libnbd refuses unless allowed. The URI is the toolstack's (params of the backend
+  // directory, which only dom0 writes), never a guest's.
+  if (nbd_set_uri_allow_local_file(h.get(), true) == -1) return std::unexpected(nbd_errno_or(EINVAL));
   if (nbd_connect_uri(h.get(), uri.c_str()) == -1) {
     const int e = nbd_errno_or(ECONNREFUSED);
     if (log) PVBACK_LOG(Error, "nbd: cannot connect to %s: %s", uri.c_str(), nbd_get_error());

@@ -58,8 +58,6 @@ class NbdEngine final : public Engine {
   pid_t storage_daemon() const { return qsd_pid_; }  // 0 when this engine did not start it
   // The server is pvback's own daemon (this engine's, or the control part's for a data plane).
   bool server_is_ours() const { return server_is_ours_; }
-  // A server that must be reached over TLS (nbds://), whose session cannot be set up in advance.
-  bool uses_tls() const { return uri_.starts_with("nbds"); }
   // This engine's storage daemon, started again if it died (the image's new socket is in uri()
   // then). 0 when it runs (or the server is not ours), or an errno value.
   [[nodiscard]] int revive_storage_daemon();

@@ -48,19 +48,17 @@ std::optional<std::string> read_file(const std::string& path) {
 }  // namespace
 
 void Supervisor::start_backend(Device& device, DeviceType type) {
-  if (serves_in_process(type, device.path)) {
+  if (serves_in_process(type)) {
     start_in_process(device, type);
   } else {
     spawn(device, type);
   }
 }
 
-bool Supervisor::serves_in_process(DeviceType type, const std::string& path) const {
+bool Supervisor::serves_in_process(DeviceType type) const {
   if (!host_) return false;
   if (type == DeviceType::Vif) return !netback::served_on_threads(host_->net);
-  // A vbd's storage decides; "params" not there yet is read again when the driver opens it, and a
-  // vbd with none fails the same way in either place.
-  return !blkback::served_on_threads(xs_.read(path + "/params").value_or(""), host_->blk.options);
+  return !blkback::served_on_threads(host_->blk.options);
 }
 
 void Supervisor::start_in_process(Device& device, DeviceType type) {

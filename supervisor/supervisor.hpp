@@ -98,7 +98,7 @@ class Supervisor {
   void spawn(Device& device, DeviceType type);
   // Starts serving the device: in this process if it can be, else in a backend process.
   void start_backend(Device& device, DeviceType type);
-  bool serves_in_process(DeviceType type, const std::string& path) const;
+  bool serves_in_process(DeviceType type) const;
   void start_in_process(Device& device, DeviceType type);
   void reap();
   // A device's backend (process or in-process service) ended: it is started again, or forgotten

@@ -1,7 +1,7 @@
 // Data integrity through pvback-blk for every combination of the negotiable features: persistent
 // grants, indirect descriptors, 1 or 4 queues, ring order 0 or 4, each ring ABI, and both data
 // paths for non-persistent grants, on a raw file; and on every other kind of disk (test_disks.hpp:
-// qcow2, qcow2 over a backing file, nbdkit over TCP) a smaller matrix that still crosses the
+// qcow2, qcow2 over a backing file, nbdkit over TCP in the clear and over TLS) a smaller matrix that still crosses the
 // features with the engine. Each case first reads the disk's initial contents (a backing file's
 // data, zeroes elsewhere), writes disjoint extents of random sizes (partial pages included)
 // asynchronously on all queues, reads everything back with different extents, then rewrites
@@ -180,7 +180,8 @@ INSTANTIATE_TEST_SUITE_P(Blkback, FeatureMatrix,
 // The other kinds of disk: the features that change how requests reach the engine (persistent
 // grants, indirect descriptors, one or several queues and so connections, both data paths), on
 // one ring size and ABI, so that each kind adds 16 cases, not 96.
-constexpr DiskKind kOtherDisks[] = {DiskKind::Qcow2, DiskKind::Qcow2WithBacking, DiskKind::NbdkitMemory};
+constexpr DiskKind kOtherDisks[] = {DiskKind::Qcow2, DiskKind::Qcow2WithBacking, DiskKind::NbdkitMemory,
+                                    DiskKind::NbdkitTls};
 INSTANTIATE_TEST_SUITE_P(Engines, FeatureMatrix,
                          ::testing::Combine(::testing::ValuesIn(kOtherDisks), ::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1u, 4u), ::testing::Values(4u),

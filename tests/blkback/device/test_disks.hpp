@@ -1,6 +1,7 @@
 // Disks of every kind pvback-blk serves, for whole-device tests that run the same workload on each:
 // a raw file (file engine), a qcow2 image and a qcow2 over a backing file (qemu-storage-daemon of
-// pvback-blk's own, NBD engine), and nbdkit's memory plugin as a remote NBD server on loopback.
+// pvback-blk's own, NBD engine), and nbdkit's memory plugin as a remote NBD server on loopback, in
+// the clear and over TLS with a pre-shared key.
 // An image in a real Ceph cluster (RBD engine) where the binary has the cluster. Another kind is
 // one more DiskKind, one more make_* function and one more case in make_test_disk.
 #pragma once
@@ -32,7 +33,7 @@ extern char** environ;
 namespace pvback::test {
 
 // Rbd only in binaries built with PVBACK_TEST_RBD_DISKS (they require the ctest fixture "ceph").
-enum class DiskKind { RawFile, Qcow2, Qcow2WithBacking, NbdkitMemory, Rbd };
+enum class DiskKind { RawFile, Qcow2, Qcow2WithBacking, NbdkitMemory, NbdkitTls, Rbd };
 
 inline const char* disk_kind_name(DiskKind kind) {
   switch (kind) {
@@ -40,6 +41,7 @@ inline const char* disk_kind_name(DiskKind kind) {
     case DiskKind::Qcow2: return "qcow2";
     case DiskKind::Qcow2WithBacking: return "qcow2backing";
     case DiskKind::NbdkitMemory: return "nbdkit";
+    case DiskKind::NbdkitTls: return "nbdkittls";
     case DiskKind::Rbd: return "rbd";
   }
   return "?";
@@ -195,6 +197,22 @@ inline void make_nbdkit_memory(const std::filesystem::path& dir, std::uint64_t b
   disk.initial.assign(bytes, std::byte{0});
 }
 
+// The same server requiring TLS, authenticated by a pre-shared key (user "pvback"; nbdkit and
+// libnbd read the same key file): nbds://pvback@127.0.0.1:PORT/?tls-psk-file=FILE.
+inline void make_nbdkit_tls(const std::filesystem::path& dir, std::uint64_t bytes, TestDisk& disk) {
+  const auto psk = dir / "nbd.psk";
+  ASSERT_EQ(run_command("printf 'pvback:%s\\n' \"$(od -An -tx1 -N32 /dev/urandom | tr -d ' \\n')\" > " + psk.string() +
+                        " && chmod 600 " + psk.string()),
+            0);
+  disk.server = std::make_unique<ServerProcess>();
+  const std::string uri = start_nbdkit("--tls=require --tls-psk=" + psk.string() + " memory size=" +
+                                           std::to_string(bytes),
+                                       dir / "nbdkit.log", *disk.server);
+  ASSERT_TRUE(uri.starts_with("nbd://"));
+  disk.params = "nbds://pvback@" + uri.substr(6) + "?tls-psk-file=" + psk.string();
+  disk.initial.assign(bytes, std::byte{0});
+}
+
 #ifdef PVBACK_TEST_RBD_DISKS
 // An image in the real Ceph cluster of the fixture "ceph", removed with the disk.
 inline void make_rbd(std::uint64_t bytes, TestDisk& disk) {
@@ -213,6 +231,7 @@ inline void make_test_disk(DiskKind kind, const std::filesystem::path& dir, std:
     case DiskKind::Qcow2: return make_qcow2(dir, bytes, disk);
     case DiskKind::Qcow2WithBacking: return make_qcow2_with_backing(dir, bytes, disk);
     case DiskKind::NbdkitMemory: return make_nbdkit_memory(dir, bytes, disk);
+    case DiskKind::NbdkitTls: return make_nbdkit_tls(dir, bytes, disk);
     case DiskKind::Rbd:
 #ifdef PVBACK_TEST_RBD_DISKS
       return make_rbd(bytes, disk);
