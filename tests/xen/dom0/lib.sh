@@ -104,9 +104,9 @@ new_control_for() {  # PATH OLD
   done
 }
 stats_file() { echo "/run/pvback/$1-$2-$3.json"; }  # TYPE DOMID DEVID
-# The pid of a vbd's data-plane process, as its control part's statistics name it.
-data_plane_pid() {  # DOMID DEVID
-  sed -n 's/.*"data_plane": {"pid": \([0-9]*\).*/\1/p' "$(stats_file vbd "$1" "$2")" 2>/dev/null | head -1
+# The pid of a device's data-plane process, as its control part's statistics name it.
+data_plane_pid() {  # DOMID DEVID [TYPE: vbd (the default) or vif]
+  sed -n 's/.*"data_plane": {"pid": \([0-9]*\).*/\1/p' "$(stats_file "${3:-vbd}" "$1" "$2")" 2>/dev/null | head -1
 }
 # A counter from the "total" object of a statistics file.
 stat_total() {  # FILE COUNTER

@@ -36,11 +36,23 @@ disk_filesystem() {  # DEV
   umount /mnt/d
 }
 
+# The longest completion latency of fio's write phase, in ms: under the kills of scenario 3, the
+# longest a request waited across one (the kill, the successor's start and its first answer).
+fio_longest_write() {  # FIO_OUTPUT
+  sed -n '/ write: /,/ clat (/p' "$1" | grep " clat (" | head -1 | sed 's/^ *//'
+  sed -n '/ write: /,/ clat (/p' "$1" | grep " clat (" | head -1 | awk '{
+    u = $2; m = $0; sub(/.*max= */, "", m); sub(/,.*/, "", m)
+    f = 1; if (m ~ /k$/) f = 1000; if (m ~ /M$/) f = 1000000; sub(/[kM]$/, "", m)
+    d = (u ~ /nsec/) ? 1000000 : (u ~ /usec/) ? 1000 : 1
+    printf "longest write: %d ms\n", m * f / d }'
+}
+
 disk_fio_verify() {  # DEV SIZE
   fio --name=verify --filename="/dev/$1" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k \
       --iodepth=16 --size="${2:-32M}" --verify=crc32c --do_verify=1 --verify_fatal=1 \
       --output-format=normal > /tmp/fio 2>&1; rc=$?
   grep -E "verify:|write:|read:|err=|crc32c" /tmp/fio | head -8
+  fio_longest_write /tmp/fio
   [ "$rc" -eq 0 ] || { tail -20 /tmp/fio; fail "fio exit $rc"; return 1; }
   grep -q "err= 0" /tmp/fio || { fail "fio reported errors"; return 1; }
   echo "fio verify: ok"
@@ -63,6 +75,7 @@ disk_fio_verify_wait() {
   wait "$pid" 2>/dev/null
   while kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
   grep -E "verify:|write:|read:|err=|crc32c" /tmp/fio-bg | head -8
+  fio_longest_write /tmp/fio-bg
   grep -q "err= 0" /tmp/fio-bg || { tail -20 /tmp/fio-bg; fail "fio reported errors"; return 1; }
   if dmesg | grep -iE "I/O error|bad id|wrong operation|blkfront.*(error|invalid)"; then
     fail "the guest kernel logged block errors across the kill"; return 1
