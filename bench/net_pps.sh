@@ -15,7 +15,9 @@ BUILD=${BUILD:-build}
 [ -x "$BUILD/netback/pvback-net" ] && [ -x "$BUILD/tools/pvback-tap-flood" ] || scripts/build.sh release >/dev/null
 source scripts/lib/sim-host.sh
 work=$(mktemp -d /tmp/pvback-net-pps.XXXXXX)
-cleanup() { sim_host_cleanup; rm -rf "$work"; }
+netns=pvb-bench-$$
+# The namespace goes too when a case fails half-way (set -e).
+cleanup() { sim_host_cleanup; ip netns del "$netns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 results=bench/results/net_pps.txt
 mkdir -p bench/results
@@ -61,7 +63,6 @@ PY
 echo "== $(date -u +%F' '%T) bench/net_pps.sh $seconds s, $(nproc) CPUs, commit $(git rev-parse --short HEAD)" | tee -a "$results"
 sim_host_start "$work/run"
 run_case "dpdk net_null0, 64 B, 1 queue" 1 --exit dpdk --dpdk-devargs net_null0
-netns=pvb-bench-$$
 ip netns add "$netns"
 SIM_DOM0_NETNS=$netns run_case "tap vif2.0, 64 B, 1 queue" 2 --tap-up
 tap_line=$(tail -1 "$results")
@@ -84,4 +85,3 @@ per_core = lambda line: float(re.findall(r"([0-9.]+) Mpps per", line)[-1])
 pv, ceiling = per_core(sys.argv[1]), per_core(sys.argv[2])
 print(f"pvback TAP per core / the TAP alone, batched: {pv / ceiling:.2f}x")
 PY
-ip netns del "$netns"

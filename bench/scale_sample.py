@@ -36,9 +36,11 @@ def processes(root):
         except OSError:
             continue
         kind = {"pvback-supervis": "supervisor"}.get(comm, comm.removeprefix("pvback-"))
-        k = kinds.setdefault(kind, {"processes": 0, "ticks": 0, "rss_kb": 0, "anon_kb": 0, "threads": 0})
+        k = kinds.setdefault(kind, {"processes": 0, "ticks": 0, "rss_kb": 0, "anon_kb": 0, "threads": 0,
+                                    "pid_ticks": {}})
         k["processes"] += 1
         k["ticks"] += int(stat[11]) + int(stat[12])  # utime + stime
+        k["pid_ticks"][str(pid)] = int(stat[11]) + int(stat[12])
         k["rss_kb"] += int(status.get("VmRSS", "0 kB").split()[0])
         k["anon_kb"] += int(status.get("RssAnon", "0 kB").split()[0])
         k["threads"] += len(tasks)
@@ -77,7 +79,11 @@ def report(guests, label, kind, connect_s, before, after, csv):
     missing = n - sum(1 for device in b["devices"] if device in a["devices"])
     hz = os.sysconf("SC_CLK_TCK")
     pa, pb = a["processes"], b["processes"]
-    cores = sum(pb[k]["ticks"] - pa.get(k, {"ticks": 0})["ticks"] for k in pb) / hz / (b["t"] - a["t"])
+    # Per process: one that ended between the samples took its ticks with it (it is not counted),
+    # one that started counts whole; summing per kind would subtract the ended one's.
+    before_ticks = {pid: t for k in pa.values() for pid, t in k.get("pid_ticks", {}).items()}
+    cores = sum(t - before_ticks.get(pid, 0) for k in pb.values() for pid, t in k.get("pid_ticks", {}).items())
+    cores /= hz * (b["t"] - a["t"])
     # A device's processes: its data plane (and a control part of its own, were it not the
     # supervisor's).
     kinds = ("blk", "blk-dp") if kind == "vbd" else ("net", "net-dp")

@@ -14,7 +14,7 @@ void print_usage(std::FILE* out) {
   std::fprintf(out,
                "usage: pvback-blk --backend-path PATH [options]\n"
                "  --backend-path PATH          /local/domain/<be>/backend/vbd/<domid>/<devid>\n"
-               "  --max-queues N               multi-queue-max-queues (default: CPUs, at most 8)\n"
+               "  --max-queues N               multi-queue-max-queues (default: usable CPUs, at most 8)\n"
                "  --max-ring-page-order N      max-ring-page-order (default 4)\n"
                "  --max-indirect-segments N    feature-max-indirect-segments, 0 disables (default 256, max 4096)\n"
                "  --no-persistent-grants       do not offer feature-persistent\n"

@@ -20,7 +20,7 @@ void print_usage(std::FILE* out) {
                "                             net_memif0,role=server, net_vhost0,iface=/sock,client=1\n"
                "  --dpdk-eal-args \"ARGS\"     extra EAL arguments (default: --no-huge -m 256 --no-shconf ...)\n"
                "  --dpdk-tso                 offer GSO to the guest when the DPDK port has TSO (default off)\n"
-               "  --max-queues N             multi-queue-max-queues (default: CPUs, at most 8)\n"
+               "  --max-queues N             multi-queue-max-queues (default: usable CPUs, at most 8)\n"
                "  --no-split-event-channels  --no-ctrl-ring  --no-multicast-control  --no-gso  --no-xdp\n"
                "  --max-slots N              TX packets of more slots are dropped (default 18)\n"
                "  --fatal-slots N            TX packets of more slots disconnect the vif (default 20)\n"

@@ -87,7 +87,11 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     const auto queues = xs.read_uint(backend_path + "/multi-queue-max-queues", 64);
     const auto split = xs.read_uint(backend_path + "/feature-split-event-channels", 1);
     const auto xdp = xs.read_uint(backend_path + "/feature-xdp-headroom", 1);
-    advertised_ = {queues && *queues > 0 ? static_cast<unsigned>(*queues) : own.max_queues,
+    // Never more queues than this process's exit has (another exit, a device with fewer queues, a
+    // predecessor's directory): a frontend that asks for more is refused at connect, not served
+    // past the exit's ports.
+    const unsigned read_back = queues && *queues > 0 ? static_cast<unsigned>(*queues) : own.max_queues;
+    advertised_ = {std::min({read_back, kMaxQueuesLimit, std::max(1u, exit_.max_queues())}),
                    split ? *split == 1 : own.split_event_channels, xdp ? *xdp == 1 : own.xdp_headroom};
     advertised_stale_ = advertised_ != own;
     return 0;

@@ -468,5 +468,40 @@ TEST_F(VifTest, RestartedBackendResumesUnderAConnectedFrontend) {
   }
 }
 
+// A successor whose exit has fewer queues than the connected frontend uses (started with other
+// options after a SIGKILL): it advertises no more than it has, so it refuses that connection with
+// the reason, and serves on; it used to take the frontend's 4 queues from the directory and index
+// its exit's ports past their end.
+TEST_F(VifTest, ASuccessorWithFewerQueuesThanTheFrontendUsesRefusesItAndServesOn) {
+  backend_log_ = dir_ / "net.log";
+  add_vif_and_start([] {
+    auto a = dpdk("net_null", 60);
+    a.insert(a.end(), {"--max-queues", "4"});
+    return a;
+  }());
+  netfront::Options o;
+  o.max_queues = 4;
+  auto front = attach(o);
+  ASSERT_NE(front, nullptr);
+  ASSERT_EQ(front->negotiated().num_queues, 4u);
+  ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+
+  backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
+  auto args = dpdk("net_null", 61);
+  args.insert(args.end(), {"--max-queues", "2"});
+  backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
+  const auto log = [&] {
+    std::ifstream in(backend_log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  ASSERT_TRUE(eventually([&] { return log().find("multi-queue-num-queues: 4 queues (1..2") != std::string::npos; }))
+      << log();
+  EXPECT_TRUE(backend_->running()) << log();
+  EXPECT_EQ(backend_key("multi-queue-max-queues"), "4");  // the frontend's connection's, untouched
+}
+
 }  // namespace
 }  // namespace pvback::test
