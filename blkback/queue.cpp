@@ -518,7 +518,6 @@ void Queue::resume(std::function<void(std::uint64_t waiting)> done) {
 
 void Queue::tune(const LiveTuning& tuning) { impl_->request_tuning(tuning); }
 
-const QueueConfig& Queue::config() const { return impl_->config; }
 
 }  // namespace pvback::blkback
 

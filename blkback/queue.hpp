@@ -133,8 +133,6 @@ class Queue {
   // recently used idle grants at once, those in use once their requests are answered.
   void tune(const LiveTuning& tuning);
 
-  const QueueConfig& config() const;
-
  private:
   struct Impl;
   explicit Queue(std::unique_ptr<Impl> impl);

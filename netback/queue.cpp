@@ -349,6 +349,5 @@ void Queue::stop() {
   impl_->stop.request();
 }
 
-const QueueConfig& Queue::config() const { return impl_->config; }
 
 }  // namespace pvback::netback

@@ -89,8 +89,6 @@ class Queue {
   // Thread-safe; makes run() return soon.
   void stop();
 
-  const QueueConfig& config() const;
-
   // Packets taken from the port per RX batch: also the most a queue ever holds while the guest
   // has not posted buffers for them.
   static constexpr unsigned kRxBatch = 64;
