@@ -19,7 +19,9 @@ void print_usage(std::FILE* out) {
                "  --dpdk-devargs ARGS        the DPDK port, e.g. net_null0, net_tap0,iface=x,\n"
                "                             net_memif0,role=server, net_vhost0,iface=/sock,client=1\n"
                "  --dpdk-eal-args \"ARGS\"     extra EAL arguments (default: --no-huge -m 256 --no-shconf ...)\n"
-               "  --dpdk-tso                 offer GSO to the guest when the DPDK port has TSO (default off)\n"
+               "  --dpdk-tso                 use the DPDK port's TSO when it has it (default off)\n"
+               "  --no-dpdk-soft-gso         do not segment the guest's TCP/IPv4 GSO frames in software for a\n"
+               "                             DPDK port without TSO (then the guest is offered no GSO)\n"
                "  --max-queues N             multi-queue-max-queues (default: usable CPUs, at most 8)\n"
                "  --no-split-event-channels  --no-ctrl-ring  --no-multicast-control  --no-gso  --no-xdp\n"
                "  --max-slots N              TX packets of more slots are dropped (default 18)\n"
@@ -89,6 +91,8 @@ std::expected<CommandLine, std::string> parse_command_line(const std::vector<std
       text(c.dpdk_eal_args);
     } else if (arg == "--dpdk-tso") {
       c.dpdk_tso = true;
+    } else if (arg == "--no-dpdk-soft-gso") {
+      c.dpdk_soft_gso = false;
     } else if (arg == "--max-queues") {
       options.max_queues = static_cast<unsigned>(number(64));
     } else if (arg == "--no-split-event-channels") {

@@ -26,6 +26,7 @@ struct CommandLine {
   std::string dpdk_devargs;
   std::string dpdk_eal_args;  // one word of several EAL arguments
   bool dpdk_tso = false;
+  bool dpdk_soft_gso = true;
   bool help = false;
 };
 

@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <string_view>
 
 #include "base/log.hpp"
 #include "netback/headers.hpp"
@@ -195,6 +196,8 @@ bool DpdkPort::set_tx_offloads(PacketBuffer& b, rte_mbuf* m) {
       l4 = static_cast<std::uint16_t>((rte_pktmbuf_mtod(m, const std::uint8_t*)[doff_at] >> 4) * 4);
     }
     if (std::uint32_t{l2} + l3 + l4 > m->data_len) return false;  // headers must be in segment 0
+    // Cut here: frames of one MSS must fit the device's MTU (Linux's stack would drop them later).
+    if (exit_.gso_ && std::uint32_t{l3} + l4 + meta.gso_size > exit_.mtu_) return false;
     m->l4_len = l4;
     m->tso_segsz = meta.gso_size;
     flags |= RTE_MBUF_F_TX_TCP_SEG;
@@ -206,62 +209,105 @@ bool DpdkPort::set_tx_offloads(PacketBuffer& b, rte_mbuf* m) {
 
 unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
   ensure_lcore();
-  const std::uint16_t port = exit_.port_id_;
+  // Room for a burst and one more guest frame cut into its most segments; owner[i]: which of
+  // this call's guest frames burst[i] belongs to.
+  rte_mbuf* burst[kBurst + SoftGso::kMaxSegments];
+  std::uint16_t owner[kBurst + SoftGso::kMaxSegments];
+  std::uint16_t n = 0;
   unsigned sent_total = 0;
-  std::size_t next = 0;
-  while (next < bufs.size()) {
-    rte_mbuf* burst[kBurst];
-    std::uint16_t n = 0;
-    for (; next < bufs.size() && n < kBurst; ++next) {
-      PacketBuffer& b = bufs[next];
-      auto* m = static_cast<rte_mbuf*>(b.handle);
-      b.handle = nullptr;
-      b.nr_chunks = 0;
-      if (m == nullptr) continue;
-      if (b.length == 0) {  // given up on by netback after alloc_tx (its grant copy failed)
-        rte_pktmbuf_free(m);
-        continue;
-      }
-      // The queue may have trimmed the chunks it did not fill.
-      std::uint32_t total = 0;
-      rte_mbuf* seg = m;
-      for (unsigned s = 0; seg != nullptr; ++s, seg = seg->next) {
-        seg->data_len = static_cast<std::uint16_t>(s < kMaxChunks ? b.chunks[s].len : 0);
-        total += seg->data_len;
-      }
-      m->pkt_len = total;
-      if (total != b.length || !set_tx_offloads(b, m)) {
+  for (std::size_t i = 0; i < bufs.size(); ++i) {
+    PacketBuffer& b = bufs[i];
+    auto* m = static_cast<rte_mbuf*>(b.handle);
+    b.handle = nullptr;
+    b.nr_chunks = 0;
+    if (m == nullptr) continue;
+    if (b.length == 0) {  // given up on by netback after alloc_tx (its grant copy failed)
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    // The queue may have trimmed the chunks it did not fill.
+    std::uint32_t total = 0;
+    rte_mbuf* seg = m;
+    for (unsigned s = 0; seg != nullptr; ++s, seg = seg->next) {
+      seg->data_len = static_cast<std::uint16_t>(s < kMaxChunks ? b.chunks[s].len : 0);
+      total += seg->data_len;
+    }
+    m->pkt_len = total;
+    if (total != b.length || !set_tx_offloads(b, m)) {
+      rte_pktmbuf_free(m);
+      stats_.tx_dropped.add();
+      PVBACK_LOG_RATELIMITED(Warning, "dpdk %s: dropping a packet (length %u, gso %u, csum_partial %d) the device cannot send",
+                             exit_.name_.c_str(), b.length, b.meta.gso_type, b.meta.csum_partial);
+      continue;
+    }
+    const auto who = static_cast<std::uint16_t>(i);
+    if (exit_.gso_ && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG)) {
+      const std::uint64_t flags = m->ol_flags & ~RTE_MBUF_F_TX_TCP_SEG;
+      const int cut = exit_.gso_->segment(m, m->tso_segsz, burst + n, SoftGso::kMaxSegments, flags);
+      if (cut < 0) {
         rte_pktmbuf_free(m);
         stats_.tx_dropped.add();
-        PVBACK_LOG_RATELIMITED(Warning, "dpdk %s: dropping a packet (length %u, gso %u, csum_partial %d) the device cannot send",
-                               exit_.name_.c_str(), b.length, b.meta.gso_type, b.meta.csum_partial);
+        PVBACK_LOG_RATELIMITED(Warning, "dpdk %s: cannot segment a GSO packet (length %u, mss %u): %s",
+                               exit_.name_.c_str(), b.length, b.meta.gso_size, std::strerror(-cut));
         continue;
       }
+      if (cut > 0) {
+        rte_pktmbuf_free(m);  // each segment holds what it needs of it
+        stats_.tx_segmented.add();
+        for (int k = 0; k < cut; ++k) owner[n++] = who;
+      } else {
+        owner[n] = who;
+        burst[n++] = m;
+      }
+    } else {
+      owner[n] = who;
       burst[n++] = m;
     }
-    // tx_prepare fixes up what the PMD needs (e.g. pseudo-header checksums for TSO) and stops at
-    // the first packet it refuses: drop that one and go on.
-    std::uint16_t prepared = 0;
-    while (prepared < n) {
-      prepared += rte_eth_tx_prepare(port, queue_, burst + prepared, static_cast<std::uint16_t>(n - prepared));
-      if (prepared < n) {
-        rte_pktmbuf_free(burst[prepared]);
-        stats_.tx_dropped.add();
-        std::memmove(burst + prepared, burst + prepared + 1, (n - prepared - 1) * sizeof burst[0]);
-        --n;
-      }
+    if (n >= kBurst) {
+      sent_total += send(burst, owner, n);
+      n = 0;
     }
-    std::uint16_t done = 0;
-    for (int attempt = 0; attempt < 16 && done < n; ++attempt)
-      done += rte_eth_tx_burst(port, queue_, burst + done, static_cast<std::uint16_t>(n - done));
-    if (done < n) {
-      rte_pktmbuf_free_bulk(burst + done, n - done);
-      stats_.tx_dropped.add(n - done);
-    }
-    sent_total += done;
   }
-  stats_.tx_sent.add(sent_total);
+  if (n != 0) sent_total += send(burst, owner, n);
   return sent_total;
+}
+
+unsigned DpdkPort::send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n) {
+  const std::uint16_t port = exit_.port_id_;
+  // Guest frames in this burst, and those of them that lost a segment.
+  unsigned frames = 0, failed = 0;
+  int last_frame = -1, last_failed = -1;
+  for (std::uint16_t i = 0; i < n; ++i)
+    if (owner[i] != last_frame) {
+      last_frame = owner[i];
+      ++frames;
+    }
+  const auto fail = [&](std::uint16_t i) {
+    rte_pktmbuf_free(burst[i]);
+    stats_.tx_dropped.add();
+    if (owner[i] != last_failed) {
+      last_failed = owner[i];
+      ++failed;
+    }
+  };
+  // tx_prepare fixes up what the PMD needs (e.g. pseudo-header checksums for TSO or checksum
+  // offload) and stops at the first frame it refuses: drop that one and go on.
+  std::uint16_t prepared = 0;
+  while (prepared < n) {
+    prepared += rte_eth_tx_prepare(port, queue_, burst + prepared, static_cast<std::uint16_t>(n - prepared));
+    if (prepared < n) {
+      fail(prepared);
+      std::memmove(burst + prepared, burst + prepared + 1, (n - prepared - 1) * sizeof burst[0]);
+      std::memmove(owner + prepared, owner + prepared + 1, (n - prepared - 1) * sizeof owner[0]);
+      --n;
+    }
+  }
+  std::uint16_t done = 0;
+  for (int attempt = 0; attempt < 16 && done < n; ++attempt)
+    done += rte_eth_tx_burst(port, queue_, burst + done, static_cast<std::uint16_t>(n - done));
+  stats_.tx_sent.add(done);
+  for (std::uint16_t i = done; i < n; ++i) fail(i);
+  return frames - failed;
 }
 
 unsigned DpdkPort::receive(std::span<PacketBuffer> bufs) {
@@ -399,14 +445,29 @@ std::expected<std::unique_ptr<DpdkExit>, int> DpdkExit::create(const DpdkConfig&
   caps.tx_tso4 = config.tso && caps.tx_csum && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_TCP_TSO) &&
                  (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_MULTI_SEGS);
   caps.tx_tso6 = caps.tx_tso4;
+  // No TSO used: segment TCP/IPv4 here if the device can send what that makes (two-mbuf frames
+  // whose IPv4 and TCP checksums it computes). DPDK 22.11's GSO library has no TCP/IPv6.
+  if (!caps.tx_tso4 && config.soft_gso && caps.tx_csum && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) &&
+      (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)) {
+    auto gso = SoftGso::create(dname, config.max_queues, socket);
+    if (!gso) return std::unexpected(gso.error());
+    exit->gso_ = std::move(*gso);
+    caps.tx_tso4 = true;
+  }
+  exit->mtu_ = config.mtu;
   caps.rx_gso = false;
-  caps.poll_mode = true;
-  exit->caps_ = caps;
+  // RX interrupts where the device's interrupt fd is level-triggered and needs no reading (the
+  // TAP queue fd of net_tap: readable while packets wait), so that a queue sleeps in poll(2) until
+  // a packet comes instead of polling: on a dom0 whose CPUs the guests' traffic also needs,
+  // polling took them from iperf3 and delayed its ACKs by the 1 ms idle sleep. Other devices are
+  // polled (an eventfd-type interrupt must be read and re-armed, which ethdev does not expose).
+  const bool rx_interrupts = std::string_view(info.driver_name) == "net_tap";
 
   rte_eth_conf conf;
   std::memset(&conf, 0, sizeof conf);
   conf.txmode.offloads = exit->tx_offloads_;
   conf.rxmode.offloads = exit->rx_offloads_;
+  conf.intr_conf.rxq = rx_interrupts ? 1 : 0;
   if (config.max_queues > 1 && info.flow_type_rss_offloads != 0) {
     conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
     conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
@@ -443,11 +504,31 @@ std::expected<std::unique_ptr<DpdkExit>, int> DpdkExit::create(const DpdkConfig&
     return std::unexpected(-rc);
   }
   exit->started_ = true;
+  caps.poll_mode = true;
+  if (rx_interrupts) {
+    std::vector<int> fds;
+    for (std::uint16_t q = 0; q < nq; ++q) {
+      // net_tap's is always on: it has no enable operation (-ENOTSUP).
+      const int fd = rte_eth_dev_rx_intr_ctl_q_get_fd(port, q);
+      if (fd < 0) break;
+      if (const int rc = rte_eth_dev_rx_intr_enable(port, q); rc != 0 && rc != -ENOTSUP) break;
+      fds.push_back(fd);
+    }
+    if (fds.size() == nq) {
+      for (std::uint16_t q = 0; q < nq; ++q) exit->ports_[q]->rx_fd_ = fds[q];
+      caps.poll_mode = false;
+    } else {
+      PVBACK_LOG(Warning, "dpdk %s: no RX interrupt fd for queue %zu: its queues poll", dname, fds.size());
+    }
+  }
+  exit->caps_ = caps;
   if (int rc = rte_eth_promiscuous_enable(port); rc != 0 && rc != -ENOTSUP)
     PVBACK_LOG(Warning, "dpdk %s: promiscuous mode: %s", dname, rte_strerror(-rc));
-  PVBACK_LOG(Info, "dpdk %s: port %u (%s) started: %u queue(s), tx offloads %#llx, rx offloads %#llx", dname, port,
+  PVBACK_LOG(Info, "dpdk %s: port %u (%s) started: %u queue(s), tx offloads %#llx, rx offloads %#llx%s%s", dname, port,
              info.driver_name, nq, static_cast<unsigned long long>(exit->tx_offloads_),
-             static_cast<unsigned long long>(exit->rx_offloads_));
+             static_cast<unsigned long long>(exit->rx_offloads_),
+             exit->gso_ ? ", TCP/IPv4 GSO segmented in software" : "",
+             caps.poll_mode ? ", RX polled" : ", RX interrupts");
   return exit;
 }
 
@@ -477,6 +558,7 @@ int DpdkExit::configure(unsigned queues, const GuestOffloads&, std::uint32_t mtu
     PVBACK_LOG(Error, "dpdk %s: MTU %u: %s", name_.c_str(), mtu, rte_strerror(-rc));
     return -rc;
   }
+  mtu_ = mtu;  // before the queues run
   if (!rss_) return 0;
   rte_eth_dev_info info;
   if (int rc = rte_eth_dev_info_get(port_id_, &info); rc != 0) return -rc;

@@ -182,6 +182,7 @@ std::expected<std::unique_ptr<xenbus::DeviceService>, int> start_vif(const grant
     dpdk.max_queues = max_queues;
     dpdk.mtu = mtu;
     dpdk.tso = c.dpdk_tso;
+    dpdk.soft_gso = c.dpdk_soft_gso;
     auto created = DpdkExit::create(dpdk);
     if (!created) {
       PVBACK_LOG(Error, "%s: cannot open DPDK port %s: %s", name.c_str(), c.dpdk_devargs.c_str(),

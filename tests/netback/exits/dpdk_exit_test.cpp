@@ -355,6 +355,75 @@ TEST(DpdkExit, TapVdevTsoAndRxChecksumValidation) {
   EXPECT_TRUE(validated);
 }
 
+// Without the port's TSO (the default), a guest's 60 KB TCP/IPv4 GSO frame is cut here (DPDK's
+// GSO library): frames of one MSS each, in order, with IPv4 lengths, ids and header checksums and
+// TCP sequence numbers and checksums right, every payload byte once; a frame whose MSS would not
+// fit the MTU is dropped; TCP/IPv6 GSO is not offered (the library has none). The TAP's queue fd
+// is the queue's RX interrupt fd, so its queue sleeps instead of polling.
+TEST(DpdkExit, TapVdevSegmentsGuestGsoInSoftwareWithoutTso) {
+  if (!g_netns) GTEST_SKIP() << "no private network namespace";
+  auto exit = make({.devargs = "net_tap2,iface=dtap2", .max_queues = 1});
+  ASSERT_TRUE(exit);
+  test::set_if_up("dtap2");
+  exit->set_link(true);
+  test::PacketSocket sock("dtap2");
+  ASSERT_TRUE(sock.ok());
+  EXPECT_TRUE(exit->capabilities().tx_tso4);
+  EXPECT_FALSE(exit->capabilities().tx_tso6);
+  EXPECT_FALSE(exit->capabilities().poll_mode);
+  EXPECT_GE(exit->port(0).rx_fd(), 0);
+
+  const std::size_t payload = 60000, mss = 1448;
+  const auto frame = test::ipv4_frame(true, payload, 6667, 80, true);
+  PacketMeta m;
+  m.csum_partial = true;
+  m.csum_start = 34;
+  m.csum_offset = 16;
+  m.gso_type = netif::kGsoTypeTcpv4;
+  m.gso_size = mss;
+  ASSERT_EQ(tx(exit->port(0), {frame}, {m}), 1u);
+  std::vector<std::uint8_t> joined;
+  std::size_t segments = 0;
+  std::uint32_t seq = test::get32(frame, 38);
+  while (joined.size() < payload) {
+    auto got = sock.recv([](auto& g) { return g.size() > 36 && test::get16(g, 12) == 0x0800 && test::get16(g, 34) == 6667; });
+    ASSERT_TRUE(got.has_value()) << "after " << joined.size() << " bytes, " << segments << " segments";
+    const std::size_t len = got->size() - 54;
+    EXPECT_EQ(len, std::min(mss, payload - joined.size())) << "segment " << segments;
+    EXPECT_EQ(test::get16(*got, 16), 20 + 20 + len) << "IPv4 total length, segment " << segments;
+    std::uint32_t ip_sum = 0;
+    for (std::size_t i = 14; i < 34; i += 2) ip_sum += test::get16(*got, i);
+    while (ip_sum >> 16) ip_sum = (ip_sum & 0xffff) + (ip_sum >> 16);
+    EXPECT_EQ(ip_sum, 0xffffu) << "IPv4 header checksum, segment " << segments;
+    EXPECT_TRUE(test::ipv4_l4_checksum_ok(*got)) << "TCP checksum, segment " << segments;
+    EXPECT_EQ(test::get32(*got, 38), seq) << "TCP sequence, segment " << segments;
+    seq += static_cast<std::uint32_t>(len);
+    joined.insert(joined.end(), got->begin() + 54, got->end());
+    ++segments;
+  }
+  EXPECT_EQ(segments, (payload + mss - 1) / mss);
+  EXPECT_TRUE(std::equal(joined.begin(), joined.end(), frame.begin() + 54)) << "the payload arrived changed";
+
+  // An MSS beyond what the 1500-byte MTU carries: not sent.
+  m.gso_size = 1500;
+  EXPECT_EQ(tx(exit->port(0), {test::ipv4_frame(true, 8000, 6668, 80, true)}, {m}), 0u);
+  EXPECT_EQ(exit->dpdk_port(0).stats().tx_segmented.get(), 1u);
+}
+
+// --no-dpdk-soft-gso: no TSO, so no GSO for the guest; a device without RX interrupts is polled.
+TEST(DpdkExit, WithoutSoftGsoOrTsoTheGuestIsOfferedNoGso) {
+  if (!g_netns) GTEST_SKIP() << "no private network namespace";
+  auto exit = make({.devargs = "net_tap3,iface=dtap3", .max_queues = 1, .soft_gso = false});
+  ASSERT_TRUE(exit);
+  EXPECT_FALSE(exit->capabilities().tx_tso4);
+  EXPECT_FALSE(exit->capabilities().tx_tso6);
+  auto ring = make({.devargs = "net_ring7", .max_queues = 1});
+  ASSERT_TRUE(ring);
+  EXPECT_TRUE(ring->capabilities().poll_mode);
+  EXPECT_EQ(ring->port(0).rx_fd(), -1);
+  EXPECT_FALSE(ring->capabilities().tx_tso4) << "net_ring computes no checksums: nothing to segment for";
+}
+
 }  // namespace
 }  // namespace pvback::netback
 

@@ -1,0 +1,79 @@
+#include "netback/dpdk_gso.hpp"
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_tcp.h>
+#include <rte_gso.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+
+#include "base/log.hpp"
+
+namespace pvback::netback {
+namespace {
+
+std::atomic<unsigned> pool_counter{0};
+
+// Per queue: a burst of 64 frames of 64 KiB at MSS 1448 is 64 x 46 output frames, each one
+// header mbuf and one indirect mbuf, with room to spare while the device still holds the last.
+constexpr unsigned kMbufsPerQueue = 8192;
+// Ethernet (+ two VLAN tags), IPv4 with options, TCP with options: what a header copy holds.
+constexpr std::uint16_t kHeaderRoom = 18 + 60 + 60;
+
+}  // namespace
+
+std::expected<std::unique_ptr<SoftGso>, int> SoftGso::create(const std::string& name, unsigned queues, int socket) {
+  std::unique_ptr<SoftGso> g(new SoftGso());
+  const unsigned n = std::max(1u, queues) * kMbufsPerQueue;
+  const unsigned id = pool_counter.fetch_add(1);
+  char hname[RTE_MEMPOOL_NAMESIZE], pname[RTE_MEMPOOL_NAMESIZE];
+  std::snprintf(hname, sizeof hname, "pvbgh%d_%u", static_cast<int>(::getpid()) % 100000, id);
+  std::snprintf(pname, sizeof pname, "pvbgp%d_%u", static_cast<int>(::getpid()) % 100000, id);
+  g->headers_ = rte_pktmbuf_pool_create(hname, n, 256, 0, RTE_PKTMBUF_HEADROOM + kHeaderRoom, socket);
+  if (g->headers_ != nullptr) g->payloads_ = rte_pktmbuf_pool_create(pname, n, 256, 0, 0, socket);
+  if (g->payloads_ == nullptr) {
+    const int e = rte_errno != 0 ? rte_errno : ENOMEM;
+    PVBACK_LOG(Error, "dpdk %s: software GSO: pools of %u mbufs: %s", name.c_str(), n, rte_strerror(e));
+    return std::unexpected(e);
+  }
+  return g;
+}
+
+SoftGso::~SoftGso() {
+  rte_mempool_free(payloads_);
+  rte_mempool_free(headers_);
+}
+
+int SoftGso::segment(rte_mbuf* m, std::uint16_t mss, rte_mbuf** out, std::uint16_t room, std::uint64_t flags) const {
+  const auto headers = static_cast<std::uint32_t>(m->l2_len + m->l3_len + m->l4_len);
+  if (headers > m->data_len || headers > kHeaderRoom || m->l4_len == 0 || mss == 0) return -EINVAL;
+  // More output frames than `room` would fail inside the library after it allocated them.
+  const std::uint32_t payload = m->pkt_len > headers ? m->pkt_len - headers : 0;
+  if ((payload + mss - 1) / mss > room) return -EINVAL;
+  rte_gso_ctx ctx{};
+  ctx.direct_pool = headers_;
+  ctx.indirect_pool = payloads_;
+  ctx.gso_types = RTE_ETH_TX_OFFLOAD_TCP_TSO;
+  ctx.gso_size = static_cast<std::uint16_t>(std::min<std::uint32_t>(headers + mss, UINT16_MAX));
+  if (ctx.gso_size < RTE_GSO_SEG_SIZE_MIN) return -EINVAL;
+  m->ol_flags = RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_IPV4;
+  const int n = rte_gso_segment(m, &ctx, out, room);
+  m->ol_flags = flags;  // segmented or not: what the device must do for a frame of one MSS
+  for (int i = 0; i < n; ++i) {
+    out[i]->ol_flags = flags;
+    out[i]->l2_len = m->l2_len;
+    out[i]->l3_len = m->l3_len;
+    out[i]->l4_len = m->l4_len;
+  }
+  return n;
+}
+
+}  // namespace pvback::netback
