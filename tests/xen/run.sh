@@ -57,7 +57,7 @@ if [ $systemd = 1 ]; then
   # Scenario 8: pvback comes from its package (of the committed tree), not from build/.
   deb=${PVBACK_XEN_DEB:-}
   if [ -z "$deb" ]; then
-    deb=$("$repo/scripts/build-deb.sh" | sed -n 's/^build-deb: \(.*_amd64\.deb\)$/\1/p' | tail -1)
+    deb=$("$repo/scripts/build-deb.sh" | sed -n 's|^build-deb: \(.*/pvback_[^/]*_amd64\.deb\)$|\1|p' | tail -1)
     [ -n "$deb" ] || { echo "run.sh: scripts/build-deb.sh made no .deb" >&2; exit 1; }
   fi
   echo "run.sh: scenario 8 installs $deb"
