@@ -127,6 +127,8 @@ dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenar
 [ -z "${PVBACK_XEN_NET_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.net_args=$(echo $PVBACK_XEN_NET_ARGS | tr ' ' :)"
 # PVBACK_XEN_S5_GUESTS: which guests scenario 5 boots ("pvh+hvm", the default, or one of them).
 dom0_cmdline="$dom0_cmdline pvback.s5_guests=${PVBACK_XEN_S5_GUESTS:-pvh+hvm}"
+# PVBACK_XEN_S8_KILLMODE_PROCESS=1: scenario 8 ends with an experiment (KillMode=process, kill -9).
+[ "${PVBACK_XEN_S8_KILLMODE_PROCESS:-0}" != 1 ] || dom0_cmdline="$dom0_cmdline pvback.s8_killmode_process=1"
 # The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
 # the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
 # (Ctrl-A x3 switches the console's input to Xen; debug keys q: domains and vCPUs, r: scheduler

@@ -42,6 +42,8 @@ prop() { systemctl show -P "$2" "$1"; }  # UNIT PROPERTY
 dp_pid() {  # vbd|vif DOMID DEVID
   tr -d '\n' < "$(stats_file "$1" "$2" "$3")" 2>/dev/null | sed -n 's/.*"data_plane": {"pid": \([0-9]*\).*/\1/p' | head -1
 }
+# The journal's position now, for what an event logs from there on.
+journal_cursor() { journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && echo alive || echo gone; }
 pvback_procs() { ps -eo pid,ppid,user,comm,cgroup 2>/dev/null | awk 'NR == 1 || /pvback/' | cut -c1-150; }
 # Until the device has a data plane other than OLD that is alive (60 s at most); prints its pid.
@@ -79,9 +81,37 @@ guest_io() {  # LABEL
 event_verdict() {  # NAME LABEL OK FACT
   local ok=$3
   step "pvback's processes $2" pvback_procs
-  step "journal $2" sh -c "journalctl -b --no-pager -o short-monotonic -u $unit | tail -25"
+  step "journal $2 (the unit's, from the event on)" \
+    journalctl --no-pager -o short-monotonic -u $unit --after-cursor="$cursor"
   guest_io "$2" || ok=0
   [ "$ok" = 1 ] && verdict PASS "$1" "$4; guest disk and ping OK after" || verdict FAIL "$1" "$4"
+}
+
+# An experiment, not a verdict (PVBACK_XEN_S8_KILLMODE_PROCESS=1): a drop-in KillMode=process,
+# then kill -9 of the supervisor. Does the data plane serve on, and can systemd (Debian 12: 252, no
+# DelegateSubgroup=) start the successor in a cgroup whose subgroups hold the data planes?
+killmode_process_experiment() {  # DOMID
+  local d=$1 main n0 vbd1 vif1 p
+  mkdir -p /run/systemd/system/$unit.d
+  printf '[Service]\nKillMode=process\n' > /run/systemd/system/$unit.d/e2e-killmode.conf
+  systemctl daemon-reload
+  main=$(prop $unit MainPID); n0=$(prop $unit NRestarts)
+  vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
+  say "experiment KillMode=process: supervisor $main, data planes vbd $vbd1 vif $vif1; kill -9 $main"
+  cursor=$(journal_cursor)
+  kill -KILL "$main"
+  sleep 0.3
+  say "0.3 s after: unit $(prop $unit ActiveState)/$(prop $unit SubState), vbd data plane $vbd1 $(alive "$vbd1"), vif data plane $vif1 $(alive "$vif1")"
+  for _ in $(seq 1 80); do
+    [ "$(prop $unit ActiveState)" = active ] && [ "$(prop $unit MainPID)" != "$main" ] && break; sleep 0.25
+  done
+  say "20 s after: unit $(prop $unit ActiveState)/$(prop $unit SubState) Result=$(prop $unit Result) main $(prop $unit MainPID) NRestarts $n0 -> $(prop $unit NRestarts);" \
+      "data planes now vbd $(dp_pid vbd "$d" 51712) vif $(dp_pid vif "$d" 0); old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1")"
+  step "pvback's processes" pvback_procs
+  step "journal (the unit's, from the kill on)" journalctl --no-pager -o short-monotonic -u $unit --after-cursor="$cursor"
+  local io=ok; guest_io "KillMode=process experiment" || io=failed
+  say "pvback-e2e: EVIDENCE 8x-killmode-process (old vbd data plane $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); unit $(prop $unit ActiveState)/$(prop $unit SubState), NRestarts $n0 -> $(prop $unit NRestarts); guest I/O $io)"
+  rm -f /run/systemd/system/$unit.d/e2e-killmode.conf; systemctl daemon-reload
 }
 
 check() {
@@ -162,6 +192,7 @@ check() {
     main0=$(prop $unit MainPID); vbd0=$(dp_pid vbd "$d" 51712); vif0=$(dp_pid vif "$d" 0)
     say "before restart: supervisor $main0 NRestarts=$(prop $unit NRestarts), data planes vbd $vbd0 vif $vif0"
     t=$(date +%s%N)
+    cursor=$(journal_cursor)
     step "systemctl restart $unit" systemctl restart $unit
     say "systemctl restart returned after $(( ($(date +%s%N) - t) / 1000000 )) ms; right after: old vbd data plane $vbd0 $(alive "$vbd0"), old vif data plane $vif0 $(alive "$vif0")"
     ok=1
@@ -178,6 +209,7 @@ check() {
     main1=$(prop $unit MainPID); n0=$(prop $unit NRestarts)
     vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
     say "before kill -9: supervisor $main1 NRestarts=$n0, data planes vbd $vbd1 vif $vif1"
+    cursor=$(journal_cursor)
     kill -KILL "$main1"
     t=$(date +%s%N)
     sleep 0.3
@@ -192,6 +224,7 @@ check() {
       "supervisor $main1 killed, systemd restarted it as $main2 (NRestarts $n0 -> $(prop $unit NRestarts)); vbd data plane $vbd1 -> ${vbd2:-none} (old $(alive "$vbd1")); vif data plane $vif1 -> ${vif2:-none} (old $(alive "$vif1"))"
   fi
 
+  [ "${guest_ok:-0}" = 1 ] && grep -q 'pvback\.s8_killmode_process=1' /proc/cmdline && killmode_process_experiment "$d"
   say "supervisor watchdog restarts over the run: NRestarts=$(prop $unit NRestarts) (1 expected: the kill -9)"
   if dmesg | grep -qE "BUG:|WARNING:|Oops|general protection"; then
     dmesg | grep -A6 -E "BUG:|WARNING:|Oops|general protection" | head -30 | sed 's/^/   /'
