@@ -14,6 +14,12 @@
 #   6 the same disk and network workload on the kernel's xen-blkback/xen-netback and on pvback
 #   7 a qcow2 image served by pvback (xl's script=block-pvback) and one served by QEMU's qdisk:
 #     ext4, checksums, fsck, fio verify, qemu-img check, and the read benchmark side by side
+#   8 (opt-in, alone: its own boot, in neither "pv" nor "all") a dom0 with systemd as PID 1:
+#     pvback installed from its .deb (dpkg -i at boot; scripts/build-deb.sh makes it, or
+#     PVBACK_XEN_DEB names one), exclusive mode, pvback-supervisor.service enabled, Debian's xen and
+#     xendomains services; the guest in /etc/xen/auto that xendomains starts is served by pvback;
+#     then `systemctl restart` and a kill -9 of the supervisor under that guest.
+#       tests/xen/run.sh 8
 # Installs what it needs (apt-get), builds pvback (release) and the images (cached in
 # ~/.cache/pvback/xen-e2e, or $PVBACK_XEN_CACHE), boots, and prints every verdict with the
 # guest's own evidence. Exit 0 only if dom0 reported every selected scenario passing.
@@ -24,7 +30,7 @@ timeout=${PVBACK_XEN_TIMEOUT:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) scenarios=$1; shift ;;
   esac
 done
@@ -32,7 +38,10 @@ case "$scenarios" in
   pv) scenarios=1+2+3+4 ;;
   all) scenarios=1+2+3+4+5+6+7 ;;
 esac
-[[ "$scenarios" =~ ^[1-7](\+[1-7])*$ ]] || { echo "run.sh: bad scenario list '$scenarios'" >&2; exit 2; }
+systemd=0
+if [ "$scenarios" = 8 ]; then systemd=1
+else [[ "$scenarios" =~ ^[1-7](\+[1-7])*$ ]] || { echo "run.sh: bad scenario list '$scenarios' (8 runs alone)" >&2; exit 2; }
+fi
 # Generous defaults: a PV run takes ~6 min here, the HVM guest alone ~3 min more.
 # Scenario 7 (two guests, one with its own QEMU) adds 10 min to that.
 if [ -z "$timeout" ]; then
@@ -43,24 +52,52 @@ cache=${PVBACK_XEN_CACHE:-$HOME/.cache/pvback/xen-e2e}
 start=$(date +%s)
 
 "$repo/tests/xen/install-host-deps.sh"
-build=${PVBACK_BUILD:-$repo/build}
-[ -n "${PVBACK_BUILD:-}" ] || "$repo/scripts/build.sh" release >/dev/null
-bins=("$build/blkback/pvback-blk" "$build/netback/pvback-net" "$build/supervisor/pvback-supervisor")
-PVBACK_BINARIES="${bins[0]} ${bins[1]}" "$repo/tests/xen/build-images.sh" "$cache"
+run_dir=$(mktemp -d /tmp/pvback-xen.XXXXXX)
+if [ $systemd = 1 ]; then
+  # Scenario 8: pvback comes from its package (of the committed tree), not from build/.
+  deb=${PVBACK_XEN_DEB:-}
+  if [ -z "$deb" ]; then
+    deb=$("$repo/scripts/build-deb.sh" | sed -n 's|^build-deb: \(.*/pvback_[^/]*_amd64\.deb\)$|\1|p' | tail -1)
+    [ -n "$deb" ] || { echo "run.sh: scripts/build-deb.sh made no .deb" >&2; exit 1; }
+  fi
+  echo "run.sh: scenario 8 installs $deb"
+  # The base images' runtime packages come from the binaries' libraries: the package's binaries.
+  dpkg-deb -x "$deb" "$run_dir/deb"
+  bins=()
+  PVBACK_BINARIES="$run_dir/deb/usr/sbin/pvback-blk $run_dir/deb/usr/sbin/pvback-net" "$repo/tests/xen/build-images.sh" "$cache"
+  "$repo/tests/xen/build-systemd-image.sh" "$cache" "$deb"
+  rm -rf "$run_dir/deb"
+else
+  build=${PVBACK_BUILD:-$repo/build}
+  [ -n "${PVBACK_BUILD:-}" ] || "$repo/scripts/build.sh" release >/dev/null
+  bins=("$build/blkback/pvback-blk" "$build/netback/pvback-net" "$build/supervisor/pvback-supervisor")
+  PVBACK_BINARIES="${bins[0]} ${bins[1]}" "$repo/tests/xen/build-images.sh" "$cache"
+fi
 
 # The per-run part: pvback's binaries, the scenario scripts and the guest image, appended to the
 # cached dom0 archive as a second cpio (the kernel unpacks both into one initramfs).
-run_dir=$(mktemp -d /tmp/pvback-xen.XXXXXX)
 stage=$run_dir/stage
 mkdir -p "$stage/opt/pvback/bin" "$stage/opt/pvback/e2e" "$run_dir/guest"
 for b in "${bins[@]}"; do
   [ -x "$b" ] && cp "$b" "$stage/opt/pvback/bin/"
 done
-install -m 755 "$repo/tests/xen/dom0/init" "$stage/init"
-install -m 755 "$repo/tests/xen/dom0/scenarios.sh" "$stage/opt/pvback/e2e/"
+base_cpio=$cache/dom0-base.cpio
+if [ $systemd = 1 ]; then
+  # Scenario 8: the .deb (init-systemd installs it), the test's units and the operator's drop-in.
+  base_cpio=$cache/dom0-systemd-base.cpio
+  install -m 755 "$repo/tests/xen/dom0/init-systemd" "$stage/init"
+  install -m 755 "$repo/tests/xen/dom0/systemd.sh" "$stage/opt/pvback/e2e/"
+  cp "$deb" "$stage/opt/pvback/e2e/"
+  install -D -m 644 -t "$stage/etc/systemd/system" "$repo"/tests/xen/dom0/systemd/e2e-*.service
+  install -D -m 644 "$repo/tests/xen/dom0/systemd/pvback-e2e.conf" \
+    "$stage/etc/systemd/system/pvback-supervisor.service.d/pvback-e2e.conf"
+else
+  install -m 755 "$repo/tests/xen/dom0/init" "$stage/init"
+  install -m 755 "$repo/tests/xen/dom0/scenarios.sh" "$stage/opt/pvback/e2e/"
+  # libxl runs it for a disk line with script=block-pvback (scenario 7).
+  install -D -m 755 "$repo/scripts/hotplug/block-pvback" "$stage/etc/xen/scripts/block-pvback"
+fi
 install -m 644 "$repo/tests/xen/dom0/lib.sh" "$stage/opt/pvback/e2e/"
-# libxl runs it for a disk line with script=block-pvback (scenario 7).
-install -D -m 755 "$repo/scripts/hotplug/block-pvback" "$stage/etc/xen/scripts/block-pvback"
 cp "$cache/vmlinux" "$cache/vmlinuz" "$stage/opt/pvback/e2e/"
 install -m 755 "$repo/tests/xen/guest/init" "$repo/tests/xen/guest/agent" "$run_dir/guest/"
 install -m 644 "$repo/tests/xen/guest/steps.sh" "$run_dir/guest/"
@@ -73,7 +110,7 @@ initramfs=$repo/tests/xen/initramfs.py
 "$initramfs" check "$stage/opt/pvback/e2e/guest.cpio" ||
   { echo "run.sh: FAILED: the guests' ramdisk would not unpack (see above)" >&2; exit 1; }
 (cd "$stage" && find . | cpio -o -H newc --quiet) > "$run_dir/overlay.cpio"
-"$initramfs" join "$run_dir/dom0.cpio" "$cache/dom0-base.cpio" "$run_dir/overlay.cpio"
+"$initramfs" join "$run_dir/dom0.cpio" "$base_cpio" "$run_dir/overlay.cpio"
 "$initramfs" check "$run_dir/dom0.cpio" ||
   { echo "run.sh: FAILED: dom0's initramfs would not unpack (see above)" >&2; exit 1; }
 rm -rf "$stage" "$run_dir/guest-overlay.cpio"
@@ -90,6 +127,8 @@ dom0_cmdline="console=hvc0 earlyprintk=xen loglevel=4 rdinit=/init pvback.scenar
 [ -z "${PVBACK_XEN_NET_ARGS:-}" ] || dom0_cmdline="$dom0_cmdline pvback.net_args=$(echo $PVBACK_XEN_NET_ARGS | tr ' ' :)"
 # PVBACK_XEN_S5_GUESTS: which guests scenario 5 boots ("pvh+hvm", the default, or one of them).
 dom0_cmdline="$dom0_cmdline pvback.s5_guests=${PVBACK_XEN_S5_GUESTS:-pvh+hvm}"
+# PVBACK_XEN_S8_KILLMODE_PROCESS=1: scenario 8 ends with an experiment (KillMode=process, kill -9).
+[ "${PVBACK_XEN_S8_KILLMODE_PROCESS:-0}" != 1 ] || dom0_cmdline="$dom0_cmdline pvback.s8_killmode_process=1"
 # The watchdog: dom0 prints at least every 30 s while a scenario runs (guest_do's heartbeat). If
 # the console is quiet for $quiet s, dom0 is wedged: it asks Xen for its state over the serial line
 # (Ctrl-A x3 switches the console's input to Xen; debug keys q: domains and vCPUs, r: scheduler

@@ -1,0 +1,250 @@
+#!/bin/bash
+# Scenario 8, run by systemd in a dom0 whose PID 1 is systemd (dom0/init-systemd):
+#   systemd.sh setup   e2e-setup.service, before xendomains: the guest's disk (a loop device), the
+#                      bridge xenbr0 and the guest's config in /etc/xen/auto
+#   systemd.sh check   e2e-check.service, after xendomains: the verdicts, then power off
+# pvback-supervisor.service (the package's unit, enabled by init-systemd) serves the guest that
+# Debian's xendomains started at boot; nothing here starts pvback or the guest.
+set -u
+. /opt/pvback/e2e/lib.sh
+unit=pvback-supervisor.service
+guest=pv8
+
+setup() {
+  mkdir -p /var/log/xen/console /etc/xen/auto
+  modprobe loop; modprobe bridge
+  local disk; disk=$(make_disk "$WORK/pv8-xvda.img" 64) || { echo "pvback-e2e: setup: no loop device"; return 1; }
+  bridge_setup
+  cat > /etc/xen/auto/$guest.cfg <<EOF
+name = "$guest"
+type = "pv"
+kernel = "$E2E/vmlinux"
+ramdisk = "$E2E/guest.cpio"
+extra = "console=hvc0 loglevel=4 pvback.ip=10.99.0.2/24"
+memory = 768
+vcpus = 2
+on_poweroff = "destroy"
+on_crash = "destroy"
+disk = [ "format=raw, vdev=xvda, access=rw, target=$disk" ]
+vif = [ "mac=00:16:3e:00:00:08, bridge=xenbr0" ]
+EOF
+  echo "e2e| setup: $disk for $guest's xvda, xenbr0 10.99.0.1/24, /etc/xen/auto/$guest.cfg"
+}
+
+# The supervisor's journal as its log, for lib.sh's diagnose().
+eval "lib_diagnose() $(declare -f diagnose | tail -n +2)"
+diagnose() {
+  journalctl -b -u "$unit" --no-pager -o short-monotonic > "$LOGS/supervisor.log" 2>&1
+  lib_diagnose
+}
+prop() { systemctl show -P "$2" "$1"; }  # UNIT PROPERTY
+# A device's data-plane pid as its statistics name it.
+dp_pid() {  # vbd|vif DOMID DEVID
+  tr -d '\n' < "$(stats_file "$1" "$2" "$3")" 2>/dev/null | sed -n 's/.*"data_plane": {"pid": \([0-9]*\).*/\1/p' | head -1
+}
+# The journal's position now, for what an event logs from there on.
+journal_cursor() { journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && echo alive || echo gone; }
+pvback_procs() { ps -eo pid,ppid,user,comm,cgroup 2>/dev/null | awk 'NR == 1 || /pvback/' | cut -c1-150; }
+# Until the device has a data plane other than OLD that is alive (60 s at most); prints its pid.
+wait_new_dp() {  # vbd|vif DOMID DEVID OLD
+  local p
+  for _ in $(seq 1 240); do
+    p=$(dp_pid "$1" "$2" "$3")
+    [ -n "$p" ] && [ "$p" != "$4" ] && kill -0 "$p" 2>/dev/null && { echo "$p"; return 0; }
+    sleep 0.25
+  done
+  dp_pid "$1" "$2" "$3"
+  return 1
+}
+# Until the unit is active with a main pid other than OLD (60 s at most).
+wait_active_new_main() {  # OLD
+  for _ in $(seq 1 240); do
+    [ "$(prop $unit ActiveState)" = active ] && [ "$(prop $unit MainPID)" != "$1" ] && [ "$(prop $unit MainPID)" != 0 ] && return 0
+    sleep 0.25
+  done
+  return 1
+}
+# The guest's disk and NIC work: a pattern written and read back, dom0 and the guest ping each other.
+guest_io() {  # LABEL
+  local ok=0 written
+  step "guest ($1): write 4 MiB to xvda" guest_do $guest 180 disk_write_pattern xvda 4 || ok=1
+  written=$(guest_out $guest | tail -1)
+  step "guest ($1): read it back" guest_do $guest 180 disk_checksum xvda 4 || ok=1
+  [ -n "$written" ] && [ "$(guest_out $guest | tail -1)" = "$written" ] || { say "($1) data read back differs"; ok=1; }
+  step "dom0 ($1): ping the guest" busybox ping -c 3 -W 5 10.99.0.2 || ok=1
+  step "guest ($1): ping dom0" guest_do $guest 60 busybox ping -c 3 -W 5 10.99.0.1 || ok=1
+  return $ok
+}
+
+# After a restart or a kill: the processes, the unit's journal, the guest's I/O, the verdict.
+event_verdict() {  # NAME LABEL OK FACT
+  local ok=$3
+  step "pvback's processes $2" pvback_procs
+  step "journal $2 (the unit's, from the event on)" \
+    journalctl --no-pager -o short-monotonic -u $unit --after-cursor="$cursor"
+  guest_io "$2" || ok=0
+  [ "$ok" = 1 ] && verdict PASS "$1" "$4; guest disk and ping OK after" || verdict FAIL "$1" "$4"
+}
+
+# An experiment, not a verdict (PVBACK_XEN_S8_KILLMODE_PROCESS=1): a drop-in KillMode=process,
+# then kill -9 of the supervisor. Does the data plane serve on, and can systemd (Debian 12: 252, no
+# DelegateSubgroup=) start the successor in a cgroup whose subgroups hold the data planes?
+killmode_process_experiment() {  # DOMID
+  local d=$1 main n0 vbd1 vif1 p
+  mkdir -p /run/systemd/system/$unit.d
+  printf '[Service]\nKillMode=process\n' > /run/systemd/system/$unit.d/e2e-killmode.conf
+  systemctl daemon-reload
+  main=$(prop $unit MainPID); n0=$(prop $unit NRestarts)
+  vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
+  say "experiment KillMode=process: supervisor $main, data planes vbd $vbd1 vif $vif1; kill -9 $main"
+  cursor=$(journal_cursor)
+  kill -KILL "$main"
+  sleep 0.3
+  say "0.3 s after: unit $(prop $unit ActiveState)/$(prop $unit SubState), vbd data plane $vbd1 $(alive "$vbd1"), vif data plane $vif1 $(alive "$vif1")"
+  local t0 state; t0=$(date +%s)
+  while [ $(( $(date +%s) - t0 )) -lt 20 ]; do
+    state=$(prop $unit ActiveState)
+    [ "$state" = failed ] && break
+    [ "$state" = active ] && [ "$(prop $unit MainPID)" != "$main" ] && break
+    sleep 0.25
+  done
+  say "$(( $(date +%s) - t0 )) s later: unit $(prop $unit ActiveState)/$(prop $unit SubState) Result=$(prop $unit Result) main $(prop $unit MainPID) NRestarts $n0 -> $(prop $unit NRestarts);" \
+      "data planes now vbd $(dp_pid vbd "$d" 51712) vif $(dp_pid vif "$d" 0); old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1")"
+  step "pvback's processes" pvback_procs
+  step "journal (the unit's, from the kill on)" journalctl --no-pager -o short-monotonic -u $unit --after-cursor="$cursor"
+  # With no supervisor and no data plane the guest's I/O would only wait out guest_do's timeouts.
+  local io="not tried (the unit is not active)"
+  [ "$(prop $unit ActiveState)" != active ] || { io=ok; guest_io "KillMode=process experiment" || io=failed; }
+  say "pvback-e2e: EVIDENCE 8x-killmode-process (old vbd data plane $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); unit $(prop $unit ActiveState)/$(prop $unit SubState), NRestarts $n0 -> $(prop $unit NRestarts); guest I/O $io)"
+  rm -f /run/systemd/system/$unit.d/e2e-killmode.conf; systemctl daemon-reload
+}
+
+check() {
+  say "xl info: $(xl info | sed -n 's/^xen_version *: //p') / dom0 $(uname -r) / PID 1: $(cat /proc/1/comm) ($(readlink /proc/1/exe))"
+  say "pvback package: $(dpkg-query -W -f '${Package} ${Version} ${Status}' pvback)"
+  say "systemctl is-system-running: $(systemctl is-system-running)"
+  systemctl --failed --no-pager --no-legend | sed 's/^/failed unit: /'
+  local ok d
+
+  # --- the supervisor's unit under systemd
+  ok=1
+  step "systemctl status $unit" systemctl status $unit --no-pager -n 8 -l
+  step "its properties" systemctl show $unit -p Type,ActiveState,SubState,MainPID,NRestarts,ControlGroup,Delegate,DelegateControllers,WatchdogUSec,StatusText
+  step "its control group" sh -c "systemd-cgls --no-pager -u $unit; cat /sys/fs/cgroup$(prop $unit ControlGroup)/cgroup.subtree_control"
+  [ "$(prop $unit ActiveState)/$(prop $unit SubState)" = active/running ] || ok=0
+  [ $ok = 1 ] && verdict PASS "8-supervisor-active" "$unit active (running), main pid $(prop $unit MainPID)" \
+              || verdict FAIL "8-supervisor-active" "$(prop $unit ActiveState)/$(prop $unit SubState)"
+
+  # --- READY=1 before xendomains began: systemd records when the unit became active (for
+  # Type=notify: when READY=1 arrived) and when xendomains left inactive.
+  local spawned ready xd_start
+  spawned=$(prop $unit ExecMainStartTimestampMonotonic)
+  ready=$(prop $unit ActiveEnterTimestampMonotonic)
+  xd_start=$(prop xendomains.service InactiveExitTimestampMonotonic)
+  say "monotonic us: supervisor spawned $spawned, ready (active) $ready, xendomains activating $xd_start, xen.service active $(prop xen.service ActiveEnterTimestampMonotonic)"
+  step "journal: supervisor and xendomains" sh -c "journalctl -b --no-pager -o short-monotonic -u $unit -u xendomains.service -u xen.service | head -30"
+  if [ "${ready:-0}" -gt 0 ] && [ "${xd_start:-0}" -gt 0 ] && [ "$ready" -le "$xd_start" ]; then
+    verdict PASS "8-ready-before-xendomains" "READY $(( (ready - spawned) / 1000 )) ms after spawn, $(( (xd_start - ready) / 1000 )) ms before xendomains"
+  else
+    verdict FAIL "8-ready-before-xendomains" "ready=$ready xendomains=$xd_start"
+  fi
+
+  # --- the guest xendomains started, served by pvback
+  ok=1
+  d=
+  for _ in $(seq 1 20); do d=$(domid_of $guest) && [ -n "$d" ] && break; sleep 1; done
+  step "xl list" xl list
+  if [ -z "$d" ]; then
+    verdict FAIL "8-guest-served" "xendomains did not start $guest"
+    guest_ok=0
+  else
+    local t0 now; t0=$(date +%s)
+    while now=$(date +%s); [ $((now - t0)) -lt 300 ]; do
+      [ "$(xenstore-read /local/domain/$d/data/pvback/ready 2>/dev/null)" = 1 ] && break
+      [ $(( (now - t0) % 30 )) = 0 ] && say "$guest: booting ($((now - t0)) s since the check began)"
+      sleep 1
+    done
+    [ "$(xenstore-read /local/domain/$d/data/pvback/ready 2>/dev/null)" = 1 ] &&
+      say "$guest (domid $d): agent ready $(( $(date +%s) - t0 )) s after the check began" ||
+      { say "$guest: agent not ready"; guest_console $guest 30; ok=0; }
+    local vbd=/local/domain/0/backend/vbd/$d/51712 vif=/local/domain/0/backend/vif/$d/0
+    [ $ok = 1 ] && { step "guest: xvda connected" guest_do $guest 120 wait_block xvda 120 || ok=0; }
+    [ $ok = 1 ] && { step "guest: eth0 up" guest_do $guest 60 net_wait || ok=0; }
+    say "backend states: vbd $(xenstore-read $vbd/state 2>/dev/null) vif $(xenstore-read $vif/state 2>/dev/null);" \
+        "frontend states: vbd $(xenstore-read /local/domain/$d/device/vbd/51712/state 2>/dev/null) vif $(xenstore-read /local/domain/$d/device/vif/0/state 2>/dev/null)"
+    [ "$(xenstore-read $vbd/state 2>/dev/null)" = 4 ] && [ "$(xenstore-read $vif/state 2>/dev/null)" = 4 ] || { say "a backend is not Connected (4)"; ok=0; }
+    step "pvback's statistics files" ls -l "$(stats_file vbd "$d" 51712)" "$(stats_file vif "$d" 0)" || ok=0
+    say "data planes: vbd $(dp_pid vbd "$d" 51712), vif $(dp_pid vif "$d" 0)"
+    [ -n "$(dp_pid vbd "$d" 51712)" ] && [ -n "$(dp_pid vif "$d" 0)" ] || { say "no data plane named in the statistics"; ok=0; }
+    step "pvback's processes and their cgroups" pvback_procs
+    [ $ok = 1 ] && { guest_io "at boot" || ok=0; }
+    guest_ok=$ok
+    [ $ok = 1 ] && verdict PASS "8-guest-served" "domid $d from xendomains: vbd and vif state 4, data planes vbd $(dp_pid vbd "$d" 51712) vif $(dp_pid vif "$d" 0), disk and ping OK" \
+                || verdict FAIL "8-guest-served"
+  fi
+
+  # --- no kernel backend
+  step "modprobe -n -v xen-blkback xen-netback (the exclusive-mode file)" sh -c 'modprobe -n -v xen-blkback; modprobe -n -v xen-netback; ls -l /etc/modprobe.d/'
+  if grep -qE '^xen_(blkback|netback) ' /proc/modules; then
+    verdict FAIL "8-no-kernel-backends" "$(grep -E '^xen_(blkback|netback) ' /proc/modules | cut -d' ' -f1 | tr '\n' ' ')loaded"
+  else
+    verdict PASS "8-no-kernel-backends" "neither xen_blkback nor xen_netback in /proc/modules"
+  fi
+
+  if [ "${guest_ok:-0}" = 1 ]; then
+    # --- systemctl restart under the running guest: what happens to the data planes
+    local main0 main1 vbd0 vif0 vbd1 vif1 t
+    main0=$(prop $unit MainPID); vbd0=$(dp_pid vbd "$d" 51712); vif0=$(dp_pid vif "$d" 0)
+    say "before restart: supervisor $main0 NRestarts=$(prop $unit NRestarts), data planes vbd $vbd0 vif $vif0"
+    t=$(date +%s%N)
+    cursor=$(journal_cursor)
+    step "systemctl restart $unit" systemctl restart $unit
+    say "systemctl restart returned after $(( ($(date +%s%N) - t) / 1000000 )) ms; right after: old vbd data plane $vbd0 $(alive "$vbd0"), old vif data plane $vif0 $(alive "$vif0")"
+    ok=1
+    wait_active_new_main "$main0" || { say "the unit did not come back active with a new main pid"; ok=0; }
+    main1=$(prop $unit MainPID)
+    vbd1=$(wait_new_dp vbd "$d" 51712 "$vbd0"); vif1=$(wait_new_dp vif "$d" 0 "$vif0")
+    say "after restart: supervisor $main1, data planes vbd ${vbd1:-none} vif ${vif1:-none};" \
+        "old vbd $vbd0 $(alive "$vbd0"), old vif $vif0 $(alive "$vif0"); backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    event_verdict "8-systemctl-restart" "after systemctl restart" $ok \
+      "supervisor $main0 -> $main1; vbd data plane $vbd0 -> ${vbd1:-none} (old $(alive "$vbd0")); vif data plane $vif0 -> ${vif1:-none} (old $(alive "$vif0"))"
+
+    # --- kill -9 of the supervisor's main process: Restart=on-failure
+    local n0 vbd2 vif2 main2
+    main1=$(prop $unit MainPID); n0=$(prop $unit NRestarts)
+    vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
+    say "before kill -9: supervisor $main1 NRestarts=$n0, data planes vbd $vbd1 vif $vif1"
+    cursor=$(journal_cursor)
+    kill -KILL "$main1"
+    t=$(date +%s%N)
+    sleep 0.3
+    say "0.3 s after kill -9: unit $(prop $unit ActiveState)/$(prop $unit SubState), old vbd data plane $vbd1 $(alive "$vbd1"), old vif data plane $vif1 $(alive "$vif1")"
+    ok=1
+    wait_active_new_main "$main1" || { say "systemd did not restart the unit"; ok=0; }
+    main2=$(prop $unit MainPID)
+    say "unit active again after $(( ($(date +%s%N) - t) / 1000000 )) ms: main pid $main2 NRestarts=$(prop $unit NRestarts) Result=$(prop $unit Result)"
+    vbd2=$(wait_new_dp vbd "$d" 51712 "$vbd1"); vif2=$(wait_new_dp vif "$d" 0 "$vif1")
+    say "after kill -9: data planes vbd ${vbd2:-none} vif ${vif2:-none}; old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    event_verdict "8-kill9-supervisor" "after kill -9 of the supervisor" $ok \
+      "supervisor $main1 killed, systemd restarted it as $main2 (NRestarts $n0 -> $(prop $unit NRestarts)); vbd data plane $vbd1 -> ${vbd2:-none} (old $(alive "$vbd1")); vif data plane $vif1 -> ${vif2:-none} (old $(alive "$vif1"))"
+  fi
+
+  say "supervisor restarts by systemd over the run: NRestarts=$(prop $unit NRestarts) (1 expected: the kill -9; more: the watchdog)"
+  [ "${guest_ok:-0}" = 1 ] && grep -q 'pvback\.s8_killmode_process=1' /proc/cmdline && killmode_process_experiment "$d"
+  if dmesg | grep -qE "BUG:|WARNING:|Oops|general protection"; then
+    dmesg | grep -A6 -E "BUG:|WARNING:|Oops|general protection" | head -30 | sed 's/^/   /'
+    verdict FAIL "8-dom0-kernel" "dom0's kernel reported a bug or warning"
+  fi
+  say "pvback-e2e: RESULT passed=$passed failed=$failed${failed_names:+ (failed:$failed_names)}"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  check)
+    check 2>&1 | sed -u 's/^/e2e| /'
+    echo "pvback-e2e: dom0 finished, powering off"
+    sync
+    busybox poweroff -f ;;
+  *) echo "usage: $0 setup|check" >&2; exit 2 ;;
+esac
