@@ -274,19 +274,21 @@ unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
 
 unsigned DpdkPort::send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n) {
   const std::uint16_t port = exit_.port_id_;
-  // Guest frames in this burst, and those of them that lost a segment.
-  unsigned frames = 0, failed = 0;
-  int last_frame = -1, last_failed = -1;
-  for (std::uint16_t i = 0; i < n; ++i)
-    if (owner[i] != last_frame) {
-      last_frame = owner[i];
-      ++frames;
-    }
+  // The guest frames in this burst (their segments are contiguous: owner[] is 0, 0, 1, 2, 2, ...
+  // once renumbered), each counted as failed once whichever of its segments fail, in any order.
+  unsigned frames = 0;
+  for (std::uint16_t i = 0, last = 0; i < n; ++i) {
+    if (i == 0 || owner[i] != last) ++frames;
+    last = owner[i];
+    owner[i] = static_cast<std::uint16_t>(frames - 1);
+  }
+  bool lost[kBurst + 1] = {};  // a burst holds at most kBurst frames (transmit() sends at kBurst)
+  unsigned failed = 0;
   const auto fail = [&](std::uint16_t i) {
     rte_pktmbuf_free(burst[i]);
     stats_.tx_dropped.add();
-    if (owner[i] != last_failed) {
-      last_failed = owner[i];
+    if (!lost[owner[i]]) {
+      lost[owner[i]] = true;
       ++failed;
     }
   };
@@ -449,10 +451,11 @@ std::expected<std::unique_ptr<DpdkExit>, int> DpdkExit::create(const DpdkConfig&
   // whose IPv4 and TCP checksums it computes). DPDK 22.11's GSO library has no TCP/IPv6.
   if (!caps.tx_tso4 && config.soft_gso && caps.tx_csum && (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) &&
       (exit->tx_offloads_ & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)) {
-    auto gso = SoftGso::create(dname, config.max_queues, socket);
-    if (!gso) return std::unexpected(gso.error());
-    exit->gso_ = std::move(*gso);
-    caps.tx_tso4 = true;
+    // Its pools not there (EAL's memory is short): served all the same, without GSO.
+    if (auto gso = SoftGso::create(dname, config.max_queues, socket)) {
+      exit->gso_ = std::move(*gso);
+      caps.tx_tso4 = true;
+    }
   }
   exit->mtu_ = config.mtu;
   caps.rx_gso = false;

@@ -3,11 +3,13 @@
 // TSO, so that pvback-net can offer the guest GSO anyway (feature-gso-tcpv4): the guest then hands
 // over one large frame where it would otherwise segment, checksum and ring every 1.5 KB itself.
 //
-// Each output frame is two mbufs: a copy of the headers (from a small pool of this exit's) and an
-// indirect mbuf pointing into the guest's frame, so the payload is never copied. The device must
-// take multi-segment frames and compute TCP checksums (the GSO library updates the IPv4 length,
-// id and TCP sequence and flags, not checksums); the output frames ask for both checksums, which
-// the device (or its tx_prepare) does, as for any checksum offload.
+// Each output frame is a copy of the headers (from a small pool of this exit's) and one or two
+// indirect mbufs pointing into the guest's frame (two where a segment straddles its 2 KiB mbufs),
+// so the payload is never copied. The device must take multi-segment frames and compute IPv4 and
+// TCP checksums (the GSO library updates the IPv4 length and id and the TCP sequence and flags, not
+// checksums); each output frame asks for both, with its own pseudo-header sum in the TCP checksum
+// field as DPDK's checksum offload expects, but for one whose payload has an odd-length piece
+// before its last, whose TCP checksum is computed here (see segment()).
 #pragma once
 #include <cstdint>
 #include <expected>
@@ -21,11 +23,12 @@ namespace pvback::netback {
 
 class SoftGso {
  public:
-  // The most frames one guest frame may become: 64 KiB at the smallest MSS a guest gets (536).
-  static constexpr std::uint16_t kMaxSegments = 128;
+  // The most frames one guest frame may become: 64 KiB at the smallest MSS Linux sends (48,
+  // tcp_min_snd_mss). A smaller MSS is refused (EINVAL).
+  static constexpr std::uint16_t kMaxSegments = 1366;
 
   // Pools sized for `queues` queues each with a full burst of 64 KiB frames in flight. errno on
-  // failure (logged, naming the exit).
+  // failure (logged, naming the exit): the exit then offers no GSO.
   static std::expected<std::unique_ptr<SoftGso>, int> create(const std::string& name, unsigned queues, int socket);
   ~SoftGso();
   SoftGso(const SoftGso&) = delete;

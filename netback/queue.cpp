@@ -4,7 +4,7 @@
 // then serve TX, then RX, and repeat while either found work. Before sleeping, the rings' final
 // checks ask the guest for a notification so no request published meanwhile is missed.
 //
-// Poll-mode ports (rx_fd() == -1, DPDK): receive() is called on every loop; after
+// Poll-mode ports (rx_fd() == -1: DPDK ports without an RX interrupt fd): receive() is called on every loop; after
 // kPollSpinIterations consecutive idle loops the thread sleeps in poll(2) with a 1 ms timeout
 // (still woken at once by guest events), so an idle vif costs ~1000 wake-ups/s instead of a core.
 //

@@ -93,7 +93,19 @@ int VifDriver::advertise(xenbus::XenStore& xs, const std::string& backend_path) 
     const unsigned read_back = queues && *queues > 0 ? static_cast<unsigned>(*queues) : own.max_queues;
     advertised_ = {std::min({read_back, kMaxQueuesLimit, std::max(1u, exit_.max_queues())}),
                    split ? *split == 1 : own.split_event_channels, xdp ? *xdp == 1 : own.xdp_headroom};
-    advertised_stale_ = advertised_ != own;
+    // The directory may promise what this process cannot do (more queues, GSO its exit cannot
+    // send: a successor with other options or another exit): it is written again before the
+    // frontend's next connection, or that one would be refused (or its GSO frames dropped) too.
+    const ExitCapabilities caps = exit_.capabilities();
+    const auto gso4 = xs.read_uint(backend_path + "/feature-gso-tcpv4", 1);
+    const auto gso6 = xs.read_uint(backend_path + "/feature-gso-tcpv6", 1);
+    const bool gso_lost = (gso4 && *gso4 == 1 && !(options_.gso && caps.tx_tso4)) ||
+                          (gso6 && *gso6 == 1 && !(options_.gso && caps.tx_tso6));
+    if (gso_lost)
+      PVBACK_LOG(Warning, "%s: the frontend was offered GSO that %s cannot send: its GSO frames are dropped until it "
+                 "connects again", name_.c_str(), exit_.name().c_str());
+    directory_stale_ = read_back != advertised_.max_queues || gso_lost;
+    advertised_stale_ = directory_stale_ || advertised_ != own;
     return 0;
   }
   return write_features(xs);
@@ -135,7 +147,7 @@ int VifDriver::write_features(xenbus::XenStore& xs) {
   });
   if (e == 0) {
     advertised_ = wanted_advertisement();
-    advertised_stale_ = false;
+    advertised_stale_ = directory_stale_ = false;
   }
   return e;
 }
@@ -153,7 +165,7 @@ std::expected<TunableChange, std::string> VifDriver::set_tunable(xenbus::XenStor
   }
   // A frontend that read the directory negotiated from it: advertised before it connects again.
   if (connected_ || (!backend_path_.empty() && xenbus::frontend_has_read_advertisement(xs, backend_path_))) {
-    advertised_stale_ = wanted_advertisement() != advertised_;
+    advertised_stale_ = directory_stale_ || wanted_advertisement() != advertised_;
   } else if (!backend_path_.empty()) {
     if (const int e = write_features(xs)) {
       options_ = previous;

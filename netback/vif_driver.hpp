@@ -135,6 +135,7 @@ class VifDriver final : public xenbus::BackendDriver {
   void refresh_advertisement(xenbus::XenStore& xs) override;
   Advertised advertised_;
   bool advertised_stale_ = false;
+  bool directory_stale_ = false;  // the directory promises what this process cannot do
   VifOptions options_;
   std::string name_;
   DomId frontend_domid_;

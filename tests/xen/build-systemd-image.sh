@@ -19,12 +19,15 @@ if [ -f "$stamp" ] && [ -f "$cache/dom0-systemd-base.cpio" ]; then
   exit 0
 fi
 root=$cache/dom0-systemd-root
-rm -rf "$root"
-cp -a "$base" "$root"
 cleanup_mounts() {
   for m in dev/pts dev proc sys; do mountpoint -q "$root/$m" 2>/dev/null && umount -l "$root/$m"; done
   return 0
 }
+# A run killed while the host's /dev, /sys and /proc were bound into the root left them there:
+# unmounted before the old root goes, and rm never crosses into another file system anyway.
+cleanup_mounts
+rm -rf --one-file-system "$root"
+cp -a "$base" "$root"
 trap cleanup_mounts EXIT
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"
 mount -t proc proc "$root/proc"; mount --bind /sys "$root/sys"; mount --bind /dev "$root/dev"

@@ -470,8 +470,9 @@ TEST_F(VifTest, RestartedBackendResumesUnderAConnectedFrontend) {
 
 // A successor whose exit has fewer queues than the connected frontend uses (started with other
 // options after a SIGKILL): it advertises no more than it has, so it refuses that connection with
-// the reason, and serves on; it used to take the frontend's 4 queues from the directory and index
-// its exit's ports past their end.
+// the reason, and serves on (it used to take the frontend's 4 queues from the directory and index
+// its exit's ports past their end); the directory says 2 before the frontend's next connection,
+// which gets 2.
 TEST_F(VifTest, ASuccessorWithFewerQueuesThanTheFrontendUsesRefusesItAndServesOn) {
   backend_log_ = dir_ / "net.log";
   add_vif_and_start([] {
@@ -501,6 +502,42 @@ TEST_F(VifTest, ASuccessorWithFewerQueuesThanTheFrontendUsesRefusesItAndServesOn
       << log();
   EXPECT_TRUE(backend_->running()) << log();
   EXPECT_EQ(backend_key("multi-queue-max-queues"), "4");  // the frontend's connection's, untouched
+  front.reset();
+  auto again = attach(o);
+  ASSERT_NE(again, nullptr) << log();
+  EXPECT_EQ(again->negotiated().num_queues, 2u);
+  EXPECT_EQ(backend_key("multi-queue-max-queues"), "2");
+  EXPECT_TRUE(backend_->running()) << log();
+}
+
+// A successor whose exit cannot send the GSO its predecessor offered (another exit, or started
+// with --no-dpdk-soft-gso): it says so, and the directory offers no GSO before the frontend's next
+// connection (the guest would otherwise keep sending GSO frames the exit drops).
+TEST_F(VifTest, ASuccessorThatCannotSendTheOfferedGsoWithdrawsItBeforeTheNextConnection) {
+  backend_log_ = dir_ / "net.log";
+  add_vif_and_start(dpdk("net_null", 62));
+  EXPECT_EQ(backend_key("feature-gso-tcpv4"), "0");  // net_null computes no checksums
+  auto front = attach();
+  ASSERT_NE(front, nullptr);
+  ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  // What a predecessor with GSO left in the directory the frontend read.
+  ASSERT_EQ(dom0_xs_.write(backend_path() + "/feature-gso-tcpv4", "1"), 0);
+  backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
+  backend_->start(hv_->run_dir(), backend_path(), dpdk("net_null", 63), stats_.string(), backend_log_);
+  const auto log = [&] {
+    std::ifstream in(backend_log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  ASSERT_TRUE(eventually([&] { return log().find("was offered GSO that net_null63 cannot send") != std::string::npos; }))
+      << log();
+  front.reset();
+  auto again = attach();
+  ASSERT_NE(again, nullptr) << log();
+  EXPECT_EQ(backend_key("feature-gso-tcpv4"), "0");
+  EXPECT_TRUE(backend_->running()) << log();
 }
 
 }  // namespace
