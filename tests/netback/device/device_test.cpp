@@ -488,16 +488,10 @@ TEST_F(VifTest, ASuccessorWithFewerQueuesThanTheFrontendUsesRefusesItAndServesOn
   ASSERT_EQ(::kill(backend_->pid(), SIGKILL), 0);
   ASSERT_TRUE(backend_->wait_exit().has_value());
 
-  backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
   auto args = dpdk("net_null", 61);
   args.insert(args.end(), {"--max-queues", "2"});
-  backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
-  const auto log = [&] {
-    std::ifstream in(backend_log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
+  restart_backend(std::move(args));
+  const auto log = [&] { return log_text(); };
   ASSERT_TRUE(eventually([&] { return log().find("multi-queue-num-queues: 4 queues (1..2") != std::string::npos; }))
       << log();
   EXPECT_TRUE(backend_->running()) << log();
@@ -523,14 +517,8 @@ TEST_F(VifTest, ASuccessorThatCannotSendTheOfferedGsoWithdrawsItBeforeTheNextCon
   ASSERT_TRUE(backend_->wait_exit().has_value());
   // What a predecessor with GSO left in the directory the frontend read.
   ASSERT_EQ(dom0_xs_.write(backend_path() + "/feature-gso-tcpv4", "1"), 0);
-  backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
-  backend_->start(hv_->run_dir(), backend_path(), dpdk("net_null", 63), stats_.string(), backend_log_);
-  const auto log = [&] {
-    std::ifstream in(backend_log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
+  restart_backend(dpdk("net_null", 63));
+  const auto log = [&] { return log_text(); };
   ASSERT_TRUE(eventually([&] { return log().find("was offered GSO that net_null63 cannot send") != std::string::npos; }))
       << log();
   front.reset();

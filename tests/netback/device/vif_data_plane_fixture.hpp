@@ -82,13 +82,6 @@ class VifDataPlaneTest : public VifTest {
     backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
     backend_->start(hv_->run_dir(), backend_path(), args, stats_.string(), backend_log_);
   }
-  std::string log_text() {
-    std::ifstream in(backend_log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
   // pvback-net on the TAP with `args`, a netfront of `queues` queues connected to it, its data
   // plane serving, and the host's side of the vif ready (a frame from the host reaches the guest).
   void connect(unsigned queues, std::vector<std::string> args, netfront::Options o = {}) {

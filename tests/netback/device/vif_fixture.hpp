@@ -95,6 +95,19 @@ class VifTest : public SimHostTest {
     return std::atoll(text.c_str() + at + key.size() + 4);
   }
 
+  // What the backend has logged so far (backend_log_).
+  std::string log_text() const {
+    std::ifstream in(backend_log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Starts pvback-net again with `args` on the same vif (after the last one was killed).
+  void restart_backend(std::vector<std::string> args) {
+    backend_ = std::make_unique<BackendProcess>(PVBACK_NET, std::chrono::seconds(30));
+    backend_->start(hv_->run_dir(), backend_path(), std::move(args), stats_.string(), backend_log_);
+  }
+
   std::filesystem::path stats_;
   std::filesystem::path backend_log_;  // set before starting: the backend's stderr goes there
   std::unique_ptr<BackendProcess> backend_;
