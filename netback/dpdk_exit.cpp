@@ -209,11 +209,11 @@ bool DpdkPort::set_tx_offloads(PacketBuffer& b, rte_mbuf* m) {
 
 unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
   ensure_lcore();
-  // Room for a burst and one more guest frame cut into its most segments; owner[i]: which of
-  // this call's guest frames burst[i] belongs to.
+  // Room for a burst and one more guest frame cut into its most segments; owner[i]: which of the
+  // burst's `frames` guest frames burst[i] belongs to (0, 0, 1, 2, 2, ...).
   rte_mbuf* burst[kBurst + SoftGso::kMaxSegments];
   std::uint16_t owner[kBurst + SoftGso::kMaxSegments];
-  std::uint16_t n = 0;
+  std::uint16_t n = 0, frames = 0;
   unsigned sent_total = 0;
   for (std::size_t i = 0; i < bufs.size(); ++i) {
     PacketBuffer& b = bufs[i];
@@ -240,10 +240,10 @@ unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
                              exit_.name_.c_str(), b.length, b.meta.gso_type, b.meta.csum_partial);
       continue;
     }
-    const auto who = static_cast<std::uint16_t>(i);
+    int cut = 0;  // segments made of it here (0: sent as it is)
     if (exit_.gso_ && (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG)) {
       const std::uint64_t flags = m->ol_flags & ~RTE_MBUF_F_TX_TCP_SEG;
-      const int cut = exit_.gso_->segment(m, m->tso_segsz, burst + n, SoftGso::kMaxSegments, flags);
+      cut = exit_.gso_->segment(m, m->tso_segsz, burst + n, SoftGso::kMaxSegments, flags);
       if (cut < 0) {
         rte_pktmbuf_free(m);
         stats_.tx_dropped.add();
@@ -251,38 +251,29 @@ unsigned DpdkPort::transmit(std::span<PacketBuffer> bufs) {
                                exit_.name_.c_str(), b.length, b.meta.gso_size, std::strerror(-cut));
         continue;
       }
-      if (cut > 0) {
-        rte_pktmbuf_free(m);  // each segment holds what it needs of it
-        stats_.tx_segmented.add();
-        for (int k = 0; k < cut; ++k) owner[n++] = who;
-      } else {
-        owner[n] = who;
-        burst[n++] = m;
-      }
+    }
+    if (cut > 0) {
+      rte_pktmbuf_free(m);  // each segment holds what it needs of it
+      stats_.tx_segmented.add();
+      for (int k = 0; k < cut; ++k) owner[n++] = frames;
     } else {
-      owner[n] = who;
+      owner[n] = frames;
       burst[n++] = m;
     }
+    ++frames;
     if (n >= kBurst) {
-      sent_total += send(burst, owner, n);
-      n = 0;
+      sent_total += send(burst, owner, n, frames);
+      n = frames = 0;
     }
   }
-  if (n != 0) sent_total += send(burst, owner, n);
+  if (n != 0) sent_total += send(burst, owner, n, frames);
   return sent_total;
 }
 
-unsigned DpdkPort::send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n) {
+unsigned DpdkPort::send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n, unsigned frames) {
   const std::uint16_t port = exit_.port_id_;
-  // The guest frames in this burst (their segments are contiguous: owner[] is 0, 0, 1, 2, 2, ...
-  // once renumbered), each counted as failed once whichever of its segments fail, in any order.
-  unsigned frames = 0;
-  for (std::uint16_t i = 0, last = 0; i < n; ++i) {
-    if (i == 0 || owner[i] != last) ++frames;
-    last = owner[i];
-    owner[i] = static_cast<std::uint16_t>(frames - 1);
-  }
-  bool lost[kBurst + 1] = {};  // a burst holds at most kBurst frames (transmit() sends at kBurst)
+  // Each guest frame counted as failed once, whichever of its segments fail, in any order.
+  bool lost[kBurst] = {};  // a burst holds at most kBurst frames (transmit() sends at kBurst)
   unsigned failed = 0;
   const auto fail = [&](std::uint16_t i) {
     rte_pktmbuf_free(burst[i]);

@@ -81,9 +81,10 @@ class DpdkPort final : public Port {
   friend class DpdkExit;
   DpdkPort(DpdkExit& exit, std::uint16_t queue) : exit_(exit), queue_(queue) {}
   bool set_tx_offloads(PacketBuffer& b, rte_mbuf* m);
-  // Hands burst[0..n) to the device; frames it did not take are freed and their owners' guest
-  // frames counted as not sent. Returns how many guest frames were sent whole.
-  unsigned send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n);
+  // Hands burst[0..n), the segments of `frames` guest frames (owner[i]: which), to the device;
+  // what it did not take is freed and its guest frame counted as not sent. Returns how many guest
+  // frames were sent whole.
+  unsigned send(rte_mbuf** burst, std::uint16_t* owner, std::uint16_t n, unsigned frames);
 
   DpdkExit& exit_;
   std::uint16_t queue_;

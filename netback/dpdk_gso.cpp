@@ -30,8 +30,9 @@ constexpr std::uint16_t kHeaderRoom = 22 + 60 + 60;
 
 // The TCP checksum of an IPv4 segment whose TCP header starts at l2_len + l3_len of its first
 // mbuf and whose payload follows in the chain, pieces of any length (one starting at an odd offset
-// adds its 16-bit sum byte-swapped). DPDK's own rte_ipv4_udptcp_cksum_mbuf is not stable API in
-// 22.11.
+// adds its 16-bit sum byte-swapped). Not DPDK 22.11's rte_raw_cksum_mbuf (and the
+// rte_ipv4_udptcp_cksum_mbuf built on it, not stable API there): it cuts such a piece's unreduced
+// 32-bit sum to 16 bits before swapping it, which loses the carries of any piece over ~64 bytes.
 std::uint16_t tcp_checksum(const rte_mbuf* s, const rte_ipv4_hdr* ip) {
   std::uint32_t sum = rte_ipv4_phdr_cksum(ip, 0);  // with the segment's own length
   std::size_t at = 0;
