@@ -54,9 +54,7 @@ TEST_F(VbdTest, AnNbdServerOverTlsThatRefusesTheKeyLeavesTheDeviceUnservedWithTh
   ASSERT_NO_FATAL_FAILURE(make_nbdkit_tls(dir_, kBytes, disk));
   // Another key under the same user name: the handshake fails.
   const auto wrong = dir_ / "wrong.psk";
-  ASSERT_EQ(run_command("printf 'pvback:%s\\n' \"$(od -An -tx1 -N32 /dev/urandom | tr -d ' \\n')\" > " +
-                        wrong.string()),
-            0);
+  ASSERT_EQ(write_psk_file(wrong), 0);
   sim::VbdSpec spec;
   spec.params = disk.params.substr(0, disk.params.find("?tls-psk-file=")) + "?tls-psk-file=" + wrong.string();
   backend_log_ = dir_ / "blk.log";

@@ -199,11 +199,16 @@ inline void make_nbdkit_memory(const std::filesystem::path& dir, std::uint64_t b
 
 // The same server requiring TLS, authenticated by a pre-shared key (user "pvback"; nbdkit and
 // libnbd read the same key file): nbds://pvback@127.0.0.1:PORT/?tls-psk-file=FILE.
+// A pre-shared key file for user "pvback" (nbdkit's and libnbd's format), a random 256-bit key,
+// mode 0600: 0 on success.
+inline int write_psk_file(const std::filesystem::path& psk) {
+  return run_command("printf 'pvback:%s\\n' \"$(od -An -tx1 -N32 /dev/urandom | tr -d ' \\n')\" > " + psk.string() +
+                     " && chmod 600 " + psk.string());
+}
+
 inline void make_nbdkit_tls(const std::filesystem::path& dir, std::uint64_t bytes, TestDisk& disk) {
   const auto psk = dir / "nbd.psk";
-  ASSERT_EQ(run_command("printf 'pvback:%s\\n' \"$(od -An -tx1 -N32 /dev/urandom | tr -d ' \\n')\" > " + psk.string() +
-                        " && chmod 600 " + psk.string()),
-            0);
+  ASSERT_EQ(write_psk_file(psk), 0);
   disk.server = std::make_unique<ServerProcess>();
   const std::string uri = start_nbdkit("--tls=require --tls-psk=" + psk.string() + " memory size=" +
                                            std::to_string(bytes),
