@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 
@@ -308,6 +309,17 @@ void Queue::Impl::fatal(int error, const char* reason) {
   fatal_seen = true;
   PVBACK_LOG(Error, "%s: %s; disconnecting", name, reason);
   if (on_fatal) on_fatal(error, reason);
+}
+
+// The three indices say which rule the frontend broke (more requests than slots, or req_prod
+// moved backwards): an operator reading the log can tell a hostile frontend from a torn ring.
+void Queue::Impl::ring_overflow() {
+  const ring::RingIdx prod = is32 ? ring32.shared_req_prod() : ring64.shared_req_prod();
+  char reason[160];
+  std::snprintf(reason, sizeof reason,
+                "ring overflow: the frontend's req_prod %u is impossible (req_cons %u, rsp_prod %u, %u slots)", prod,
+                req_cons(), rsp_prod_pvt(), ring_size);
+  fatal(EPROTO, reason);
 }
 
 // While paused the frontend's notifications are left pending on the event channel (they fire the

@@ -127,6 +127,7 @@ struct Queue::Impl final : storage::CompletionSink, RequestFailer {
   void count_for_kernel(const Slot& s);
   void flush_responses();
   void fatal(int error, const char* reason);
+  void ring_overflow();  // fatal(EPROTO), naming the ring's indices
   void maybe_purge(std::int64_t now);
   void drain_in_flight();
   void fail(Slot& s, std::int16_t status, const char* why) override;

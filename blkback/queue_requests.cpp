@@ -38,14 +38,14 @@ std::uint32_t Queue::Impl::process_ring() {
   while (!stalled && !fatal_seen) {
     auto n = unconsumed();
     if (!n) {
-      fatal(EPROTO, "ring overflow: the frontend's req_prod is impossible");
+      ring_overflow();
       break;
     }
     if (*n == 0) {
       if (polling()) break;  // notifications stay off until the queue is about to sleep
       auto more = final_check();
       if (!more) {
-        fatal(EPROTO, "ring overflow: the frontend's req_prod is impossible");
+        ring_overflow();
         break;
       }
       if (!*more) break;

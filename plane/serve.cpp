@@ -19,33 +19,52 @@ int ControlLink::fd() const {
   return fd_;
 }
 
+void ControlLink::send_locked(std::span<const std::byte> message) {
+  if (int e = send_message(fd_, message))
+    PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
+}
+
 void ControlLink::say(std::uint32_t type, int error, const std::string& reason) {
   std::lock_guard lock(mutex_);
   if (fd_ < 0) return;
-  if (int e = send_message(fd_, encode_notice(protocol_, {type, error, reason})))
-    PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
+  if (type != kReady && !ready_) {
+    held_.push_back(encode_notice(protocol_, {type, error, reason}));
+    return;
+  }
+  send_locked(encode_notice(protocol_, {type, error, reason}));
+  if (type != kReady || ready_) return;
+  ready_ = true;
+  for (const auto& message : held_) send_locked(message);
+  held_.clear();
+  if (fatal_held_) send_locked(encode_notice(protocol_, {kFatal, error_, reason_}));
+  fatal_held_ = false;
 }
 
 void ControlLink::send(std::span<const std::byte> message) {
   std::lock_guard lock(mutex_);
   if (fd_ < 0) return;
-  if (int e = send_message(fd_, message))
-    PVBACK_LOG(Warning, "data plane: cannot tell the control part (%s)", std::strerror(e));
+  if (!ready_) {
+    held_.emplace_back(message.begin(), message.end());
+    return;
+  }
+  send_locked(message);
 }
 
 // The first Fatal is latched: it goes to the control part attached now, if any, and again to every
 // successor that adopts this data plane, since a control part may die before it acted on it (the
 // device would then never be disconnected: its queue stopped serving, its guest waiting).
 void ControlLink::fatal(int error, const std::string& reason) {
-  {
-    std::lock_guard lock(mutex_);
-    if (pending_) return;
-    pending_ = true;
-    error_ = error;
-    reason_ = reason;
-    if (fd_ < 0) return;
+  std::lock_guard lock(mutex_);
+  if (pending_) return;
+  pending_ = true;
+  error_ = error;
+  reason_ = reason;
+  if (fd_ < 0) return;
+  if (!ready_) {
+    fatal_held_ = true;
+    return;
   }
-  say(kFatal, error, reason);
+  send_locked(encode_notice(protocol_, {kFatal, error, reason}));
 }
 
 void ControlLink::detach() {
@@ -53,14 +72,15 @@ void ControlLink::detach() {
   fd_ = -1;
 }
 
+// A successor adopts only a data plane that was serving, so Ready was said long ago; what was held
+// for a dead control part is not its business (it learns the state from Adopted), but the Fatal is.
 void ControlLink::attach(int fd) {
-  bool tell = false;
-  {
-    std::lock_guard lock(mutex_);
-    fd_ = fd;
-    tell = pending_;
-  }
-  if (tell) say(kFatal, error_, reason_);
+  std::lock_guard lock(mutex_);
+  fd_ = fd;
+  ready_ = true;
+  held_.clear();
+  fatal_held_ = false;
+  if (pending_) send_locked(encode_notice(protocol_, {kFatal, error_, reason_}));
 }
 
 std::optional<std::size_t> receive_start(int sock, std::span<std::byte> buffer, std::vector<UniqueFd>& fds) {

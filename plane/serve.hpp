@@ -34,6 +34,9 @@ class ControlLink {
   // Thread-safe: one message of the protocol's own (one with figures) to the current control
   // part; none while orphaned (an adopting successor learns the state from Adopted). Logs a failure.
   void send(std::span<const std::byte> message);
+  // Until the data plane said Ready, its control part reads nothing else (Process::launch): a
+  // Fatal or a message a queue thread raises before then (a resumed request that finds the ring
+  // broken, a pause) is held and follows the Ready, in order.
   void detach();        // the control part died
   void attach(int fd);  // a successor adopted us: a Fatal it has not heard of goes to it
 
@@ -41,9 +44,14 @@ class ControlLink {
   Protocol protocol_;
   mutable std::mutex mutex_;
   int fd_;
+  // Under mutex_: sends one message, logging a failure.
+  void send_locked(std::span<const std::byte> message);
   bool pending_ = false;  // a Fatal was raised: error_, reason_
   int error_ = 0;
   std::string reason_;
+  bool ready_ = false;  // Ready was said: messages go out as they come
+  bool fatal_held_ = false;  // a Fatal raised before Ready, sent after it
+  std::vector<std::vector<std::byte>> held_;  // messages sent before Ready
 };
 
 // The data plane's first message: its control part's Start (into `buffer`) with the fds that
