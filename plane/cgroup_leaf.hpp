@@ -25,6 +25,9 @@ namespace pvback::plane {
 // VifOptions::cgroup alike.
 struct CgroupOptions {
   bool enabled = true;  // --cgroup-parent none: no leaf at all
+  // --cgroup-parent systemd, or auto in a process systemd started: each data plane in a transient
+  // scope of its own (plane/systemd_scope.hpp), which outlives this process.
+  bool systemd = false;
   // Where the leaves go. Empty (auto): the cgroup this process is in, where a host that cannot have
   // the leaf (no such controller, cgroup v2's rule that a cgroup with processes has no limited
   // children) only costs a warning. A parent the operator named must work, or the device fails to
@@ -37,14 +40,16 @@ struct CgroupOptions {
   unsigned cpu_max = 0;          // percent of one CPU; 0: no limit
 };
 
-// --cgroup-parent VALUE: "auto", "none" or a path (one that cannot be used fails the device when
-// it connects, naming the cause).
+// --cgroup-parent VALUE: "auto", "none", "systemd" or a path (one that cannot be used fails the
+// device when it connects, naming the cause).
 void set_cgroup_parent(std::string_view value, CgroupOptions& o);
 
 // "vif 5/0" (a device's log name) -> "<prefix>vif-5-0".
 std::string cgroup_leaf_name(const std::string& prefix, std::string_view device_name);
 
-// A backend process started with the default parent (auto), under cgroup v2: it leaves its own
+// A backend process started with the default parent (auto) by systemd (systemd_scopes_available):
+// its data planes go into scopes (o.systemd), and it stays where it is. Otherwise, under cgroup v2:
+// it leaves its own
 // cgroup for a leaf `leaf` of it, where the data planes' groups become its siblings
 // (sandbox::enter_own_leaf); the parent becomes the cgroup it left. If it cannot, its data planes
 // run without limits (`o.enabled` = false), with a warning naming `name`. Nothing is done for a
@@ -68,11 +73,13 @@ class CgroupLeaf {
   // fails to connect rather than serve unlimited). With the automatic parent a failure is a
   // warning, logged once per device, and the data plane runs without the leaf.
   [[nodiscard]] int make(const DefaultLimits& defaults);
-  // For Launch::place: moves the pid into the leaf; empty when there is none.
-  std::function<int(pid_t)> placer() const;
+  // For Launch::place: moves the pid into the leaf (or its own scope); empty when there is none.
+  // A scope systemd does not make is a warning: the data plane runs without its limits.
+  std::function<int(pid_t)> placer();
   // A data plane adopted from a dead predecessor: moved into the leaf (it is there already unless
-  // its predecessor made none); a failure is logged, the data plane serves on.
-  void adopt(pid_t pid) const;
+  // its predecessor made none; one in a scope stays in it); a failure is logged, the data plane
+  // serves on.
+  void adopt(pid_t pid);
   // After the connection's data plane ended: the leaf goes (a process that was not our child may
   // take a moment to leave it). A failure is logged and the leaf forgotten.
   void remove();
@@ -81,14 +88,17 @@ class CgroupLeaf {
   void remove_orphan();
 
   bool valid() const { return group_.valid(); }
-  // One directory per cgroup hierarchy used (statistics).
-  const std::vector<std::string>& dirs() const { return group_.dirs(); }
+  // One directory per cgroup hierarchy used (statistics); a scope's directory.
+  const std::vector<std::string>& dirs() const { return options_.systemd ? scope_dirs_ : group_.dirs(); }
   std::string leaf_name() const { return cgroup_leaf_name(options_.prefix, name_); }
 
  private:
   CgroupOptions options_;
   std::string name_;
+  sandbox::ResourceLimits limits(const DefaultLimits& defaults) const;
   sandbox::Cgroup group_;
+  sandbox::ResourceLimits scope_limits_;  // systemd: what make() sized for the connection
+  std::vector<std::string> scope_dirs_;   // systemd: the current data plane's scope
   bool warned_ = false;
 };
 

@@ -8,6 +8,7 @@ packages=(
   libxen-dev xenstore-utils     # real libxengnttab/libxenevtchn/libxenstore + CLIs for tests
   liburing-dev                  # blkback data path
   libseccomp-dev                # sandbox: the data plane's seccomp filter
+  libsystemd-dev                # plane: a data plane's transient systemd scope (sd-bus)
   libnbd-dev                    # storage: the NBD engine
   librbd-dev librados-dev       # storage: the RBD engine (librbd's asynchronous API)
   ceph-mon ceph-osd ceph-common # tests: a real one-monitor, one-OSD Ceph cluster for the RBD engine

@@ -25,6 +25,7 @@
 #include "grant/platform.hpp"
 #include "netback/command_line.hpp"
 #include "plane/process.hpp"
+#include "plane/systemd_scope.hpp"
 #include "sandbox/cgroup.hpp"
 #include "supervisor/supervisor.hpp"
 #include "xenbus/xenstore.hpp"
@@ -84,6 +85,12 @@ int main(int argc, char** argv) {
   // backends are started in the supervisor's leaf and told where their data planes go.
   // pvback-blk's and pvback-net's alike (supervisor::settle_cgroup_parents).
   options->cgroup_prefix = config.host_tag();
+  // Started by systemd: the data planes go into scopes of their own (plane/systemd_scope.hpp), which
+  // outlive this unit's processes, so that a successor adopts them; the supervisor stays put.
+  if (plane::systemd_scopes_available())
+    for (auto* args : {&options->blk_args, &options->net_args})
+      if (std::ranges::find(*args, "--cgroup-parent") == args->end())
+        args->insert(args->begin(), {"--cgroup-parent", "systemd"});
   std::expected<std::string, std::string> own;  // the supervisor's cgroup, which it left (v2)
   if (supervisor::needs_own_cgroup(*options)) own = sandbox::enter_own_leaf("supervisor");
   if (!own)

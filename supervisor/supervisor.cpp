@@ -467,7 +467,7 @@ void Supervisor::stop_orphan(const Key& key) const {
   if (!vbd) ::unlink(path.substr(0, path.size() - 3).c_str());
   // The data plane's control group, which its dead backend made and can no longer remove.
   const std::string& parent = vbd ? options_.blk_cgroup_parent : options_.net_cgroup_parent;
-  if (parent == "none") return;
+  if (parent == "none" || parent == "systemd") return;  // systemd removes an empty scope itself
   const std::string leaf = plane::cgroup_leaf_name(
       options_.cgroup_prefix, std::string(type) + " " + std::to_string(key.domid) + "/" + std::to_string(key.devid));
   if (int e = sandbox::remove_leaf(parent, leaf); e != 0)

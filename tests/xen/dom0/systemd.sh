@@ -210,11 +210,17 @@ check() {
     event_verdict "8-systemctl-restart" "after systemctl restart" $ok \
       "supervisor $main0 -> $main1; vbd data plane $vbd0 -> ${vbd1:-none} (old $(alive "$vbd0")); vif data plane $vif0 -> ${vif1:-none} (old $(alive "$vif0"))"
 
-    # --- kill -9 of the supervisor's main process: Restart=on-failure
-    local n0 vbd2 vif2 main2
+    # --- kill -9 of the supervisor's main process: Restart=on-failure. The data planes are in
+    # scopes of their own in pvback.slice (plane/systemd_scope.hpp), outside the unit's cgroup:
+    # systemd's KillMode=mixed does not reach them, they serve on, and the successor adopts them
+    # (the same pids, alive; "adopted the data plane" in its journal).
+    local n0 vbd2 vif2 main2 scopes adopted
     main1=$(prop $unit MainPID); n0=$(prop $unit NRestarts)
     vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
     say "before kill -9: supervisor $main1 NRestarts=$n0, data planes vbd $vbd1 vif $vif1"
+    scopes="vbd in $(cut -d: -f3 /proc/$vbd1/cgroup 2>/dev/null), vif in $(cut -d: -f3 /proc/$vif1/cgroup 2>/dev/null)"
+    say "data planes' cgroups: $scopes"
+    step "systemctl status pvback.slice" systemctl status pvback.slice --no-pager -n 0
     cursor=$(journal_cursor)
     kill -KILL "$main1"
     t=$(date +%s%N)
@@ -224,10 +230,19 @@ check() {
     wait_active_new_main "$main1" || { say "systemd did not restart the unit"; ok=0; }
     main2=$(prop $unit MainPID)
     say "unit active again after $(( ($(date +%s%N) - t) / 1000000 )) ms: main pid $main2 NRestarts=$(prop $unit NRestarts) Result=$(prop $unit Result)"
-    vbd2=$(wait_new_dp vbd "$d" 51712 "$vbd1"); vif2=$(wait_new_dp vif "$d" 0 "$vif1")
-    say "after kill -9: data planes vbd ${vbd2:-none} vif ${vif2:-none}; old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    # Until the successor adopted both (60 s at most).
+    for _ in $(seq 1 240); do
+      adopted=$(journalctl --no-pager -u $unit --after-cursor="$cursor" -g "adopted the data plane" 2>/dev/null | grep -c "adopted the data plane")
+      [ "${adopted:-0}" -ge 2 ] && break
+      sleep 0.25
+    done
+    vbd2=$(dp_pid vbd "$d" 51712); vif2=$(dp_pid vif "$d" 0)
+    say "after kill -9: data planes vbd ${vbd2:-none} vif ${vif2:-none}; old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); adoptions in the journal: ${adopted:-0}; backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    [ "$vbd2" = "$vbd1" ] && [ "$vif2" = "$vif1" ] && [ "$(alive "$vbd1")" = alive ] && [ "$(alive "$vif1")" = alive ] ||
+      { say "the data planes did not survive the supervisor's death"; ok=0; }
+    [ "${adopted:-0}" -ge 2 ] || { say "the successor did not adopt both data planes"; ok=0; }
     event_verdict "8-kill9-supervisor" "after kill -9 of the supervisor" $ok \
-      "supervisor $main1 killed, systemd restarted it as $main2 (NRestarts $n0 -> $(prop $unit NRestarts)); vbd data plane $vbd1 -> ${vbd2:-none} (old $(alive "$vbd1")); vif data plane $vif1 -> ${vif2:-none} (old $(alive "$vif1"))"
+      "supervisor $main1 killed, systemd restarted it as $main2 (NRestarts $n0 -> $(prop $unit NRestarts)); data planes vbd $vbd1 -> ${vbd2:-none}, vif $vif1 -> ${vif2:-none} ($scopes), adopted alive"
   fi
 
   say "supervisor restarts by systemd over the run: NRestarts=$(prop $unit NRestarts) (1 expected: the kill -9; more: the watchdog)"

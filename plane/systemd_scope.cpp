@@ -1,0 +1,129 @@
+#include "plane/systemd_scope.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#ifdef PVBACK_HAVE_SYSTEMD
+#include <systemd/sd-bus.h>
+#endif
+
+namespace pvback::plane {
+
+namespace {
+constexpr const char* kPrivateSocket = "/run/systemd/private";
+}  // namespace
+
+bool systemd_scopes_available() {
+#ifdef PVBACK_HAVE_SYSTEMD
+  const char* id = std::getenv("INVOCATION_ID");
+  return id != nullptr && *id != '\0' && ::geteuid() == 0 && ::access(kPrivateSocket, F_OK) == 0;
+#else
+  return false;
+#endif
+}
+
+std::string scope_unit_name(const std::string& leaf, pid_t pid) {
+  return "pvback-" + leaf + "-" + std::to_string(pid) + ".scope";
+}
+
+std::string unified_cgroup_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with("0::")) return "/sys/fs/cgroup" + line.substr(3);
+  return {};
+}
+
+#ifdef PVBACK_HAVE_SYSTEMD
+namespace {
+
+struct BusClose {
+  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
+};
+struct MessageUnref {
+  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
+};
+
+// StartTransientUnit's a(sv): what the scope is, where, whose, and its limits.
+int append_properties(sd_bus_message* m, pid_t pid, const std::string& description,
+                      const sandbox::ResourceLimits& limits) {
+  int r = sd_bus_message_open_container(m, 'a', "(sv)");
+  if (r >= 0) r = sd_bus_message_append(m, "(sv)", "Description", "s", description.c_str());
+  if (r >= 0) r = sd_bus_message_append(m, "(sv)", "Slice", "s", kDataPlaneSlice);
+  if (r >= 0) r = sd_bus_message_append(m, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(pid));
+  // Removed once its process ended, however it ended (a SIGKILL leaves it failed): scopes of dead
+  // data planes do not pile up across restarts.
+  if (r >= 0) r = sd_bus_message_append(m, "(sv)", "CollectMode", "s", "inactive-or-failed");
+  if (r >= 0 && limits.memory_bytes) r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", *limits.memory_bytes);
+  if (r >= 0 && limits.tasks) r = sd_bus_message_append(m, "(sv)", "TasksMax", "t", *limits.tasks);
+  // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10 ms per second.
+  if (r >= 0 && limits.cpu_percent)
+    r = sd_bus_message_append(m, "(sv)", "CPUQuotaPerSecUSec", "t", std::uint64_t{*limits.cpu_percent} * 10'000);
+  if (r >= 0) r = sd_bus_message_close_container(m);
+  return r;
+}
+
+}  // namespace
+#endif
+
+int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,
+                   const sandbox::ResourceLimits& limits, std::string& why) {
+#ifndef PVBACK_HAVE_SYSTEMD
+  static_cast<void>(pid), static_cast<void>(unit), static_cast<void>(description), static_cast<void>(limits);
+  why = "pvback was built without libsystemd";
+  return ENOTSUP;
+#else
+  sd_bus* raw_bus = nullptr;
+  int r = sd_bus_new(&raw_bus);
+  if (r < 0) {
+    why = std::string("sd_bus_new: ") + std::strerror(-r);
+    return -r;
+  }
+  const std::unique_ptr<sd_bus, BusClose> bus(raw_bus);
+  r = sd_bus_set_address(bus.get(), (std::string("unix:path=") + kPrivateSocket).c_str());
+  if (r >= 0) r = sd_bus_start(bus.get());
+  if (r < 0) {
+    why = std::string("cannot reach systemd at ") + kPrivateSocket + ": " + std::strerror(-r);
+    return -r;
+  }
+  sd_bus_message* raw_call = nullptr;
+  r = sd_bus_message_new_method_call(bus.get(), &raw_call, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                     "org.freedesktop.systemd1.Manager", "StartTransientUnit");
+  const std::unique_ptr<sd_bus_message, MessageUnref> call(raw_call);
+  if (r >= 0) r = sd_bus_message_append(call.get(), "ss", unit.c_str(), "fail");
+  if (r >= 0) r = append_properties(call.get(), pid, description, limits);
+  if (r >= 0) r = sd_bus_message_append(call.get(), "a(sa(sv))", 0);  // no auxiliary units
+  if (r < 0) {
+    why = std::string("cannot build the StartTransientUnit call: ") + std::strerror(-r);
+    return -r;
+  }
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  r = sd_bus_call(bus.get(), call.get(), 5'000'000, &error, &reply);
+  sd_bus_message_unref(reply);
+  if (r < 0) {
+    why = "StartTransientUnit " + unit + ": " + (error.message != nullptr ? error.message : std::strerror(-r));
+    sd_bus_error_free(&error);
+    return -r;
+  }
+  sd_bus_error_free(&error);
+  // The manager moves the pid when it runs the unit's start job, just after it answered.
+  const std::string want = std::string("/") + kDataPlaneSlice + "/" + unit;
+  for (int i = 0; i < 500; ++i) {
+    if (unified_cgroup_of(pid).ends_with(want)) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  why = unit + " was started but pid " + std::to_string(pid) + " is not in it after 5 s";
+  return ETIMEDOUT;
+#endif
+}
+
+}  // namespace pvback::plane
