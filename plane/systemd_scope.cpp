@@ -19,6 +19,8 @@ namespace pvback::plane {
 
 namespace {
 constexpr const char* kPrivateSocket = "/run/systemd/private";
+// The unit that starts and stops the guests (Debian's SysV script and upstream's unit alike).
+[[maybe_unused]] constexpr const char* kGuestsUnit = "xendomains.service";
 }  // namespace
 
 bool systemd_scopes_available() {
@@ -62,6 +64,10 @@ int append_properties(sd_bus_message* m, pid_t pid, const std::string& descripti
   // Removed once its process ended, however it ended (a SIGKILL leaves it failed): scopes of dead
   // data planes do not pile up across restarts.
   if (r >= 0) r = sd_bus_message_append(m, "(sv)", "CollectMode", "s", "inactive-or-failed");
+  // At shutdown a scope is stopped (its data plane SIGTERMed) like any unit, in parallel with
+  // everything it is not ordered against: ordered before xendomains (as the backends' units are),
+  // it stops only once xendomains has saved or shut down the guests whose disks and NICs it serves.
+  if (r >= 0) r = sd_bus_message_append(m, "(sv)", "Before", "as", 1, kGuestsUnit);
   if (r >= 0 && limits.memory_bytes) r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", *limits.memory_bytes);
   if (r >= 0 && limits.tasks) r = sd_bus_message_append(m, "(sv)", "TasksMax", "t", *limits.tasks);
   // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10 ms per second.

@@ -38,7 +38,8 @@ bool systemd_scopes_available();
 std::string scope_unit_name(const std::string& leaf, pid_t pid);
 
 // Asks systemd to make `unit` a scope in kDataPlaneSlice holding `pid`, with `limits`
-// (MemoryMax=, TasksMax=, CPUQuota=), collected once it is inactive or failed; waits (up to 5 s)
+// (MemoryMax=, TasksMax=, CPUQuota=), ordered before xendomains.service (at shutdown it stops after
+// the guests), collected once it is inactive or failed; waits (up to 5 s)
 // until the kernel shows the pid in it. 0, or an errno value with `why` set ("StartTransientUnit:
 // Access denied").
 [[nodiscard]] int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,

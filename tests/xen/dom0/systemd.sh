@@ -221,12 +221,16 @@ check() {
     scopes="vbd in $(cut -d: -f3 /proc/$vbd1/cgroup 2>/dev/null), vif in $(cut -d: -f3 /proc/$vif1/cgroup 2>/dev/null)"
     say "data planes' cgroups: $scopes"
     step "systemctl status pvback.slice" systemctl status pvback.slice --no-pager -n 0
+    local scope_before scope_ok=1
+    scope_before=$(systemctl show -P Before "$(cut -d/ -f3 /proc/$vbd1/cgroup 2>/dev/null)")
+    say "the vbd data plane's scope is ordered before: $scope_before"
+    case " $scope_before " in *" xendomains.service "*) ;; *) say "its scope is not ordered before xendomains.service (at shutdown it would stop beside the guests)"; scope_ok=0 ;; esac
     cursor=$(journal_cursor)
     kill -KILL "$main1"
     t=$(date +%s%N)
     sleep 0.3
     say "0.3 s after kill -9: unit $(prop $unit ActiveState)/$(prop $unit SubState), old vbd data plane $vbd1 $(alive "$vbd1"), old vif data plane $vif1 $(alive "$vif1")"
-    ok=1
+    ok=$scope_ok
     wait_active_new_main "$main1" || { say "systemd did not restart the unit"; ok=0; }
     main2=$(prop $unit MainPID)
     say "unit active again after $(( ($(date +%s%N) - t) / 1000000 )) ms: main pid $main2 NRestarts=$(prop $unit NRestarts) Result=$(prop $unit Result)"
