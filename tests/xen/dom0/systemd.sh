@@ -247,6 +247,26 @@ check() {
     [ "${adopted:-0}" -ge 2 ] || { say "the successor did not adopt both data planes"; ok=0; }
     event_verdict "8-kill9-supervisor" "after kill -9 of the supervisor" $ok \
       "supervisor $main1 killed, systemd restarted it as $main2 (NRestarts $n0 -> $(prop $unit NRestarts)); data planes vbd $vbd1 -> ${vbd2:-none}, vif $vif1 -> ${vif2:-none} ($scopes), adopted alive"
+
+    # --- an upgrade under the running guest: dpkg -i of the package (the same .deb again, which
+    # runs every maintainer script an upgrade runs). debhelper's postinst restarts the unit after
+    # the files are in place (dh_installsystemd's default --restart-after-upgrade), which is
+    # systemctl restart: new data planes that resume the rings from their records.
+    local main3 vbd3 vif3 t1
+    main2=$(prop $unit MainPID); vbd2=$(dp_pid vbd "$d" 51712); vif2=$(dp_pid vif "$d" 0)
+    say "before dpkg -i: supervisor $main2, data planes vbd $vbd2 vif $vif2, package $(dpkg-query -W -f '${Version}' pvback)"
+    cursor=$(journal_cursor)
+    ok=1
+    t1=$(date +%s%N)
+    step "dpkg -i $(basename /opt/pvback/e2e/pvback_*.deb) under the running guest" dpkg -i /opt/pvback/e2e/pvback_*.deb || ok=0
+    say "dpkg -i took $(( ($(date +%s%N) - t1) / 1000000 )) ms"
+    wait_active_new_main "$main2" || { say "the unit did not come back active with a new main pid"; ok=0; }
+    main3=$(prop $unit MainPID)
+    vbd3=$(wait_new_dp vbd "$d" 51712 "$vbd2"); vif3=$(wait_new_dp vif "$d" 0 "$vif2")
+    say "after dpkg -i: supervisor $main3, data planes vbd ${vbd3:-none} vif ${vif3:-none}; backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state); unit enabled: $(systemctl is-enabled $unit)"
+    [ "$(xenstore-read $vbd/state)" = 4 ] && [ "$(xenstore-read $vif/state)" = 4 ] || { say "a backend is not Connected after the upgrade"; ok=0; }
+    event_verdict "8-dpkg-upgrade" "after dpkg -i under the guest" $ok \
+      "postinst restarted the unit ($main2 -> $main3); vbd data plane $vbd2 -> ${vbd3:-none}, vif $vif2 -> ${vif3:-none}, resumed from the records"
   fi
 
   say "supervisor restarts by systemd over the run: NRestarts=$(prop $unit NRestarts) (1 expected: the kill -9; more: the watchdog)"
