@@ -91,7 +91,7 @@ std::function<int(pid_t)> CgroupLeaf::placer() {
         scope_dirs_.clear();
         return 0;
       }
-      scope_dirs_ = {unified_cgroup_of(pid)};
+      scope_dirs_ = {data_plane_scope_of(pid)};
       PVBACK_LOG(Info, "%s: data plane (pid %d) in %s", name_.c_str(), pid, unit.c_str());
       return 0;
     };
@@ -101,8 +101,10 @@ std::function<int(pid_t)> CgroupLeaf::placer() {
 }
 
 void CgroupLeaf::adopt(pid_t pid) {
-  if (options_.enabled && options_.systemd) {  // where its predecessor put it
-    scope_dirs_ = {unified_cgroup_of(pid)};
+  if (options_.enabled && options_.systemd) {  // where its predecessor put it (limits included)
+    const std::string scope = data_plane_scope_of(pid);
+    scope_dirs_.clear();
+    if (!scope.empty()) scope_dirs_.push_back(scope);
     return;
   }
   if (!group_.valid()) return;

@@ -36,7 +36,7 @@ class ControlLink {
   void send(std::span<const std::byte> message);
   // Until the data plane said Ready, its control part reads nothing else (Process::launch): a
   // Fatal or a message a queue thread raises before then (a resumed request that finds the ring
-  // broken, a pause) is held and follows the Ready, in order.
+  // broken, a pause) is held and follows the Ready: the messages in order, then the Fatal.
   void detach();        // the control part died
   void attach(int fd);  // a successor adopted us: a Fatal it has not heard of goes to it
 

@@ -30,7 +30,7 @@ inline constexpr const char* kDataPlaneSlice = "pvback.slice";
 
 // Whether this process was started by systemd as (part of) a unit, as root, with the manager's
 // private socket reachable: INVOCATION_ID set, /run/systemd/private there. A build without
-// libsystemd: never.
+// libsystemd, or the simulated hypervisor's backends: never.
 bool systemd_scopes_available();
 
 // "pvback-vbd-1-51712-4242.scope": the leaf's name and the pid (a replacement data plane's scope
@@ -39,11 +39,15 @@ std::string scope_unit_name(const std::string& leaf, pid_t pid);
 
 // Asks systemd to make `unit` a scope in kDataPlaneSlice holding `pid`, with `limits`
 // (MemoryMax=, TasksMax=, CPUQuota=), ordered before xendomains.service (at shutdown it stops after
-// the guests), collected once it is inactive or failed; waits (up to 5 s)
+// the guests), collected once it is inactive or failed; waits (up to 2 s for the answer, 2 s more)
 // until the kernel shows the pid in it. 0, or an errno value with `why` set ("StartTransientUnit:
 // Access denied").
 [[nodiscard]] int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,
                                  const sandbox::ResourceLimits& limits, std::string& why);
+
+// The scope `pid` is in, if it is a data plane's ("/sys/fs/cgroup/pvback.slice/pvback-...scope"),
+// else "" (a predecessor whose scope request failed left it in its unit's cgroup).
+std::string data_plane_scope_of(pid_t pid);
 
 // The cgroup v2 directory `pid` is in ("/sys/fs/cgroup/pvback.slice/pvback-vbd-1-51712-4242.scope"),
 // or "" if it cannot be read.

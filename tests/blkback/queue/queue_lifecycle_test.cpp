@@ -33,7 +33,7 @@ TEST_F(QueueTest, RingOverflowIsFatalAndRunReturns) {
 // nr_segments, the indirect nr_segments, sector_number and the segments, which is what the
 // backend validates. A rewritten grant ref is never the ring's own: a read into the ring page,
 // which the guest granted writable, would overwrite req_prod with disk data, the guest breaking
-// its own ring (the backend then rightly disconnects it: this test failed about once in 150
+// its own ring (the backend then rightly disconnects it: this test failed about once in 120
 // loaded runs with "req_prod 0 is impossible").
 TEST_F(QueueTest, DoubleFetchRaceIsHarmless) {
   RawFrontend<X64> fe(platform(1), 0);

@@ -222,7 +222,8 @@ check() {
     say "data planes' cgroups: $scopes"
     step "systemctl status pvback.slice" systemctl status pvback.slice --no-pager -n 0
     local scope_before scope_ok=1
-    scope_before=$(systemctl show -P Before "$(cut -d/ -f3 /proc/$vbd1/cgroup 2>/dev/null)")
+    local scope; scope=$(cut -d/ -f3 /proc/$vbd1/cgroup 2>/dev/null)
+    case "$scope" in pvback-vbd-*.scope) scope_before=$(systemctl show -P Before "$scope") ;; *) scope_before="(not in a scope: $scope)" ;; esac
     say "the vbd data plane's scope is ordered before: $scope_before"
     case " $scope_before " in *" xendomains.service "*) ;; *) say "its scope is not ordered before xendomains.service (at shutdown it would stop beside the guests)"; scope_ok=0 ;; esac
     cursor=$(journal_cursor)
@@ -265,6 +266,7 @@ check() {
     vbd3=$(wait_new_dp vbd "$d" 51712 "$vbd2"); vif3=$(wait_new_dp vif "$d" 0 "$vif2")
     say "after dpkg -i: supervisor $main3, data planes vbd ${vbd3:-none} vif ${vif3:-none}; backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state); unit enabled: $(systemctl is-enabled $unit)"
     [ "$(xenstore-read $vbd/state)" = 4 ] && [ "$(xenstore-read $vif/state)" = 4 ] || { say "a backend is not Connected after the upgrade"; ok=0; }
+    [ -n "$vbd3" ] && [ -n "$vif3" ] && [ "$vbd3" != "$vbd2" ] && [ "$vif3" != "$vif2" ] || { say "no new data planes after the upgrade"; ok=0; }
     event_verdict "8-dpkg-upgrade" "after dpkg -i under the guest" $ok \
       "postinst restarted the unit ($main2 -> $main3); vbd data plane $vbd2 -> ${vbd3:-none}, vif $vif2 -> ${vif3:-none}, resumed from the records"
   fi
