@@ -36,8 +36,7 @@ void ControlLink::say(std::uint32_t type, int error, const std::string& reason) 
   ready_ = true;
   for (const auto& message : held_) send_locked(message);
   held_.clear();
-  if (fatal_held_) send_locked(encode_notice(protocol_, {kFatal, error_, reason_}));
-  fatal_held_ = false;
+  if (pending_) send_locked(encode_notice(protocol_, {kFatal, error_, reason_}));  // raised before Ready
 }
 
 void ControlLink::send(std::span<const std::byte> message) {
@@ -60,10 +59,7 @@ void ControlLink::fatal(int error, const std::string& reason) {
   error_ = error;
   reason_ = reason;
   if (fd_ < 0) return;
-  if (!ready_) {
-    fatal_held_ = true;
-    return;
-  }
+  if (!ready_) return;  // sent after the Ready
   send_locked(encode_notice(protocol_, {kFatal, error, reason}));
 }
 
@@ -79,7 +75,6 @@ void ControlLink::attach(int fd) {
   fd_ = fd;
   ready_ = true;
   held_.clear();
-  fatal_held_ = false;
   if (pending_) send_locked(encode_notice(protocol_, {kFatal, error_, reason_}));
 }
 

@@ -50,7 +50,6 @@ class ControlLink {
   int error_ = 0;
   std::string reason_;
   bool ready_ = false;  // Ready was said: messages go out as they come
-  bool fatal_held_ = false;  // a Fatal raised before Ready, sent after it
   std::vector<std::vector<std::byte>> held_;  // messages sent before Ready
 };
 
