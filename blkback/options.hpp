@@ -7,6 +7,7 @@
 
 #include "blkback/queue.hpp"
 #include "plane/cgroup_leaf.hpp"
+#include "plane/options.hpp"
 
 namespace pvback::blkback {
 
@@ -50,6 +51,7 @@ struct BackendOptions {
   // A data plane whose control part died serves on this long for a successor to adopt it, then
   // stops (the successor then resumes its rings from the records).
   std::chrono::milliseconds orphan_timeout{60'000};
+  ::pvback::plane::OnStop on_stop = ::pvback::plane::OnStop::Auto;  // --on-stop
   // The data plane's sandbox (sandbox/sandbox.hpp) and its uid: base + the frontend's domid.
   bool sandbox = true;
   std::uint32_t sandbox_uid_base = 0x70000000;

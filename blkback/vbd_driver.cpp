@@ -467,10 +467,11 @@ void VbdDriver::disconnect() {
     const int status = plane_.stop();
     if (status != 0) PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), ::pvback::plane::describe_wait_status(status).c_str());
   }
-  cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
+  // One left serving keeps its control group (or scope) and its listening socket for the successor.
+  if (!left_serving_) cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
   abandon_operations();
   // Its listening socket goes with it (not at the connect() of a successor that may adopt one).
-  if (!plane_configs_.empty())
+  if (!plane_configs_.empty() && !left_serving_)
     if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
   plane_configs_.clear();
   for (auto& q : queues_) q->stop();
@@ -490,6 +491,16 @@ void VbdDriver::disconnect() {
   // Gauges of ended connections are not carried over.
   past_.in_flight.set(0);
   past_.persistent_grants.set(0);
+}
+
+bool VbdDriver::leave_data_plane() {
+  if (adoption_path().empty() || !keep_recovery_records_) return false;
+  // One connected to this process's storage daemon would lose it with this process.
+  if (const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine()); nbd && nbd->storage_daemon() != 0)
+    return false;
+  left_serving_ = ::pvback::plane::leave_for_successor(
+      plane_, ::pvback::plane::leaves_data_plane(options_.on_stop, cgroup_.own_unit()), options_.orphan_timeout);
+  return left_serving_;
 }
 
 void VbdDriver::remove_recovery_records() {

@@ -75,6 +75,11 @@ class VbdDriver final : public xenbus::BackendDriver {
   // The process is ending while the device lives on: disconnect() keeps the records (those with
   // work pending stay live) for a successor instead of deleting them.
   void keep_recovery_records() { keep_recovery_records_ = true; }
+  // The process is ending while the device lives on (after keep_recovery_records()): the data
+  // plane is left serving for a successor to adopt, if --on-stop says so (auto: it is in a systemd
+  // scope of its own) and it can be adopted; disconnect() then leaves it, its listening socket
+  // and its control group alone. True if it was left.
+  bool leave_data_plane();
   // "mode" is r, or the storage refuses writes (a read-only NBD export).
   bool read_only() const { return read_only_ || (engine_ && engine_->capabilities().read_only); }
   bool cdrom() const { return cdrom_; }
@@ -173,6 +178,7 @@ class VbdDriver final : public xenbus::BackendDriver {
   bool resume_next_connect_ = false;
   std::string recovery_prefix_;  // "<recovery dir>/vbd-<domid>-<devid>"
   bool keep_recovery_records_ = false;
+  bool left_serving_ = false;  // leave_data_plane()
   Negotiated negotiated_;
   SharedQueueStats shared_stats_;
   std::vector<QueueStats*> stats_;  // into shared_stats_

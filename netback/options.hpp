@@ -5,6 +5,7 @@
 #include <string>
 
 #include "plane/cgroup_leaf.hpp"
+#include "plane/options.hpp"
 
 namespace pvback::netback {
 
@@ -33,6 +34,7 @@ struct VifOptions {
   unsigned data_plane_restart_burst = 5;
   // A data plane whose control part died serves on this long for a successor to adopt it.
   std::chrono::milliseconds orphan_timeout{60'000};
+  ::pvback::plane::OnStop on_stop = ::pvback::plane::OnStop::Auto;  // --on-stop
   std::string data_plane_binary;       // empty: this executable
   // The data plane's control group (plane/cgroup_leaf.hpp): a leaf "vif-<domid>-<handle>" holding
   // it to memory, task and CPU limits, as pvback-blk's vbds have. Defaults: VifDriver::make_cgroup.

@@ -518,17 +518,19 @@ void VifDriver::refresh_link() {
 
 void VifDriver::disconnect() {
   const bool had_connection = connected_ || plane_.running() || rings_;
-  if (link_up_) exit_.set_link(false);
+  // One left serving keeps its link, its control group (or scope) and its listening socket for the
+  // successor.
+  if (link_up_ && !left_serving_) exit_.set_link(false);
   link_up_ = false;
   if (plane_.running()) {
     const int status = plane_.stop();
     if (status != 0)
       PVBACK_LOG(Warning, "%s: the data plane %s", name_.c_str(), plane::describe_wait_status(status).c_str());
   }
-  cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
+  if (!left_serving_) cgroup_.remove();  // an adopted data plane, not our child, may take a moment to leave it
   if (restarting_.active()) restarting_.finish(std::unexpected(ENOTCONN));
   rings_.reset();
-  if (had_connection) {
+  if (had_connection && !left_serving_) {
     // Its listening socket goes with it.
     if (const std::string path = adoption_path(); !path.empty()) ::unlink(path.c_str());
     // The frontend closed, the vif failed or went: its rings will not be resumed, and a record
@@ -545,6 +547,13 @@ void VifDriver::disconnect() {
   past_.rx_ring_posted.set(0);
   past_.stalled.set(0);
   connected_ = false;
+}
+
+bool VifDriver::leave_data_plane() {
+  if (adoption_path().empty() || !keep_records_) return false;
+  left_serving_ = plane::leave_for_successor(plane_, plane::leaves_data_plane(options_.on_stop, cgroup_.own_unit()),
+                                             options_.orphan_timeout);
+  return left_serving_;
 }
 
 void VifDriver::remove_recovery_records() {

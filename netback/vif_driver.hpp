@@ -106,6 +106,11 @@ class VifDriver final : public xenbus::BackendDriver {
   // The process is ending while the device lives on: disconnect() keeps the vif's record for a
   // successor (which resumes the rings from it) instead of deleting it.
   void keep_recovery_records() { keep_records_ = true; }
+  // The process is ending while the device lives on (after keep_recovery_records()): the data
+  // plane is left serving for a successor to adopt, if --on-stop says so (auto: it is in a systemd
+  // scope of its own) and it can be adopted; disconnect() then leaves it, its listening socket
+  // and its control group alone. True if it was left.
+  bool leave_data_plane();
   // The device is gone: the record and the listening socket go, and a data plane left serving
   // the vif by a dead control part is stopped.
   void remove_recovery_records();
@@ -149,6 +154,7 @@ class VifDriver final : public xenbus::BackendDriver {
   bool link_up_ = false;
   bool connected_ = false;
   bool keep_records_ = false;
+  bool left_serving_ = false;  // leave_data_plane()
   VifNegotiated negotiated_;
   // The process's first connect may take over from a killed predecessor (bind patience, the
   // record resumed).

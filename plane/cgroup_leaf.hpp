@@ -88,6 +88,8 @@ class CgroupLeaf {
   void remove_orphan();
 
   bool valid() const { return group_.valid(); }
+  // The current data plane is in a systemd scope of its own, a unit that outlives this process's.
+  bool own_unit() const { return options_.systemd && !scope_dirs_.empty(); }
   // One directory per cgroup hierarchy used (statistics); a scope's directory.
   const std::vector<std::string>& dirs() const { return options_.systemd ? scope_dirs_ : group_.dirs(); }
   std::string leaf_name() const { return cgroup_leaf_name(options_.prefix, name_); }

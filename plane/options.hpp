@@ -11,7 +11,21 @@
 
 namespace pvback::plane {
 
+// What a control part does with a connected device's data plane when it stops (SIGTERM, a lost
+// XenStore) rather than the device ending (--on-stop): Stop it (it answers what it took and exits;
+// a successor resumes the rings from the recovery records, and the guest sees a pause), or Leave it
+// serving, as a SIGKILLed control part would, for a successor to adopt alive (the guest sees
+// nothing; with no successor within --orphan-timeout-ms it stops by itself, its records kept).
+// Auto leaves it where it outlives the control part's service anyway (its own systemd scope), so
+// that `systemctl restart` and a package upgrade do not touch the guests' I/O.
+enum class OnStop { Auto, Stop, Leave };
+// Whether to leave it: `own_unit`, it runs in a systemd scope of its own (CgroupLeaf::own_unit).
+inline bool leaves_data_plane(OnStop on_stop, bool own_unit) {
+  return on_stop == OnStop::Leave || (on_stop == OnStop::Auto && own_unit);
+}
+
 // Parses one of --data-plane process|thread, --data-plane-restart-burst N, --orphan-timeout-ms N,
+// --on-stop auto|stop|leave,
 // --no-sandbox, --sandbox-uid-base N, --data-plane-binary PATH into `o`, and the data plane's
 // control group's --cgroup-parent auto|none|PATH, --data-plane-memory-max SIZE,
 // --data-plane-tasks-max N, --data-plane-cpu-max PERCENT into `o.cgroup`; false if `arg` is none of
@@ -28,6 +42,13 @@ bool parse_data_plane_option(std::string_view arg, const char* value, int& i, Nu
     o.data_plane_restart_burst = static_cast<unsigned>(number(1'000'000));
   } else if (arg == "--orphan-timeout-ms") {
     o.orphan_timeout = std::chrono::milliseconds(number(86'400'000));
+  } else if (arg == "--on-stop" && value != nullptr &&
+             (std::string_view(value) == "auto" || std::string_view(value) == "stop" ||
+              std::string_view(value) == "leave")) {
+    o.on_stop = std::string_view(value) == "auto"   ? OnStop::Auto
+                : std::string_view(value) == "stop" ? OnStop::Stop
+                                                    : OnStop::Leave;
+    ++i;
   } else if (arg == "--no-sandbox") {
     o.sandbox = false;
   } else if (arg == "--sandbox-uid-base") {

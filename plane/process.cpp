@@ -366,6 +366,21 @@ int Process::stop(std::chrono::milliseconds timeout) {
   return reap(true);
 }
 
+void Process::release() {
+  sock_.reset();
+  pid_ = -1;
+  unread_.clear();
+}
+
+bool leave_for_successor(Process& process, bool leave, std::chrono::milliseconds orphan_timeout) {
+  if (!leave || !process.running()) return false;
+  PVBACK_LOG(Notice, "%s: leaving the data plane (pid %d) serving for the next control part to adopt (it stops by "
+             "itself if none does within %lld ms)", process.name().c_str(), static_cast<int>(process.pid()),
+             static_cast<long long>(orphan_timeout.count()));
+  process.release();
+  return true;
+}
+
 void Process::kill() {
   if (!running()) return;
   ::kill(pid_, SIGKILL);

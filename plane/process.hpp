@@ -103,6 +103,10 @@ class Process {
   [[nodiscard]] int ask_to_stop();
   // SIGKILL without asking (an adopted data plane this control part cannot use).
   void kill();
+  // Lets it go, serving, for a successor of this control part to adopt (Launch::adoptable): the
+  // channel is closed, so it serves on orphaned, as after this control part's death. Not reaped:
+  // call it only on the way out.
+  void release();
 
  private:
   int reap(bool block);
@@ -126,6 +130,11 @@ struct Process::Adoption {
 // one (empty path, or logged naming the device `name`) the data plane stops when its control
 // part dies.
 UniqueFd listen_for_adoption(const std::string& path, const std::string& name);
+
+// A control part stopping while its device lives on, with its data plane `process` adoptable
+// (Launch::adoptable): released, serving, for the next control part (logged, naming the device)
+// if `leave` (the operator's --on-stop, plane/options.hpp, decided by the caller). True if so.
+bool leave_for_successor(Process& process, bool leave, std::chrono::milliseconds orphan_timeout);
 
 // "exited with status 1", "killed by signal 9 (Killed)" ...
 std::string describe_wait_status(int status);

@@ -170,6 +170,7 @@ void set_driver_hooks(DaemonHooks& hooks, Driver& driver, BackendDevice& device)
 template <class Driver>
 bool finish_driver(Driver& driver, const BackendDevice& device, const DaemonHooks& hooks) {
   driver.keep_recovery_records();  // a successor may resume the rings
+  if (!device.removed()) driver.leave_data_plane();  // or adopt the data plane, alive
   driver.disconnect();
   if (hooks.write_stats) hooks.write_stats();
   if (!device.removed()) return false;

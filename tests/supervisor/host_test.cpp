@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/support/confinement.hpp"
+#include "tests/support/data_plane.hpp"
 #include "tests/support/own_net_namespace.hpp"
 #include "tests/support/prometheus_text.hpp"
 #include "tests/supervisor/host_fixture.hpp"
@@ -166,6 +167,59 @@ TEST_F(HostTest, KilledHostDaemonLeavesTheDataPlaneServingAndItsSuccessorAdoptsI
       << control("1 list") << log_text();
   write_and_verify(*front, 7);
   EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+}
+
+// An orderly stop (SIGTERM: `systemctl restart`, a package upgrade) with --on-stop leave, which is
+// what auto does for data planes in systemd scopes of their own: the data planes serve on through
+// the gap, and the next supervisor adopts those very processes. Without it (auto outside systemd,
+// or stop) the same SIGTERM stops them, and the next supervisor's new data planes resume the rings.
+TEST_F(HostTest, SigtermWithOnStopLeaveHandsTheRunningDataPlanesToTheNextSupervisor) {
+  const std::vector<std::string> leave = {"--blk-arg", "--on-stop", "--blk-arg", "leave"};
+  start_supervisor(leave);
+  add_vbd();
+  add_guest2_vbd();
+  const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
+  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }));
+  grant::Platform guest2(hv_->platform(kGuest2));
+  auto front1 = attach();
+  auto front2 = attach_guest(guest2, kGuest2);
+  ASSERT_NE(front1, nullptr);
+  ASSERT_NE(front2, nullptr);
+  write_and_verify(*front1, 1);
+  write_and_verify(*front2, 2);
+  const pid_t plane1 = listed_data_plane_pid("vbd-1-51712");
+  const pid_t plane2 = listed_data_plane_pid("vbd-2-51712");
+  ASSERT_GT(plane1, 0);
+  ASSERT_GT(plane2, 0);
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
+  auto status = wait_supervisor_exit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_EQ(log_count("leaving the data plane"), 2u) << log_text();
+  write_and_verify(*front1, 3);  // no control plane at all
+  write_and_verify(*front2, 4);
+  start_supervisor();  // adopting needs no option
+  ASSERT_TRUE(eventually([&] {
+    const std::string list = control("1 list");
+    return list.find("\"data_plane_pid\": " + std::to_string(plane1)) != std::string::npos &&
+           list.find("\"data_plane_pid\": " + std::to_string(plane2)) != std::string::npos;
+  })) << control("1 list") << log_text();
+  write_and_verify(*front1, 5);
+  write_and_verify(*front2, 6);
+  EXPECT_EQ(front1->queue(0).error(), 0);
+  EXPECT_EQ(state(vbd_path()), XenbusStateConnected);
+  EXPECT_EQ(state(vbd2), XenbusStateConnected);
+
+  // The default outside systemd (auto, no scope): the same SIGTERM stops the data planes, and the
+  // next supervisor starts new ones, which resume the rings.
+  ASSERT_EQ(::kill(supervisor_pid(), SIGTERM), 0);
+  ASSERT_TRUE(wait_supervisor_exit().has_value());
+  EXPECT_TRUE(eventually([&] { return process_gone(plane1) && process_gone(plane2); }));
+  start_supervisor();
+  write_and_verify(*front1, 7);
+  const pid_t next1 = listed_data_plane_pid("vbd-1-51712");
+  EXPECT_GT(next1, 0);
+  EXPECT_NE(next1, plane1);
 }
 
 // A qcow2 image in the host daemon: the device's control part and its qemu-storage-daemon in the

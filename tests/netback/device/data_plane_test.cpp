@@ -148,6 +148,30 @@ TEST_F(VifDataPlaneTest, AKilledControlPartLeavesTheDataPlaneServingUntilItsSucc
   EXPECT_TRUE(eventually([&] { return process_gone(dp); })) << "the adopted data plane outlived its control part";
 }
 
+// --on-stop leave (what auto does for a data plane in a systemd scope of its own): an orderly stop
+// of the control part (SIGTERM: `systemctl restart`, an upgrade) leaves the data plane serving, its
+// TAP's link up, and the successor adopts that very process; the guest's traffic never stops.
+TEST_F(VifDataPlaneTest, ASigtermedControlPartWithOnStopLeaveLeavesTheDataPlaneForItsSuccessor) {
+  const auto args = tap_args(2, {"--on-stop", "leave"});
+  ASSERT_NO_FATAL_FAILURE(connect(2, args));
+  guest_to_host(0, 20);
+  const pid_t dp = data_plane();
+  ASSERT_EQ(::kill(backend_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(backend_->wait_exit().has_value());
+  EXPECT_NE(log_text().find("leaving the data plane (pid " + std::to_string(dp) + ") serving"), std::string::npos)
+      << log_text();
+  guest_to_host(100, 30);
+  host_to_guest(200, 30);
+  EXPECT_FALSE(process_gone(dp)) << "the data plane stopped with its control part";
+  start_successor(args);
+  ASSERT_TRUE(eventually([&] { return data_plane() == dp; }))
+      << "the successor did not adopt the running data plane: " << stats_text() << log_text();
+  EXPECT_EQ(backend_state(), XenbusStateConnected);
+  guest_to_host(300, 20);
+  host_to_guest(400, 20);
+  EXPECT_TRUE(eventually([&] { return stat("tx_packets") >= 70; })) << stats_text();
+}
+
 // The control part killed and its vif then removed (the supervisor does not restart it): the
 // data plane left serving is told to stop through its listening socket.
 TEST_F(VifDataPlaneTest, AnOrphanedDataPlaneIsStoppedThroughItsSocket) {
