@@ -45,6 +45,26 @@ dp_pid() {  # vbd|vif DOMID DEVID
 # The journal's position now, for what an event logs from there on.
 journal_cursor() { journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && echo alive || echo gone; }
+# Until the unit's journal from CURSOR on has N lines matching TEXT (60 s at most); prints the count.
+wait_journal() {  # CURSOR TEXT N
+  local c=0
+  for _ in $(seq 1 240); do
+    c=$(journalctl --no-pager -u $unit --after-cursor="$1" -g "$2" 2>/dev/null | grep -c "$2")
+    [ "${c:-0}" -ge "$3" ] && break
+    sleep 0.25
+  done
+  echo "${c:-0}"
+}
+# dom0 pings the guest every 0.1 s in the background while an event happens: ping_start, then
+# ping_stop prints "R of S answered, longest gap G ms" (G: the longest time between answers).
+ping_start() { busybox ping -i 0.1 -W 1 10.99.0.2 > /tmp/s8-ping.log 2>&1 & ping_pid=$!; sleep 0.5; }
+ping_stop() {
+  kill -INT "$ping_pid" 2>/dev/null; wait "$ping_pid" 2>/dev/null
+  awk '/seq=/ { for (i = 1; i <= NF; i++) if ($i ~ /^seq=/) { split($i, a, "="); seq[n++] = a[2] } }
+       /packets transmitted/ { sent = $1 }
+       END { gap = 0; for (i = 1; i < n; i++) if (seq[i] - seq[i-1] > gap) gap = seq[i] - seq[i-1];
+             printf "%d of %d answered, longest gap %d ms\n", n, sent, gap * 100 }' /tmp/s8-ping.log
+}
 pvback_procs() { ps -eo pid,ppid,user,comm,cgroup 2>/dev/null | awk 'NR == 1 || /pvback/' | cut -c1-150; }
 # Until the device has a data plane other than OLD that is alive (60 s at most); prints its pid.
 wait_new_dp() {  # vbd|vif DOMID DEVID OLD
@@ -193,22 +213,31 @@ check() {
   fi
 
   if [ "${guest_ok:-0}" = 1 ]; then
-    # --- systemctl restart under the running guest: what happens to the data planes
-    local main0 main1 vbd0 vif0 vbd1 vif1 t
+    # --- systemctl restart under the running guest: the supervisor stops (SIGTERM) leaving its
+    # data planes serving in their scopes (--on-stop auto), and the new one adopts those very
+    # processes: the guest's I/O never stops. dom0 pings the guest every 0.1 s throughout.
+    local main0 main1 vbd0 vif0 vbd1 vif1 t left adopted pings
     main0=$(prop $unit MainPID); vbd0=$(dp_pid vbd "$d" 51712); vif0=$(dp_pid vif "$d" 0)
     say "before restart: supervisor $main0 NRestarts=$(prop $unit NRestarts), data planes vbd $vbd0 vif $vif0"
     t=$(date +%s%N)
     cursor=$(journal_cursor)
+    ping_start
     step "systemctl restart $unit" systemctl restart $unit
-    say "systemctl restart returned after $(( ($(date +%s%N) - t) / 1000000 )) ms; right after: old vbd data plane $vbd0 $(alive "$vbd0"), old vif data plane $vif0 $(alive "$vif0")"
+    say "systemctl restart returned after $(( ($(date +%s%N) - t) / 1000000 )) ms; right after: vbd data plane $vbd0 $(alive "$vbd0"), vif data plane $vif0 $(alive "$vif0")"
     ok=1
     wait_active_new_main "$main0" || { say "the unit did not come back active with a new main pid"; ok=0; }
     main1=$(prop $unit MainPID)
-    vbd1=$(wait_new_dp vbd "$d" 51712 "$vbd0"); vif1=$(wait_new_dp vif "$d" 0 "$vif0")
-    say "after restart: supervisor $main1, data planes vbd ${vbd1:-none} vif ${vif1:-none};" \
-        "old vbd $vbd0 $(alive "$vbd0"), old vif $vif0 $(alive "$vif0"); backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    adopted=$(wait_journal "$cursor" "adopted the data plane" 2)
+    pings=$(ping_stop)
+    left=$(journalctl --no-pager -u $unit --after-cursor="$cursor" -g "leaving the data plane" 2>/dev/null | grep -c "leaving the data plane")
+    vbd1=$(dp_pid vbd "$d" 51712); vif1=$(dp_pid vif "$d" 0)
+    say "after restart: supervisor $main1, data planes vbd ${vbd1:-none} vif ${vif1:-none}; left serving ${left:-0}, adopted ${adopted:-0}; dom0's ping of the guest across it: $pings;" \
+        "backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
+    [ "$vbd1" = "$vbd0" ] && [ "$vif1" = "$vif0" ] && [ "$(alive "$vbd0")" = alive ] && [ "$(alive "$vif0")" = alive ] ||
+      { say "the data planes did not outlive the restart"; ok=0; }
+    [ "${left:-0}" -ge 2 ] && [ "${adopted:-0}" -ge 2 ] || { say "not both data planes were left serving and adopted"; ok=0; }
     event_verdict "8-systemctl-restart" "after systemctl restart" $ok \
-      "supervisor $main0 -> $main1; vbd data plane $vbd0 -> ${vbd1:-none} (old $(alive "$vbd0")); vif data plane $vif0 -> ${vif1:-none} (old $(alive "$vif0"))"
+      "supervisor $main0 -> $main1; data planes vbd $vbd0 -> ${vbd1:-none}, vif $vif0 -> ${vif1:-none}, left serving and adopted alive; ping across it: $pings"
 
     # --- kill -9 of the supervisor's main process: Restart=on-failure. The data planes are in
     # scopes of their own in pvback.slice (plane/systemd_scope.hpp), outside the unit's cgroup:
@@ -251,24 +280,30 @@ check() {
 
     # --- an upgrade under the running guest: dpkg -i of the package (the same .deb again, which
     # runs every maintainer script an upgrade runs). debhelper's postinst restarts the unit after
-    # the files are in place (dh_installsystemd's default --restart-after-upgrade), which is
-    # systemctl restart: new data planes that resume the rings from their records.
+    # the files are in place (dh_installsystemd's default --restart-after-upgrade): as above, the
+    # data planes are left serving and the new supervisor adopts them (a data plane of another
+    # protocol version would be refused, killed and replaced from the records).
     local main3 vbd3 vif3 t1
     main2=$(prop $unit MainPID); vbd2=$(dp_pid vbd "$d" 51712); vif2=$(dp_pid vif "$d" 0)
     say "before dpkg -i: supervisor $main2, data planes vbd $vbd2 vif $vif2, package $(dpkg-query -W -f '${Version}' pvback)"
     cursor=$(journal_cursor)
     ok=1
     t1=$(date +%s%N)
+    ping_start
     step "dpkg -i $(basename /opt/pvback/e2e/pvback_*.deb) under the running guest" dpkg -i /opt/pvback/e2e/pvback_*.deb || ok=0
     say "dpkg -i took $(( ($(date +%s%N) - t1) / 1000000 )) ms"
     wait_active_new_main "$main2" || { say "the unit did not come back active with a new main pid"; ok=0; }
     main3=$(prop $unit MainPID)
-    vbd3=$(wait_new_dp vbd "$d" 51712 "$vbd2"); vif3=$(wait_new_dp vif "$d" 0 "$vif2")
-    say "after dpkg -i: supervisor $main3, data planes vbd ${vbd3:-none} vif ${vif3:-none}; backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state); unit enabled: $(systemctl is-enabled $unit)"
+    adopted=$(wait_journal "$cursor" "adopted the data plane" 2)
+    pings=$(ping_stop)
+    vbd3=$(dp_pid vbd "$d" 51712); vif3=$(dp_pid vif "$d" 0)
+    say "after dpkg -i: supervisor $main3, data planes vbd ${vbd3:-none} vif ${vif3:-none}, adopted ${adopted:-0}; dom0's ping of the guest across it: $pings;" \
+        "backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state); unit enabled: $(systemctl is-enabled $unit)"
     [ "$(xenstore-read $vbd/state)" = 4 ] && [ "$(xenstore-read $vif/state)" = 4 ] || { say "a backend is not Connected after the upgrade"; ok=0; }
-    [ -n "$vbd3" ] && [ -n "$vif3" ] && [ "$vbd3" != "$vbd2" ] && [ "$vif3" != "$vif2" ] || { say "no new data planes after the upgrade"; ok=0; }
+    [ "$vbd3" = "$vbd2" ] && [ "$vif3" = "$vif2" ] && [ "$(alive "$vbd2")" = alive ] && [ "$(alive "$vif2")" = alive ] &&
+      [ "${adopted:-0}" -ge 2 ] || { say "the data planes were not handed over alive across the upgrade"; ok=0; }
     event_verdict "8-dpkg-upgrade" "after dpkg -i under the guest" $ok \
-      "postinst restarted the unit ($main2 -> $main3); vbd data plane $vbd2 -> ${vbd3:-none}, vif $vif2 -> ${vif3:-none}, resumed from the records"
+      "postinst restarted the unit ($main2 -> $main3); data planes vbd $vbd2 -> ${vbd3:-none}, vif $vif2 -> ${vif3:-none}, adopted alive; ping across it: $pings"
   fi
 
   say "supervisor restarts by systemd over the run: NRestarts=$(prop $unit NRestarts) (1 expected: the kill -9; more: the watchdog)"
