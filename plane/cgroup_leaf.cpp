@@ -101,10 +101,18 @@ std::function<int(pid_t)> CgroupLeaf::placer() {
 }
 
 void CgroupLeaf::adopt(pid_t pid) {
-  if (options_.enabled && options_.systemd) {  // where its predecessor put it (limits included)
+  if (options_.enabled && options_.systemd) {  // where its predecessor put it, with this process's limits
     const std::string scope = data_plane_scope_of(pid);
     scope_dirs_.clear();
-    if (!scope.empty()) scope_dirs_.push_back(scope);
+    if (scope.empty()) return;
+    scope_dirs_.push_back(scope);
+    const std::string unit = scope.substr(scope.rfind('/') + 1);
+    std::string why;
+    if (set_scope_limits(unit, scope_limits_, why) != 0)
+      PVBACK_LOG(Warning, "%s: the adopted data plane (pid %d) keeps the limits its predecessor gave %s: %s",
+                 name_.c_str(), pid, unit.c_str(), why.c_str());
+    else
+      PVBACK_LOG(Info, "%s: adopted data plane (pid %d) in %s, limits set again", name_.c_str(), pid, unit.c_str());
     return;
   }
   if (!group_.valid()) return;

@@ -65,6 +65,22 @@ struct MessageUnref {
   void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
 };
 
+// MemoryMax=, TasksMax=, CPUQuota= as (sv) entries of an open a(sv): those `limits` has, and with
+// `clear_others` the rest as infinity (a limit the unit had goes).
+int append_limits(sd_bus_message* m, const sandbox::ResourceLimits& limits, bool clear_others) {
+  constexpr std::uint64_t kInfinity = UINT64_MAX;
+  int r = 0;
+  if (limits.memory_bytes || clear_others)
+    r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", limits.memory_bytes.value_or(kInfinity));
+  if (r >= 0 && (limits.tasks || clear_others))
+    r = sd_bus_message_append(m, "(sv)", "TasksMax", "t", limits.tasks.value_or(kInfinity));
+  // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10 ms per second.
+  if (r >= 0 && (limits.cpu_percent || clear_others))
+    r = sd_bus_message_append(m, "(sv)", "CPUQuotaPerSecUSec", "t",
+                              limits.cpu_percent ? std::uint64_t{*limits.cpu_percent} * 10'000 : kInfinity);
+  return r;
+}
+
 // StartTransientUnit's a(sv): what the scope is, where, whose, and its limits.
 int append_properties(sd_bus_message* m, pid_t pid, const std::string& description,
                       const sandbox::ResourceLimits& limits) {
@@ -79,25 +95,18 @@ int append_properties(sd_bus_message* m, pid_t pid, const std::string& descripti
   // everything it is not ordered against: ordered before xendomains (as the backends' units are),
   // it stops only once xendomains has saved or shut down the guests whose disks and NICs it serves.
   if (r >= 0) r = sd_bus_message_append(m, "(sv)", "Before", "as", 1, kGuestsUnit);
-  if (r >= 0 && limits.memory_bytes) r = sd_bus_message_append(m, "(sv)", "MemoryMax", "t", *limits.memory_bytes);
-  if (r >= 0 && limits.tasks) r = sd_bus_message_append(m, "(sv)", "TasksMax", "t", *limits.tasks);
-  // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10 ms per second.
-  if (r >= 0 && limits.cpu_percent)
-    r = sd_bus_message_append(m, "(sv)", "CPUQuotaPerSecUSec", "t", std::uint64_t{*limits.cpu_percent} * 10'000);
+  if (r >= 0) r = append_limits(m, limits, false);
   if (r >= 0) r = sd_bus_message_close_container(m);
   return r;
 }
 
-}  // namespace
-#endif
-
-int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,
-                   const sandbox::ResourceLimits& limits, std::string& why) {
-#ifndef PVBACK_HAVE_SYSTEMD
-  static_cast<void>(pid), static_cast<void>(unit), static_cast<void>(description), static_cast<void>(limits);
-  why = "pvback was built without libsystemd";
-  return ENOTSUP;
-#else
+// Calls the manager's `method` over its private socket, its arguments appended by `append`
+// (sd_bus_message* -> an sd-bus result), waiting up to 2 s for the answer: the control part's loop
+// (other devices' handshakes too) waits with it, and a manager that does not answer costs a scope
+// or its limits, not the host its devices. 0 or an errno value with `why` set ("<method> <unit>:
+// <the manager's message>").
+template <class Append>
+int call_manager(const char* method, const std::string& unit, std::string& why, Append&& append) {
   sd_bus* raw_bus = nullptr;
   int r = sd_bus_new(&raw_bus);
   if (r < 0) {
@@ -113,27 +122,39 @@ int place_in_scope(pid_t pid, const std::string& unit, const std::string& descri
   }
   sd_bus_message* raw_call = nullptr;
   r = sd_bus_message_new_method_call(bus.get(), &raw_call, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                                     "org.freedesktop.systemd1.Manager", "StartTransientUnit");
+                                     "org.freedesktop.systemd1.Manager", method);
   const std::unique_ptr<sd_bus_message, MessageUnref> call(raw_call);
-  if (r >= 0) r = sd_bus_message_append(call.get(), "ss", unit.c_str(), "fail");
-  if (r >= 0) r = append_properties(call.get(), pid, description, limits);
-  if (r >= 0) r = sd_bus_message_append(call.get(), "a(sa(sv))", 0);  // no auxiliary units
+  if (r >= 0) r = append(call.get());
   if (r < 0) {
-    why = std::string("cannot build the StartTransientUnit call: ") + std::strerror(-r);
+    why = std::string("cannot build the ") + method + " call: " + std::strerror(-r);
     return -r;
   }
   sd_bus_error error = SD_BUS_ERROR_NULL;
   sd_bus_message* reply = nullptr;
-  // The control part's loop waits for this (other devices' handshakes too): a manager that does
-  // not answer within 2 s costs the data plane its scope, not the host its devices.
   r = sd_bus_call(bus.get(), call.get(), 2'000'000, &error, &reply);
   sd_bus_message_unref(reply);
-  if (r < 0) {
-    why = "StartTransientUnit " + unit + ": " + (error.message != nullptr ? error.message : std::strerror(-r));
-    sd_bus_error_free(&error);
-    return -r;
-  }
+  if (r < 0) why = std::string(method) + " " + unit + ": " + (error.message != nullptr ? error.message : std::strerror(-r));
   sd_bus_error_free(&error);
+  return r < 0 ? -r : 0;
+}
+
+}  // namespace
+#endif
+
+int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,
+                   const sandbox::ResourceLimits& limits, std::string& why) {
+#ifndef PVBACK_HAVE_SYSTEMD
+  static_cast<void>(pid), static_cast<void>(unit), static_cast<void>(description), static_cast<void>(limits);
+  why = "pvback was built without libsystemd";
+  return ENOTSUP;
+#else
+  const int e = call_manager("StartTransientUnit", unit, why, [&](sd_bus_message* m) {
+    int r = sd_bus_message_append(m, "ss", unit.c_str(), "fail");
+    if (r >= 0) r = append_properties(m, pid, description, limits);
+    if (r >= 0) r = sd_bus_message_append(m, "a(sa(sv))", 0);  // no auxiliary units
+    return r;
+  });
+  if (e != 0) return e;
   // The manager moves the pid when it runs the unit's start job, just after it answered.
   const std::string want = std::string("/") + kDataPlaneSlice + "/" + unit;
   for (int i = 0; i < 400; ++i) {
@@ -142,6 +163,23 @@ int place_in_scope(pid_t pid, const std::string& unit, const std::string& descri
   }
   why = unit + " was started but pid " + std::to_string(pid) + " is not in it after 2 s";
   return ETIMEDOUT;
+#endif
+}
+
+int set_scope_limits(const std::string& unit, const sandbox::ResourceLimits& limits, std::string& why) {
+#ifndef PVBACK_HAVE_SYSTEMD
+  static_cast<void>(unit), static_cast<void>(limits);
+  why = "pvback was built without libsystemd";
+  return ENOTSUP;
+#else
+  return call_manager("SetUnitProperties", unit, why, [&](sd_bus_message* m) {
+    // runtime: a transient unit's properties live in /run anyway.
+    int r = sd_bus_message_append(m, "sb", unit.c_str(), 1);
+    if (r >= 0) r = sd_bus_message_open_container(m, 'a', "(sv)");
+    if (r >= 0) r = append_limits(m, limits, true);
+    if (r >= 0) r = sd_bus_message_close_container(m);
+    return r;
+  });
 #endif
 }
 

@@ -45,6 +45,11 @@ std::string scope_unit_name(const std::string& leaf, pid_t pid);
 [[nodiscard]] int place_in_scope(pid_t pid, const std::string& unit, const std::string& description,
                                  const sandbox::ResourceLimits& limits, std::string& why);
 
+// Sets a running scope's MemoryMax=, TasksMax=, CPUQuota= to `limits` (those it has): an adopted
+// data plane gets what this control part sizes for its device, not what its predecessor did.
+// 0, or an errno value with `why` set. Waits up to 2 s for the manager.
+[[nodiscard]] int set_scope_limits(const std::string& unit, const sandbox::ResourceLimits& limits, std::string& why);
+
 // The scope `pid` is in, if it is a data plane's ("/sys/fs/cgroup/pvback.slice/pvback-...scope"),
 // else "" (a predecessor whose scope request failed left it in its unit's cgroup).
 std::string data_plane_scope_of(pid_t pid);

@@ -219,6 +219,13 @@ check() {
     local main0 main1 vbd0 vif0 vbd1 vif1 t left adopted pings
     main0=$(prop $unit MainPID); vbd0=$(dp_pid vbd "$d" 51712); vif0=$(dp_pid vif "$d" 0)
     say "before restart: supervisor $main0 NRestarts=$(prop $unit NRestarts), data planes vbd $vbd0 vif $vif0"
+    # An operator's new limit for the data planes, then the restart: the adopted vbd data plane's
+    # scope gets it (SetUnitProperties), not what its predecessor sized.
+    local vbd_scope mem_before mem_after
+    vbd_scope=$(cut -d/ -f3 /proc/$vbd0/cgroup 2>/dev/null)
+    mem_before=$(systemctl show -P MemoryMax "$vbd_scope" 2>/dev/null)
+    cp /etc/default/pvback-supervisor /tmp/pvback-supervisor.default
+    echo 'PVBACK_SUPERVISOR_OPTS="--blk-arg --data-plane-memory-max --blk-arg 200M"' >> /etc/default/pvback-supervisor
     t=$(date +%s%N)
     cursor=$(journal_cursor)
     ping_start
@@ -236,8 +243,12 @@ check() {
     [ "$vbd1" = "$vbd0" ] && [ "$vif1" = "$vif0" ] && [ "$(alive "$vbd0")" = alive ] && [ "$(alive "$vif0")" = alive ] ||
       { say "the data planes did not outlive the restart"; ok=0; }
     [ "${left:-0}" -ge 2 ] && [ "${adopted:-0}" -ge 2 ] || { say "not both data planes were left serving and adopted"; ok=0; }
+    mem_after=$(systemctl show -P MemoryMax "$vbd_scope" 2>/dev/null)
+    say "the vbd data plane's scope $vbd_scope: MemoryMax $mem_before before, $mem_after after the restart with --data-plane-memory-max 200M"
+    [ "$mem_after" = 209715200 ] || { say "the adopted data plane's scope did not get the new limit"; ok=0; }
+    cp /tmp/pvback-supervisor.default /etc/default/pvback-supervisor
     event_verdict "8-systemctl-restart" "after systemctl restart" $ok \
-      "supervisor $main0 -> $main1; data planes vbd $vbd0 -> ${vbd1:-none}, vif $vif0 -> ${vif1:-none}, left serving and adopted alive; ping across it: $pings"
+      "supervisor $main0 -> $main1; data planes vbd $vbd0 -> ${vbd1:-none}, vif $vif0 -> ${vif1:-none}, left serving and adopted alive; ping across it: $pings; the vbd scope's MemoryMax $mem_before -> $mem_after"
 
     # --- kill -9 of the supervisor's main process: Restart=on-failure. The data planes are in
     # scopes of their own in pvback.slice (plane/systemd_scope.hpp), outside the unit's cgroup:
