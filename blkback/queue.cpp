@@ -314,7 +314,7 @@ void Queue::Impl::fatal(int error, const char* reason) {
 // The three indices say which rule the frontend broke (more requests than slots, or req_prod
 // moved backwards): an operator reading the log can tell a hostile frontend from a torn ring.
 void Queue::Impl::ring_overflow() {
-  const ring::RingIdx prod = is32 ? ring32.shared_req_prod() : ring64.shared_req_prod();
+  const ring::RingIdx prod = is32 ? ring32.refused_req_prod() : ring64.refused_req_prod();
   char reason[160];
   std::snprintf(reason, sizeof reason,
                 "ring overflow: the frontend's req_prod %u is impossible (req_cons %u, rsp_prod %u, %u slots)", prod,

@@ -232,6 +232,9 @@ class BackRing : public detail::RingBase<Req, Rsp> {
 
   RingIdx req_cons() const noexcept { return req_cons_; }
   RingIdx rsp_prod_pvt() const noexcept { return rsp_prod_pvt_; }
+  // The req_prod that unconsumed_requests() last refused as impossible (kErrProducerOverflow):
+  // the value it judged, which the shared page may no longer hold.
+  RingIdx refused_req_prod() const noexcept { return refused_req_prod_; }
 
   // True if the frontend's req_prod is impossible: it claims more requests awaiting a response
   // than the ring holds (RING_REQUEST_PROD_OVERFLOW). Also catches req_prod moving backwards.
@@ -246,8 +249,10 @@ class BackRing : public detail::RingBase<Req, Rsp> {
   std::expected<RingIdx, int> unconsumed_requests() const noexcept {
     RingIdx prod = this->shared_req_prod();
     if (requests_overflow(prod) ||
-        static_cast<RingIdx>(prod - req_cons_) > static_cast<RingIdx>(prod - rsp_prod_pvt_))
+        static_cast<RingIdx>(prod - req_cons_) > static_cast<RingIdx>(prod - rsp_prod_pvt_)) {
+      refused_req_prod_ = prod;  // the value judged, for the error message (the guest may move it)
       return std::unexpected(kErrProducerOverflow);
+    }
     return static_cast<RingIdx>(prod - req_cons_);
   }
 
@@ -300,6 +305,7 @@ class BackRing : public detail::RingBase<Req, Rsp> {
 
   RingIdx rsp_prod_pvt_ = 0;
   RingIdx req_cons_ = 0;
+  mutable RingIdx refused_req_prod_ = 0;
 };
 
 // The frontend's end: produces requests, consumes responses. Used by our userspace frontends and

@@ -167,9 +167,13 @@ TEST(RingOverflow, BogusReqProdIsDetected) {
     EXPECT_TRUE(back.requests_overflow());
     EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
     EXPECT_EQ(back.final_check_for_requests().error(), kErrProducerOverflow);
+    // The error names the value judged, not what the guest wrote since.
+    req_prod.store(start + 3);
+    EXPECT_EQ(back.refused_req_prod(), start + 129);
 
     req_prod.store(start - 1);  // moved backwards
     EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
+    EXPECT_EQ(back.refused_req_prod(), start - 1);
 
     req_prod.store(start + 0x80000000u);
     EXPECT_EQ(back.unconsumed_requests().error(), kErrProducerOverflow);
