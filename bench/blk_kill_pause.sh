@@ -12,7 +12,10 @@
 # has adopted the running one), and for comparison the longest gap away from the kills. Killing the
 # host daemon should make no pause: the data plane serves on. (host daemon mid start: the next kill
 # does not wait for the adoption, and a kill's span ends when its successor has been started: its
-# adoption falls among "away from the kills".)
+# adoption falls among "away from the kills".) Then an orderly restart of the host daemon
+# (SIGTERM, as `systemctl restart` and a package upgrade do) with --on-stop leave (the default under
+# systemd: the successor adopts the data plane left serving) and with --on-stop stop (the data plane
+# stops, the successor's new one resumes the rings from the records): the same gaps.
 #
 #   bench/blk_kill_pause.sh [RUNS]    (default 10: runs of each of the first two cases, kills in each
 #                                      of the others)
@@ -49,14 +52,18 @@ for victim in whole_backend data_plane; do
   done
   report+=$(summary runs "pvback-blk kill -9 of the ${victim/_/ } -> successor's first answer" "${pauses[@]}")$'\n'
 done
-for victim in data_plane host_daemon host_daemon_mid_start; do
+for victim in data_plane host_daemon host_daemon_mid_start host_daemon_sigterm_leave host_daemon_sigterm_stop; do
   out=$(PVBACK_REPORT_PAUSE=1 PVBACK_KILL_ROUNDS=$runs build/tests/supervisor/supervisor_host_tests \
           --gtest_filter="Victims/HostRandomKillTest.EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills/$victim" \
           2>/dev/null || true)
   mapfile -t pauses < <(sed -n 's/^pause: \([0-9.]*\) ms.*/\1/p' <<<"$out")
   elsewhere=$(sed -n 's/^elsewhere: \([0-9.]*\) ms.*/\1/p' <<<"$out")
   grep -q '^\[  PASSED  \] 1 test' <<<"$out" || elsewhere="${elsewhere:-?}; THE TEST FAILED"
-  report+=$(summary kills "host daemon, kill -9 of the ${victim//_/ } -> longest gap between completions across the kill (away from the kills: at most ${elsewhere:-?} ms)" "${pauses[@]}")$'\n'
+  case $victim in
+    host_daemon_sigterm_*) what="SIGTERM of the host daemon with --on-stop ${victim##*_} and its successor" ;;
+    *) what="kill -9 of the ${victim//_/ }" ;;
+  esac
+  report+=$(summary kills "host daemon, $what -> longest gap between completions across it (away from them: at most ${elsewhere:-?} ms)" "${pauses[@]}")$'\n'
 done
 echo "$report"
 mkdir -p bench/results

@@ -11,6 +11,11 @@
 //                          another, which resumes the rings from their recovery records
 //   either                 one or the other at random (a data plane a successor adopted, no child
 //                          of it, killed in turn)
+//   host_daemon_sigterm_leave  not a kill: SIGTERM (systemctl restart, an upgrade) with --on-stop
+//                          leave, what auto does under systemd; the successor adopts the data plane
+//                          left serving (the very same process)
+//   host_daemon_sigterm_stop   SIGTERM with --on-stop stop: the data plane answers what it took and
+//                          exits; the successor's new one resumes the rings from the records
 // PVBACK_KILL_ROUNDS sets the number of kills (default 100, 5 to 20 s a case here; the long run:
 // PVBACK_KILL_ROUNDS=1000, 2 to 3 minutes a case). PVBACK_REPORT_PAUSE=1 prints the guest's pause at
 // each kill (bench/blk_kill_pause.sh).
@@ -20,13 +25,14 @@
 
 #include <random>
 
+#include "tests/support/data_plane.hpp"
 #include "tests/support/verifying_workload.hpp"
 #include "tests/supervisor/host_fixture.hpp"
 
 namespace pvback::test {
 namespace {
 
-enum class Victim { HostDaemon, HostDaemonMidStart, DataPlane, Either };
+enum class Victim { HostDaemon, HostDaemonMidStart, DataPlane, Either, TermLeave, TermStop };
 
 // As bench/blk_kill_pause.sh and the test names have it.
 const char* name(Victim victim) {
@@ -34,6 +40,8 @@ const char* name(Victim victim) {
     case Victim::HostDaemon: return "host_daemon";
     case Victim::HostDaemonMidStart: return "host_daemon_mid_start";
     case Victim::DataPlane: return "data_plane";
+    case Victim::TermLeave: return "host_daemon_sigterm_leave";
+    case Victim::TermStop: return "host_daemon_sigterm_stop";
     case Victim::Either: break;
   }
   return "either";
@@ -58,10 +66,13 @@ class HostRandomKillTest : public HostTest, public ::testing::WithParamInterface
   // The vbd's options, for the host daemon and each successor: two queues, storage latency that
   // varies per operation (completions come back out of order, a kill finds requests in every
   // state), and no limit to the data plane's restarts.
-  static std::vector<std::string> vbd_args() {
+  // A SIGTERM victim also says what the host daemon does with the data plane when it stops.
+  static std::vector<std::string> vbd_args(Victim victim) {
     std::vector<std::string> args;
     for (const char* a : {"--max-queues", "2", "--inject-latency-us", "2000", "--data-plane-restart-burst", "100000"})
       args.insert(args.end(), {"--blk-arg", a});
+    if (victim == Victim::TermLeave || victim == Victim::TermStop)
+      args.insert(args.end(), {"--blk-arg", "--on-stop", "--blk-arg", victim == Victim::TermLeave ? "leave" : "stop"});
     return args;
   }
 
@@ -73,7 +84,7 @@ TEST_P(HostRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills
   const Victim victim = GetParam();
   VerifyingWorkload::Options load;
   ASSERT_EQ(::truncate(disk_.c_str(), static_cast<off_t>(load.blocks * 4096)), 0);
-  start_supervisor(vbd_args());
+  start_supervisor(vbd_args(victim));
   add_vbd();
   ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait; })) << log_text();
   auto front = attach();
@@ -89,6 +100,22 @@ TEST_P(HostRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills
   int daemon_kills = 0;
   VerifyingWorkload workload(*front, load);
   workload.run(rounds, [&](int) {
+    if (victim == Victim::TermLeave || victim == Victim::TermStop) {
+      ++daemon_kills;
+      const pid_t daemon = supervisor_pid();
+      if (daemon <= 1 || ::kill(daemon, SIGTERM) != 0) return false;
+      const auto status = wait_supervisor_exit();
+      if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) return false;
+      const pid_t old = plane_;
+      start_supervisor(vbd_args(victim));  // as systemd's restart would
+      return eventually([&] {
+        const pid_t now = listed_data_plane_pid();
+        if (victim == Victim::TermLeave) return now == old;  // adopted: that very process
+        if (now <= 1 || now == old) return false;  // a new one, from the records
+        plane_ = now;
+        return true;
+      });
+    }
     if (victim == Victim::HostDaemon || victim == Victim::HostDaemonMidStart ||
         (victim == Victim::Either && chooser() % 2 == 0)) {
       ++daemon_kills;
@@ -96,7 +123,7 @@ TEST_P(HostRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills
       if (daemon <= 1 || ::kill(daemon, SIGKILL) != 0) return false;
       const auto status = wait_supervisor_exit();
       if (!status || !WIFSIGNALED(*status)) return false;
-      start_supervisor(vbd_args());  // as systemd's Restart= would
+      start_supervisor(vbd_args(victim));  // as systemd's Restart= would
       // Mid-start: the next kill may come before the successor has adopted the data plane, even
       // in the middle of its adoption.
       if (victim == Victim::HostDaemonMidStart) return true;
@@ -134,6 +161,20 @@ TEST_P(HostRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills
     } else {
       EXPECT_GT(adoptions, 0u);
     }
+  } else if (victim == Victim::TermLeave) {
+    EXPECT_NE(supervisor_pid(), host);
+    EXPECT_EQ(plane_, first_plane);
+    EXPECT_TRUE(is_data_plane(first_plane)) << "the data plane that served from the start is gone";
+    EXPECT_EQ(log_count("leaving the data plane (pid " + std::to_string(first_plane) + ")"),
+              static_cast<std::size_t>(rounds));
+    EXPECT_EQ(log_count("adopted the data plane (pid " + std::to_string(first_plane) + ")"),
+              static_cast<std::size_t>(rounds));
+  } else if (victim == Victim::TermStop) {
+    EXPECT_NE(supervisor_pid(), host);
+    EXPECT_NE(plane_, first_plane);
+    EXPECT_TRUE(process_gone(first_plane));
+    EXPECT_EQ(log_count("leaving the data plane"), 0u);
+    EXPECT_EQ(log_count("adopted the data plane"), 0u);
   } else if (victim == Victim::DataPlane) {
     EXPECT_EQ(supervisor_pid(), host) << "the host daemon did not survive its data plane's deaths";
     EXPECT_TRUE(supervisor_running());
@@ -150,14 +191,14 @@ TEST_P(HostRandomKillTest, EveryRequestIsAnsweredExactlyOnceAcrossRandomSigkills
   workload.report_pauses(name(victim));
   RecordProperty("kills", workload.disturbances());
   RecordProperty("requests", static_cast<int>(workload.completed()));
-  std::printf("%d SIGKILLs (%d of the host daemon, %d of the data plane), %llu requests answered exactly once, disk "
+  std::printf("%d disturbances (%d of the host daemon, %d of the data plane), %llu requests answered exactly once, disk "
               "verified\n",
               workload.disturbances(), daemon_kills, workload.disturbances() - daemon_kills,
               static_cast<unsigned long long>(workload.completed()));
 }
 INSTANTIATE_TEST_SUITE_P(Victims, HostRandomKillTest,
                          ::testing::Values(Victim::HostDaemon, Victim::HostDaemonMidStart, Victim::DataPlane,
-                                           Victim::Either),
+                                           Victim::Either, Victim::TermLeave, Victim::TermStop),
                          [](const auto& info) { return std::string(name(info.param)); });
 
 }  // namespace
