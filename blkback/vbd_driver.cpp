@@ -495,6 +495,10 @@ void VbdDriver::disconnect() {
 
 bool VbdDriver::leave_data_plane() {
   if (adoption_path().empty() || !keep_recovery_records_) return false;
+  // An operator's pause or restart under way is ended by disconnect() with an answer that says the
+  // device is not paused (restarted): the data plane stops, as that answer says, rather than serve
+  // on paused (or half-stopped) for a successor.
+  if (operation_.kind != Operation::None || restarting_.active()) return false;
   // One connected to this process's storage daemon would lose it with this process.
   if (const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine()); nbd && nbd->storage_daemon() != 0)
     return false;

@@ -83,6 +83,7 @@ std::string describe_wait_status(int status) {
 Process::Process(Process&& o) noexcept
     : protocol_(o.protocol_),
       child_(o.child_),
+      adoptable_(o.adoptable_),
       name_(std::move(o.name_)),
       sock_(std::move(o.sock_)),
       pid_(std::exchange(o.pid_, -1)),
@@ -93,6 +94,7 @@ Process& Process::operator=(Process&& o) noexcept {
     if (running()) stop();
     protocol_ = o.protocol_;
     child_ = o.child_;
+    adoptable_ = o.adoptable_;
     name_ = std::move(o.name_);
     sock_ = std::move(o.sock_);
     pid_ = std::exchange(o.pid_, -1);
@@ -250,6 +252,7 @@ std::expected<Process, int> Process::launch(const Launch& l) {
   Process p;
   p.protocol_ = l.protocol;
   p.name_ = l.name;
+  p.adoptable_ = l.adoptable;
   p.sock_ = std::move(ours);
   p.pid_ = pid;
   // Before it holds anything of the guest's: what it allocates from then on is charged to its group.
@@ -373,7 +376,8 @@ void Process::release() {
 }
 
 bool leave_for_successor(Process& process, bool leave, std::chrono::milliseconds orphan_timeout) {
-  if (!leave || !process.running()) return false;
+  // One with no listening socket stops when this process ends (PR_SET_PDEATHSIG): nothing to leave.
+  if (!leave || !process.running() || !process.adoptable()) return false;
   PVBACK_LOG(Notice, "%s: leaving the data plane (pid %d) serving for the next control part to adopt (it stops by "
              "itself if none does within %lld ms)", process.name().c_str(), static_cast<int>(process.pid()),
              static_cast<long long>(orphan_timeout.count()));
@@ -411,6 +415,7 @@ std::expected<Process::Adoption, int> Process::adopt(const std::string& path, co
   a.answer.resize(*n);
   a.process.protocol_ = protocol;
   a.process.child_ = false;
+  a.process.adoptable_ = true;  // it was: a successor can adopt it in turn
   a.process.name_ = name;
   a.process.sock_ = std::move(sock);
   a.process.pid_ = peer.pid;

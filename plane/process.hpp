@@ -72,6 +72,8 @@ class Process {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   const std::string& name() const { return name_; }
+  // It was given a listening socket (Launch::adoptable, or adopted): it can outlive this process.
+  bool adoptable() const { return adoptable_; }
 
   struct Event {
     enum Kind { Nothing, Said, Ended } kind = Nothing;
@@ -113,6 +115,7 @@ class Process {
   Protocol protocol_{};
   // An adopted data plane is not our child: its end is seen, not waited for.
   bool child_ = true;
+  bool adoptable_ = false;
   std::string name_;
   UniqueFd sock_;
   pid_t pid_ = -1;
