@@ -379,8 +379,7 @@ int VbdDriver::connect(xenbus::XenStore& xs, const std::string& frontend_path) {
     }
     // One connected to the storage daemon of a dead predecessor (the daemon died with it) cannot
     // be: it is stopped, and the new one resumes its rings with this process's daemon.
-    const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
-    const bool adoptable = nbd == nullptr || nbd->storage_daemon() == 0;
+    const bool adoptable = data_plane_outlives_control();
     if (!resume || !adoptable) stop_orphan_data_plane(adoption_path());
     if (int e = make_cgroup()) {
       disconnect();
@@ -493,17 +492,20 @@ void VbdDriver::disconnect() {
   past_.persistent_grants.set(0);
 }
 
+bool VbdDriver::data_plane_outlives_control() const {
+  const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine());
+  return nbd == nullptr || nbd->storage_daemon() == 0;
+}
+
 bool VbdDriver::leave_data_plane() {
-  if (adoption_path().empty() || !keep_recovery_records_) return false;
   // An operator's pause or restart under way is ended by disconnect() with an answer that says the
   // device is not paused (restarted): the data plane stops, as that answer says, rather than serve
   // on paused (or half-stopped) for a successor.
-  if (operation_.kind != Operation::None || restarting_.active()) return false;
-  // One connected to this process's storage daemon would lose it with this process.
-  if (const auto* nbd = dynamic_cast<const storage::NbdEngine*>(base_engine()); nbd && nbd->storage_daemon() != 0)
+  if (!keep_recovery_records_ || operation_.kind != Operation::None || restarting_.active() ||
+      !data_plane_outlives_control())
     return false;
-  left_serving_ = ::pvback::plane::leave_for_successor(
-      plane_, ::pvback::plane::leaves_data_plane(options_.on_stop, cgroup_.own_unit()), options_.orphan_timeout);
+  left_serving_ = ::pvback::plane::leave_for_successor(plane_, options_.on_stop, cgroup_.own_unit(),
+                                                       options_.orphan_timeout);
   return left_serving_;
 }
 

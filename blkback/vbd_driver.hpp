@@ -141,6 +141,9 @@ class VbdDriver final : public xenbus::BackendDriver {
   const storage::Engine* base_engine() const;
   storage::Engine* base_engine();
   bool serves_in_process() const;
+  // A data plane of this device can outlive its control part: not one tied to a qemu-storage-daemon
+  // of this process's (that daemon dies with it), which a successor can neither adopt nor be left.
+  bool data_plane_outlives_control() const;
 
   const grant::Platform& platform_;
   // What the frontend negotiates from, as the backend's directory holds it: what a connection is

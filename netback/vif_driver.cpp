@@ -551,9 +551,8 @@ void VifDriver::disconnect() {
 
 bool VifDriver::leave_data_plane() {
   // A data plane an operator's restart has already told to stop stops, as before.
-  if (adoption_path().empty() || !keep_records_ || restarting_.active()) return false;
-  left_serving_ = plane::leave_for_successor(plane_, plane::leaves_data_plane(options_.on_stop, cgroup_.own_unit()),
-                                             options_.orphan_timeout);
+  if (!keep_records_ || restarting_.active()) return false;
+  left_serving_ = plane::leave_for_successor(plane_, options_.on_stop, cgroup_.own_unit(), options_.orphan_timeout);
   return left_serving_;
 }
 

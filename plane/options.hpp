@@ -19,10 +19,6 @@ namespace pvback::plane {
 // Auto leaves it where it outlives the control part's service anyway (its own systemd scope), so
 // that `systemctl restart` and a package upgrade do not touch the guests' I/O.
 enum class OnStop { Auto, Stop, Leave };
-// Whether to leave it: `own_unit`, it runs in a systemd scope of its own (CgroupLeaf::own_unit).
-inline bool leaves_data_plane(OnStop on_stop, bool own_unit) {
-  return on_stop == OnStop::Leave || (on_stop == OnStop::Auto && own_unit);
-}
 
 // Parses one of --data-plane process|thread, --data-plane-restart-burst N, --orphan-timeout-ms N,
 // --on-stop auto|stop|leave,

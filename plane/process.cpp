@@ -375,7 +375,8 @@ void Process::release() {
   unread_.clear();
 }
 
-bool leave_for_successor(Process& process, bool leave, std::chrono::milliseconds orphan_timeout) {
+bool leave_for_successor(Process& process, OnStop on_stop, bool own_unit, std::chrono::milliseconds orphan_timeout) {
+  const bool leave = on_stop == OnStop::Leave || (on_stop == OnStop::Auto && own_unit);
   // One with no listening socket stops when this process ends (PR_SET_PDEATHSIG): nothing to leave.
   if (!leave || !process.running() || !process.adoptable()) return false;
   PVBACK_LOG(Notice, "%s: leaving the data plane (pid %d) serving for the next control part to adopt (it stops by "

@@ -16,6 +16,7 @@
 
 #include "base/unique_fd.hpp"
 #include "plane/codec.hpp"
+#include "plane/options.hpp"
 
 namespace pvback::plane {
 
@@ -134,10 +135,11 @@ struct Process::Adoption {
 // part dies.
 UniqueFd listen_for_adoption(const std::string& path, const std::string& name);
 
-// A control part stopping while its device lives on, with its data plane `process` adoptable
-// (Launch::adoptable): released, serving, for the next control part (logged, naming the device)
-// if `leave` (the operator's --on-stop, plane/options.hpp, decided by the caller). True if so.
-bool leave_for_successor(Process& process, bool leave, std::chrono::milliseconds orphan_timeout);
+// A control part stopping while its device lives on: its data plane `process`, if adoptable
+// (Process::adoptable), is released, serving, for the next control part (logged, naming the
+// device) as `on_stop` says (--on-stop, plane/options.hpp; auto: if `own_unit`, it runs in a
+// systemd scope of its own, CgroupLeaf::own_unit). True if so.
+bool leave_for_successor(Process& process, OnStop on_stop, bool own_unit, std::chrono::milliseconds orphan_timeout);
 
 // "exited with status 1", "killed by signal 9 (Killed)" ...
 std::string describe_wait_status(int status);
