@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 #include "tests/supervisor/supervisor_fixture.hpp"
 
@@ -44,6 +45,26 @@ class HostTest : public SupervisorTest {
     auto front = blkfront::BlkFront::attach(platform, sim::vbd_frontend_path(domid, kDevid), options);
     EXPECT_TRUE(front.has_value()) << "attach: " << (front ? "" : std::strerror(front.error()));
     return front ? std::move(*front) : nullptr;
+  }
+
+  // Guest 1's vbd on the test's disk and guest 2's on `params2` (add_guest2_vbd's default: a copy),
+  // both at InitWait, and a blkfront attached to each (guest 2's platform kept with them).
+  struct TwoGuests {
+    std::optional<grant::Platform> guest2;
+    std::unique_ptr<blkfront::BlkFront> front1;
+    std::unique_ptr<blkfront::BlkFront> front2;
+  };
+  void attach_two_guests(TwoGuests& g, std::string params2 = {}) {
+    add_vbd();
+    ASSERT_NO_FATAL_FAILURE(add_guest2_vbd(std::move(params2)));
+    const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
+    ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }))
+        << log_text();
+    g.guest2.emplace(hv_->platform(kGuest2));
+    g.front1 = attach();
+    g.front2 = attach_guest(*g.guest2, kGuest2);
+    ASSERT_NE(g.front1, nullptr);
+    ASSERT_NE(g.front2, nullptr);
   }
 
   static void write_and_verify(blkfront::BlkFront& front, unsigned seed) {

@@ -114,15 +114,10 @@ TEST_F(HostTest, ThePrometheusTextfileHoldsTheDevicesServedInTheHostDaemon) {
 
 TEST_F(HostTest, ARemovedDeviceGoesWhileAnotherKeepsServing) {
   start_supervisor();
-  add_vbd();
-  add_guest2_vbd();
-  const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
-  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }));
-  grant::Platform guest2(hv_->platform(kGuest2));
-  auto front1 = attach();
-  auto front2 = attach_guest(guest2, kGuest2);
-  ASSERT_NE(front1, nullptr);
-  ASSERT_NE(front2, nullptr);
+  TwoGuests g;
+  ASSERT_NO_FATAL_FAILURE(attach_two_guests(g));
+  auto& front1 = g.front1;
+  auto& front2 = g.front2;
   std::thread toolstack([&] {
     auto xs = xenbus::XenStore::open(hv_->platform(0).xenstore_path());
     ASSERT_TRUE(xs.has_value());
@@ -176,15 +171,11 @@ TEST_F(HostTest, KilledHostDaemonLeavesTheDataPlaneServingAndItsSuccessorAdoptsI
 TEST_F(HostTest, SigtermWithOnStopLeaveHandsTheRunningDataPlanesToTheNextSupervisor) {
   const std::vector<std::string> leave = {"--blk-arg", "--on-stop", "--blk-arg", "leave"};
   start_supervisor(leave);
-  add_vbd();
-  add_guest2_vbd();
+  TwoGuests g;
+  ASSERT_NO_FATAL_FAILURE(attach_two_guests(g));
+  auto& front1 = g.front1;
+  auto& front2 = g.front2;
   const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
-  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }));
-  grant::Platform guest2(hv_->platform(kGuest2));
-  auto front1 = attach();
-  auto front2 = attach_guest(guest2, kGuest2);
-  ASSERT_NE(front1, nullptr);
-  ASSERT_NE(front2, nullptr);
   write_and_verify(*front1, 1);
   write_and_verify(*front2, 2);
   const pid_t plane1 = listed_data_plane_pid("vbd-1-51712");
@@ -231,16 +222,11 @@ TEST_F(HostTest, AnImageIsServedInTheHostDaemonAndItsStorageDaemonsDeathRestarts
   const auto image = dir_ / "disk2.qcow2";
   ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + image.string() + " 8M").c_str()), 0);
   start_supervisor();
-  add_vbd();
-  ASSERT_NO_FATAL_FAILURE(add_guest2_vbd("qcow2:" + image.string()));
+  TwoGuests g;
+  ASSERT_NO_FATAL_FAILURE(attach_two_guests(g, "qcow2:" + image.string()));
+  auto& front1 = g.front1;
+  auto& front2 = g.front2;
   const std::string vbd2 = sim::vbd_backend_path(0, kGuest2, kDevid);
-  ASSERT_TRUE(eventually([&] { return state(vbd_path()) == XenbusStateInitWait && state(vbd2) == XenbusStateInitWait; }))
-      << log_text();
-  grant::Platform guest2(hv_->platform(kGuest2));
-  auto front1 = attach();
-  auto front2 = attach_guest(guest2, kGuest2);
-  ASSERT_NE(front1, nullptr);
-  ASSERT_NE(front2, nullptr);
   write_and_verify(*front1, 8);
   write_and_verify(*front2, 9);
   EXPECT_TRUE(children_of(supervisor_pid(), "--backend-path").empty()) << "a pvback-blk process serves the image";
