@@ -292,11 +292,7 @@ check() {
     main2=$(prop $unit MainPID)
     say "unit active again after $(( ($(date +%s%N) - t) / 1000000 )) ms: main pid $main2 NRestarts=$(prop $unit NRestarts) Result=$(prop $unit Result)"
     # Until the successor adopted both (60 s at most).
-    for _ in $(seq 1 240); do
-      adopted=$(journalctl --no-pager -u $unit --after-cursor="$cursor" -g "adopted the data plane" 2>/dev/null | grep -c "adopted the data plane")
-      [ "${adopted:-0}" -ge 2 ] && break
-      sleep 0.25
-    done
+    adopted=$(wait_journal "$cursor" "adopted the data plane" 2)
     vbd2=$(dp_pid vbd "$d" 51712); vif2=$(dp_pid vif "$d" 0)
     say "after kill -9: data planes vbd ${vbd2:-none} vif ${vif2:-none}; old vbd $vbd1 $(alive "$vbd1"), old vif $vif1 $(alive "$vif1"); adoptions in the journal: ${adopted:-0}; backend states vbd $(xenstore-read $vbd/state) vif $(xenstore-read $vif/state)"
     [ "$vbd2" = "$vbd1" ] && [ "$vif2" = "$vif1" ] && [ "$(alive "$vbd1")" = alive ] && [ "$(alive "$vif1")" = alive ] ||
